@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fastctrl import Controller, ControllerConfig
+
+
+@pytest.fixture
+def controller() -> Controller:
+    torch.manual_seed(0)
+    return Controller(ControllerConfig()).eval()
+
+
+@pytest.fixture
+def small_controller() -> Controller:
+    """Odd sizes on purpose: feature dims that are not multiples of any block size."""
+    torch.manual_seed(1)
+    cfg = ControllerConfig(image_dim=37, text_dim=91, image_proj_dim=24, text_proj_dim=40,
+                           hidden_dim=48, grids={"max_crops": [1, 2, 4], "top_k": [1, 2, 4, 8],
+                                                 "num_active_blocks": [4, 6, 8, 10, 12]})
+    return Controller(cfg).eval()
+
+
+def random_inputs(controller: Controller, batch: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    cfg = controller.config
+    img = rng.standard_normal((batch, cfg.image_dim), dtype=np.float32)
+    txt = rng.standard_normal((batch, cfg.text_dim), dtype=np.float32)
+    budget = rng.uniform(0.2, 1.5, size=batch).astype(np.float32) * cfg.ref_latency_ms
+    return img, txt, budget
