@@ -14,7 +14,7 @@ from dataclasses import dataclass
 #: The three knobs of a MolmoE-like VLM (DESIGN.md, "The knobs").
 DEFAULT_GRIDS: dict[str, tuple[int, ...]] = {
     "max_crops": (1, 2, 4, 6, 9, 12),
-    "top_k": (1, 2, 4, 8),
+    "top_k": (1, 2, 3, 4, 6, 8),
     "num_active_blocks": (8, 10, 12, 14, 16),
 }
 

@@ -8,7 +8,7 @@ from fastctrl import ActionSpace
 def test_default_space_has_three_knobs():
     space = ActionSpace()
     assert space.names == ("max_crops", "top_k", "num_active_blocks")
-    assert space.n_configs == 6 * 4 * 5
+    assert space.n_configs == 6 * 6 * 5
     full = space.full()
     assert full.values == {"max_crops": 12, "top_k": 8, "num_active_blocks": 16}
     assert space.cheapest().values == {"max_crops": 1, "top_k": 1, "num_active_blocks": 8}
