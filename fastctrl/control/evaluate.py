@@ -1,0 +1,177 @@
+"""Evaluate a trained TinyRecursiveControl against the LQR optimum on a test set.
+
+    python -m fastctrl.control.evaluate --checkpoint runs/control/supervised/best_model.pt \
+        --test_data data/lqr_test/lqr_dataset.npz \
+        --output runs/control/supervised/evaluation_results.json
+
+The model's controls are simulated through the exact float64 dynamics. Metrics: mean final-state
+error ``||x_N||``, success rate (final error < ``--success_threshold``, 0.1), mean trajectory
+cost, gap from the LQR cost in percent (``100 * (mean cost / mean LQR cost - 1)``; the LQR costs
+are recomputed here from a fresh Riccati solve and checked against the stored ones), and the
+inference time of one forward pass over a batch of ``--timing_batch_size`` initial states.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import io
+from . import data, lqr
+from ._cli import parse_args, positive
+from .model import TinyRecursiveControl
+from .system import DoubleIntegrator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvaluateArgs:
+    """Evaluate a TinyRecursiveControl checkpoint on an LQR test set."""
+
+    checkpoint: str = "runs/control/supervised/best_model.pt"
+    """Checkpoint written by python -m fastctrl.control.train."""
+    test_data: str = "data/lqr_test/lqr_dataset.npz"
+    """Test dataset (lqr_dataset.npz or its directory)."""
+    output: str = "runs/control/supervised/evaluation_results.json"
+    """Where to write the metrics as JSON."""
+    success_threshold: float = 0.1
+    """A rollout succeeds when its final-state error is below this."""
+    timing_batch_size: int = 1000
+    """Batch size of the timed forward pass (test states are tiled to reach it)."""
+    timing_repeats: int = 50
+    """Timed forward passes (after 5 warm-up passes); the median is reported."""
+    quiet: bool = False
+    """Print nothing on success."""
+
+    def __post_init__(self) -> None:
+        positive("success_threshold", self.success_threshold)
+        positive("timing_batch_size", self.timing_batch_size)
+        positive("timing_repeats", self.timing_repeats)
+
+
+def rollout_metrics(system: DoubleIntegrator, initial_states: np.ndarray, controls: np.ndarray,
+                    lqr_costs: np.ndarray, success_threshold: float = 0.1) -> dict[str, float]:
+    """Metrics of open-loop ``controls`` [n, N] from ``initial_states`` versus LQR costs [n]."""
+    traj = system.simulate(initial_states, controls)
+    costs = system.cost(traj, controls)
+    err = system.final_error(traj)
+    per_sample_gap = 100.0 * (costs / np.maximum(lqr_costs, 1e-12) - 1.0)
+    return {
+        "mean_final_error": float(err.mean()),
+        "median_final_error": float(np.median(err)),
+        "max_final_error": float(err.max()),
+        "success_rate": float((err < success_threshold).mean()),
+        "mean_cost": float(costs.mean()),
+        "cost_gap_percent": float(100.0 * (costs.mean() / lqr_costs.mean() - 1.0)),
+        "median_per_sample_gap_percent": float(np.median(per_sample_gap)),
+        "max_abs_control": float(np.abs(controls).max()),
+    }
+
+
+def predict(model: TinyRecursiveControl, initial_states: np.ndarray) -> np.ndarray:
+    """Controls [n, N] (float64) for initial states [n, 2]."""
+    with torch.inference_mode():
+        u = model(torch.tensor(initial_states, dtype=torch.float32))
+    assert isinstance(u, torch.Tensor)
+    return u.double().numpy()
+
+
+def time_inference(model: TinyRecursiveControl, initial_states: np.ndarray, batch_size: int,
+                   repeats: int, warmup: int = 5) -> dict[str, float]:
+    """Median / min wall time (ms) of one forward pass over ``batch_size`` states (CPU)."""
+    reps = int(np.ceil(batch_size / len(initial_states)))
+    x = torch.tensor(np.tile(initial_states, (reps, 1))[:batch_size], dtype=torch.float32)
+    times = []
+    with torch.inference_mode():
+        for _ in range(warmup):
+            model(x)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - t0)
+    ms = np.array(times) * 1e3
+    return {"inference_ms_per_batch": float(np.median(ms)),
+            "inference_ms_per_batch_min": float(ms.min()),
+            "inference_ms_per_batch_p90": float(np.percentile(ms, 90)),
+            "inference_batch_size": int(batch_size), "torch_threads": torch.get_num_threads()}
+
+
+def lqr_reference(ds: data.LQRDataset, success_threshold: float) -> dict[str, Any]:
+    """LQR metrics from a fresh Riccati solve, checked against the dataset's stored costs."""
+    controls, _, costs = lqr.rollout(ds.system, ds.initial_states)
+    max_dev = float(np.abs(costs - ds.costs).max())
+    if not np.allclose(costs, ds.costs, rtol=1e-8, atol=1e-10):
+        raise ValueError(f"test data: stored LQR costs differ from a fresh Riccati solve by up to "
+                         f"{max_dev:.3g}; the dataset is not LQR-optimal for its system")
+    m = rollout_metrics(ds.system, ds.initial_states, controls[..., 0], costs, success_threshold)
+    m["max_abs_deviation_from_stored_costs"] = max_dev
+    return m
+
+
+def check_compatible(model: TinyRecursiveControl, system: DoubleIntegrator, what: str) -> None:
+    c = model.config
+    pairs = (("num_steps", c.num_steps, system.num_steps),
+             ("time_horizon", c.time_horizon, system.time_horizon),
+             ("control_bound", c.control_bound, system.control_bound))
+    for name, mine, theirs in pairs:
+        if not np.isclose(float(mine), float(theirs)):
+            raise ValueError(f"{what}: {name}={theirs} but the model was trained with "
+                             f"{name}={mine}")
+
+
+def evaluate(args: EvaluateArgs) -> dict[str, Any]:
+    from .train import load_checkpoint
+
+    model, ckpt = load_checkpoint(args.checkpoint)
+    ds = data.load(args.test_data)
+    check_compatible(model, ds.system, f"--test_data {args.test_data}")
+    ref = lqr_reference(ds, args.success_threshold)
+    controls = predict(model, ds.initial_states)
+    metrics = rollout_metrics(ds.system, ds.initial_states, controls, ds.costs,
+                              args.success_threshold)
+    metrics["control_rmse"] = float(np.sqrt(np.mean((controls - ds.control_sequences[..., 0])
+                                                    ** 2)))
+    metrics.update(time_inference(model, ds.initial_states, args.timing_batch_size,
+                                  args.timing_repeats))
+    result = {
+        "checkpoint": str(args.checkpoint),
+        "test_data": str(args.test_data),
+        "num_samples": len(ds),
+        "success_threshold": args.success_threshold,
+        "model_config": ckpt["model_config"],
+        "num_parameters": model.num_parameters(),
+        "trc": metrics,
+        "lqr": ref,
+        "success_rate_gap_points": 100.0 * (ref["success_rate"] - metrics["success_rate"]),
+        "machine": {"processor": platform.processor() or platform.machine(),
+                    "torch": torch.__version__},
+    }
+    io.write_json(args.output, result)
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(EvaluateArgs, argv, prog="python -m fastctrl.control.evaluate")
+    try:
+        r = evaluate(args)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
+    if not args.quiet:
+        t, q = r["trc"], r["lqr"]
+        print(f"TRC on {r['num_samples']} test states: cost gap {t['cost_gap_percent']:.3f}% "
+              f"from LQR, success {100 * t['success_rate']:.1f}% (LQR {100 * q['success_rate']:.1f}%)"
+              f", mean final error {t['mean_final_error']:.4f} (LQR {q['mean_final_error']:.4f}), "
+              f"inference {t['inference_ms_per_batch']:.2f} ms per batch of "
+              f"{t['inference_batch_size']} -> {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,325 @@
+"""Supervised training of TinyRecursiveControl on LQR-optimal controls.
+
+    python -m fastctrl.control.train --data data/lqr_train/lqr_dataset.npz --model_size small \
+        --epochs 100 --batch_size 64 --lr 1e-3 --patience 20 --scheduler cosine \
+        --output_dir runs/control/supervised
+
+Writes ``best_model.pt`` (lowest validation loss), ``last_model.pt``, ``training_stats.json``
+and ``training_curves.png`` (and ``model.onnx`` with ``--export-onnx``). The loss is the mean
+squared error between predicted and optimal controls, both divided by the control bound; with
+``--deep_supervision`` it is averaged over the answer of every recursion cycle. Checkpoints are
+plain dicts of tensors and numbers: ``torch.load(path, weights_only=True)`` reads them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .. import io
+from . import data
+from ._cli import parse_args, positive
+from .model import MODEL_SIZES, TinyRecursiveControl, TRCConfig
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "fastctrl-trc"
+CHECKPOINT_VERSION = 1
+BEST_FILE, LAST_FILE = "best_model.pt", "last_model.pt"
+STATS_FILE, CURVES_FILE, ONNX_FILE = "training_stats.json", "training_curves.png", "model.onnx"
+
+
+@dataclass
+class TrainConfig:
+    """Train TinyRecursiveControl to imitate the LQR oracle."""
+
+    data: str = "data/lqr_train/lqr_dataset.npz"
+    """Training dataset (lqr_dataset.npz, or the directory holding it)."""
+    output_dir: str = "runs/control/supervised"
+    """Directory for checkpoints, training_stats.json and training_curves.png."""
+    model_size: Literal["small", "medium", "large"] = "small"
+    """Preset size: small (~106K params), medium (~532K), large (~2.6M)."""
+    latent_dim: int | None = None
+    """Override the preset's latent size."""
+    hidden_dim: int | None = None
+    """Override the preset's core hidden width."""
+    num_outer_cycles: int | None = None
+    """Override the preset's number of control-sequence refinements."""
+    num_inner_cycles: int | None = None
+    """Override the preset's latent updates per refinement."""
+    epochs: int = 100
+    """Maximum number of passes over the training split."""
+    batch_size: int = 64
+    """Samples per optimisation step."""
+    lr: float = 1e-3
+    """Peak learning rate of AdamW."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    scheduler: Literal["cosine", "step", "plateau", "none"] = "cosine"
+    """Learning-rate schedule, stepped once per epoch (plateau watches the validation loss)."""
+    patience: int = 20
+    """Stop after this many epochs without a better validation loss (0: never stop early)."""
+    val_fraction: float = 0.1
+    """Fraction of the dataset held out for validation (split fixed by --seed)."""
+    deep_supervision: bool = True
+    """Average the loss over the answer of every recursion cycle, not only the last one."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value (0: no clipping)."""
+    seed: int = 0
+    """Seeds torch, numpy, python and the train/validation split."""
+    device: str = "cpu"
+    """Torch device (cpu, cuda, cuda:1, ...)."""
+    export_onnx: bool = False
+    """Also export the best model to model.onnx in --output_dir."""
+    quiet: bool = False
+    """No progress bar."""
+
+    def __post_init__(self) -> None:
+        positive("epochs", self.epochs)
+        positive("batch_size", self.batch_size)
+        positive("lr", self.lr)
+        positive("weight_decay", self.weight_decay, allow_zero=True)
+        positive("patience", self.patience, allow_zero=True)
+        positive("grad_clip", self.grad_clip, allow_zero=True)
+        for name in ("latent_dim", "hidden_dim", "num_outer_cycles", "num_inner_cycles"):
+            v = getattr(self, name)
+            if v is not None:
+                positive(name, v)
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"--val_fraction must be in (0, 1), got {self.val_fraction!r}")
+        if self.model_size not in MODEL_SIZES:
+            raise ValueError(f"--model_size must be one of {sorted(MODEL_SIZES)}, "
+                             f"got {self.model_size!r}")
+        if self.scheduler not in ("cosine", "step", "plateau", "none"):
+            raise ValueError(f"--scheduler must be cosine, step, plateau or none, "
+                             f"got {self.scheduler!r}")
+        try:
+            torch.device(self.device)
+        except RuntimeError as e:
+            raise ValueError(f"--device {self.device!r} is not a torch device: {e}") from e
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` produced."""
+
+    model: TinyRecursiveControl
+    """The best model (lowest validation loss), in eval mode, on the CPU."""
+    best_checkpoint: Path
+    stats: dict[str, Any]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _checkpoint(model: TinyRecursiveControl, cfg: TrainConfig, system: dict[str, Any],
+                epoch: int, val_loss: float) -> dict[str, Any]:
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "model_config": model.config.to_dict(),
+        "system": system,
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "epoch": int(epoch),
+        "val_loss": float(val_loss),
+        "train_config": cfg.to_dict(),
+    }
+
+
+def save_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    io.write_with(path, lambda tmp: torch.save(ckpt, tmp))
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> tuple[TinyRecursiveControl, dict[str, Any]]:
+    """Rebuild the model from a checkpoint written by :func:`train` (eval mode, CPU)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise ValueError(f"checkpoint {path} could not be read: {e}") from e
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint {path} is not a {CHECKPOINT_FORMAT} checkpoint")
+    if ckpt.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"checkpoint {path} has version {ckpt.get('version')!r}, "
+                         f"this code reads version {CHECKPOINT_VERSION}")
+    model = TinyRecursiveControl(TRCConfig.from_dict(ckpt["model_config"]))
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), ckpt
+
+
+def _loss(outputs: list[torch.Tensor], target: torch.Tensor, bound: float, deep: bool
+          ) -> torch.Tensor:
+    outs = outputs if deep else outputs[-1:]
+    return torch.stack([((o - target) / bound).pow(2).mean() for o in outs]).mean()
+
+
+def _plot(history: list[dict[str, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.semilogy(epochs, [h["train_loss"] for h in history], label="train")
+    ax1.semilogy(epochs, [h["val_loss"] for h in history], label="validation (final answer)")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("MSE of controls / bound")
+    ax1.legend()
+    ax1.set_title("TinyRecursiveControl: loss")
+    ax2.plot(epochs, [h["lr"] for h in history])
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("learning rate")
+    ax2.set_title("schedule")
+    fig.tight_layout()
+    io.write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Train, checkpoint and plot; returns the best model and the statistics."""
+    ds = data.load(cfg.data)
+    system = ds.system
+    seed_everything(cfg.seed)
+    device = torch.device(cfg.device)
+    out = Path(cfg.output_dir)
+
+    n = len(ds)
+    n_val = max(1, int(round(n * cfg.val_fraction)))
+    if n - n_val < 1:
+        raise ValueError(f"--data {cfg.data}: {n} samples leave no training split with "
+                         f"--val_fraction {cfg.val_fraction}")
+    perm = np.random.default_rng(cfg.seed).permutation(n)
+    x = torch.tensor(ds.initial_states, dtype=torch.float32)
+    u = torch.tensor(ds.control_sequences[..., 0], dtype=torch.float32)
+    x_tr, u_tr = x[perm[n_val:]].to(device), u[perm[n_val:]].to(device)
+    x_va, u_va = x[perm[:n_val]].to(device), u[perm[:n_val]].to(device)
+
+    state_scale = float(max(ds.generator.get("position_range", 1.0),
+                            ds.generator.get("velocity_range", 1.0)))
+    mcfg = TRCConfig.for_size(cfg.model_size, system, state_scale=state_scale,
+                              latent_dim=cfg.latent_dim, hidden_dim=cfg.hidden_dim,
+                              num_outer_cycles=cfg.num_outer_cycles,
+                              num_inner_cycles=cfg.num_inner_cycles)
+    model = TinyRecursiveControl(mcfg).to(device)
+    bound = float(system.control_bound)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched: Any = None
+    if cfg.scheduler == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs,
+                                                           eta_min=cfg.lr * 1e-2)
+    elif cfg.scheduler == "step":
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, cfg.epochs // 3), gamma=0.1)
+    elif cfg.scheduler == "plateau":
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, factor=0.5, patience=max(1, cfg.patience // 4 if cfg.patience else 5))
+
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history: list[dict[str, float]] = []
+    best_val, best_epoch, since_best = math.inf, 0, 0
+    stopped_early = False
+    t_start = time.perf_counter()
+    sys_dict = system.to_dict()
+    n_tr = x_tr.shape[0]
+    bar = tqdm(range(1, cfg.epochs + 1), desc="train TRC", disable=cfg.quiet, unit="epoch")
+    for epoch in bar:
+        t0 = time.perf_counter()
+        model.train()
+        order = torch.randperm(n_tr, generator=gen).to(device)
+        total, count = 0.0, 0
+        for i in range(0, n_tr, cfg.batch_size):
+            idx = order[i:i + cfg.batch_size]
+            outputs = model(x_tr[idx], return_all=True)
+            loss = _loss(outputs, u_tr[idx], bound, cfg.deep_supervision)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            total += float(loss.detach()) * idx.numel()
+            count += idx.numel()
+        model.eval()
+        with torch.no_grad():
+            val = float(_loss([model(x_va)], u_va, bound, deep=False))
+        lr_now = opt.param_groups[0]["lr"]
+        if sched is not None:
+            if cfg.scheduler == "plateau":
+                sched.step(val)
+            else:
+                sched.step()
+        history.append({"epoch": epoch, "train_loss": total / count, "val_loss": val,
+                        "lr": lr_now, "seconds": time.perf_counter() - t0})
+        if not math.isfinite(val):
+            raise FloatingPointError(f"validation loss became {val} at epoch {epoch}; "
+                                     f"try a lower --lr (now {cfg.lr})")
+        if val < best_val:
+            best_val, best_epoch, since_best = val, epoch, 0
+            save_checkpoint(_checkpoint(model, cfg, sys_dict, epoch, val), out / BEST_FILE)
+        else:
+            since_best += 1
+        bar.set_postfix(train=f"{total / count:.2e}", val=f"{val:.2e}", best=f"{best_val:.2e}")
+        log.debug("epoch %d train %.3e val %.3e", epoch, total / count, val)
+        if cfg.patience and since_best >= cfg.patience:
+            stopped_early = True
+            break
+    bar.close()
+    save_checkpoint(_checkpoint(model, cfg, sys_dict, history[-1]["epoch"],
+                                history[-1]["val_loss"]), out / LAST_FILE)
+    best_model, _ = load_checkpoint(out / BEST_FILE)
+    stats = {
+        "config": cfg.to_dict(),
+        "model_config": mcfg.to_dict(),
+        "num_parameters": model.num_parameters(),
+        "num_train": int(n_tr),
+        "num_val": int(n_val),
+        "best_epoch": best_epoch,
+        "best_val_loss": best_val,
+        "epochs_run": len(history),
+        "stopped_early": stopped_early,
+        "train_seconds": time.perf_counter() - t_start,
+        "torch_threads": torch.get_num_threads(),
+        "history": history,
+    }
+    io.write_json(out / STATS_FILE, stats)
+    _plot(history, out / CURVES_FILE)
+    if cfg.export_onnx:
+        from .export import export_onnx
+
+        export_onnx(best_model, out / ONNX_FILE)
+    return TrainResult(model=best_model, best_checkpoint=out / BEST_FILE, stats=stats)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    cfg = parse_args(TrainConfig, argv, prog="python -m fastctrl.control.train")
+    try:
+        res = train(cfg)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
+    s = res.stats
+    if not cfg.quiet:
+        print(f"trained {cfg.model_size} TRC ({s['num_parameters']:,} params) for "
+              f"{s['epochs_run']} epochs in {s['train_seconds']:.1f}s; best val loss "
+              f"{s['best_val_loss']:.3e} at epoch {s['best_epoch']} -> {res.best_checkpoint}")
+
+
+if __name__ == "__main__":
+    main()
