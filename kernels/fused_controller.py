@@ -382,11 +382,15 @@ def fused_controller(image: torch.Tensor, text: torch.Tensor, budget: torch.Tens
     logits = (torch.empty((batch, packed.meta["N_OUT"]), dtype=torch.float32, device=image.device)
               if return_logits else out)
     grid = (triton.cdiv(batch, block_b),)
-    get_kernel()[grid](
-        image, text, budget, packed.buffer, out, logits, batch,
-        **_kernel_constexprs(packed.meta), BLOCK_B=block_b, BLOCK_K=BLOCK_K,
-        STORE_LOGITS=return_logits, num_warps=NUM_WARPS,
-    )
+    args = (image, text, budget, packed.buffer, out, logits, batch)
+    kwargs = dict(_kernel_constexprs(packed.meta), BLOCK_B=block_b, BLOCK_K=BLOCK_K,
+                  STORE_LOGITS=return_logits, num_warps=NUM_WARPS)
+    dev = image.device
+    if dev.type == "cuda" and dev.index is not None and dev.index != torch.cuda.current_device():
+        with torch.cuda.device(dev):  # triton launches on the current device
+            get_kernel()[grid](*args, **kwargs)
+    else:
+        get_kernel()[grid](*args, **kwargs)
     return (out, logits) if return_logits else out
 
 
