@@ -1,10 +1,100 @@
-"""Placeholder until the int8 engine lands (work in progress in this session)."""
+"""The INT8 C++ decision engine (``fastctrl._C``): runtime CPU dispatch, GIL released.
+
+Weights are quantised once at load (symmetric per output channel, int8 in [-127, 127]) and
+packed for the kernels; activations are quantised per row at call time; int32 accumulation,
+fp32 bias/ReLU, argmax in C++. See ``csrc/engine.h`` for the numerics and ``bench/README.md``
+for measured latency.
+"""
 
 from __future__ import annotations
 
-from .base import EngineUnavailableError
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..policy import Controller
+from .base import Engine, EngineUnavailableError, check_inputs
+from .spec import export_weights
+
+_F32 = np.dtype(np.float32)
+# Budget types the C++ binding parses itself; anything else (tensors, numpy scalars, bools)
+# goes through check_budget first.
+_FAST_BUDGET = frozenset({float, int, np.ndarray})
 
 
-class Int8Engine:
-    def __init__(self, *args, **kwargs) -> None:
-        raise EngineUnavailableError("the int8 engine is not implemented yet")
+def _load_extension() -> Any:
+    try:
+        from .. import _C
+    except ImportError as e:
+        raise EngineUnavailableError(
+            f"the int8 engine needs the C++ extension fastctrl._C, which failed to import ({e}); "
+            "rebuild with `pip install --no-build-isolation -e .`"
+        ) from e
+    return _C
+
+
+def available_isas() -> list[str]:
+    """ISA kernels compiled in and supported by this CPU (slowest first); [] without _C."""
+    try:
+        return list(_load_extension().available_isas())
+    except EngineUnavailableError:
+        return []
+
+
+class Int8Engine(Engine):
+    """INT8 CPU engine. ``isa`` picks a kernel (``scalar``, ``avx2``, ``avx512_vnni``); ``None``
+    takes the fastest one this CPU supports."""
+
+    kind = "int8"
+
+    def __init__(self, controller: Controller, isa: str | None = None) -> None:
+        super().__init__(controller.config.image_dim, controller.config.text_dim,
+                         controller.knob_names)
+        _C = _load_extension()
+        isas = list(_C.available_isas())
+        if isa is None:
+            isa = isas[-1]
+        elif isa not in isas:
+            raise EngineUnavailableError(
+                f"isa {isa!r} is not available here; compiled in and supported by this CPU: "
+                f"{isas}"
+            )
+        w = export_weights(controller)
+        self.isa: str = isa
+        self.head_sizes = w.head_sizes
+        self._model = _C.Int8Model(
+            w.img_w, w.img_b, w.txt_w, w.txt_b, list(w.trunk_w), list(w.trunk_b), w.head_w,
+            w.head_b, list(w.head_sizes), w.encoding, w.budget_freqs, w.inv_ref_latency, isa,
+        )
+        # Bound method cached: the B=1 fast path is one attribute load and one C++ call.
+        self._decide = self._model.decide
+
+    def decide(self, image_feat: Any, lang_feat: Any, budget_ms: Any) -> Any:
+        # Fast path: float32 numpy arrays go straight to C++, which validates shape,
+        # contiguity, finiteness and the budget itself and raises the same errors.
+        if (type(image_feat) is np.ndarray and type(lang_feat) is np.ndarray
+                and image_feat.dtype is _F32 and lang_feat.dtype is _F32
+                and type(budget_ms) in _FAST_BUDGET):
+            return self._decide(image_feat, lang_feat, budget_ms)
+        return self._run(self._decide, image_feat, lang_feat, budget_ms)
+
+    def logits(self, image_feat: Any, lang_feat: Any, budget_ms: Any) -> Any:
+        """Dequantised fp32 logits ``[B, sum(head_sizes)]`` (knob order), as decide sees them."""
+        return self._run(self._model.logits, image_feat, lang_feat, budget_ms)
+
+    def _run(self, fn: Any, image_feat: Any, lang_feat: Any, budget_ms: Any) -> Any:
+        x = check_inputs(image_feat, lang_feat, budget_ms, self.image_dim, self.text_dim)
+        if x.is_torch:
+            device = x.image.device
+            img, txt = (np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy())
+                        for t in (x.image, x.text))
+            out = fn(img, txt, np.ascontiguousarray(x.budget.cpu().numpy()))
+            return torch.from_numpy(out).to(device)
+        img = np.ascontiguousarray(x.image, dtype=np.float32)
+        txt = np.ascontiguousarray(x.text, dtype=np.float32)
+        return fn(img, txt, x.budget)
+
+    def __repr__(self) -> str:
+        return f"Int8Engine(isa={self.isa!r}, image_dim={self.image_dim}, " \
+               f"text_dim={self.text_dim}, knobs={list(self.knob_names)})"
