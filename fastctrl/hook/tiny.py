@@ -161,3 +161,14 @@ class TinyProcessor:
         x = x.reshape(t, c, gh // m, m, p, gw // m, m, p)
         x = x.permute(2, 5, 3, 6, 1, 0, 4, 7)
         return x.reshape(gh * gw, c * t * p * p).contiguous()
+
+
+def tiny_inputs(model: nn.Module, batch: int = 1, seed: int = 0,
+                prompts: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+    """Random 32x32 images and short prompts of different lengths, processed for ``model``."""
+    rng = np.random.default_rng(seed)
+    images = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(batch)]
+    if prompts is None:
+        words = ["what", "color", "is", "the", "shape", "how", "many", "dots"]
+        prompts = [" ".join(rng.choice(words, size=2 + i % 3)) + "?" for i in range(batch)]
+    return TinyProcessor(model)(images, prompts)

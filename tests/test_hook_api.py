@@ -1,0 +1,159 @@
+"""fastctrl.hook argument checking, unsupported models, and Qwen3-VL DeepStack details."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fastctrl import ActionSpace, Controller, ControllerConfig
+from fastctrl.hook import UnsupportedModelError, find_adapter, hook, supported_families
+from fastctrl.hook.tiny import build_tiny, tiny_inputs
+
+GRIDS = {"max_crops": [1, 2, 4], "top_k": [1, 2, 4], "num_active_blocks": [1, 2, 3, 4]}
+
+
+@pytest.fixture(scope="module")
+def llava():
+    return build_tiny("llava-olmoe", seed=0)
+
+
+@pytest.fixture(scope="module")
+def qwen():
+    return build_tiny("qwen3-vl-moe", seed=0)
+
+
+def controller_for(model, **overrides) -> Controller:
+    a = find_adapter(model)
+    kw = {"image_dim": a.image_dim, "text_dim": a.text_dim, "grids": GRIDS, **overrides}
+    return Controller(ControllerConfig(**kw)).eval()
+
+
+def test_unsupported_model_lists_families():
+    from transformers import OlmoeConfig, OlmoeForCausalLM
+
+    text_only = OlmoeForCausalLM(OlmoeConfig(vocab_size=64, hidden_size=16, intermediate_size=16,
+                                             num_hidden_layers=1, num_attention_heads=2,
+                                             num_experts=2, num_experts_per_tok=1))
+    with pytest.raises(UnsupportedModelError) as e:
+        hook(text_only, space=ActionSpace(GRIDS))
+    msg = str(e.value)
+    assert "OlmoeForCausalLM" in msg and "llava-olmoe" in msg and "qwen3-vl-moe" in msg
+    assert len(supported_families()) >= 2
+    with pytest.raises(UnsupportedModelError):
+        hook("not a model", space=ActionSpace(GRIDS))
+
+
+@pytest.mark.parametrize("bad", [0.0, -5.0, float("nan"), float("inf"), [10.0, -1.0]])
+def test_non_positive_budget_is_refused(llava, bad):
+    c = controller_for(llava)
+    with pytest.raises(ValueError, match="budget_ms"):
+        hook(llava, c, budget_ms=bad)
+    with hook(llava, c, budget_ms=10.0) as h:
+        with pytest.raises(ValueError, match="budget_ms"):
+            h.set_budget(bad)
+        with pytest.raises(ValueError, match="budget_ms"), torch.no_grad():
+            llava(**tiny_inputs(llava), budget_ms=bad)
+
+
+def test_budget_count_must_match_batch(llava):
+    with hook(llava, controller_for(llava), budget_ms=[1.0, 2.0, 3.0]), torch.no_grad():
+        with pytest.raises(ValueError, match="one entry per request"):
+            llava(**tiny_inputs(llava, batch=2))
+
+
+def test_missing_budget_is_a_clear_error(llava):
+    with hook(llava, controller_for(llava)), torch.no_grad():
+        with pytest.raises(ValueError, match="no latency budget"):
+            llava(**tiny_inputs(llava))
+
+
+def test_wrong_controller_dims(llava):
+    c = Controller(ControllerConfig(image_dim=768, text_dim=2048, grids=GRIDS))
+    with pytest.raises(ValueError, match=r"ControllerConfig\(image_dim=32, text_dim=64"):
+        hook(llava, c, budget_ms=10.0)
+
+
+@pytest.mark.parametrize("grids, match", [
+    ({"top_k": [1, 16]}, "exceeds the model's 8 experts"),
+    ({"num_active_blocks": [2, 9]}, "exceeds the model's 4 decoder blocks"),
+    ({"dropout_rate": [1, 2]}, "cannot apply knobs"),
+])
+def test_grid_must_fit_the_model(llava, grids, match):
+    with pytest.raises(ValueError, match=match):
+        hook(llava, space=ActionSpace(grids))
+
+
+def test_other_arguments(llava):
+    with pytest.raises(TypeError, match="fastctrl.Controller"):
+        hook(llava, object(), budget_ms=1.0)
+    with pytest.raises(ValueError, match="needs a controller, or a space"):
+        hook(llava)
+    with pytest.raises(ValueError, match="tokens_per_crop"):
+        hook(llava, space=ActionSpace(GRIDS), tokens_per_crop=0)
+    with hook(llava, space=ActionSpace(GRIDS)) as h:
+        with pytest.raises(RuntimeError, match="already hooked"):
+            hook(llava, space=ActionSpace(GRIDS))
+        with pytest.raises(RuntimeError, match="pinned"), torch.no_grad():
+            llava(**tiny_inputs(llava))
+        with pytest.raises(ValueError, match="not on the grid"):
+            h.pin({"max_crops": 3, "top_k": 1, "num_active_blocks": 1})
+    h.remove()  # idempotent
+
+
+def test_tokens_per_crop(llava):
+    inp = tiny_inputs(llava)  # 64 vision tokens
+    seq = inp["input_ids"].shape[1]
+    with hook(llava, space=ActionSpace(GRIDS), tokens_per_crop=10) as h, torch.no_grad():
+        h.pin({"max_crops": 2, "top_k": 4, "num_active_blocks": 4})
+        llava(**inp)
+        assert h.last_kept_positions.shape[1] == seq - 64 + 20
+
+
+def test_continuing_a_foreign_cache_is_refused(llava):
+    inp = tiny_inputs(llava)
+    with torch.no_grad():
+        out = llava(**inp, use_cache=True)
+    nxt = {"input_ids": torch.tensor([[40]]), "past_key_values": out.past_key_values}
+    with hook(llava, space=ActionSpace(GRIDS)) as h, torch.no_grad():
+        h.pin({"max_crops": 4, "top_k": 4, "num_active_blocks": 4})
+        with pytest.raises(RuntimeError, match="does not belong"):
+            llava(**nxt)
+
+
+@torch.no_grad()
+def test_qwen_deepstack_and_mrope_follow_removed_tokens(qwen):
+    inp = tiny_inputs(qwen, batch=2, seed=3)
+    lm = find_adapter(qwen).language_model
+    seen = {}
+
+    def after_fastctrl(mod, args, kwargs):
+        seen["vis"] = kwargs["visual_pos_masks"].clone()
+        seen["deep"] = [e.shape[0] for e in kwargs["deepstack_visual_embeds"]]
+        seen["pos"] = kwargs["position_ids"].clone()
+
+    injections = []
+    orig = lm._deepstack_process
+    lm._deepstack_process = lambda h, m, e: injections.append(int(m.sum())) or orig(h, m, e)
+    ref = {}
+    try:
+        pre = lm.register_forward_pre_hook(after_fastctrl, with_kwargs=True)
+        qwen(**inp)
+        ref = dict(seen)
+        pre.remove()
+        with hook(qwen, space=ActionSpace(GRIDS)) as h:
+            pre = lm.register_forward_pre_hook(after_fastctrl, with_kwargs=True)  # runs after ours
+            h.pin({"max_crops": 1, "top_k": 4, "num_active_blocks": 1})
+            injections.clear()
+            qwen(**inp)
+            pre.remove()
+    finally:
+        del lm._deepstack_process
+    # 16 vision tokens per image, 4 kept; DeepStack rows shrink with them, for both layers,
+    # and injection still happens after layer 1 although layer 1 is skipped
+    assert int(seen["vis"].sum()) == 2 * 4
+    assert seen["deep"] == [8, 8]
+    assert injections == [8, 8]
+    # the kept tokens keep their original 3-D rotary positions
+    keep = h.last_kept_positions
+    expect = ref["pos"].gather(-1, keep.expand(ref["pos"].shape[0], *keep.shape))
+    assert torch.equal(seen["pos"], expect)
