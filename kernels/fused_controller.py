@@ -54,8 +54,10 @@ import triton.language as tl
 from fastctrl.engines.spec import ENCODING_SINUSOIDAL, EngineWeights
 
 #: Rows per program. 16 is the smallest M that tl.dot accepts on NVIDIA GPUs and wastes the
-#: least work at B=1 (the decision path's common case). Not measured on a GPU yet (none in the
-#: session that wrote this): bench/bench_triton.py is where larger values should be tried.
+#: least work at B=1 (the decision path's common case). Latency not measured on a GPU yet (none
+#: in the session that wrote this; bench/bench_triton.py compares 16 and 32). Measured statically
+#: (ptxas for sm_90, default 768/2048 controller, 8 warps): 16 rows -> 128 registers, 88 B stack,
+#: 90 KiB shared memory; 32 rows -> 255 registers (the cap), 108 KiB shared memory.
 BLOCK_B = 16
 #: K chunk of the projections (the only loops over caller memory). The [16, 128] input tile and
 #: [128, 32] fp32 weight tile are 8 + 16 registers/thread at 8 warps. 128 rather than 64 also
@@ -64,8 +66,9 @@ BLOCK_B = 16
 BLOCK_K = 128
 #: Output-column chunk of the first layer of each pair. With hidden=256 and 8 warps the two
 #: fp32 weight tiles of a pair step ([256, 32] and [32, 256]) are 64 registers/thread each, the
-#: two [16, 256] accumulators 16 each: under the 255 limit without spilling (register
-#: arithmetic, not a measurement).
+#: two [16, 256] accumulators 16 each (register arithmetic; ptxas agrees, see BLOCK_B). The
+#: 90 KiB of shared memory (multi-stage buffering of the weight tiles) fits sm_80/sm_90, not
+#: 64 KiB parts such as the T4.
 BLOCK_C = 32
 NUM_WARPS = 8
 
