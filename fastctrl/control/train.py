@@ -6,8 +6,10 @@
 
 Writes ``best_model.pt`` (lowest validation loss), ``last_model.pt``, ``training_stats.json``
 and ``training_curves.png`` (and ``model.onnx`` with ``--export-onnx``). The loss is the mean
-squared error between predicted and optimal controls, both divided by the control bound; with
-``--deep_supervision`` it is averaged over the answer of every recursion cycle. Checkpoints are
+squared error between predicted and optimal controls (divided by the control bound) plus
+``--final_state_weight`` times the mean squared difference of the final states they reach
+(divided by the state scale); with ``--deep_supervision`` it is averaged over the answer of
+every recursion cycle. Checkpoints are
 plain dicts of tensors and numbers: ``torch.load(path, weights_only=True)`` reads them.
 """
 
@@ -74,6 +76,9 @@ class TrainConfig:
     """Fraction of the dataset held out for validation (split fixed by --seed)."""
     deep_supervision: bool = True
     """Average the loss over the answer of every recursion cycle, not only the last one."""
+    final_state_weight: float = 1.0
+    """Weight of the final-state term: squared distance between the final states reached by
+    the predicted and by the optimal controls (divided by the state scale)."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this value (0: no clipping)."""
     seed: int = 0
@@ -92,6 +97,7 @@ class TrainConfig:
         positive("weight_decay", self.weight_decay, allow_zero=True)
         positive("patience", self.patience, allow_zero=True)
         positive("grad_clip", self.grad_clip, allow_zero=True)
+        positive("final_state_weight", self.final_state_weight, allow_zero=True)
         for name in ("latent_dim", "hidden_dim", "num_outer_cycles", "num_inner_cycles"):
             v = getattr(self, name)
             if v is not None:
@@ -166,10 +172,22 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[TinyRecursiveControl,
     return model.eval(), ckpt
 
 
-def _loss(outputs: list[torch.Tensor], target: torch.Tensor, bound: float, deep: bool
-          ) -> torch.Tensor:
-    outs = outputs if deep else outputs[-1:]
-    return torch.stack([((o - target) / bound).pow(2).mean() for o in outs]).mean()
+def _loss(model: TinyRecursiveControl, outputs: list[torch.Tensor], target: torch.Tensor,
+          final_state_weight: float, deep: bool) -> torch.Tensor:
+    """MSE of controls / bound, plus the weighted MSE of the final-state difference / scale.
+
+    The final state is linear in the controls (``x_N = A^N x_0 + G u``), so the final-state
+    difference of predicted and optimal controls is ``G (u - u*)``.
+    """
+    bound, scale = model.config.control_bound, model.config.state_scale
+    terms = []
+    for o in outputs if deep else outputs[-1:]:
+        diff = o - target
+        term = (diff / bound).pow(2).mean()
+        if final_state_weight > 0:
+            term = term + final_state_weight * (diff @ model.g.T / scale).pow(2).mean()
+        terms.append(term)
+    return torch.stack(terms).mean()
 
 
 def _plot(history: list[dict[str, float]], path: Path) -> None:
@@ -183,7 +201,7 @@ def _plot(history: list[dict[str, float]], path: Path) -> None:
     ax1.semilogy(epochs, [h["train_loss"] for h in history], label="train")
     ax1.semilogy(epochs, [h["val_loss"] for h in history], label="validation (final answer)")
     ax1.set_xlabel("epoch")
-    ax1.set_ylabel("MSE of controls / bound")
+    ax1.set_ylabel("loss")
     ax1.legend()
     ax1.set_title("TinyRecursiveControl: loss")
     ax2.plot(epochs, [h["lr"] for h in history])
@@ -221,7 +239,6 @@ def train(cfg: TrainConfig) -> TrainResult:
                               num_outer_cycles=cfg.num_outer_cycles,
                               num_inner_cycles=cfg.num_inner_cycles)
     model = TinyRecursiveControl(mcfg).to(device)
-    bound = float(system.control_bound)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched: Any = None
     if cfg.scheduler == "cosine":
@@ -249,7 +266,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         for i in range(0, n_tr, cfg.batch_size):
             idx = order[i:i + cfg.batch_size]
             outputs = model(x_tr[idx], return_all=True)
-            loss = _loss(outputs, u_tr[idx], bound, cfg.deep_supervision)
+            loss = _loss(model, outputs, u_tr[idx], cfg.final_state_weight, cfg.deep_supervision)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
@@ -259,7 +276,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             count += idx.numel()
         model.eval()
         with torch.no_grad():
-            val = float(_loss([model(x_va)], u_va, bound, deep=False))
+            val = float(_loss(model, [model(x_va)], u_va, cfg.final_state_weight, deep=False))
         lr_now = opt.param_groups[0]["lr"]
         if sched is not None:
             if cfg.scheduler == "plateau":

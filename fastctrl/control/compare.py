@@ -1,0 +1,137 @@
+"""Compare TinyRecursiveControl with random controls and the LQR oracle on a test set.
+
+    python -m fastctrl.control.compare --test_data data/lqr_test/lqr_dataset.npz \
+        --trc_checkpoint runs/control/supervised/best_model.pt \
+        --output runs/control/comparison_results.json
+
+Writes the JSON and, beside it, a Markdown table (``comparison_table.md``). The random baseline
+draws each control uniformly in ``[-control_bound, control_bound]`` (seeded).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import io
+from . import data, lqr
+from ._cli import parse_args, positive
+from .evaluate import check_compatible, predict, rollout_metrics, time_inference
+
+TABLE_FILE = "comparison_table.md"
+
+
+@dataclass
+class CompareArgs:
+    """Random controls vs TinyRecursiveControl vs the LQR oracle."""
+
+    test_data: str = "data/lqr_test/lqr_dataset.npz"
+    """Test dataset (lqr_dataset.npz or its directory)."""
+    trc_checkpoint: str = "runs/control/supervised/best_model.pt"
+    """TinyRecursiveControl checkpoint."""
+    output: str = "runs/control/comparison_results.json"
+    """JSON output; the Markdown table goes beside it as comparison_table.md."""
+    seed: int = 0
+    """Seed of the random-control baseline."""
+    success_threshold: float = 0.1
+    """A rollout succeeds when its final-state error is below this."""
+    timing_batch_size: int = 1000
+    """Batch size of the timed TRC forward pass."""
+    timing_repeats: int = 50
+    """Timed forward passes (median reported)."""
+    quiet: bool = False
+    """Do not print the table."""
+
+    def __post_init__(self) -> None:
+        positive("success_threshold", self.success_threshold)
+        positive("timing_batch_size", self.timing_batch_size)
+        positive("timing_repeats", self.timing_repeats)
+
+
+def _time_ms(fn: Any, repeats: int = 20) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1e3)
+
+
+def compare(args: CompareArgs) -> dict[str, Any]:
+    from .train import load_checkpoint
+
+    ds = data.load(args.test_data)
+    model, ckpt = load_checkpoint(args.trc_checkpoint)
+    check_compatible(model, ds.system, f"--test_data {args.test_data}")
+    sys_, x0 = ds.system, ds.initial_states
+    sol = lqr.solve(sys_)
+    lqr_u, _, lqr_costs = lqr.rollout(sys_, x0, sol)
+
+    rng = np.random.default_rng(args.seed)
+    rand_u = rng.uniform(-sys_.control_bound, sys_.control_bound, size=(len(ds), sys_.num_steps))
+    trc_u = predict(model, x0)
+
+    rows: dict[str, dict[str, Any]] = {
+        "random": rollout_metrics(sys_, x0, rand_u, lqr_costs, args.success_threshold),
+        "trc": rollout_metrics(sys_, x0, trc_u, lqr_costs, args.success_threshold),
+        "lqr": rollout_metrics(sys_, x0, lqr_u[..., 0], lqr_costs, args.success_threshold),
+    }
+    rows["trc"].update(time_inference(model, x0, args.timing_batch_size, args.timing_repeats))
+    rows["trc"]["num_parameters"] = model.num_parameters()
+    rows["lqr"]["inference_ms_per_batch"] = _time_ms(lambda: lqr.rollout(sys_, x0, sol))
+    rows["lqr"]["inference_batch_size"] = len(ds)
+    rows["lqr"]["note"] = "closed-form Riccati feedback rollout in numpy float64 (the oracle)"
+    for name in ("random", "trc"):
+        r = rows[name]
+        r["final_error_reduction_vs_random_percent"] = float(
+            100.0 * (1.0 - r["mean_final_error"] / rows["random"]["mean_final_error"]))
+    result = {
+        "test_data": str(args.test_data),
+        "trc_checkpoint": str(args.trc_checkpoint),
+        "num_samples": len(ds),
+        "success_threshold": args.success_threshold,
+        "model_config": ckpt["model_config"],
+        "methods": rows,
+    }
+    io.write_json(args.output, result)
+    io.write_text(Path(args.output).parent / TABLE_FILE, format_table(result) + "\n")
+    return result
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """Markdown table of the comparison."""
+    lines = [
+        f"Double integrator, {result['num_samples']} test states; success = final error < "
+        f"{result['success_threshold']}",
+        "",
+        "| method | mean final error | success rate | mean cost | gap from LQR cost | "
+        "inference (ms / batch) |",
+        "|---|---|---|---|---|---|",
+    ]
+    labels = {"random": "random controls", "trc": "TinyRecursiveControl", "lqr": "LQR (oracle)"}
+    for key, label in labels.items():
+        r = result["methods"][key]
+        t = r.get("inference_ms_per_batch")
+        timing = f"{t:.2f} (batch {r['inference_batch_size']})" if t is not None else "-"
+        lines.append(f"| {label} | {r['mean_final_error']:.4f} | {100 * r['success_rate']:.1f}% "
+                     f"| {r['mean_cost']:.3f} | {r['cost_gap_percent']:.2f}% | {timing} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(CompareArgs, argv, prog="python -m fastctrl.control.compare")
+    try:
+        result = compare(args)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
+    if not args.quiet:
+        print(format_table(result))
+
+
+if __name__ == "__main__":
+    main()
