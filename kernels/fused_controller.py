@@ -42,6 +42,7 @@ single pytest process works whichever order modules were imported in.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -90,6 +91,11 @@ class PackedController:
     meta: dict[str, int]
     """Kernel constexprs: true dims, padded dims, segment offsets (elements)."""
     head_sizes: tuple[int, ...]
+
+    @functools.cached_property
+    def kernel_constexprs(self) -> dict[str, int]:
+        """The meta entries the kernel takes (built once: the launcher runs per decide())."""
+        return {k: v for k, v in self.meta.items() if not k.startswith("TRUE_")}
 
     @property
     def device(self) -> torch.device:
@@ -216,10 +222,6 @@ def pack_weights(w: EngineWeights, device: str | torch.device = "cpu") -> Packed
                  "TRUE_enc": enc})
     buf = torch.from_numpy(flat).to(device)
     return PackedController(buffer=buf, meta=meta, head_sizes=tuple(w.head_sizes))
-
-
-def _kernel_constexprs(meta: dict[str, int]) -> dict[str, int]:
-    return {k: v for k, v in meta.items() if not k.startswith("TRUE_")}
 
 
 # --------------------------------------------------------------------------------------- kernel
@@ -386,7 +388,7 @@ def fused_controller(image: torch.Tensor, text: torch.Tensor, budget: torch.Tens
               if return_logits else out)
     grid = (triton.cdiv(batch, block_b),)
     args = (image, text, budget, packed.buffer, out, logits, batch)
-    kwargs = dict(_kernel_constexprs(packed.meta), BLOCK_B=block_b, BLOCK_K=BLOCK_K,
+    kwargs = dict(packed.kernel_constexprs, BLOCK_B=block_b, BLOCK_K=BLOCK_K,
                   STORE_LOGITS=return_logits, num_warps=NUM_WARPS)
     dev = image.device
     if dev.type == "cuda" and dev.index is not None and dev.index != torch.cuda.current_device():

@@ -302,7 +302,7 @@ packed = fc.pack_weights(export_weights(Controller(ControllerConfig())))
 kernel = fc.get_kernel()
 sig = {"img_ptr": "*bf16", "txt_ptr": "*bf16", "budget_ptr": "*fp32", "w_ptr": "*fp32",
        "out_ptr": "*i64", "logits_ptr": "*i64", "B": "i32"}
-const = dict(fc._kernel_constexprs(packed.meta), BLOCK_B=fc.BLOCK_B, BLOCK_K=fc.BLOCK_K,
+const = dict(packed.kernel_constexprs, BLOCK_B=fc.BLOCK_B, BLOCK_K=fc.BLOCK_K,
              STORE_LOGITS=False)
 sig.update(dict.fromkeys(const, "constexpr"))
 src = ASTSource(kernel, sig, constexprs={(kernel.arg_names.index(k),): v for k, v in const.items()})
