@@ -12,6 +12,15 @@ from fastctrl.hook.tiny import build_tiny, tiny_inputs
 GRIDS = {"max_crops": [1, 2, 4], "top_k": [1, 2, 4], "num_active_blocks": [1, 2, 3, 4]}
 
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # tiny models are overhead-bound; one thread keeps a shared CPU from thrashing
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 @pytest.fixture(scope="module")
 def llava():
     return build_tiny("llava-olmoe", seed=0)

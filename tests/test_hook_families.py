@@ -14,6 +14,15 @@ GRIDS = {"max_crops": [1, 2, 4], "top_k": [1, 2, 4], "num_active_blocks": [1, 2,
 FULL = {"max_crops": 4, "top_k": 4, "num_active_blocks": 4}
 
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # tiny models are overhead-bound; one thread keeps a shared CPU from thrashing
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 @pytest.fixture(scope="module", params=FAMILIES)
 def model(request):
     return build_tiny(request.param, seed=0)

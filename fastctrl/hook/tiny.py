@@ -152,6 +152,9 @@ class TinyProcessor:
             out["mm_token_type_ids"] = (ids == IMAGE).long()
         return out
 
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
+        return decode_text(ids)
+
     def _patches(self, img: torch.Tensor) -> torch.Tensor:
         """[3, H, W] -> [gh*gw, 3*T*P*P] in Qwen-VL's merge-window patch order."""
         p, m, t = self.patch, self.merge, self.tp
