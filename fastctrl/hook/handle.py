@@ -468,6 +468,9 @@ class HookHandle:
         if knob is None or not bool(vis.any()):
             return None
         value = config[knob]
+        if knob == "max_crops" and self.tokens_per_crop is None and \
+                value == self.space[knob].values[-1]:
+            return None  # the grid top keeps every token
         pos = vis.nonzero()  # row-major: [n_vis, 2] (row, col)
         sizes = list(tokens_per_image)
         if sum(sizes) != pos.shape[0]:
