@@ -5,8 +5,9 @@ For every request (image, prompt, optional answer) and every config of the grid,
 ``generate()`` through :func:`fastctrl.hook` with the config pinned, i.e. through exactly the
 code path a controller drives at inference time:
 
-- latency: ``warmup`` untimed runs, then ``repeats`` timed runs of the whole request (prefill
-  plus ``max_new_tokens`` decode steps), synchronised on GPU; stored per repeat in
+- latency: ``warmup`` untimed rounds, then ``repeats`` timed rounds of the whole request
+  (prefill plus ``max_new_tokens`` decode steps), synchronised on GPU; a round runs every
+  config once (round-robin, so load drift hits all configs alike); stored per repeat in
   ``latency_ms_<i>``; p50/p95 per config go to the ``.sweep.json`` sidecar;
 - quality: a pluggable metric (:mod:`fastctrl.profiling.metrics`) on the first timed run's
   output; with answers exact match / VQA accuracy, without answers agreement with the full
@@ -201,24 +202,29 @@ def run_sweep(model: nn.Module, processor: Callable[..., dict[str, torch.Tensor]
         bar = tqdm(total=total, desc="profile", unit="req", disable=quiet)
         bar.update(resumed)
 
-        def run(inputs: dict[str, Any], config: Config, prompt_len: int) -> tuple[list[int],
-                                                                                  list[float]]:
-            handle.pin(config)
+        def measure(inputs: dict[str, Any], prompt_len: int) -> tuple[
+                dict[Config, list[int]], dict[Config, list[float]]]:
+            """Every config of one request, round-robin: warm-up rounds, then timed rounds.
+            Interleaving makes load drift on a shared machine hit all configs alike."""
             gen = dict(max_new_tokens=max_new_tokens, do_sample=False)
-            for _ in range(warmup):
-                model.generate(**inputs, **gen)
-            times, ids = [], None
-            for _ in range(repeats):
-                sync()
-                t0 = time.perf_counter()
-                out = model.generate(**inputs, **gen)
-                sync()
-                times.append((time.perf_counter() - t0) * 1e3)
-                if ids is None:
-                    ids = out[0, prompt_len:].tolist()
-            assert ids is not None
+            ids: dict[Config, list[int]] = {}
+            times: dict[Config, list[float]] = {c: [] for c in configs}
+            for rnd in range(warmup + repeats):
+                for config in configs:
+                    handle.pin(config)
+                    sync()
+                    t0 = time.perf_counter()
+                    out = model.generate(**inputs, **gen)
+                    sync()
+                    if rnd >= warmup:
+                        times[config].append((time.perf_counter() - t0) * 1e3)
+                    ids.setdefault(config, out[0, prompt_len:].tolist())
+                    if config == full:  # features of the full-config prefill
+                        feats[0] = tuple(t[0].float().cpu().tolist()
+                                         for t in handle.last_features)
             return ids, times
 
+        feats: list[Any] = [None]
         for req in _chain(first, requests):
             if req.request_id in features:
                 continue
@@ -226,18 +232,15 @@ def run_sweep(model: nn.Module, processor: Callable[..., dict[str, torch.Tensor]
                       for k, v in processor([req.image], [req.prompt]).items()}
             prompt_len = int(inputs["input_ids"].shape[1])
             with torch.inference_mode():
-                full_ids, full_times = run(inputs, full, prompt_len)
-                assert handle.last_features is not None
-                img, txt = (t[0].float().cpu().tolist() for t in handle.last_features)
-                for config in configs:
-                    ids, times = (full_ids, full_times) if config == full else \
-                        run(inputs, config, prompt_len)
-                    q = float(metric_fn(decode(ids), req.answer, ids, full_ids))
-                    if not 0.0 <= q <= 1.0:
-                        raise ValueError(f"metric {metric_name} returned {q}, outside [0, 1]")
-                    rows.append({"request_id": req.request_id, "task_type": req.task_type,
-                                 **config.values, "quality": q,
-                                 **{f"latency_ms_{i}": t for i, t in enumerate(times)}})
+                ids, times = measure(inputs, prompt_len)
+            img, txt = feats[0]
+            for config in configs:
+                q = float(metric_fn(decode(ids[config]), req.answer, ids[config], ids[full]))
+                if not 0.0 <= q <= 1.0:
+                    raise ValueError(f"metric {metric_name} returned {q}, outside [0, 1]")
+                rows.append({"request_id": req.request_id, "task_type": req.task_type,
+                             **config.values, "quality": q,
+                             **{f"latency_ms_{i}": t for i, t in enumerate(times[config])}})
             features[req.request_id] = (img, txt)
             measured += 1
             io.write_json(partial, {"fingerprint": fp, "settings": settings,
