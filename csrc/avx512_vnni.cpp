@@ -62,10 +62,53 @@ void tile_vnni(const uint8_t* a, int64_t lda, const int8_t* panel, int64_t group
   FC_ROW_STORE(5)
 }
 
+// One row (B = 1, latency-bound): two independent accumulator sets over even/odd k-groups give
+// 8 vpdpbusd chains instead of 4, enough to cover its 5-cycle latency.
+void tile_vnni_1(const uint8_t* a, const int8_t* panel, int64_t groups, const int32_t* comp,
+                 int32_t* c, int64_t cols) {
+  __m512i e0 = _mm512_setzero_si512(), e1 = _mm512_setzero_si512(),
+          e2 = _mm512_setzero_si512(), e3 = _mm512_setzero_si512();
+  __m512i o0 = _mm512_setzero_si512(), o1 = _mm512_setzero_si512(),
+          o2 = _mm512_setzero_si512(), o3 = _mm512_setzero_si512();
+  int64_t g = 0;
+  for (; g + 2 <= groups; g += 2) {
+    const int8_t* wp = panel + g * (4 * kPanel);
+    int32_t av[2];
+    std::memcpy(av, a + 4 * g, 8);
+    const __m512i x = _mm512_set1_epi32(av[0]), y = _mm512_set1_epi32(av[1]);
+    e0 = _mm512_dpbusd_epi32(e0, x, _mm512_loadu_si512(wp));
+    e1 = _mm512_dpbusd_epi32(e1, x, _mm512_loadu_si512(wp + 64));
+    e2 = _mm512_dpbusd_epi32(e2, x, _mm512_loadu_si512(wp + 128));
+    e3 = _mm512_dpbusd_epi32(e3, x, _mm512_loadu_si512(wp + 192));
+    o0 = _mm512_dpbusd_epi32(o0, y, _mm512_loadu_si512(wp + 256));
+    o1 = _mm512_dpbusd_epi32(o1, y, _mm512_loadu_si512(wp + 320));
+    o2 = _mm512_dpbusd_epi32(o2, y, _mm512_loadu_si512(wp + 384));
+    o3 = _mm512_dpbusd_epi32(o3, y, _mm512_loadu_si512(wp + 448));
+  }
+  if (g < groups) {
+    const int8_t* wp = panel + g * (4 * kPanel);
+    int32_t av;
+    std::memcpy(&av, a + 4 * g, 4);
+    const __m512i x = _mm512_set1_epi32(av);
+    e0 = _mm512_dpbusd_epi32(e0, x, _mm512_loadu_si512(wp));
+    e1 = _mm512_dpbusd_epi32(e1, x, _mm512_loadu_si512(wp + 64));
+    e2 = _mm512_dpbusd_epi32(e2, x, _mm512_loadu_si512(wp + 128));
+    e3 = _mm512_dpbusd_epi32(e3, x, _mm512_loadu_si512(wp + 192));
+  }
+  const __m512i acc[4] = {_mm512_add_epi32(e0, o0), _mm512_add_epi32(e1, o1),
+                          _mm512_add_epi32(e2, o2), _mm512_add_epi32(e3, o3)};
+  store_row(acc, comp, c, cols);
+}
+
 template <int R>
 void rows_vnni(const uint8_t* a, int64_t lda, const PackedView& w, int32_t* c, int64_t ldc) {
   const int64_t groups = w.kp / 4;
   for (int64_t n0 = 0; n0 < w.n; n0 += kPanel) {
+    if constexpr (R == 1) {
+      tile_vnni_1(a, w.data + (n0 / kPanel) * groups * (4 * kPanel), groups, w.comp + n0,
+                  c + n0, w.n - n0);
+      continue;
+    }
     tile_vnni<R>(a, lda, w.data + (n0 / kPanel) * groups * (4 * kPanel), groups, w.comp + n0,
                  c + n0, ldc, w.n - n0);
   }

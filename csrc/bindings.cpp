@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -35,6 +36,24 @@ std::string type_name(py::handle h) { return Py_TYPE(h.ptr())->tp_name; }
 
 std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
 
+// dtype checks and output allocation straight through numpy's C API: the pybind11 helpers
+// (array_t::check_, array_t(shape)) cost several hundred ns at B = 1.
+bool is_float32(const py::array& a) {
+  const auto* d = py::detail::array_descriptor_proxy(py::detail::array_proxy(a.ptr())->descr);
+  if (d->type_num != py::detail::npy_api::NPY_FLOAT_) return false;
+  return d->byteorder == '=' || py::array_t<float>::check_(a);
+}
+
+template <class T>
+py::array_t<T> new_matrix(int64_t rows, int64_t cols) {
+  auto& api = py::detail::npy_api::get();
+  const Py_intptr_t dims[2] = {Py_intptr_t(rows), Py_intptr_t(cols)};
+  PyObject* o = api.PyArray_NewFromDescr_(api.PyArray_Type_, py::dtype::of<T>().release().ptr(),
+                                          2, dims, nullptr, nullptr, 0, nullptr);
+  if (o == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::array_t<T>>(o);
+}
+
 py::array as_array(py::handle obj, const std::string& name) {
   if (!py::isinstance<py::array>(obj))
     throw py::type_error(name + " must be a numpy array, got " + type_name(obj));
@@ -44,7 +63,7 @@ py::array as_array(py::handle obj, const std::string& name) {
 // A float32, C-contiguous [B >= 1, dim] matrix (the raw binding never converts).
 py::array check_features(py::handle obj, const std::string& name, int64_t dim) {
   py::array a = as_array(obj, name);
-  if (!py::array_t<float>::check_(a))
+  if (!is_float32(a))
     throw py::type_error(name + " must be float32 (the raw fastctrl._C binding does not "
                                 "convert; Int8Engine.decide does), got " + dtype_str(a));
   if (a.ndim() != 2)
@@ -62,7 +81,7 @@ py::array check_features(py::handle obj, const std::string& name, int64_t dim) {
 }
 
 struct Budget {
-  F32Array keep;  // owns the float32 copy of an array budget
+  py::array keep;  // the caller's float32 array, or our float32 copy of it
   float scalar = 0.0f;
   const float* ptr = nullptr;
   int64_t stride = 0;
@@ -89,13 +108,17 @@ Budget parse_budget(py::handle obj, int64_t batch) {
   const char kind = a.dtype().kind();
   if (kind != 'f' && kind != 'i' && kind != 'u')
     throw py::type_error("budget_ms must be numeric, got dtype " + dtype_str(a));
-  b.keep = F32Array::ensure(a);
-  if (!b.keep) throw py::error_already_set();
+  if (is_float32(a) && (a.flags() & py::array::c_style)) {
+    b.keep = a;
+  } else {
+    b.keep = F32Array::ensure(a);
+    if (!b.keep) throw py::error_already_set();
+  }
   const int64_t n = b.keep.size();
   if (n != 1 && n != batch)
     throw py::value_error("budget_ms must be a scalar or have one entry per request (" +
                           std::to_string(batch) + "), got shape " + shape_str(a));
-  const float* p = b.keep.data();
+  const float* p = static_cast<const float*>(b.keep.data());
   for (int64_t i = 0; i < n; ++i)
     if (!(std::isfinite(p[i]) && p[i] > 0.0f))
       throw py::value_error("budget_ms must be finite and > 0 ms for every request");
@@ -226,20 +249,27 @@ class PyModel {
     int64_t* dptr = nullptr;
     float* lptr = nullptr;
     if (dec != nullptr) {
-      *dec = py::array_t<int64_t>({batch, int64_t(m.head_sizes().size())});
+      *dec = new_matrix<int64_t>(batch, int64_t(m.head_sizes().size()));
       dptr = dec->mutable_data();
     }
     if (lg != nullptr) {
-      *lg = py::array_t<float>({batch, m.total_logits()});
+      *lg = new_matrix<float>(batch, m.total_logits());
       lptr = lg->mutable_data();
     }
     const float* ip = static_cast<const float*>(a.data());
     const float* tp = static_cast<const float*>(t.data());
-    RunStatus st;
-    {
-      py::gil_scoped_release nogil;
+    // Raw PyEval_SaveThread/RestoreThread: py::gil_scoped_release also looks up pybind11's
+    // internals on every call, a measurable share of the ~3 us fixed cost at B = 1.
+    PyThreadState* ts = PyEval_SaveThread();
+    RunStatus st = RunStatus::kOk;
+    bool out_of_memory = false;
+    try {
       st = m.run(ip, tp, b.ptr, b.stride, batch, dptr, lptr);
+    } catch (const std::bad_alloc&) {  // workspace growth; nothing else in run() throws
+      out_of_memory = true;
     }
+    PyEval_RestoreThread(ts);
+    if (out_of_memory) throw std::bad_alloc();
     if (st == RunStatus::kImageNonFinite) throw py::value_error("image_feat contains NaN or inf");
     if (st == RunStatus::kTextNonFinite) throw py::value_error("lang_feat contains NaN or inf");
   }

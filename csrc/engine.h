@@ -90,6 +90,7 @@ class Model {
  private:
   struct Workspace;
   void encode_budget(float budget_ms, float* enc) const;
+  uint64_t id_;  // unique per Model, never reused (keys the per-thread budget cache)
   const KernelTable* kt_;
   int64_t image_dim_, text_dim_, img_out_, txt_out_, hidden_, enc_dim_, total_logits_;
   int encoding_;
