@@ -1,0 +1,97 @@
+"""TinyRecursiveControl inference: one forward pass over a batch of initial states (CPU).
+
+    pytest bench/bench_control.py --benchmark-only --benchmark-json=bench/control.json
+
+fastctrl's target: a batch of 1000 in under 10 ms with the ``small`` preset on a 2-core CPU.
+Providers side by side per (size, batch) group, with torch's default thread count (the
+evaluator's setting): ``torch-eager`` (``torch.inference_mode``) and ``onnxruntime`` (the
+exported graph, skipped if onnxruntime is not installed). The timed weights are the trained
+checkpoint named by ``FASTCTRL_TRC_CHECKPOINT`` when set (size taken from it), otherwise a
+seeded random initialisation: the compute is the same. ``extra_info`` carries the CPU model,
+threads, versions, batch, size and parameter count.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from fastctrl.control import MODEL_SIZES, DoubleIntegrator, TinyRecursiveControl, TRCConfig
+
+CHECKPOINT = os.environ.get("FASTCTRL_TRC_CHECKPOINT")
+CASES = [("small", 1000), ("small", 1), ("medium", 1000), ("large", 1000)]
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def build(size: str) -> TinyRecursiveControl:
+    if CHECKPOINT and MODEL_SIZES.get(size) is not None:
+        from fastctrl.control.train import load_checkpoint
+
+        model, _ = load_checkpoint(CHECKPOINT)
+        if all(getattr(model.config, k) == v for k, v in MODEL_SIZES[size].items()):
+            return model
+    torch.manual_seed(0)
+    return TinyRecursiveControl(TRCConfig.for_size(size, DoubleIntegrator())).eval()
+
+
+def states(batch: int) -> np.ndarray:
+    return np.random.default_rng(0).uniform(-2, 2, size=(batch, 2)).astype(np.float32)
+
+
+def info(benchmark: Any, provider: str, size: str, batch: int, model: TinyRecursiveControl,
+         threads: int) -> None:
+    benchmark.group = f"trc-{size}-batch{batch}"
+    benchmark.extra_info.update({
+        "trc_provider": provider, "model_size": size, "batch_size": batch,
+        "num_parameters": model.num_parameters(), "threads": threads, "cpu": cpu_model(),
+        "torch": torch.__version__, "numpy": np.__version__,
+        "weights": "checkpoint" if CHECKPOINT else "random-init",
+    })
+
+
+@pytest.mark.parametrize("size,batch", CASES)
+def test_trc_torch_eager(benchmark: Any, size: str, batch: int) -> None:
+    model = build(size)
+    x = torch.from_numpy(states(batch))
+
+    def run() -> torch.Tensor:
+        with torch.inference_mode():
+            return model(x)
+
+    info(benchmark, "torch-eager", size, batch, model, torch.get_num_threads())
+    out = benchmark(run)
+    assert out.shape == (batch, model.config.num_steps)
+
+
+@pytest.mark.parametrize("size,batch", CASES)
+def test_trc_onnxruntime(benchmark: Any, size: str, batch: int, tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from fastctrl.control.export import export_onnx
+
+    model = build(size)
+    path = export_onnx(model, tmp_path / "trc.onnx")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = torch.get_num_threads()
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    feed = {"initial_states": states(batch)}
+    info(benchmark, "onnxruntime", size, batch, model, opts.intra_op_num_threads)
+    (out,) = benchmark(sess.run, ["controls"], feed)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(feed["initial_states"])).numpy()
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-3)
