@@ -174,22 +174,23 @@ struct Segment {  // one int8 GEMM's result feeding an epilogue
   const float* sw;  // per output channel
 };
 
-// y[r, o] = b[o] + sum_s float(acc_s[r, o]) * (sx_s[r] * sw_s[o]), then ReLU / clamp.
-void epilogue(const Segment* segs, int nseg, const float* bias, int64_t rows, int64_t n,
-              bool relu, float* y, int64_t ldy) {
+// y[r, o] = b[o] + sum_s float(acc_s[r, o]) * (sx_s[r] * sw_s[o]), then ReLU / clamp, in one
+// pass per row (the fp32 operations and their order are fixed, so every ISA gets the same bits).
+template <int S, bool Relu>
+void epilogue(const Segment* segs, const float* bias, int64_t rows, int64_t n, float* y,
+                   int64_t ldy) {
   for (int64_t r = 0; r < rows; ++r) {
-    float* yr = y + r * ldy;
-    for (int64_t o = 0; o < n; ++o) yr[o] = bias[o];
-    for (int s = 0; s < nseg; ++s) {
-      const int32_t* a = segs[s].acc + r * segs[s].ldc;
-      const float sx = segs[s].sx[r];
-      const float* sw = segs[s].sw;
-      for (int64_t o = 0; o < n; ++o) yr[o] = yr[o] + float(a[o]) * (sx * sw[o]);
+    const int32_t* a[S];
+    float sx[S];
+    for (int s = 0; s < S; ++s) {
+      a[s] = segs[s].acc + r * segs[s].ldc;
+      sx[s] = segs[s].sx[r];
     }
-    if (relu) {
-      for (int64_t o = 0; o < n; ++o) yr[o] = clamp_relu(yr[o]);
-    } else {
-      for (int64_t o = 0; o < n; ++o) yr[o] = clamp_plain(yr[o]);
+    float* yr = y + r * ldy;
+    for (int64_t o = 0; o < n; ++o) {
+      float v = bias[o];
+      for (int s = 0; s < S; ++s) v = v + float(a[s][o]) * (sx[s] * segs[s].sw[o]);
+      yr[o] = Relu ? clamp_relu(v) : clamp_plain(v);
     }
   }
 }
@@ -263,10 +264,12 @@ void Model::encode_budget(float budget_ms, float* enc) const {
     enc[0] = clamp_plain(b);
     return;
   }
+  // Sinusoidal features of ln(b) (fastctrl.policy.encode_budget / spec.reference_logits).
+  const float lb = std::log(b);
   const int64_t half = int64_t(freqs_.size());
   for (int64_t j = 0; j < half; ++j) {
-    const float ang = b * freqs_[size_t(j)];
-    const bool ok = std::isfinite(ang);  // a budget so large that b * freq overflows
+    const float ang = lb * freqs_[size_t(j)];
+    const bool ok = std::isfinite(ang);  // b underflowed to 0 (ln = -inf) or overflowed
     enc[j] = ok ? std::sin(ang) : 0.0f;
     enc[half + j] = ok ? std::cos(ang) : 0.0f;
   }
@@ -322,8 +325,8 @@ RunStatus Model::run(const float* img, const float* txt, const float* budget,
     kt.gemm(q[1], rows, ld_txt, txt_->packed.view(), acc[1], ldc, scratch);
     Segment s_img{acc[0], ldc, sx[0], img_->scale.data()};
     Segment s_txt{acc[1], ldc, sx[1], txt_->scale.data()};
-    epilogue(&s_img, 1, img_b_.data(), rows, img_out_, true, ws.h_img.data(), ldc);
-    epilogue(&s_txt, 1, txt_b_.data(), rows, txt_out_, true, ws.h_txt.data(), ldc);
+    epilogue<1, true>(&s_img, img_b_.data(), rows, img_out_, ws.h_img.data(), ldc);
+    epilogue<1, true>(&s_txt, txt_b_.data(), rows, txt_out_, ws.h_txt.data(), ldc);
 
     // Budget encoding; consecutive rows with the same budget (a scalar budget) reuse it.
     for (int64_t r = 0; r < rows; ++r) {
@@ -344,17 +347,17 @@ RunStatus Model::run(const float* img, const float* txt, const float* budget,
     Segment t0[3] = {linear(ws.h_img.data(), ldc, rows, img_out_, *t0_img_, 0),
                      linear(ws.h_txt.data(), ldc, rows, txt_out_, *t0_txt_, 1),
                      linear(ws.enc.data(), enc_dim_, rows, enc_dim_, *t0_enc_, 2)};
-    epilogue(t0, 3, trunk_b_[0].data(), rows, hidden_, true, ws.z0.data(), ldc);
+    epilogue<3, true>(t0, trunk_b_[0].data(), rows, hidden_, ws.z0.data(), ldc);
     float* z = ws.z0.data();
     float* z_next = ws.z1.data();
     for (size_t i = 0; i < trunk_.size(); ++i) {
       Segment s = linear(z, ldc, rows, hidden_, *trunk_[i], 0);
-      epilogue(&s, 1, trunk_b_[i + 1].data(), rows, hidden_, true, z_next, ldc);
+      epilogue<1, true>(&s, trunk_b_[i + 1].data(), rows, hidden_, z_next, ldc);
       std::swap(z, z_next);
     }
     Segment sh = linear(z, ldc, rows, hidden_, *head_, 0);
     float* lg = ws.logits.data();
-    epilogue(&sh, 1, head_b_.data(), rows, total_logits_, false, lg, ldc);
+    epilogue<1, false>(&sh, head_b_.data(), rows, total_logits_, lg, ldc);
 
     for (int64_t r = 0; r < rows; ++r) {
       const float* l = lg + r * ldc;

@@ -202,10 +202,13 @@ def _int8_logit_bound(c: Controller, img, txt, budget, linear=_linear_bound):
     e_i = linear(w.img_w.astype(f64), x_i, np.zeros_like(x_i), sw["img"])
     e_t = linear(w.txt_w.astype(f64), x_t, np.zeros_like(x_t), sw["txt"])
     b = budget.astype(f64) * w.inv_ref_latency
-    ang = b[:, None] * w.budget_freqs.astype(f64)[None, :]
+    freqs = w.budget_freqs.astype(f64)[None, :]
+    ang = np.log(b)[:, None] * freqs  # the spec: sin/cos of ln(budget / ref) * freqs
     enc = np.concatenate([np.sin(ang), np.cos(ang)], 1)
-    # fp32 angle (two roundings) and fp32 sin/cos (< 1 ulp): error <= |ang| 2^-21 + 2^-23.
-    e_enc = np.concatenate([np.abs(ang), np.abs(ang)], 1) * 2.0 ** -21 + 2.0 ** -23
+    # fp32 b (relative error <= 2^-23) moves ln(b) by <= 2^-23; fp32 logf, the product and
+    # sinf/cosf add < 1 ulp each: error <= freq 2^-22 + |ang| 2^-21 + 2^-23.
+    e_ang = freqs * 2.0 ** -22 + np.abs(ang) * 2.0 ** -21 + 2.0 ** -23
+    e_enc = np.concatenate([e_ang, e_ang], 1)
     ni, nt = h_i.shape[1], h_t.shape[1]
     w0 = w.trunk_w[0].astype(f64)
     z = np.maximum(np.concatenate([h_i, h_t, enc], 1) @ w0.T + w.trunk_b[0], 0)
