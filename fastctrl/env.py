@@ -65,7 +65,7 @@ class ProfileEnv:
     """Contextual bandit over one split of a profile (see module docstring)."""
 
     def __init__(self, profile: Profile, split: str = "train", *, reward: Reward | None = None,
-                 budget_ratios: tuple[float, ...] = E5_BUDGET_RATIOS, baseline: str = "request",
+                 budget_ratios: tuple[float, ...] = E5_BUDGET_RATIOS, baseline: str = "global",
                  seed: int = 0) -> None:
         if baseline not in BASELINES:
             raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")

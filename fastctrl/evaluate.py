@@ -157,7 +157,7 @@ def profile_frontier(profile: Profile, split: str = "test") -> list[dict[str, An
 
 def oracle_static_margin(profile: Profile, reward: Reward | None = None, *,
                          ratios: tuple[float, ...] = E5_BUDGET_RATIOS,
-                         baseline: str = "request", split: str = "test"
+                         baseline: str = "global", split: str = "test"
                          ) -> list[dict[str, float]]:
     """Is the problem worth a controller? Per budget ratio: the per-request oracle's quality vs
     the best single static config whose SLO violation is at most the oracle's (chosen on

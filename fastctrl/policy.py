@@ -4,13 +4,17 @@ Architecture (``arch="mlp"``, the one every training method and every decision e
 
     x_img  [B, image_dim] --standardise--> Linear(image_dim, image_proj_dim) -> ReLU -> h_img
     x_txt  [B, text_dim]  --standardise--> Linear(text_dim,  text_proj_dim)  -> ReLU -> h_txt
-    budget [B] (ms) -> b = budget / ref_latency_ms -> enc(b)  (sinusoidal: [sin(b w), cos(b w)])
+    budget [B] (ms) -> b = budget / ref_latency_ms
+                    -> enc  (sinusoidal: [sin(ln(b) w), cos(ln(b) w)]; linear: [b])
     z = [h_img, h_txt, enc] -> (Linear(., hidden) -> ReLU -> Dropout) x trunk_layers
     logits_k = Linear(hidden, |grid_k|)(z)   for each knob k
 
 The per-feature standardisation (mean/std buffers, fitted on training features) is part of the
 model so that deployed engines see exactly what training saw; engines fold it into the first
-projection. With the defaults this is 504,335 parameters.
+projection. The sinusoidal encoding works on the log of the normalised budget: latency is
+multiplicative in what a request costs, so "budget over this request's cost" becomes a
+difference the first layer can form, and budgets from 0.1x to 10x the reference get equal
+resolution. With the defaults this is 504,335 parameters.
 """
 
 from __future__ import annotations
@@ -47,15 +51,18 @@ class ControllerConfig:
     )
     """Knob name -> ascending grid of values; the order fixes the decision columns."""
     budget_encoding: str = "sinusoidal"
-    """``sinusoidal`` (``budget_dim`` features) or ``linear`` (one feature: budget/ref)."""
+    """``sinusoidal`` (``budget_dim`` features of ln(budget/ref)) or ``linear`` (one feature:
+    budget/ref)."""
     budget_dim: int = 32
     """Size of the sinusoidal budget encoding (even). Ignored for ``linear``."""
     ref_latency_ms: float = 100.0
     """Budgets are divided by this before encoding; set it to the full model's latency."""
-    budget_min_freq: float = 0.5
-    """Lowest angular frequency of the sinusoidal encoding (in units of 1/ref)."""
-    budget_max_freq: float = 50.0
-    """Highest angular frequency of the sinusoidal encoding (in units of 1/ref)."""
+    budget_min_freq: float = 0.1
+    """Lowest angular frequency of the sinusoidal encoding (radians per unit of ln budget):
+    0.1 keeps sin() near-linear over budgets from 0.05x to 20x the reference."""
+    budget_max_freq: float = 10.0
+    """Highest angular frequency (radians per unit of ln budget): a 5% budget change turns
+    it by 0.5 rad."""
     image_proj_dim: int = 128
     """Width of the light image projection."""
     text_proj_dim: int = 128
@@ -144,7 +151,7 @@ def encode_budget(budget_ms: torch.Tensor, cfg: ControllerConfig,
         return b[:, None]
     if freqs is None:
         freqs = budget_frequencies(cfg).to(b.device)
-    angles = b[:, None] * freqs[None, :]
+    angles = torch.log(b)[:, None] * freqs[None, :]
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
 
 

@@ -5,7 +5,7 @@ One file per op (CONVENTIONS.md, Kernels): the ``@triton.jit`` kernel, its launc
 live side by side. The math is the one in ``fastctrl/engines/spec.py``::
 
     h_img = relu(x_img @ img_w^T + img_b);  h_txt = relu(x_txt @ txt_w^T + txt_b)
-    enc   = [sin(budget * s), cos(budget * s)]     (s = freqs / ref_latency; linear: budget / ref)
+    enc   = [sin(ln(budget) f - ln(ref) f), cos(...)]  (= sin(ln(budget / ref) f); linear: budget / ref)
     z     = relu([h_img, h_txt, enc] @ trunk_w[0]^T + trunk_b[0]); ...; logits = z @ head_w^T + b
     decision_k = first argmax of logits within head k
 
@@ -146,6 +146,7 @@ class PackedController:
             "head_w": mat(m["OFF_HEAD_W"], hp, m["NHP"], true["hidden"], m["N_OUT"]),
             "head_b": vec(m["OFF_HEAD_B"], m["N_OUT"]),
             "enc_scale": vec(m["OFF_ENC_SCALE"], true["enc"]),
+            "enc_shift": vec(m["OFF_ENC_SHIFT"], true["enc"]),
         }
 
     @property
@@ -192,12 +193,16 @@ def pack_weights(w: EngineWeights, device: str | torch.device = "cpu") -> Packed
     put("HEAD_W", w.head_w.T, (hp, dims["NHP"]))
     put("HEAD_B", w.head_b, (dims["NHP"],))
     if w.encoding == ENCODING_SINUSOIDAL:
-        # budget * (freq / ref) in one multiply; the scale is rounded once, from fp64.
-        half = np.asarray(w.budget_freqs, np.float64) * w.inv_ref_latency
+        # ln(budget / ref) * f = ln(budget) * f + shift, shift = -ln(ref) * f rounded once
+        # from fp64: one fma per column in the kernel, no division.
+        half = np.asarray(w.budget_freqs, np.float64)
         scale = np.concatenate([half, half])
+        shift = np.log(w.inv_ref_latency) * scale
     else:
         scale = np.array([w.inv_ref_latency], np.float64)
+        shift = np.zeros(1)
     put("ENC_SCALE", scale.astype(np.float32), (dims["EP"],))
+    put("ENC_SHIFT", shift.astype(np.float32), (dims["EP"],))
     head_id = np.concatenate([np.full(s, k, np.float32) for k, s in enumerate(w.head_sizes)])
     pad_id = np.full(dims["NHP"], -1.0, np.float32)
     pad_id[:n_out] = head_id
@@ -236,7 +241,7 @@ def fused_controller_kernel(
     OFF_TXT_B: tl.constexpr, OFF_T1_IMG: tl.constexpr, OFF_T1_TXT: tl.constexpr,
     OFF_T1_ENC: tl.constexpr, OFF_T1_B: tl.constexpr, OFF_TRUNK: tl.constexpr,
     OFF_HEAD_W: tl.constexpr, OFF_HEAD_B: tl.constexpr, OFF_ENC_SCALE: tl.constexpr,
-    OFF_HEAD_ID: tl.constexpr,
+    OFF_ENC_SHIFT: tl.constexpr, OFF_HEAD_ID: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr,
     STORE_LOGITS: tl.constexpr,
 ):
@@ -276,11 +281,14 @@ def fused_controller_kernel(
     # budget encoding, in-kernel from the [B] budget vector
     ee = tl.arange(0, EP)
     bud = tl.load(budget_ptr + rows, mask=rmask, other=1.0).to(tl.float32)
-    ang = bud[:, None] * tl.load(w_ptr + OFF_ENC_SCALE + ee)[None, :]
+    if ENC_SIN:
+        bud = tl.log(bud)
+    ang = bud[:, None] * tl.load(w_ptr + OFF_ENC_SCALE + ee)[None, :] \
+        + tl.load(w_ptr + OFF_ENC_SHIFT + ee)[None, :]
     if ENC_SIN:
         # Explicit 2*pi range reduction (Cody-Waite, 6.28125 has 8 significant bits so
         # n * 6.28125 is exact for |n| < 2**16): the GPU's fast sin/cos are accurate on
-        # [-pi, pi] only, while budget * freq reaches tens of radians.
+        # [-pi, pi] only, while ln(budget / ref) * freq reaches tens of radians.
         n = tl.floor(ang * 0.15915494309189535 + 0.5)
         r = (ang - n * 6.28125) - n * 0.0019353071795864769
         enc = tl.where(ee[None, :] < ENC_HALF, tl.sin(r), tl.cos(r))
@@ -418,7 +426,10 @@ def fused_controller_ref(image: torch.Tensor, text: torch.Tensor, budget: torch.
 
     h_img = torch.relu(lin(image.to(dt), t["img_w"], t["img_b"]))
     h_txt = torch.relu(lin(text.to(dt), t["txt_w"], t["txt_b"]))
-    ang = budget.to(dt)[:, None] * t["enc_scale"].to(dt)[None, :]
+    bud = budget.to(dt)
+    if packed.meta["ENC_SIN"]:
+        bud = torch.log(bud)
+    ang = bud[:, None] * t["enc_scale"].to(dt)[None, :] + t["enc_shift"].to(dt)[None, :]
     if packed.meta["ENC_SIN"]:
         half = packed.meta["ENC_HALF"]
         enc = torch.cat([torch.sin(ang[:, :half]), torch.cos(ang[:, half:])], dim=1)

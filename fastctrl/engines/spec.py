@@ -4,7 +4,8 @@ Exporting folds the input standardisation into the projections, so an engine com
 
     h_img = relu(img_w @ x_img + img_b)          # img_w = W / std, img_b = b - img_w @ mean
     h_txt = relu(txt_w @ x_txt + txt_b)
-    enc   = encode(budget_ms / ref_latency_ms)   # sinusoidal: [sin(b*freqs), cos(b*freqs)]
+    b     = budget_ms / ref_latency_ms           # = budget_ms * inv_ref_latency
+    enc   = [sin(ln(b)*freqs), cos(ln(b)*freqs)] # sinusoidal; linear: enc = [b]
     z     = relu(trunk_w[0] @ [h_img, h_txt, enc] + trunk_b[0]);  z = relu(trunk_w[i] @ z + ..)
     logits = head_w @ z + head_b;  decision_k = argmax(logits[head_offsets[k]:head_offsets[k+1]])
 
@@ -107,7 +108,7 @@ def reference_logits(w: EngineWeights, image: np.ndarray, text: np.ndarray,
     h_t = np.maximum(x_t @ w.txt_w.T.astype(np.float64) + w.txt_b, 0.0)
     b = budget_ms.astype(np.float64) * w.inv_ref_latency
     if w.encoding == ENCODING_SINUSOIDAL:
-        ang = b[:, None] * w.budget_freqs.astype(np.float64)[None, :]
+        ang = np.log(b)[:, None] * w.budget_freqs.astype(np.float64)[None, :]
         enc = np.concatenate([np.sin(ang), np.cos(ang)], axis=1)
     else:
         enc = b[:, None]

@@ -1,0 +1,82 @@
+"""DPO on sampled configs: preferences ranked by reward, against a frozen reference policy.
+
+Each step samples ``dpo_samples`` configs per (request, budget) from the current policy, runs
+them (env_steps), and pairs the best-rewarded (winner) with the worst (loser); ties carry no
+preference and are counted. Loss::
+
+    -log sigmoid(beta * ((logp_w - ref_w) - (logp_l - ref_l)))       beta = 0.1
+
+Reference: the initial policy (``dpo_reference=initial``, the default), or a policy warm-started
+by supervised learning on oracle labels (``supervised``; its label reads count as env_steps),
+which then is also where training starts.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .base import Method, grouped_log_prob
+from .supervised import Supervised
+
+
+class DPO(Method):
+    name = "dpo"
+
+    def setup(self) -> None:
+        self.counters.setdefault("tied_pairs", 0)
+        self.counters.setdefault("pairs", 0)
+        if self.cfg.dpo_reference == "supervised":
+            warm = Supervised(self.cfg, self.env, self.controller)
+            warm.rng = self.rng
+            with self.timer("warm_start_s"):
+                warm.setup()
+                for _ in range(warm.iterations_per_epoch * 3):
+                    warm.train_step()
+        self.reference = copy.deepcopy(self.controller).eval()
+        for p in self.reference.parameters():
+            p.requires_grad_(False)
+
+    def train_step(self) -> dict[str, float]:
+        cfg = self.cfg
+        k = cfg.dpo_samples
+        with self.timer("pair_generation_s"):
+            ctx = self.env.sample_contexts(cfg.batch_size)
+            image, text, budget = self.inputs(ctx)
+            self.controller.eval()
+            with torch.no_grad():
+                actions = self.sample(self.controller(image, text, budget), k)   # [B, K]
+            flat = self.to_flat(actions)
+            res = self.env.step(ctx.take(torch.arange(len(ctx)).repeat_interleave(k).numpy()),
+                                flat.reshape(-1))
+            rewards = torch.as_tensor(res.reward, dtype=torch.float32).view(len(ctx), k)
+            w = rewards.argmax(1)
+            lo = rewards.argmin(1)
+            valid = rewards.max(1).values > rewards.min(1).values
+            self.counters["pairs"] += len(ctx)
+            self.counters["tied_pairs"] += int((~valid).sum())
+            rows = torch.arange(len(ctx))
+            pair = {n: torch.stack([a[rows, w], a[rows, lo]], 1)[valid]
+                    for n, a in actions.items()}                                 # [P, 2]
+            image, text, budget = image[valid], text[valid], budget[valid]
+            if len(image) == 0:
+                return {"loss": float("nan")}
+            with torch.no_grad():
+                ref = grouped_log_prob(self.reference(image, text, budget), pair)
+        self.controller.train()
+        for _ in range(cfg.update_epochs):
+            logp = grouped_log_prob(self.controller(image, text, budget), pair)
+            margin = (logp[:, 0] - ref[:, 0]) - (logp[:, 1] - ref[:, 1])
+            loss = -F.logsigmoid(cfg.dpo_beta * margin).mean()
+            self.apply_update(loss)
+        return {"loss": float(loss), "reward_mean": float(rewards.mean()),
+                "pref_accuracy": float((margin > 0).float().mean())}
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"reference": self.reference.state_dict()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.reference.load_state_dict(state["reference"])
