@@ -61,7 +61,7 @@ def test_env_counts_steps_and_is_seeded(prof):
 
 
 def test_budgets_per_request_and_global(prof):
-    env = ProfileEnv(prof, "test")
+    env = ProfileEnv(prof, "test", baseline="request")
     full = prof.mean_latency[:, prof.full_index]
     ctx = env.all_contexts((0.5,))
     np.testing.assert_allclose(ctx.budget_ms, 0.5 * full[ctx.req], rtol=1e-6)
