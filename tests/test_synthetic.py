@@ -77,5 +77,4 @@ def test_oracle_beats_best_static_at_middle_budgets(prof):
     for ratio in (0.5, 0.7, 0.85):
         r = rows[ratio]
         assert r["margin"] >= 0.03, r
-        assert r["static_slo_violation_rate"] <= r["oracle_slo_violation_rate"] + 1e-9 or \
-            r["static_slo_violation_rate"] <= 0.01
+        assert r["static_slo_violation_rate"] <= r["oracle_slo_violation_rate"]
