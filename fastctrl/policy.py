@@ -74,7 +74,12 @@ class ControllerConfig:
     dropout: float = 0.1
     """Dropout after each trunk layer (training only)."""
     arch: str = "mlp"
-    """Controller body; ``mlp`` is the one the fused engines implement."""
+    """Controller body: ``mlp`` (what the fused engines implement) or ``recursive`` (the
+    TinyRecursiveControl core refining the logits over cycles; torch engine only)."""
+    recursive_outer_cycles: int = 3
+    """``recursive``: answer refinements (each re-reads the current logits)."""
+    recursive_inner_cycles: int = 2
+    """``recursive``: latent updates per outer cycle."""
 
     def __post_init__(self) -> None:
         for name in ("image_dim", "text_dim", "image_proj_dim", "text_proj_dim", "hidden_dim",
@@ -105,8 +110,13 @@ class ControllerConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"ControllerConfig.dropout must be in [0, 1), got {self.dropout!r}")
-        if self.arch not in ("mlp",):
-            raise ValueError(f"ControllerConfig.arch must be 'mlp', got {self.arch!r}")
+        if self.arch not in ("mlp", "recursive"):
+            raise ValueError(f"ControllerConfig.arch must be 'mlp' or 'recursive', got "
+                             f"{self.arch!r}")
+        for name in ("recursive_outer_cycles", "recursive_inner_cycles"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ValueError(f"ControllerConfig.{name} must be a positive int, got {v!r}")
         ActionSpace(self.grids)  # validates the grids
 
     @property
@@ -202,14 +212,23 @@ class Controller(nn.Module):
         self.image_proj = nn.Linear(config.image_dim, config.image_proj_dim)
         self.text_proj = nn.Linear(config.text_dim, config.text_proj_dim)
         in_dim = config.image_proj_dim + config.text_proj_dim + config.encoding_dim
-        layers: list[nn.Module] = []
-        for _ in range(config.trunk_layers):
-            layers += [nn.Linear(in_dim, config.hidden_dim), nn.ReLU(), nn.Dropout(config.dropout)]
-            in_dim = config.hidden_dim
-        self.trunk = nn.Sequential(*layers)
-        self.heads = nn.ModuleDict(
-            {k.name: nn.Linear(config.hidden_dim, len(k)) for k in self.space.knobs}
-        )
+        if config.arch == "recursive":
+            from .control.model import RecursiveRefiner
+
+            self.refiner = RecursiveRefiner(
+                in_dim, sum(self.space.sizes), latent_dim=config.hidden_dim // 2,
+                hidden_dim=config.hidden_dim, num_outer_cycles=config.recursive_outer_cycles,
+                num_inner_cycles=config.recursive_inner_cycles)
+        else:
+            layers: list[nn.Module] = []
+            for _ in range(config.trunk_layers):
+                layers += [nn.Linear(in_dim, config.hidden_dim), nn.ReLU(),
+                           nn.Dropout(config.dropout)]
+                in_dim = config.hidden_dim
+            self.trunk = nn.Sequential(*layers)
+            self.heads = nn.ModuleDict(
+                {k.name: nn.Linear(config.hidden_dim, len(k)) for k in self.space.knobs}
+            )
         self.register_buffer("image_mean", torch.zeros(config.image_dim))
         self.register_buffer("image_std", torch.ones(config.image_dim))
         self.register_buffer("text_mean", torch.zeros(config.text_dim))
@@ -227,6 +246,8 @@ class Controller(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def trunk_linears(self) -> list[nn.Linear]:
+        if self.config.arch != "mlp":
+            raise ValueError(f"arch={self.config.arch!r} has no MLP trunk")
         return [m for m in self.trunk if isinstance(m, nn.Linear)]
 
     @torch.no_grad()
@@ -245,8 +266,8 @@ class Controller(nn.Module):
         self.text_std.copy_(txt.std(0, unbiased=False).clamp_min(eps))
 
     # ------------------------------------------------------------------ forward
-    def features(self, image_feat: Any, lang_feat: Any, budget_ms: Any) -> torch.Tensor:
-        """Trunk output ``[B, hidden_dim]``; shared by the heads and by critics (PPO)."""
+    def encode_inputs(self, image_feat: Any, lang_feat: Any, budget_ms: Any) -> torch.Tensor:
+        """``[h_img, h_txt, enc]``: the projected features and the encoded budget."""
         dev = self.image_mean.device
         img = _as_batch(image_feat, "image_feat", self.config.image_dim, dev)
         txt = _as_batch(lang_feat, "lang_feat", self.config.text_dim, dev)
@@ -259,11 +280,16 @@ class Controller(nn.Module):
         h_img = torch.relu(self.image_proj((img - self.image_mean) / self.image_std))
         h_txt = torch.relu(self.text_proj((txt - self.text_mean) / self.text_std))
         enc = encode_budget(b, self.config, self.budget_freqs)
-        return self.trunk(torch.cat([h_img, h_txt, enc], dim=1))
+        return torch.cat([h_img, h_txt, enc], dim=1)
 
     def forward(self, image_feat: Any, lang_feat: Any, budget_ms: Any) -> dict[str, torch.Tensor]:
         """Logits per knob: ``{name: [B, |grid|]}``."""
-        z = self.features(image_feat, lang_feat, budget_ms)
+        x = self.encode_inputs(image_feat, lang_feat, budget_ms)
+        if self.config.arch == "recursive":
+            flat = self.refiner(x)
+            return dict(zip(self.knob_names, flat.split(list(self.space.sizes), dim=1),
+                            strict=True))
+        z = self.trunk(x)
         return {name: head(z) for name, head in self.heads.items()}
 
     # ------------------------------------------------------------------ policy helpers

@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
         "method": METHOD_NAMES, "scheduler": SCHEDULERS, "reward": ("e5", "shaped"),
         "budget_baseline": ("request", "global"), "engine": ("auto", "torch", "triton", "int8"),
         "class_balance": ("none", "weighted_loss", "weighted_sampling"),
-        "lut_mode": ("table", "knn"), "dpo_reference": ("initial", "supervised")})
+        "lut_mode": ("table", "knn"), "dpo_reference": ("initial", "supervised"),
+        "arch": ("mlp", "recursive")})
     return p
 
 

@@ -84,7 +84,7 @@ def build_controller(cfg: TrainConfig, profile: Profile, train_idx: np.ndarray) 
     ref = float(profile.mean_latency[train_idx, profile.full_index].mean())
     ccfg = ControllerConfig(image_dim=feats.image_dim, text_dim=feats.text_dim,
                             grids=profile.space.to_dict(), ref_latency_ms=ref,
-                            dropout=cfg.dropout)
+                            dropout=cfg.dropout, arch=cfg.arch)
     controller = Controller(ccfg).to(cfg.device)
     controller.fit_input_normalization(feats.image[train_idx], feats.text[train_idx])
     return controller

@@ -117,3 +117,20 @@ def test_load_refuses_mismatch_and_corruption(tmp_path, small_controller):
 def test_bad_config_is_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ControllerConfig(**kwargs)
+
+
+def test_recursive_arch_runs_on_the_torch_engine(tmp_path):
+    torch.manual_seed(0)
+    c = Controller(ControllerConfig(image_dim=12, text_dim=20, arch="recursive",
+                                    recursive_outer_cycles=2)).eval()
+    img, txt, budget = random_inputs(c, 6)
+    logits = c(img, txt, budget)
+    assert [logits[n].shape[1] for n in c.knob_names] == list(c.space.sizes)
+    engine = make_engine(c, "auto")
+    assert engine.kind == "torch"
+    np.testing.assert_array_equal(engine.decide(img, txt, budget), c.decide(img, txt, budget))
+    with pytest.raises(ValueError, match="arch='mlp' only"):
+        make_engine(c, "int8")
+    c.save_pretrained(tmp_path)
+    back = Controller.from_pretrained(tmp_path).eval()
+    np.testing.assert_array_equal(back.decide(img, txt, budget), c.decide(img, txt, budget))

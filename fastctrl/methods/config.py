@@ -55,6 +55,11 @@ class TrainConfig:
     reward_epsilon: float = 0.05
     """Shaped reward: weight of the complexity penalty."""
 
+    # ---- controller
+    arch: str = "mlp"
+    """Controller body: mlp (served by every engine) or recursive (TinyRecursiveControl core,
+    torch engine)."""
+
     # ---- optimisation (shared)
     batch_size: int = 64
     """Contexts (request, budget) per update."""
@@ -157,6 +162,7 @@ class TrainConfig:
         need(self.class_balance in ("none", "weighted_loss", "weighted_sampling"),
              "--class_balance must be none, weighted_loss or weighted_sampling")
         need(self.lut_mode in ("table", "knn"), "--lut_mode must be table or knn")
+        need(self.arch in ("mlp", "recursive"), "--arch must be mlp or recursive")
         need(self.dpo_reference in ("initial", "supervised"),
              "--dpo_reference must be initial or supervised")
         for name in ("batch_size", "num_epochs", "group_size", "update_epochs", "dpo_samples",
