@@ -1,8 +1,19 @@
-"""fastctrl: per-request latency-budget controllers for vision-language models."""
+"""fastctrl: per-request latency-budget controllers for vision-language models.
+
+- :class:`ActionSpace` / :class:`Config`: the knobs (max_crops, top_k, num_active_blocks).
+- :class:`Controller`: pooled image + text features + encoded budget -> one choice per knob.
+- :func:`make_engine`: decisions through the torch reference, the fused Triton kernel or the
+  INT8 C++ engine.
+- :func:`hook`: run a controller inside a transformers VLM's forward.
+- ``fastctrl.data``: profiles (``synthetic_profile``, importers), ``fastctrl.env.ProfileEnv``,
+  ``fastctrl.reward``, ``fastctrl.evaluate``; ``python -m fastctrl.train`` / ``.compare`` /
+  ``.profile``; ``fastctrl.control``: the double-integrator / LQR benchmark.
+"""
 
 from __future__ import annotations
 
 from .engines import Engine, EngineUnavailableError, make_engine
+from .hook import HookHandle, HookStats, hook
 from .policy import Controller, ControllerConfig
 from .space import ActionSpace, Config, Knob
 
@@ -15,7 +26,10 @@ __all__ = [
     "ControllerConfig",
     "Engine",
     "EngineUnavailableError",
+    "HookHandle",
+    "HookStats",
     "Knob",
     "__version__",
+    "hook",
     "make_engine",
 ]
