@@ -390,7 +390,7 @@ PYBIND11_MODULE(_C, m) {
         const int8_t* src = static_cast<const int8_t*>(a.data());
         for (int64_t r = 0; r < mrows; ++r)
           std::memcpy(&padded[size_t(r * lda)], src + r * k, size_t(k));
-        std::vector<uint8_t> scratch(size_t(mrows * lda));
+        std::vector<uint8_t> scratch(size_t((mrows + 31) / 32 * 32 * lda));
         py::array_t<int32_t> c({mrows, w.n()});
         int32_t* cp = c.mutable_data();
         {

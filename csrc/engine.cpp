@@ -9,12 +9,16 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
+#if defined(__linux__) && defined(__x86_64__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 namespace fastctrl {
 
 // ----------------------------------------------------------------------------- packing
 PackedMatrix::PackedMatrix(const int8_t* w, int64_t n, int64_t k)
-    : n_(n), k_(k), kp_((k + 3) / 4 * 4), np_((n + kPanel - 1) / kPanel * kPanel) {
+    : n_(n), k_(k), kp_(pad_k(k)), np_((n + kPanel - 1) / kPanel * kPanel) {
   storage_.assign(size_t(np_ * kp_ + 64), 0);
   const auto addr = reinterpret_cast<uintptr_t>(storage_.data());
   data_ = storage_.data() + ((64 - addr % 64) % 64);
@@ -70,7 +74,19 @@ namespace {
 struct CpuFeatures {
   bool avx2 = false;
   bool avx512_vnni = false;
+  bool amx = false;
 };
+
+// Linux hands out AMX tile state per process on request (arch_prctl ARCH_REQ_XCOMP_PERM for
+// XTILEDATA); without it the first tile instruction faults.
+bool request_amx_permission() {
+#if defined(__linux__) && defined(__x86_64__) && defined(SYS_arch_prctl)
+  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  return false;
+#endif
+}
 
 CpuFeatures detect_cpu() {
   CpuFeatures f;
@@ -89,6 +105,9 @@ CpuFeatures detect_cpu() {
              avx512vl = b & (1u << 31), vnni = c & (1u << 11);
   f.avx2 = ymm_os && avx2;
   f.avx512_vnni = ymm_os && zmm_os && avx512f && avx512bw && avx512vl && vnni;
+  const bool amx_tile = d & (1u << 24), amx_int8 = d & (1u << 25);
+  const bool tiles_os = (xcr0 & (uint64_t(3) << 17)) == (uint64_t(3) << 17);
+  f.amx = f.avx512_vnni && amx_tile && amx_int8 && tiles_os && request_amx_permission();
 #endif
   return f;
 }
@@ -106,6 +125,9 @@ std::vector<Entry> registry() {
 #endif
 #ifdef FASTCTRL_HAVE_AVX512_VNNI
   r.push_back({&kAvx512VnniKernels, cpu.avx512_vnni});
+#endif
+#ifdef FASTCTRL_HAVE_AMX
+  r.push_back({&kAmxKernels, cpu.amx});
 #endif
   (void)cpu;
   return r;
@@ -196,10 +218,10 @@ void epilogue(const Segment* segs, const float* bias, int64_t rows, int64_t n, f
 }
 
 // Rows per block: every packed weight panel is reused across this many rows, and the block's
-// activations (48 x 2048 int8 = 96 KiB at most) stay in L2. A multiple of the 6-row VNNI tile.
-constexpr int64_t kBlockRows = 48;
+// int8 activations (64 x 2048 = 128 KiB at most) stay in L2. 64 is whole 32-row AMX blocks and
+// 10 full 6-row VNNI tiles + 4; 48 vs 96 could not be told apart on the (shared) bench host.
+constexpr int64_t kBlockRows = 64;
 
-int64_t pad4(int64_t k) { return (k + 3) / 4 * 4; }
 
 }  // namespace
 
@@ -281,13 +303,13 @@ RunStatus Model::run(const float* img, const float* txt, const float* budget,
   const KernelTable& kt = *kt_;
   thread_local Workspace ws;
   const int64_t B = kBlockRows;
-  const int64_t ld_img = pad4(image_dim_), ld_txt = pad4(text_dim_);
-  const int64_t ld_h = pad4(std::max({img_out_, txt_out_, hidden_, enc_dim_}));
+  const int64_t ld_img = pad_k(image_dim_), ld_txt = pad_k(text_dim_);
+  const int64_t ld_h = pad_k(std::max({img_out_, txt_out_, hidden_, enc_dim_}));
   const int64_t ldq = std::max({ld_img, ld_txt, ld_h});
   const int64_t ldc = std::max({img_out_, txt_out_, hidden_, total_logits_});
   if (ws.q.size() < size_t(3 * B * ldq)) {
     ws.q.resize(size_t(3 * B * ldq));
-    ws.scratch.resize(size_t(B * ldq));
+    ws.scratch.resize(size_t((B + 31) / 32 * 32 * ldq));  // kernels.h scratch contract
   }
   if (ws.acc.size() < size_t(3 * B * ldc)) ws.acc.resize(size_t(3 * B * ldc));
   ws.sx.resize(size_t(3 * B));
@@ -301,7 +323,7 @@ RunStatus Model::run(const float* img, const float* txt, const float* budget,
 
   auto linear = [&](const float* x, int64_t ldx, int64_t rows, int64_t k, const QLinear& w,
                     int seg) {
-    const int64_t ld = pad4(k);
+    const int64_t ld = pad_k(k);
     for (int64_t r = 0; r < rows; ++r)
       quantize_row(kt, x + r * ldx, k, q[seg] + r * ld, ld, &sx[seg][r]);
     kt.gemm(q[seg], rows, ld, w.packed.view(), acc[seg], ldc, scratch);

@@ -28,7 +28,7 @@ def _rng(seed: int = 0) -> np.random.Generator:
 # ----------------------------------------------------------------------------- dispatch, packing
 def test_available_isas_are_compiled_and_start_with_scalar():
     assert ISAS[0] == "scalar"
-    assert set(ISAS) <= set(_C.compiled_isas()) <= {"scalar", "avx2", "avx512_vnni"}
+    assert set(ISAS) <= set(_C.compiled_isas()) <= {"scalar", "avx2", "avx512_vnni", "amx"}
     print(f"compiled {_C.compiled_isas()}, available here {ISAS}")
 
 
