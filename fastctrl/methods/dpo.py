@@ -72,8 +72,8 @@ class DPO(Method):
             margin = (logp[:, 0] - ref[:, 0]) - (logp[:, 1] - ref[:, 1])
             loss = -F.logsigmoid(cfg.dpo_beta * margin).mean()
             self.apply_update(loss)
-        return {"loss": float(loss), "reward_mean": float(rewards.mean()),
-                "pref_accuracy": float((margin > 0).float().mean())}
+        return {"loss": float(loss.detach()), "reward_mean": float(rewards.mean()),
+                "pref_accuracy": float((margin.detach() > 0).float().mean())}
 
     def extra_state(self) -> dict[str, Any]:
         return {"reference": self.reference.state_dict()}

@@ -93,9 +93,9 @@ class PPO(Method):
                                     ** 2).mean()
                     self.apply_update(cfg.vf_coef * v_loss, list(self.critic.parameters()),
                                       self.critic_opt)
-                logs["pg_loss"].append(float(pg_loss))
-                logs["v_loss"].append(float(v_loss))
-                logs["entropy"].append(float(entropy))
+                logs["pg_loss"].append(float(pg_loss.detach()))
+                logs["v_loss"].append(float(v_loss.detach()))
+                logs["entropy"].append(float(entropy.detach()))
         out = {k: sum(v) / len(v) for k, v in logs.items()}
         out["reward_mean"] = float(returns.mean())
         return out

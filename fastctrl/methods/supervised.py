@@ -74,4 +74,4 @@ class Supervised(Method):
             w = self.class_weights[k] if self.cfg.class_balance == "weighted_loss" else None
             loss = loss + F.cross_entropy(logits[name], self.label_idx[b, k], weight=w)
         self.apply_update(loss)
-        return {"loss": float(loss)}
+        return {"loss": float(loss.detach())}
