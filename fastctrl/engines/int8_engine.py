@@ -43,8 +43,9 @@ def available_isas() -> list[str]:
 
 
 class Int8Engine(Engine):
-    """INT8 CPU engine. ``isa`` picks a kernel (``scalar``, ``avx2``, ``avx512_vnni``); ``None``
-    takes the fastest one this CPU supports."""
+    """INT8 CPU engine. ``isa`` picks a kernel (``scalar``, ``avx2``, ``avx512_vnni``, ``amx``;
+    see ``fastctrl._C.available_isas()``); ``None`` takes the fastest one this CPU supports.
+    Every ISA gives bit-identical decisions and logits."""
 
     kind = "int8"
 
