@@ -128,6 +128,7 @@ class Run:
         self.epoch = 0
         self.best: dict[str, Any] | None = None  # {"utility", "state", "metrics", ...}
         self.bad_evals = 0
+        self.progress_ref = -math.inf  # utility that the next evaluation must beat by min_delta
         self.wall_offset = 0.0
         self.setup_done = False
 
@@ -152,10 +153,13 @@ class Run:
             finite = [v for v in vals if math.isfinite(v)]
             entry[f"train_{k}"] = float(np.mean(finite)) if finite else None
         self.history.append(entry)
+        progress = self.best is None or o["utility"] > self.progress_ref + self.cfg.min_delta
         if self.best is None or o["utility"] > self.best["utility"]:
             self.best = {"utility": o["utility"], "metrics": o, "epoch": self.epoch,
                          "env_steps": entry["env_steps"],
                          "state": copy.deepcopy(self.method.controller.state_dict())}
+        if progress:
+            self.progress_ref = o["utility"]
             self.bad_evals = 0
         else:
             self.bad_evals += 1
@@ -280,6 +284,7 @@ class Run:
             "history": _jsonable(self.history),
             "best": self.best,
             "bad_evals": self.bad_evals,
+            "progress_ref": self.progress_ref,
             "wall_s": self.wall_offset + time.perf_counter() - t0,
             "rng": {
                 "torch": torch.get_rng_state(),
@@ -324,6 +329,7 @@ class Run:
         self.history = list(state["history"])
         self.best = state["best"]
         self.bad_evals = int(state["bad_evals"])
+        self.progress_ref = float(state["progress_ref"])
         self.epoch = int(state["epoch"])
         self.wall_offset = float(state["wall_s"])
         self.train_env.env_steps = int(state["env_steps"]["train"])

@@ -2,7 +2,8 @@
 
 - ``torch``: the eager fp32 reference (the spec).
 - ``triton``: one fused kernel launch per call (CUDA; CPU only under ``TRITON_INTERPRET=1``).
-- ``int8``: the C++ engine in ``fastctrl._C`` (runtime CPU dispatch: scalar / AVX2 / AVX-512 VNNI).
+- ``int8``: the C++ engine in ``fastctrl._C`` (runtime CPU dispatch: scalar / AVX2 /
+  AVX-512 VNNI / AMX).
 - ``auto``: ``int8`` when the extension is built, else ``torch``.
 """
 

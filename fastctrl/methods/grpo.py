@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from ..policy import Controller
 from .base import Method, grouped_log_prob
 
 EPS = 1e-6
@@ -65,6 +66,10 @@ class GRPO(Method):
             clipped = torch.clamp(ratio, 1 - cfg.clip_coef, 1 + cfg.clip_coef)
             pg_loss = -torch.min(ratio * adv, clipped * adv).mean()
             loss = pg_loss
+            if cfg.grpo_ent_coef > 0:
+                entropy = Controller.entropy(new_logits).mean()
+                loss = loss - cfg.grpo_ent_coef * entropy
+                logs["entropy"] = float(entropy.detach())
             if self.reference is not None:
                 with torch.no_grad():
                     ref_logp = grouped_log_prob(self.reference(image, text, budget), actions)
