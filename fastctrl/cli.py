@@ -37,12 +37,13 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def _base_type(tp: Any) -> tuple[Any, bool]:
-    """(scalar type, optional?) of an annotation such as ``int``, ``str | None``."""
+def unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    """(type, optional?) of an annotation: ``str | None`` -> ``(str, True)``."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return args[0], True
+        if len(args) == 1 and len(typing.get_args(tp)) == 2:
+            return args[0], True
     return tp, False
 
 
@@ -51,7 +52,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type,
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        tp, optional = _base_type(hints[f.name])
+        tp, optional = unwrap_optional(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         help_text = docs.get(f.name, "")

@@ -9,50 +9,15 @@ turned into an ordinary command-line error (exit status 2, message on stderr).
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import inspect
-import textwrap
-import types
 import typing
 from collections.abc import Sequence
 from typing import Any, Literal, TypeVar
 
+from ..cli import field_docs, unwrap_optional
+
 T = TypeVar("T")
-
-
-def field_docs(cls: type) -> dict[str, str]:
-    """Field name -> the docstring written directly under it in the class body."""
-    docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        if not dataclasses.is_dataclass(klass):
-            continue
-        try:
-            src = textwrap.dedent(inspect.getsource(klass))
-        except (OSError, TypeError):
-            continue
-        body = ast.parse(src).body[0]
-        assert isinstance(body, ast.ClassDef)
-        stmts = body.body
-        for stmt, nxt in zip(stmts, stmts[1:], strict=False):
-            if (
-                isinstance(stmt, ast.AnnAssign)
-                and isinstance(stmt.target, ast.Name)
-                and isinstance(nxt, ast.Expr)
-                and isinstance(nxt.value, ast.Constant)
-                and isinstance(nxt.value.value, str)
-            ):
-                docs[stmt.target.id] = " ".join(nxt.value.value.split())
-    return docs
-
-
-def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1 and len(typing.get_args(tp)) == 2:
-            return args[0], True
-    return tp, False
 
 
 def build_parser(cls: type, description: str | None = None, prog: str | None = None
@@ -65,7 +30,7 @@ def build_parser(cls: type, description: str | None = None, prog: str | None = N
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     for f in dataclasses.fields(cls):
-        tp, optional = _unwrap_optional(hints[f.name])
+        tp, optional = unwrap_optional(hints[f.name])
         names = [f"--{f.name}"]
         if "_" in f.name:
             names.append(f"--{f.name.replace('_', '-')}")
