@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         c = results["controller"]
         print(summary_table(results))
         print(json.dumps({"method": cfg.method, "engine": results["engine"],
+                          "controller_parameters": results["controller_parameters"],
                           "env_steps": results["env_steps"],
                           "train_time_s": round(results["train_time_s"], 1),
                           "controller_overhead_ms": round(c["controller_overhead_ms"], 4),

@@ -122,6 +122,7 @@ class Run:
             self.val_env.requests = self.val_env.requests[: cfg.eval_requests]
         self.test_env = ProfileEnv(self.profile, "test", seed=cfg.seed + 2, **kw)
         controller = build_controller(cfg, self.profile, self.train_env.requests)
+        log.info("controller: %s, %d parameters", cfg.arch, controller.num_parameters())
         self.method: Method = METHODS[cfg.method](cfg, self.train_env, controller)
         self.scheduler = _scheduler(cfg, self.method.optimizer)
         self.history: list[dict[str, Any]] = []
@@ -240,6 +241,7 @@ class Run:
             "reward": self.reward.to_dict(),
             "env_steps": int(self.train_env.env_steps),
             "train_time_s": train_time,
+            "controller_parameters": self.method.controller.num_parameters(),
             "best_epoch": self.best["epoch"] if self.best else None,
             "controller": ctrl,
             "baselines": baselines,
