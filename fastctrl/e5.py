@@ -217,8 +217,14 @@ def report(meta: dict[str, Any], eff: dict[str, Any], fr: dict[str, Any], ov: di
         if fr["baselines"].get("oracle") else None
     lines += ["", "## Answers", ""]
     if eff_both[1] is None:
+        firsts = []
+        for key, label in (("slo", "the SLO threshold"), ("quality", "the quality threshold")):
+            v, m = best(lambda m, key=key: eff["methods"][m][key]["mean"]
+                        if eff["methods"][m][key]["status"] == "reached" else None, methods)
+            firsts.append(f"{label}: {m} first ({v:,.0f} env_steps)" if m else
+                          f"{label}: no method on every seed")
         lines.append("1. **Sample efficiency**: no method reached both thresholds on every "
-                     "seed within the budget.")
+                     "seed within the budget; " + "; ".join(firsts) + ".")
     else:
         lines.append(f"1. **Sample efficiency**: {eff_both[1]} reached both thresholds first "
                      f"({eff_both[0]:,.0f} env_steps on average).")

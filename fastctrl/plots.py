@@ -61,8 +61,11 @@ def plot_e5_learning_curves(curves: dict[str, dict[str, list[dict[str, Any]]]],
         hi = min(r[-1]["env_steps"] for r in runs)
         grid = np.linspace(lo, hi, 60) if hi > lo else np.array([lo])
         for ax, (key, label) in zip(axes, panels, strict=True):
-            ys = np.stack([np.interp(grid, [h["env_steps"] for h in r], [h[key] for h in r])
-                           for r in runs])
+            if len(grid) == 1:  # offline methods: all steps spent up front -> final values
+                ys = np.array([[r[-1][key]] for r in runs])
+            else:
+                ys = np.stack([np.interp(grid, [h["env_steps"] for h in r],
+                                         [h[key] for h in r]) for r in runs])
             mu, sd = ys.mean(0), ys.std(0)
             ax.plot(grid, mu, color=colors[m], label=f"{m} ({len(runs)} seeds)",
                     marker="o" if len(grid) == 1 else None)
