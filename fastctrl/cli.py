@@ -52,19 +52,17 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type,
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        tp, optional = unwrap_optional(hints[f.name])
+        tp, _ = unwrap_optional(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        help_text = docs.get(f.name, "")
+        help_text = docs.get(f.name, "").replace("%", "%%")  # argparse %-formats help
         help_text = f"{help_text} (default: {default})" if help_text else f"default: {default}"
         if tp is bool:
             parser.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction,
                                 default=default, help=help_text)
         else:
             parser.add_argument(f"--{f.name}", type=tp, default=default, help=help_text,
-                                choices=(choices or {}).get(f.name),
-                                metavar=f.name.upper() if not optional else
-                                f"{f.name.upper()}|none")
+                                choices=(choices or {}).get(f.name), metavar=f.name.upper())
 
 
 def dataclass_from_args(cls: type[T], ns: argparse.Namespace) -> T:

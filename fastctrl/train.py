@@ -19,8 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m fastctrl.train",
         description="Train (or build) a fastctrl controller with one of five methods and "
-                    "evaluate it through a decision engine on the test split.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "evaluate it through a decision engine on the test split.")
     add_dataclass_args(p, TrainConfig, choices={
         "method": METHOD_NAMES, "scheduler": SCHEDULERS, "reward": ("e5", "shaped"),
         "budget_baseline": ("request", "global"), "engine": ("auto", "torch", "triton", "int8"),

@@ -132,3 +132,15 @@ def test_train_on_an_exp5_exp6_import(tmp_path):
     res = json.loads((out / "eval_results.json").read_text())
     assert res["n_test_requests"] >= 1
     assert np.isfinite(res["controller"]["overall"]["utility"])
+
+
+@pytest.mark.parametrize("module", ["fastctrl.train", "fastctrl.compare", "fastctrl.profile",
+                                    "fastctrl.control.train", "fastctrl.control.pipeline"])
+def test_every_cli_explains_itself(module):
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "usage:" in res.stdout and "--" in res.stdout
