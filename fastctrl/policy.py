@@ -14,7 +14,7 @@ model so that deployed engines see exactly what training saw; engines fold it in
 projection. The sinusoidal encoding works on the log of the normalised budget: latency is
 multiplicative in what a request costs, so "budget over this request's cost" becomes a
 difference the first layer can form, and budgets from 0.1x to 10x the reference get equal
-resolution. With the defaults this is 504,335 parameters.
+resolution. With the defaults this is 504,849 parameters.
 """
 
 from __future__ import annotations
