@@ -14,28 +14,18 @@ threads, versions, batch, size and parameter count.
 from __future__ import annotations
 
 import os
-import platform
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from sysinfo import cpu_model
 
 from fastctrl.control import MODEL_SIZES, DoubleIntegrator, TinyRecursiveControl, TRCConfig
 
 CHECKPOINT = os.environ.get("FASTCTRL_TRC_CHECKPOINT")
 CASES = [("small", 1000), ("small", 1), ("medium", 1000), ("large", 1000)]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def build(size: str) -> TinyRecursiveControl:

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from sysinfo import cpu_model
 
 import fastctrl
 from fastctrl import Controller, ControllerConfig, make_engine
@@ -38,16 +39,6 @@ _C = pytest.importorskip("fastctrl._C", reason="fastctrl._C is not built")
 ISAS = tuple(_C.available_isas())
 PROVIDERS = ("torch-eager", "torch-dynamic-int8", "onnxruntime-dynamic-int8") + tuple(
     f"fastctrl-int8-{isa}" for isa in ISAS)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 @pytest.fixture(scope="module", autouse=True)
