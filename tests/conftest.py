@@ -8,6 +8,24 @@ from fastctrl import Controller, ControllerConfig
 
 
 @pytest.fixture
+def one_thread():
+    """Tiny models and tensors are overhead-bound: one thread is faster and keeps a shared
+    CPU from thrashing. Modules opt in with ``pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def llava():
+    """The tiny random-weight LLaVA-OLMoE model (hook and profiler tests)."""
+    from fastctrl.hook.tiny import build_tiny
+
+    return build_tiny("llava-olmoe", seed=0)
+
+
+@pytest.fixture
 def controller() -> Controller:
     torch.manual_seed(0)
     return Controller(ControllerConfig()).eval()

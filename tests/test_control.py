@@ -20,14 +20,7 @@ from fastctrl.control.system import DoubleIntegrator, final_state_torch
 from fastctrl.control.train import TrainConfig, load_checkpoint, train
 from fastctrl.control.train import main as train_main
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster, and kinder to a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 # ---------------------------------------------------------------- system and LQR oracle

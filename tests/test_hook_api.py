@@ -13,17 +13,8 @@ GRIDS = {"max_crops": [1, 2, 4], "top_k": [1, 2, 4], "num_active_blocks": [1, 2,
 
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny models are overhead-bound; one thread keeps a shared CPU from thrashing
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
-@pytest.fixture(scope="module")
-def llava():
-    return build_tiny("llava-olmoe", seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -15,13 +15,7 @@ FULL = {"max_crops": 4, "top_k": 4, "num_active_blocks": 4}
 
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny models are overhead-bound; one thread keeps a shared CPU from thrashing
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 @pytest.fixture(scope="module", params=FAMILIES)
 def model(request):
