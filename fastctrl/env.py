@@ -53,6 +53,10 @@ class Contexts:
     def take(self, idx: np.ndarray) -> Contexts:
         return Contexts(self.req[idx], self.budget_ms[idx], self.ratio[idx])
 
+    def repeat_each(self, k: int) -> Contexts:
+        """Each context ``k`` times in a row (the rows of a ``[n, k]`` group, flattened)."""
+        return self.take(np.repeat(np.arange(len(self)), k))
+
 
 @dataclass
 class StepResult:

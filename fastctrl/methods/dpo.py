@@ -50,7 +50,7 @@ class DPO(Method):
             with torch.no_grad():
                 actions = self.sample(self.controller(image, text, budget), k)   # [B, K]
             flat = self.to_flat(actions)
-            res = self.env.step(ctx.take(torch.arange(len(ctx)).repeat_interleave(k).numpy()),
+            res = self.env.step(ctx.repeat_each(k),
                                 flat.reshape(-1))
             rewards = torch.as_tensor(res.reward, dtype=torch.float32).view(len(ctx), k)
             w = rewards.argmax(1)

@@ -45,7 +45,7 @@ class GRPO(Method):
                 actions = self.sample(logits, g)                          # {knob: [B, G]}
                 old_logp = grouped_log_prob(logits, actions)              # [B, G]
             flat = self.to_flat(actions)                                  # [B, G]
-            res = self.env.step(ctx.take(torch.arange(len(ctx)).repeat_interleave(g).numpy()),
+            res = self.env.step(ctx.repeat_each(g),
                                 flat.reshape(-1))
             rewards = torch.as_tensor(res.reward, dtype=torch.float32,
                                       device=self.device).view(len(ctx), g)
