@@ -31,8 +31,8 @@ import pytest
 import torch
 
 from fastctrl import Controller, ControllerConfig
-from fastctrl.hook import find_adapter, hook
-from fastctrl.hook.tiny import build_tiny, tiny_inputs
+from fastctrl.inengine import find_adapter, hook
+from fastctrl.inengine.tiny import build_tiny, tiny_inputs
 
 FAMILIES = ("llava-olmoe", "qwen3-vl-moe")
 GRIDS = {"max_crops": [1, 2, 4], "top_k": [1, 2, 4], "num_active_blocks": [1, 2, 3, 4]}

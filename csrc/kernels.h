@@ -7,7 +7,7 @@
 
 namespace fastctrl {
 
-// Weights of one [N, K] int8 matrix packed for every kernel (see pack.cpp):
+// Weights of one [N, K] int8 matrix packed for every kernel (PackedMatrix, engine.cpp):
 // panels of kPanel output channels; inside a panel, groups of 4 consecutive k; inside a group,
 // the 4 bytes of each output channel are contiguous:
 //   byte(n, k) = data[(n / 64) * (Kp / 4) * 256 + (k / 4) * 256 + (n % 64) * 4 + k % 4]

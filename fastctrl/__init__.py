@@ -5,15 +5,17 @@
 - :func:`make_engine`: decisions through the torch reference, the fused Triton kernel or the
   INT8 C++ engine.
 - :func:`hook`: run a controller inside a transformers VLM's forward.
-- ``fastctrl.data``: profiles (``synthetic_profile``, importers), ``fastctrl.env.ProfileEnv``,
-  ``fastctrl.reward``, ``fastctrl.evaluate``; ``python -m fastctrl.train`` / ``.compare`` /
-  ``.profile``; ``fastctrl.control``: the double-integrator / LQR benchmark.
+- The stages of the offline flow, each a subpackage with its CLI (``python -m fastctrl.<stage>``):
+  ``fastctrl.profile`` (profile tables and their sources) -> ``fastctrl.env`` (the bandit,
+  reward, baselines, metrics on the table) -> ``fastctrl.train`` (five methods) ->
+  ``fastctrl.compare`` (the E5 experiment); ``fastctrl.inengine`` holds the hook;
+  ``fastctrl.control``: the double-integrator / LQR benchmark.
 """
 
 from __future__ import annotations
 
 from .engines import Engine, EngineUnavailableError, make_engine
-from .hook import HookHandle, HookStats, hook
+from .inengine import HookHandle, HookStats, hook
 from .policy import Controller, ControllerConfig
 from .space import ActionSpace, Config, Knob
 

@@ -1,18 +1,30 @@
-"""Atomic file writes: a reader never sees a half-written file.
+"""Files: atomic writes (a reader never sees a half-written file) and typed records as JSON.
 
 Every file fastctrl writes goes to a temporary file in the same directory and is moved into
 place with :func:`os.replace`, which is atomic on POSIX and Windows.
+
+Records (what one stage writes and the next reads) are dataclasses defined once, beside their
+writer (:mod:`fastctrl.env.evaluation`, :mod:`fastctrl.train.records`). :func:`to_json` turns
+one into plain JSON values (non-finite floats become ``null``); :func:`from_json` rebuilds it
+from them, guided by the type hints, and raises ``ValueError`` naming the field that is missing
+or malformed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import tempfile
+import types
+import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import numpy as np
 
 
 @contextmanager
@@ -63,3 +75,81 @@ def read_json(path: str | os.PathLike[str], what: str = "file") -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{what} {path} is not valid JSON: {e}") from e
+
+
+T = TypeVar("T")
+
+
+def to_json(x: Any) -> Any:
+    """Plain JSON values of a record; NaN / inf become ``None``."""
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return {f.name: to_json(getattr(x, f.name)) for f in dataclasses.fields(x)}
+    if isinstance(x, dict):
+        return {str(k): to_json(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [to_json(v) for v in x]
+    if isinstance(x, bool) or x is None or isinstance(x, str):
+        return x
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(x) else None
+    if hasattr(x, "tolist"):  # numpy arrays, torch tensors
+        return to_json(x.tolist())
+    raise TypeError(f"to_json: cannot serialise {type(x).__name__}")
+
+
+def from_json(cls: type[T], data: Any, where: str = "") -> T:
+    """Rebuild a ``cls`` record from :func:`to_json` output (``where`` names it in errors)."""
+    return _build(cls, data, where or cls.__name__)
+
+
+def _build(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            return _build(inner[0], value, where)
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected an object for {tp.__name__}, got "
+                             f"{type(value).__name__}")
+        hints = typing.get_type_hints(tp)
+        kwargs = {}
+        for f in dataclasses.fields(tp):
+            if f.name in value:
+                kwargs[f.name] = _build(hints[f.name], value[f.name], f"{where}.{f.name}")
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ValueError(f"{where}: missing field {f.name!r}")
+        return tp(**kwargs)
+    if origin is dict:
+        _, vt = typing.get_args(tp) or (Any, Any)
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected an object, got {type(value).__name__}")
+        return {k: _build(vt, v, f"{where}[{k!r}]") for k, v in value.items()}
+    if origin in (list, tuple):
+        args = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ValueError(f"{where}: expected a list, got {type(value).__name__}")
+        vt = args[0] if args else Any
+        out = [_build(vt, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if tp is float:
+        if value is None:
+            return math.nan
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is str and not isinstance(value, str):
+        raise ValueError(f"{where}: expected a string, got {value!r}")
+    return value

@@ -10,8 +10,9 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-#: The three knobs of a MolmoE-like VLM (DESIGN.md, "The knobs").
+#: The three knobs of a MolmoE-like VLM: image crops, experts per token, decoder blocks.
 DEFAULT_GRIDS: dict[str, tuple[int, ...]] = {
     "max_crops": (1, 2, 4, 6, 9, 12),
     "top_k": (1, 2, 3, 4, 6, 8),
@@ -126,11 +127,29 @@ class ActionSpace:
         for idx in itertools.product(*(range(s) for s in self.sizes)):
             yield Config(self, idx)
 
-    def flat_index(self, indices: Sequence[int]) -> int:
-        """Row-major index of a config in :meth:`all_configs` order."""
+    def flat_index(self, indices: Any) -> Any:
+        """Row-major index of configs in :meth:`all_configs` order: the one helper for it.
+
+        ``indices`` is one config's grid indices (a sequence of ints -> an int), or an array /
+        tensor ``[..., n_knobs]`` (numpy or torch -> ``[...]`` of the same kind). Out-of-range
+        indices raise ``ValueError`` naming the knob.
+        """
+        if not hasattr(indices, "ndim"):
+            indices = tuple(int(i) for i in indices)
+            if len(indices) != len(self.sizes):
+                raise ValueError(f"a config needs {len(self.sizes)} indices (one per knob "
+                                 f"{self.names}), got {len(indices)}")
+        elif indices.ndim == 0 or indices.shape[-1] != len(self.sizes):
+            raise ValueError(f"grid indices must be [..., {len(self.sizes)}] (one column per knob "
+                             f"{self.names}), got shape {list(indices.shape)}")
         flat = 0
-        for i, s in zip(indices, self.sizes, strict=True):
-            flat = flat * s + int(i)
+        for k, size in enumerate(self.sizes):
+            col = indices[k] if isinstance(indices, tuple) else indices[..., k]
+            if (col < 0).any() if hasattr(col, "any") else col < 0:
+                raise ValueError(f"knob {self.names[k]!r}: grid index out of range [0, {size})")
+            if (col >= size).any() if hasattr(col, "any") else col >= size:
+                raise ValueError(f"knob {self.names[k]!r}: grid index out of range [0, {size})")
+            flat = flat * size + col
         return flat
 
 

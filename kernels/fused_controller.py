@@ -1,8 +1,8 @@
 """Fused controller decision: projections + budget encoding + trunk + heads + per-head argmax.
 
-One file per op (CONVENTIONS.md, Kernels): the ``@triton.jit`` kernel, its launcher
+One file per op (after Liger-Kernel): the ``@triton.jit`` kernel, its launcher
 :func:`fused_controller` and the pure-torch fp32 reference :func:`fused_controller_ref` (the spec)
-live side by side. The math is the one in ``fastctrl/engines/spec.py``::
+live side by side. The math is the one in ``fastctrl/policy/export.py``::
 
     h_img = relu(x_img @ img_w^T + img_b);  h_txt = relu(x_txt @ txt_w^T + txt_b)
     enc   = [sin(ln(budget) f - ln(ref) f), cos(...)]  (= sin(ln(budget / ref) f); linear: budget / ref)
@@ -52,7 +52,7 @@ import torch
 import triton
 import triton.language as tl
 
-from fastctrl.engines.spec import ENCODING_SINUSOIDAL, EngineWeights
+from fastctrl.policy.export import ENCODING_SINUSOIDAL, EngineWeights
 
 #: Rows per program. 16 is the smallest M that tl.dot accepts on NVIDIA GPUs and wastes the
 #: least work at B=1 (the decision path's common case). Latency not measured on a GPU yet (none

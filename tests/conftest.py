@@ -20,7 +20,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def llava():
     """The tiny random-weight LLaVA-OLMoE model (hook and profiler tests)."""
-    from fastctrl.hook.tiny import build_tiny
+    from fastctrl.inengine.tiny import build_tiny
 
     return build_tiny("llava-olmoe", seed=0)
 

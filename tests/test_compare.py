@@ -42,7 +42,7 @@ def test_numbers_come_from_the_runs(e5_dir):
             [h["utility"] for h in stats["history"]]
         ev = json.loads((e5_dir / "runs" / f"grpo_seed{seed}" / "eval_results.json").read_text())
         assert curves["grpo"][seed][-1]["env_steps"] == ev["env_steps"]  # curve ends at the end
-        assert stats["config"]["max_env_steps"] == 20000  # the common budget reached every run
+        assert stats["config"]["loop"]["max_env_steps"] == 20000  # the common budget of every run
     fr = json.loads((e5_dir / "e5_final_frontiers.json").read_text())["final_frontiers"]
     ev = [json.loads((e5_dir / "runs" / f"lut_seed{s}" / "eval_results.json").read_text())
           for s in (0, 1)]
@@ -79,7 +79,14 @@ def test_a_rerun_reuses_finished_runs(e5_dir):
     assert (e5_dir / "runs" / "lut_seed0" / "eval_results.json").is_file()
 
 
+def _exit_code(argv: list[str]) -> int:
+    try:
+        return main(argv)
+    except SystemExit as e:  # a command-line error (tyro's or fastctrl.cli.fail's)
+        return int(e.code)
+
+
 def test_bad_arguments(tmp_path, capsys):
-    assert main(["--methods", "sft", "--output_dir", str(tmp_path)]) == 2
+    assert _exit_code(["--methods", "sft", "--output_dir", str(tmp_path)]) == 2
     assert "--methods" in capsys.readouterr().err
-    assert main(["--seeds", "0", "--output_dir", str(tmp_path)]) == 2
+    assert _exit_code(["--seeds", "0", "--output_dir", str(tmp_path)]) == 2

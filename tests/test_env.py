@@ -5,17 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastctrl.baselines import OraclePolicy, StaticPolicy
-from fastctrl.data import synthetic_profile
+from fastctrl.env.baselines import OraclePolicy, StaticPolicy
+from fastctrl.profile import synthetic_profile
 from fastctrl.env import E5_BUDGET_RATIOS, ProfileEnv, guide_budgets
-from fastctrl.evaluate import (
+from fastctrl.env.evaluation import (
     decision_metrics,
     evaluate_baselines,
     pareto_frontier,
     profile_frontier,
     to_flat,
 )
-from fastctrl.reward import E5Reward, ShapedReward, make_reward
+from fastctrl.env.reward import E5Reward, ShapedReward, make_reward
 
 
 @pytest.fixture(scope="module")
@@ -82,19 +82,19 @@ def test_splits_never_share_requests(prof):
 def test_oracle_is_an_upper_bound_and_baselines_are_ordered(prof):
     train, test = ProfileEnv(prof, "train"), ProfileEnv(prof, "test")
     res = evaluate_baselines(train, test, measure_overhead=False)
-    u = {k: v["overall"]["utility"] for k, v in res.items()}
+    u = {k: v.overall.utility for k, v in res.items()}
     assert u["oracle"] >= u["best_static"] >= u["random"]
     assert u["oracle"] > u["full"]
     for k, v in res.items():
-        assert v["overall"]["gap_to_oracle"] >= -1e-9, k
-        for blk in v["per_budget"].values():
-            assert blk["gap_to_oracle"] >= -1e-9
+        assert v.overall.gap_to_oracle >= -1e-9, k
+        for blk in v.per_budget.values():
+            assert blk.gap_to_oracle >= -1e-9
     # the oracle maximises expected reward per context, so no config beats it anywhere
     ctx = test.all_contexts()
     best = test.expected_rewards(ctx).max(1)
     chosen = to_flat(test, OraclePolicy().decide(ctx, test))
     m = decision_metrics(test, ctx, chosen)
-    np.testing.assert_allclose(m["utility"], best.mean(), rtol=1e-9)
+    np.testing.assert_allclose(m.utility, best.mean(), rtol=1e-9)
     st = StaticPolicy.fit(train)
     assert set(st.ratios) == set(E5_BUDGET_RATIOS)
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from fastctrl import ActionSpace, Controller, ControllerConfig
-from fastctrl.hook import UnsupportedModelError, find_adapter, hook, supported_families
-from fastctrl.hook.tiny import build_tiny, tiny_inputs
+from fastctrl.inengine import UnsupportedModelError, find_adapter, hook, supported_families
+from fastctrl.inengine.tiny import build_tiny, tiny_inputs
 
 GRIDS = {"max_crops": [1, 2, 4], "top_k": [1, 2, 4], "num_active_blocks": [1, 2, 3, 4]}
 
@@ -41,6 +41,18 @@ def test_unsupported_model_lists_families():
     assert len(supported_families()) >= 2
     with pytest.raises(UnsupportedModelError):
         hook("not a model", space=ActionSpace(GRIDS))
+
+
+def test_the_hook_function_and_its_package_do_not_shadow_each_other():
+    import importlib
+
+    import fastctrl
+
+    pkg = importlib.import_module("fastctrl.inengine")
+    assert fastctrl.hook is hook and callable(fastctrl.hook)
+    assert pkg.hook is hook
+    assert pkg.supported_families() == supported_families()  # what hook's docstring names
+    assert "fastctrl.inengine.supported_families()" in hook.__doc__
 
 
 @pytest.mark.parametrize("bad", [0.0, -5.0, float("nan"), float("inf"), [10.0, -1.0]])

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from fastctrl import Controller, ControllerConfig
-from fastctrl.hook import find_adapter, hook
-from fastctrl.hook.tiny import build_tiny, tiny_inputs
+from fastctrl.inengine import find_adapter, hook
+from fastctrl.inengine.tiny import build_tiny, tiny_inputs
 
 FAMILIES = ("llava-olmoe", "qwen3-vl-moe")
 GRIDS = {"max_crops": [1, 2, 4], "top_k": [1, 2, 4], "num_active_blocks": [1, 2, 3, 4]}
@@ -142,8 +142,8 @@ def test_generate_holds_decision_and_cache_stays_consistent(model):
     cheap = {"max_crops": 1, "top_k": 2, "num_active_blocks": 2}
     with hook(model, make_controller(model, pick=cheap), budget_ms=5.0) as h:
         calls = []
-        orig = h.engine.decide
-        h.engine.decide = lambda *a: calls.append(1) or orig(*a)
+        orig = h.engine.decide_tensors  # the hook's one engine call per decision forward
+        h.engine.decide_tensors = lambda *a: calls.append(1) or orig(*a)
         probe = Probe(model)
         cached = model.generate(**inp, max_new_tokens=6, do_sample=False)
         probe.close()
@@ -162,9 +162,9 @@ def test_batch_runs_per_knob_minimum_of_request_decisions(model):
     with hook(model, make_controller(model), budget_ms=[5.0, 50.0, 500.0]) as h:
 
         class ByBudget:
-            kind = "torch"
+            device = torch.device("cpu")
 
-            def decide(self, image, text, budget):
+            def decide_tensors(self, image, text, budget):
                 assert image.shape[0] == text.shape[0] == budget.shape[0] == 3
                 rows = {5.0: [2, 0, 3], 50.0: [0, 2, 1], 500.0: [2, 2, 3]}
                 return torch.tensor([rows[float(b)] for b in budget])
@@ -186,9 +186,9 @@ def test_budget_per_call_and_per_request(model):
         seen = []
 
         class Recorder:
-            kind = "torch"
+            device = torch.device("cpu")
 
-            def decide(self, image, text, budget):
+            def decide_tensors(self, image, text, budget):
                 seen.append(budget.tolist())
                 return torch.tensor([[2, 2, 3]] * image.shape[0])
 

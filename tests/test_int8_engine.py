@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from fastctrl import Controller, ControllerConfig, EngineUnavailableError, make_engine
-from fastctrl.engines.spec import argmax_per_head, export_weights, reference_logits
+from fastctrl.policy.export import argmax_per_head, export_weights, reference_logits
 
 from .conftest import random_inputs
 

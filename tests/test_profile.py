@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fastctrl.data import FeatureStore, Profile, ProfileError, synthetic_profile
-from fastctrl.data.importers import import_profile, read_exp5_exp6
+from fastctrl.profile import FeatureStore, Profile, ProfileError, synthetic_profile
+from fastctrl.profile.importers import import_profile, read_exp5_exp6
 from fastctrl.space import ActionSpace
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -33,7 +33,7 @@ pytest.importorskip("triton")
 from fastctrl.kernels import fused_controller as fc  # noqa: E402
 
 from fastctrl import Controller, ControllerConfig, EngineUnavailableError, make_engine  # noqa: E402
-from fastctrl.engines.spec import argmax_per_head, export_weights, reference_logits  # noqa: E402
+from fastctrl.policy.export import argmax_per_head, export_weights, reference_logits  # noqa: E402
 
 from .conftest import random_inputs  # noqa: E402
 
@@ -295,7 +295,7 @@ import torch, triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from fastctrl import Controller, ControllerConfig
-from fastctrl.engines.spec import export_weights
+from fastctrl.policy.export import export_weights
 from fastctrl.kernels import fused_controller as fc
 
 packed = fc.pack_weights(export_weights(Controller(ControllerConfig())))

@@ -3,15 +3,48 @@
 An exactly solvable problem (finite-horizon LQR on a double integrator) on which the training
 stack must learn the known optimum. Modules: :mod:`.system` (dynamics and cost), :mod:`.lqr`
 (Riccati oracle), :mod:`.data` and :mod:`.generate` (datasets), :mod:`.model`
-(:class:`RecursiveRefiner`, :class:`TinyRecursiveControl`), :mod:`.train`, :mod:`.evaluate`,
-:mod:`.compare`, :mod:`.export` (ONNX) and :mod:`.pipeline` (all of it in one command, also
-``python -m fastctrl.control``).
+(:class:`TinyRecursiveControl`, built on :class:`fastctrl.policy.recursive.RecursiveRefiner`,
+and its checkpoints), :mod:`.train`, :mod:`.evaluate`, :mod:`.compare`, :mod:`.export` (ONNX)
+and :mod:`.pipeline` (all of it in one command, also ``python -m fastctrl.control``).
+
+Every command line is :func:`fastctrl.cli.parse` over the command's dataclass; the two helpers
+below are the only thing the commands add to it.
 """
 
 from __future__ import annotations
 
-from .model import MODEL_SIZES, RecursiveRefiner, TinyRecursiveControl, TRCConfig
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from .. import cli
+from ..policy.recursive import RecursiveRefiner
+from .model import MODEL_SIZES, TinyRecursiveControl, TRCConfig
 from .system import DoubleIntegrator
 
 __all__ = ["MODEL_SIZES", "DoubleIntegrator", "RecursiveRefiner", "TRCConfig",
            "TinyRecursiveControl"]
+
+A = TypeVar("A")
+R = TypeVar("R")
+
+
+def need_positive(cfg: Any, *names: str) -> None:
+    """Every field ``names`` of ``cfg`` is a number > 0 (else ``--name must be > 0, got X``)."""
+    for name in names:
+        v = getattr(cfg, name)
+        cli.need(not isinstance(v, bool) and v > 0, f"--{name} must be > 0, got {v!r}")
+
+
+def run_command(cls: type[A], run: Callable[[A], R], argv: Sequence[str] | None, *, name: str,
+                errors: tuple[type[Exception], ...] = (FileNotFoundError, ValueError)
+                ) -> tuple[A, R]:
+    """``python -m fastctrl.control.<name>``: parse ``argv`` into ``cls`` and ``run`` it.
+
+    A bad flag exits with status 2 (:func:`fastctrl.cli.parse`); one of ``errors`` raised by
+    ``run`` (a missing or invalid file) exits with ``error: <message>`` (status 1).
+    """
+    args = cli.parse(cls, argv, prog=f"python -m fastctrl.control.{name}")
+    try:
+        return args, run(args)
+    except errors as e:
+        raise SystemExit(f"error: {e}") from None

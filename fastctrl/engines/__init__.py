@@ -10,18 +10,21 @@
 from __future__ import annotations
 
 import logging
+import typing
+from typing import Literal
 
 from ..policy import Controller
+from ..policy.export import EngineWeights, export_weights
 from .base import Engine, EngineUnavailableError, check_inputs
-from .spec import EngineWeights, export_weights
 from .torch_engine import TorchEngine
 
 log = logging.getLogger(__name__)
 
-ENGINE_KINDS = ("auto", "torch", "triton", "int8")
+EngineKind = Literal["auto", "torch", "triton", "int8"]
+ENGINE_KINDS: tuple[str, ...] = typing.get_args(EngineKind)
 
 
-def make_engine(controller: Controller, kind: str = "auto", **kwargs) -> Engine:
+def make_engine(controller: Controller, kind: EngineKind = "auto", **kwargs) -> Engine:
     """Build a decision engine for ``controller``.
 
     ``kind`` is one of ``auto``, ``torch``, ``triton``, ``int8``. Asking for an engine that cannot
@@ -56,6 +59,7 @@ def make_engine(controller: Controller, kind: str = "auto", **kwargs) -> Engine:
 __all__ = [
     "ENGINE_KINDS",
     "Engine",
+    "EngineKind",
     "EngineUnavailableError",
     "EngineWeights",
     "TorchEngine",

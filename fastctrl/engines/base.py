@@ -114,23 +114,45 @@ def check_budget(budget_ms: Any, batch: int) -> np.ndarray:
 
 
 class Engine(ABC):
-    """Turns features + budgets into decisions: ``[B, n_knobs]`` int64 grid indices."""
+    """Turns features + budgets into decisions: ``[B, n_knobs]`` int64 grid indices.
+
+    :meth:`decide` is the checked public call (numpy or torch in, the same kind out); it
+    validates once and hands :meth:`decide_tensors` float tensors and a float32 budget already
+    on :attr:`device`. A caller that has validated its inputs itself (the hook, at its
+    boundary) calls :meth:`decide_tensors` directly.
+    """
 
     #: short name: "torch", "triton" or "int8"
     kind: str = ""
 
-    def __init__(self, image_dim: int, text_dim: int, knob_names: tuple[str, ...]) -> None:
+    def __init__(self, image_dim: int, text_dim: int, knob_names: tuple[str, ...],
+                 device: torch.device) -> None:
         self.image_dim = image_dim
         self.text_dim = text_dim
         self.knob_names = knob_names
+        self.device = device
+        """Where :meth:`decide_tensors` wants its inputs (and returns its decisions)."""
 
-    @abstractmethod
     def decide(self, image_feat: Any, lang_feat: Any, budget_ms: Any) -> Any:
         """Deterministic argmax decisions ``[B, n_knobs]`` (int64).
 
         numpy inputs give a numpy array, tensors give a tensor on the input's device.
         ``budget_ms`` is a positive number or one per request.
         """
+        x = check_inputs(image_feat, lang_feat, budget_ms, self.image_dim, self.text_dim)
+        if x.is_torch:
+            img, txt, b = x.image, x.text, x.budget
+        else:
+            img, txt, b = (torch.from_numpy(a) for a in (x.image, x.text, x.budget))
+        out_device = img.device
+        idx = self.decide_tensors(*(t.to(self.device) for t in (img, txt, b)))
+        return idx.to(out_device) if x.is_torch else idx.cpu().numpy()
+
+    @abstractmethod
+    def decide_tensors(self, image: torch.Tensor, text: torch.Tensor,
+                       budget_ms: torch.Tensor) -> torch.Tensor:
+        """Decisions for validated inputs: float ``[B, D]`` features and a float32 ``[B]``
+        budget, all on :attr:`device`; no checks here."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(image_dim={self.image_dim}, text_dim={self.text_dim}, " \

@@ -14,13 +14,19 @@ import numpy as np
 import torch
 
 from ..policy import Controller
+from ..policy.export import export_weights
 from .base import Engine, EngineUnavailableError, check_inputs
-from .spec import export_weights
 
 _F32 = np.dtype(np.float32)
 # Budget types the C++ binding parses itself; anything else (tensors, numpy scalars, bools)
 # goes through check_budget first.
 _FAST_BUDGET = frozenset({float, int, np.ndarray})
+
+
+def _f32_arrays(*tensors: torch.Tensor) -> tuple[np.ndarray, ...]:
+    """CPU float32 C-contiguous numpy views of tensors (a copy only where needed)."""
+    return tuple(np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy())
+                 for t in tensors)
 
 
 def _load_extension() -> Any:
@@ -51,7 +57,7 @@ class Int8Engine(Engine):
 
     def __init__(self, controller: Controller, isa: str | None = None) -> None:
         super().__init__(controller.config.image_dim, controller.config.text_dim,
-                         controller.knob_names)
+                         controller.knob_names, torch.device("cpu"))
         _C = _load_extension()
         isas = list(_C.available_isas())
         if isa is None:
@@ -78,23 +84,21 @@ class Int8Engine(Engine):
                 and image_feat.dtype is _F32 and lang_feat.dtype is _F32
                 and type(budget_ms) in _FAST_BUDGET):
             return self._decide(image_feat, lang_feat, budget_ms)
-        return self._run(self._decide, image_feat, lang_feat, budget_ms)
+        return super().decide(image_feat, lang_feat, budget_ms)
+
+    def decide_tensors(self, image: torch.Tensor, text: torch.Tensor,
+                       budget_ms: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self._decide(*_f32_arrays(image, text, budget_ms)))
 
     def logits(self, image_feat: Any, lang_feat: Any, budget_ms: Any) -> Any:
         """Dequantised fp32 logits ``[B, sum(head_sizes)]`` (knob order), as decide sees them."""
-        return self._run(self._model.logits, image_feat, lang_feat, budget_ms)
-
-    def _run(self, fn: Any, image_feat: Any, lang_feat: Any, budget_ms: Any) -> Any:
         x = check_inputs(image_feat, lang_feat, budget_ms, self.image_dim, self.text_dim)
         if x.is_torch:
             device = x.image.device
-            img, txt = (np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy())
-                        for t in (x.image, x.text))
-            out = fn(img, txt, np.ascontiguousarray(x.budget.cpu().numpy()))
+            out = self._model.logits(*_f32_arrays(x.image, x.text, x.budget))
             return torch.from_numpy(out).to(device)
-        img = np.ascontiguousarray(x.image, dtype=np.float32)
-        txt = np.ascontiguousarray(x.text, dtype=np.float32)
-        return fn(img, txt, x.budget)
+        return self._model.logits(np.ascontiguousarray(x.image, dtype=np.float32),
+                                  np.ascontiguousarray(x.text, dtype=np.float32), x.budget)
 
     def __repr__(self) -> str:
         return f"Int8Engine(isa={self.isa!r}, image_dim={self.image_dim}, " \

@@ -13,8 +13,8 @@ from typing import Any
 import torch
 
 from ..policy import Controller
-from .base import Engine, EngineUnavailableError, check_inputs
-from .spec import export_weights
+from ..policy.export import export_weights
+from .base import Engine, EngineUnavailableError
 
 
 def _import_kernel_module() -> Any:
@@ -35,13 +35,12 @@ class TritonEngine(Engine):
     kind = "triton"
 
     def __init__(self, controller: Controller, device: str | torch.device | None = None) -> None:
-        super().__init__(controller.config.image_dim, controller.config.text_dim,
-                         controller.knob_names)
         fc = _import_kernel_module()
         interpret = fc.interpret_mode()
         if device is None:
             device = "cpu" if interpret else "cuda"
-        self.device = torch.device(device)
+        super().__init__(controller.config.image_dim, controller.config.text_dim,
+                         controller.knob_names, torch.device(device))
         if self.device.type == "cpu" and not interpret:
             raise EngineUnavailableError(
                 "the triton engine runs on CPU only in Triton's interpreter: set "
@@ -64,19 +63,12 @@ class TritonEngine(Engine):
         self.packed = fc.pack_weights(export_weights(controller), self.device)
 
     @torch.inference_mode()
-    def decide(self, image_feat: Any, lang_feat: Any, budget_ms: Any) -> Any:
-        x = check_inputs(image_feat, lang_feat, budget_ms, self.image_dim, self.text_dim)
-        if x.is_torch:
-            img, txt, b = x.image, x.text, x.budget
-        else:
-            img, txt, b = (torch.from_numpy(a) for a in (x.image, x.text, x.budget))
-        out_device = img.device
-        # The kernel reads fp32/fp16/bf16 directly; float64 (and numpy float64) is narrowed here.
-        if img.dtype == torch.float64:
-            img = img.float()
-        if txt.dtype == torch.float64:
-            txt = txt.float()
-        # Inputs already on the engine device (the fast path) are not copied.
-        img, txt, b = (t.to(self.device).contiguous() for t in (img, txt, b))
-        idx = self._fc.fused_controller(img, txt, b, self.packed)
-        return idx.to(out_device) if x.is_torch else idx.cpu().numpy()
+    def decide_tensors(self, image: torch.Tensor, text: torch.Tensor,
+                       budget_ms: torch.Tensor) -> torch.Tensor:
+        # The kernel reads fp32/fp16/bf16 directly; float64 is narrowed here.
+        if image.dtype == torch.float64:
+            image = image.float()
+        if text.dtype == torch.float64:
+            text = text.float()
+        return self._fc.fused_controller(image.contiguous(), text.contiguous(),
+                                         budget_ms.contiguous(), self.packed)

@@ -1,0 +1,188 @@
+"""``python -m fastctrl.compare``: the E5 experiment — every method x seeds, JSON + figures + report.
+
+All methods share the observation space, action space, reward, latency measurements, budgets
+and an env-step budget; each (method, seed) is an independent ``fastctrl.train`` run in its own
+directory under ``<output_dir>/runs``, executed in parallel over ``--jobs`` processes. Finished
+runs are reused (an interrupted compare picks them up; a run killed mid-way resumes from its
+last checkpoint), so rerunning the command completes what is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import cli, io
+from ..train.config import DataConfig, LoopConfig, RunConfig, TrainConfig
+from ..train.methods import METHOD_NAMES, MethodName
+from ..train.records import EVAL_FILE, STATS_FILE
+from . import analysis, report
+from .plots import (
+    plot_e5_frontiers,
+    plot_e5_learning_curves,
+    plot_e5_overhead,
+    plot_e5_sample_efficiency,
+    plot_e5_stability,
+)
+
+log = logging.getLogger(__name__)
+
+#: TrainConfig fields that do not change a run's results (a finished run is reused when all
+#: the others match)
+RUN_ONLY_FIELDS = ("resume", "quiet")
+
+
+@dataclass
+class CompareArgs:
+    """The E5 experiment: every method x seeds, JSON + figures + report."""
+
+    methods: tuple[MethodName, ...] = field(default_factory=lambda: METHOD_NAMES)  # type: ignore[valid-type]
+    """Methods to compare (space- or comma-separated)."""
+    seeds: int = 3
+    """Seeds per method (0..seeds-1)."""
+    jobs: int = 2
+    """Runs executed in parallel."""
+    output_dir: str = "runs/e5"
+    """Where the runs, the JSON, the figures and e5_report.md go."""
+    profile: str | None = None
+    """A profile table; default: the synthetic profile."""
+    synthetic_requests: int = 3500
+    """Requests of the synthetic profile."""
+    max_env_steps: int = 1_000_000
+    """The common env-step budget of every run."""
+    eval_every_steps: int = 25_000
+    """Validation evaluation interval (env_steps)."""
+    num_epochs: int = 100
+    """Epoch cap of every run."""
+    slo_threshold: float = 0.05
+    """Sample efficiency: SLO violation rate to reach."""
+    quality_fraction: float = 0.9
+    """Sample efficiency: quality to reach, as a fraction of the full model's."""
+    quick: bool = False
+    """Smoke test: 400 requests, 2 seeds, 12 epochs, 150k env-step budget."""
+    quiet: bool = False
+    """Warnings only."""
+
+    def __post_init__(self) -> None:
+        if not self.methods:
+            raise ValueError(f"--methods must name some of {METHOD_NAMES}")
+        for name in ("seeds", "jobs", "max_env_steps", "eval_every_steps", "num_epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if self.quick:
+            self.synthetic_requests, self.seeds, self.num_epochs = 400, 2, 12
+            self.max_env_steps, self.eval_every_steps = 150_000, 5_000
+
+    def train_config(self, method: str, seed: int, out: Path) -> TrainConfig:
+        return TrainConfig(
+            method=method, seed=seed,
+            data=DataConfig(profile=self.profile, synthetic_requests=self.synthetic_requests),
+            loop=LoopConfig(max_env_steps=self.max_env_steps,
+                            eval_every_steps=self.eval_every_steps, num_epochs=self.num_epochs),
+            run=RunConfig(output_dir=str(out / "runs" / f"{method}_seed{seed}"), quiet=True))
+
+
+def _split_commas(argv: Sequence[str]) -> list[str]:
+    """``--methods lut,grpo`` (the comma form) as ``--methods lut grpo``."""
+    out: list[str] = []
+    in_methods = False
+    for a in argv:
+        if in_methods and not a.startswith("--"):
+            out += [m for m in a.split(",") if m]
+            continue
+        in_methods = a == "--methods"
+        out.append(a)
+    return out
+
+
+def _run_one(cfg_dict: dict[str, Any]) -> str:
+    from ..train.loop import Run
+
+    Run(TrainConfig.from_dict(cfg_dict)).run()
+    return cfg_dict["run"]["output_dir"]
+
+
+def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {**cfg, "run": {k: v for k, v in cfg["run"].items() if k not in RUN_ONLY_FIELDS}}
+
+
+def _reusable(run_dir: Path, cfg: TrainConfig) -> bool:
+    if not ((run_dir / STATS_FILE).is_file() and (run_dir / EVAL_FILE).is_file()):
+        return False
+    try:
+        saved = io.read_json(run_dir / STATS_FILE)["config"]
+        return _comparable(saved) == _comparable(cfg.to_dict())
+    except (ValueError, KeyError, TypeError):
+        return False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = _split_commas(sys.argv[1:] if argv is None else argv)
+    args = cli.parse(CompareArgs, argv, prog="python -m fastctrl.compare")
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    methods = list(args.methods)
+    out = Path(args.output_dir)
+    seeds = list(range(args.seeds))
+    configs = {(m, s): args.train_config(m, s, out) for m in methods for s in seeds}
+    todo = {k: c for k, c in configs.items() if not _reusable(Path(c.run.output_dir), c)}
+    for c in todo.values():
+        if (Path(c.run.output_dir) / "last_checkpoint.pt").is_file():
+            c.run.resume = c.run.output_dir
+    log.info("E5: %d runs, %d already done, %d to run on %d processes", len(configs),
+             len(configs) - len(todo), len(todo), args.jobs)
+    t0 = time.perf_counter()
+    failures = []
+    if todo:
+        with ProcessPoolExecutor(max_workers=args.jobs,
+                                 mp_context=mp.get_context("spawn")) as pool:
+            futs = {pool.submit(_run_one, c.to_dict()): k for k, c in todo.items()}
+            for f in as_completed(futs):
+                key = futs[f]
+                try:
+                    f.result()
+                    log.info("done %s seed %d (%.0f s)", *key, time.perf_counter() - t0)
+                except Exception as e:  # one failed run must not lose the others
+                    failures.append((key, repr(e)))
+                    log.error("run %s seed %d failed: %s", *key, e)
+    if failures:
+        print(f"error: {len(failures)} runs failed: {failures}", file=sys.stderr)
+        return 1
+    runs = analysis.load_runs({k: Path(c.run.output_dir) for k, c in configs.items()})
+    any_run = next(iter(next(iter(runs.values())).values()))
+    meta = {"methods": methods, "seeds": seeds, "profile": args.profile or
+            f"synthetic ({args.synthetic_requests} requests)",
+            "profile_detail": any_run.stats.profile, "reward": any_run.eval.reward,
+            "budget_ratios": any_run.eval.budget_ratios,
+            "budget_baseline": any_run.eval.budget_baseline,
+            "n_configs": any_run.eval.n_configs,
+            "max_env_steps": args.max_env_steps, "eval_every_steps": args.eval_every_steps,
+            "wall_time_s": time.perf_counter() - t0, "jobs": args.jobs}
+    curves = analysis.training_curves(runs)
+    eff = analysis.sample_efficiency(runs, args.slo_threshold, args.quality_fraction)
+    fr = analysis.final_frontiers(runs)
+    ov = analysis.overhead_analysis(runs)
+    st = analysis.stability_analysis(runs)
+    for name, obj in (("e5_training_curves", curves), ("e5_sample_efficiency", eff),
+                      ("e5_final_frontiers", fr), ("e5_overhead_analysis", ov),
+                      ("e5_stability_analysis", st)):
+        io.write_json(out / f"{name}.json", {"meta": meta, name.removeprefix("e5_"): obj})
+    figs = out / "figures"
+    for name, fn, obj in (("e5_learning_curves", plot_e5_learning_curves, curves),
+                          ("e5_sample_efficiency", plot_e5_sample_efficiency, eff),
+                          ("e5_final_frontiers", plot_e5_frontiers, fr),
+                          ("e5_overhead_comparison", plot_e5_overhead, ov),
+                          ("e5_stability", plot_e5_stability, st)):
+        io.write_with(figs / f"{name}.png", lambda p, fn=fn, obj=obj: fn(obj, p))
+    io.write_text(out / "e5_report.md", report.report(meta, eff, fr, ov, st))
+    if not args.quiet:
+        print(f"E5 done in {meta['wall_time_s']:.0f} s: {out / 'e5_report.md'}")
+    return 0
+

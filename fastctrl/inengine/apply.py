@@ -1,0 +1,178 @@
+"""Applying a config inside the forward: vision tokens kept, router ``top_k``, blocks run.
+
+- Vision tokens (``max_crops`` / ``vision_tokens``): :func:`vision_keep` picks the kept
+  positions, :func:`remove_tokens` removes the others from the language model's inputs
+  (embeddings, attention mask, position ids — original, possibly multimodal, positions are kept
+  — and the family's extras such as Qwen3-VL's DeepStack inputs).
+- ``top_k`` and ``num_active_blocks``: :class:`ModulePatcher` sets every router's ``top_k`` and
+  turns the skipped decoder blocks into identities for one language-model call, and restores
+  them afterwards.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from ..space import ActionSpace, Config
+from .families.base import Adapter
+
+#: knob names the hook knows how to apply
+VISION_KNOBS = ("max_crops", "vision_tokens")
+TOPK_KNOB = "top_k"
+BLOCKS_KNOB = "num_active_blocks"
+KNOWN_KNOBS = (*VISION_KNOBS, TOPK_KNOB, BLOCKS_KNOB)
+
+
+def vision_keep(space: ActionSpace, tokens_per_crop: int | None, vis: torch.Tensor,
+                tokens_per_image: list[int], config: Config) -> torch.Tensor | None:
+    """``[B, L]`` bool of positions kept, or ``None`` when every token is kept.
+
+    Selection rule (cheap, content-independent): within each image, keep ``k`` of its ``n``
+    tokens evenly spaced in the order the model lays them out (raster order), i.e.
+    positions ``floor((i + 0.5) * n / k)`` for ``i < k``: a uniform spatial subsample.
+    """
+    knob = next((n for n in VISION_KNOBS if n in space.names), None)
+    if knob is None or not bool(vis.any()):
+        return None
+    value = config[knob]
+    if knob == "max_crops" and tokens_per_crop is None and value == space[knob].values[-1]:
+        return None  # the grid top keeps every token
+    pos = vis.nonzero()  # row-major: [n_vis, 2] (row, col)
+    sizes = list(tokens_per_image)
+    if sum(sizes) != pos.shape[0]:
+        sizes = vis.sum(1)[vis.sum(1) > 0].tolist()  # one "image" per row
+    keep = torch.ones_like(vis)
+    start = 0
+    for n in sizes:
+        k = kept_tokens(space, tokens_per_crop, knob, value, n)
+        if k < n:
+            chosen = ((torch.arange(k, device=vis.device) + 0.5) * n / k).long()
+            drop = torch.ones(n, dtype=torch.bool, device=vis.device)
+            drop[chosen] = False
+            p = pos[start:start + n][drop]
+            keep[p[:, 0], p[:, 1]] = False
+        start += n
+    return None if bool(keep.all()) else keep
+
+
+def kept_tokens(space: ActionSpace, tokens_per_crop: int | None, knob: str, value: int,
+                n: int) -> int:
+    """Vision tokens of an ``n``-token image kept at ``knob = value``."""
+    if knob == "vision_tokens":
+        return max(1, min(n, value))
+    if tokens_per_crop is not None:
+        return max(1, min(n, value * tokens_per_crop))
+    top = space[knob].values[-1]
+    return max(1, min(n, math.ceil(n * value / top)))
+
+
+def remove_tokens(adapter: Adapter, kwargs: dict[str, Any], keep: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keep only the ``keep`` positions in the language model's inputs, in place.
+
+    Returns ``keep_idx`` ``[B, L']`` (kept original columns) and the kept position ids
+    (``[B, L']`` or ``[C, B, L']`` for multimodal rotary positions).
+    """
+    embeds = kwargs["inputs_embeds"]
+    bsz, seq = embeds.shape[:2]
+    removed = (~keep).sum(1)
+    if not bool((removed == removed[0]).all()):
+        raise ValueError(
+            "fastctrl.hook: a vision-token budget needs the same number of vision tokens in "
+            f"every row of a batch (one config per batch); rows would drop {removed.tolist()}"
+        )
+    keep_idx = keep.nonzero()[:, 1].view(bsz, -1)
+    kept = keep_idx.shape[1]
+    kwargs["inputs_embeds"] = embeds.gather(
+        1, keep_idx[..., None].expand(-1, -1, embeds.shape[-1]))
+    am = kwargs.get("attention_mask")
+    if am is not None:
+        if not (isinstance(am, torch.Tensor) and am.ndim == 2):
+            raise ValueError(
+                "fastctrl.hook: removing vision tokens needs a 2-D attention_mask [B, L] "
+                f"(or none), got {type(am).__name__} "
+                f"{list(am.shape) if isinstance(am, torch.Tensor) else ''}"
+            )
+        kwargs["attention_mask"] = am.gather(1, keep_idx)
+    pos = kwargs.get("position_ids")
+    if pos is None:
+        pos = torch.arange(seq, device=embeds.device)[None].expand(bsz, seq)
+    if pos.shape[-2] != bsz:
+        pos = pos.expand(*pos.shape[:-2], bsz, seq)
+    pos_kept = pos.gather(-1, keep_idx.expand(*pos.shape[:-2], bsz, kept))
+    kwargs["position_ids"] = pos_kept
+    adapter.select_extra(kwargs, keep_idx, keep)
+    return keep_idx, pos_kept
+
+
+class ModulePatcher:
+    """Sets ``top_k`` and skips blocks for one language-model call; :meth:`restore` undoes it.
+
+    Routers read ``top_k`` at call time, so it is an attribute set and reset. A skipped block
+    gets an instance-level ``forward`` (the identity on the residual stream).
+    """
+
+    def __init__(self, adapter: Adapter) -> None:
+        self.adapter = adapter
+        self.orig_top_k = [int(r.top_k) for r in adapter.routers]
+
+    def apply(self, config: Config) -> None:
+        values = config.values
+        if TOPK_KNOB in values:
+            for r in self.adapter.routers:
+                r.top_k = int(values[TOPK_KNOB])
+        if BLOCKS_KNOB in values:
+            active = int(values[BLOCKS_KNOB])
+            skip = self.adapter.skipped_layer_output
+            for i, layer in enumerate(self.adapter.decoder_layers):
+                if i >= active:  # early exit: blocks active..N-1 are identities
+                    layer.forward = _make_skip(skip)
+
+    def restore(self) -> None:
+        for r, k in zip(self.adapter.routers, self.orig_top_k, strict=True):
+            r.top_k = k
+        for layer in self.adapter.decoder_layers:
+            layer.__dict__.pop("forward", None)
+
+
+def _make_skip(skip: Any) -> Any:
+    def forward(hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        return skip(hidden_states)
+
+    return forward
+
+
+def check_space(space: ActionSpace, adapter: Adapter, log: Any) -> None:
+    """The knobs of ``space`` are ones the hook can apply to this model, with sane grids."""
+    unknown = [n for n in space.names if n not in KNOWN_KNOBS]
+    if unknown:
+        raise ValueError(f"fastctrl.hook cannot apply knobs {unknown}; it knows {KNOWN_KNOBS}")
+    if sum(n in VISION_KNOBS for n in space.names) > 1:
+        raise ValueError(f"use one of {VISION_KNOBS}, not both")
+    for name in space.names:
+        if min(space[name].values) < 1:
+            raise ValueError(f"knob {name!r}: values must be >= 1, got {space[name].values}")
+    if TOPK_KNOB in space.names:
+        vals = space[TOPK_KNOB].values
+        if max(vals) > adapter.num_experts:
+            raise ValueError(
+                f"knob 'top_k' grid {vals} exceeds the model's {adapter.num_experts} experts"
+            )
+        if max(vals) != adapter.native_top_k:
+            log.warning("top_k grid top %d differs from the model's native top_k %d: the full "
+                        "config is not the unmodified model", max(vals), adapter.native_top_k)
+    if BLOCKS_KNOB in space.names:
+        vals = space[BLOCKS_KNOB].values
+        if max(vals) > adapter.num_layers:
+            raise ValueError(f"knob 'num_active_blocks' grid {vals} exceeds the model's "
+                             f"{adapter.num_layers} decoder blocks")
+        if max(vals) != adapter.num_layers:
+            log.warning("num_active_blocks grid top %d < the model's %d blocks: the full config "
+                        "is not the unmodified model", max(vals), adapter.num_layers)
+
+
+__all__ = ["BLOCKS_KNOB", "KNOWN_KNOBS", "TOPK_KNOB", "VISION_KNOBS", "ModulePatcher",
+           "check_space", "kept_tokens", "remove_tokens", "vision_keep"]

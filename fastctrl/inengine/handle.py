@@ -1,0 +1,380 @@
+"""The public handle of :func:`fastctrl.hook`, and what one hooked forward does.
+
+The pieces live beside it: feature capture (:mod:`.capture`), applying a config
+(:mod:`.apply`), the decode state held through ``generate()`` (:mod:`.decode`), live counters
+(:mod:`.stats`), the families (:mod:`.families`).
+
+One top-level forward of a hooked model goes through these steps (all inside that forward):
+
+1. the vision tower runs as usual; a forward hook pools its output (adapter-defined: CLIP CLS
+   for LLaVA-OLMoE, mean of merged vision tokens for Qwen3-VL-MoE) -> image feature;
+2. the token embedding runs as usual; a forward hook keeps its output -> text feature = mean
+   of the embeddings at non-vision, non-padding positions;
+3. a pre-hook on the language model (which receives the merged ``inputs_embeds``) runs the
+   decision engine on those features and the request budgets, then applies the config:
+   vision tokens beyond the budget are removed from ``inputs_embeds``, the attention mask, the
+   position ids (their original, possibly multimodal, positions are kept) and family extras
+   (Qwen3-VL DeepStack); every router's ``top_k`` is set; skipped decoder blocks become
+   identities;
+4. a post-hook on the language model restores ``top_k`` and the blocks (also on exceptions).
+
+Decisions: a forward whose cache is empty (prefill) makes a new decision; a forward that
+continues that cache (``generate()`` decode steps) reuses it, so the KV cache, which holds only
+the kept tokens and only the active blocks' layers, stays consistent. Decode steps keep the
+original position numbering (positions continue after the last prompt position), and a full
+2-D attention mask from ``generate()`` is mapped onto the kept columns.
+
+Batches: the controller decides per request; the batch then runs ONE config, the per-knob
+minimum of the requests' grid indices (grids are ascending, so this is the cheapest choice on
+every knob: the request with the tightest budget binds each knob). Per-request decisions are
+kept in ``handle.last_request_decisions`` and counted in ``handle.stats.request_configs``.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..engines import Engine, make_engine
+from ..engines.base import check_budget
+from ..policy import Controller
+from ..space import ActionSpace, Config
+from .apply import ModulePatcher, check_space, remove_tokens, vision_keep
+from .capture import ForwardCapture
+from .decode import DecodeState
+from .families.base import Adapter, find_adapter
+from .stats import HookStats, elapsed_ms, now
+
+log = logging.getLogger(__name__)
+
+# models currently hooked (a model takes one hook at a time); weak so nothing is kept alive
+_HOOKED: weakref.WeakKeyDictionary[nn.Module, HookHandle] = weakref.WeakKeyDictionary()
+
+
+def validate_budget(budget_ms: Any) -> np.ndarray | None:
+    """The one budget check of the hook, at its boundary: ms as a scalar or one per request
+    (number, sequence, numpy array or tensor) -> float32 ``[n]``; ``None`` stays ``None``."""
+    if budget_ms is None:
+        return None
+    if isinstance(budget_ms, (list, tuple)):
+        budget_ms = np.asarray(budget_ms, dtype=np.float64)
+    if isinstance(budget_ms, (np.ndarray, torch.Tensor)):
+        return check_budget(budget_ms, int(np.prod(budget_ms.shape)) or 1)
+    return check_budget(budget_ms, 1)
+
+
+class HookHandle:
+    """Returned by :func:`fastctrl.hook`; ``remove()`` undoes everything."""
+
+    def __init__(self, model: nn.Module, adapter: Adapter, space: ActionSpace,
+                 engine: Engine | None, budget_ms: np.ndarray | None,
+                 tokens_per_crop: int | None) -> None:
+        self.model = model
+        self.adapter = adapter
+        self.space = space
+        self.engine = engine
+        self.tokens_per_crop = tokens_per_crop
+        self._budget = budget_ms
+        self._pinned: Config | None = None
+        self._ctx: ForwardCapture | None = None
+        self._request: DecodeState | None = None
+        self._patcher = ModulePatcher(adapter)
+        self._hooks: list[Any] = []
+        self._removed = False
+        self._device = next(model.parameters()).device
+        self.stats = HookStats(knob_names=space.names,
+                               timer="cuda_events" if self._device.type == "cuda"
+                               else "perf_counter")
+        self.last_request_decisions: torch.Tensor | None = None
+        """``[B, n_knobs]`` grid indices the controller gave each request at the last prefill."""
+        self.last_config: Config | None = None
+        """Config the last decision forward ran."""
+        self.last_features: tuple[torch.Tensor, torch.Tensor] | None = None
+        """``(image [B, Di], text [B, Dt])`` float32 features of the last decision forward."""
+        self.last_kept_positions: torch.Tensor | None = None
+        """``[B, L']`` original sequence positions the language model saw at the last prefill
+        (``None`` when no token was removed); logits of that forward follow these positions."""
+        self._install()
+
+    # ------------------------------------------------------------------ public API
+    def set_budget(self, budget_ms: Any) -> None:
+        """Default budget for later forwards: ms, a scalar or one value per request."""
+        self._budget = validate_budget(budget_ms)
+
+    @property
+    def budget_ms(self) -> np.ndarray | None:
+        """The default budget as validated float32 ``[n]`` ms (``None`` when unset)."""
+        return self._budget
+
+    @contextmanager
+    def budget_scope(self, budget_ms: Any) -> Iterator[None]:
+        """Use ``budget_ms`` for the forwards inside the ``with`` block (e.g. one request)."""
+        old, self._budget = self._budget, validate_budget(budget_ms)
+        try:
+            yield
+        finally:
+            self._budget = old
+
+    def pin(self, config: Config | dict[str, int] | None) -> None:
+        """Run ``config`` for every request instead of asking the controller (``None`` unpins).
+
+        Used by the profiler to sweep a grid through exactly the same application path.
+        """
+        if config is None:
+            self._pinned = None
+            return
+        if isinstance(config, dict):
+            config = self.space.config_from_values(**config)
+        if not isinstance(config, Config) or config.space != self.space:
+            raise ValueError(f"pin() needs a Config of {self.space}, got {config!r}")
+        self._pinned = config
+
+    def remove(self) -> None:
+        """Remove every hook and restore routers and blocks; idempotent."""
+        if self._removed:
+            return
+        for h in self._hooks:
+            h.remove()
+        self._hooks.clear()
+        self.model.__dict__.pop("generate", None)
+        self._patcher.restore()
+        self._request = None
+        self._ctx = None
+        if _HOOKED.get(self.model) is self:
+            del _HOOKED[self.model]
+        self._removed = True
+
+    @property
+    def removed(self) -> bool:
+        return self._removed
+
+    def __enter__(self) -> HookHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def __repr__(self) -> str:
+        state = "removed" if self._removed else "active"
+        return (f"HookHandle({self.adapter.family}, {self.space}, engine="
+                f"{getattr(self.engine, 'kind', None)}, {state})")
+
+    # ------------------------------------------------------------------ installation
+    def _install(self) -> None:
+        a = self.adapter
+        self._hooks += [
+            self.model.register_forward_pre_hook(self._outer_pre, with_kwargs=True),
+            self.model.register_forward_hook(self._outer_post, always_call=True),
+            a.vision_tower.register_forward_hook(self._vision_post, with_kwargs=True),
+            a.embed_tokens.register_forward_hook(self._embed_post),
+            a.language_model.register_forward_pre_hook(self._lm_pre, with_kwargs=True),
+            a.language_model.register_forward_hook(self._lm_post, always_call=True),
+        ]
+        orig_generate = getattr(self.model, "generate", None)
+        if callable(orig_generate):
+            # generate() validates its kwargs against forward's signature, so a per-request
+            # budget is taken here and held for the whole call (prefill and decode steps).
+            def generate(*args: Any, budget_ms: Any = None, **kwargs: Any) -> Any:
+                if budget_ms is None:
+                    return orig_generate(*args, **kwargs)
+                with self.budget_scope(budget_ms):
+                    return orig_generate(*args, **kwargs)
+
+            self.model.generate = generate
+
+    # ------------------------------------------------------------------ hooks
+    def _outer_pre(self, module: nn.Module, args: tuple[Any, ...],
+                   kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        budget = kwargs.pop("budget_ms", None)
+        budget = self._budget if budget is None else validate_budget(budget)
+        am = kwargs.get("attention_mask")
+        self._ctx = ForwardCapture(
+            budget=budget,
+            attention_mask=am if isinstance(am, torch.Tensor) and am.ndim == 2 else None)
+        self._ctx.t0 = now(self._device)
+        return args, kwargs
+
+    def _outer_post(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        ctx, self._ctx = self._ctx, None
+        self._patcher.restore()
+        if ctx is None or not ctx.controller_ran:
+            return
+        end = now(self._device)
+        self.stats.forward_ms.append(elapsed_ms(ctx.t0, end))
+        if ctx.ctrl_events is not None:
+            ctx.controller_ms = elapsed_ms(*ctx.ctrl_events)
+        self.stats.controller_ms.append(ctx.controller_ms)
+
+    def _vision_post(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
+                     output: Any) -> None:
+        if self._ctx is not None:
+            self._ctx.on_vision(self.adapter, args, kwargs, output)
+
+    def _embed_post(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if self._ctx is not None:
+            self._ctx.on_embed(args, output)
+
+    def _lm_pre(self, module: nn.Module, args: tuple[Any, ...],
+                kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+        ctx = self._ctx
+        embeds = kwargs.get("inputs_embeds")
+        if ctx is None or embeds is None:
+            return None  # language model called on its own: not a VLM forward, leave it alone
+        # transformers >= 5.2x passes the KV cache as ``cache`` (``past_key_values`` before)
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        past = int(cache.get_seq_length()) if cache is not None else 0
+        if past == 0:
+            req = self._prefill(ctx, kwargs, embeds)
+        else:
+            req = self._request
+            if req is None or req.cache_len != past:
+                raise RuntimeError(
+                    f"fastctrl.hook: this forward continues a KV cache of length {past} that does "
+                    "not belong to the request this hook decided for (expected length "
+                    f"{None if req is None else req.cache_len}). Start with an empty cache "
+                    "(a prefill) so a decision is made, or remove the hook."
+                )
+            req.continue_step(kwargs, past)
+            self.stats.decode_forwards += 1
+        self._patcher.apply(req.config)
+        req.cache_len = past + int(kwargs["inputs_embeds"].shape[1])
+        self._request = req
+        return args, kwargs
+
+    def _lm_post(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        self._patcher.restore()
+
+    # ------------------------------------------------------------------ prefill
+    def _prefill(self, ctx: ForwardCapture, kwargs: dict[str, Any],
+                 embeds: torch.Tensor) -> DecodeState:
+        bsz, seq = embeds.shape[:2]
+        ids = ctx.input_ids if ctx.input_ids is not None and \
+            tuple(ctx.input_ids.shape) == (bsz, seq) else None
+        vis = self.adapter.vision_mask(ids) if ids is not None else \
+            torch.zeros(bsz, seq, dtype=torch.bool, device=embeds.device)
+        am = kwargs.get("attention_mask")
+        am2 = am if isinstance(am, torch.Tensor) and am.ndim == 2 else ctx.attention_mask
+        image, text = ctx.features(self.adapter, vis, am2, bsz)
+        self.last_features = (image, text)
+
+        if self._pinned is not None:
+            per_request = torch.tensor([self._pinned.indices] * bsz, dtype=torch.long)
+        else:
+            per_request = self._decide(ctx, image, text, bsz)
+        batch_idx = per_request.min(dim=0).values
+        config = self.space.config(batch_idx.tolist())
+        self.last_request_decisions = per_request
+        self.last_config = config
+        self.stats.decisions += 1
+        self.stats.configs[tuple(config.values.values())] += 1
+        for row in per_request.tolist():
+            self.stats.request_configs[tuple(self.space.config(row).values.values())] += 1
+
+        keep = vision_keep(self.space, self.tokens_per_crop, vis, ctx.tokens_per_image, config)
+        self.last_kept_positions = None
+        if keep is None:
+            return DecodeState(config, None, seq, seq, None, 0)
+        keep_idx, pos_kept = remove_tokens(self.adapter, kwargs, keep)
+        self.last_kept_positions = keep_idx
+        return DecodeState(config, keep_idx, seq, keep_idx.shape[1], pos_kept[..., -1] + 1, 0)
+
+    def _decide(self, ctx: ForwardCapture, image: torch.Tensor, text: torch.Tensor,
+                bsz: int) -> torch.Tensor:
+        """One engine call on the pooled features: ``[B, n_knobs]`` grid indices (CPU)."""
+        if self.engine is None:
+            raise RuntimeError(
+                "fastctrl.hook: no controller was given, so a config must be pinned first "
+                "(handle.pin(config))"
+            )
+        if ctx.budget is None:
+            raise ValueError(
+                "fastctrl.hook: no latency budget: pass budget_ms to fastctrl.hook(), call "
+                "handle.set_budget(ms), or pass budget_ms=... to the forward / generate call"
+            )
+        budget = ctx.budget
+        if budget.shape[0] != bsz:
+            if budget.shape[0] != 1:
+                raise ValueError(
+                    f"budget_ms must be a scalar or have one entry per request ({bsz}), got "
+                    f"{budget.shape[0]} values"
+                )
+            budget = np.broadcast_to(budget, (bsz,))
+        dev = self.engine.device
+        budget_t = torch.from_numpy(np.ascontiguousarray(budget)).to(dev)
+        image, text = image.to(dev), text.to(dev)
+        start = now(self._device)
+        idx = self.engine.decide_tensors(image, text, budget_t)
+        end = now(self._device)
+        ctx.controller_ran = True
+        if isinstance(start, float):
+            ctx.controller_ms = (end - start) * 1e3
+        else:
+            ctx.ctrl_events = (start, end)
+        idx = idx.to("cpu", torch.long)
+        if idx.shape != (bsz, len(self.space)):
+            raise RuntimeError(
+                f"decision engine returned shape {list(idx.shape)}, expected [{bsz}, "
+                f"{len(self.space)}]"
+            )
+        return idx
+
+
+def hook(model: nn.Module, controller: Controller | None = None,
+         budget_ms: float | Sequence[float] | np.ndarray | torch.Tensor | None = None,
+         engine: str = "auto", *, space: ActionSpace | None = None,
+         tokens_per_crop: int | None = None) -> HookHandle:
+    """Patch a transformers MoE VLM so that every forward decides and applies its own config.
+
+    Args:
+        model: a supported transformers VLM (see ``fastctrl.inengine.supported_families()``).
+        controller: the :class:`~fastctrl.Controller`; its ``image_dim`` / ``text_dim`` must
+            equal the model's pooled feature sizes (``adapter.image_dim`` / ``text_dim``).
+            ``None`` only with ``space`` for pinned configs (profiling).
+        budget_ms: default latency budget in ms (scalar or one per request); can be changed
+            with ``handle.set_budget`` or per call with ``model(..., budget_ms=...)`` /
+            ``model.generate(..., budget_ms=...)``.
+        engine: decision engine kind for :func:`fastctrl.make_engine`.
+        space: the action space when ``controller`` is ``None``.
+        tokens_per_crop: vision tokens per crop unit for ``max_crops``; ``None`` makes a crop
+            unit ``1/max(max_crops grid)`` of each image's tokens (the grid top keeps all).
+    """
+    adapter = find_adapter(model)
+    if model in _HOOKED and not _HOOKED[model].removed:
+        raise RuntimeError("this model is already hooked; call handle.remove() first")
+    if controller is not None:
+        if not isinstance(controller, Controller):
+            raise TypeError(
+                f"controller must be a fastctrl.Controller, got {type(controller).__name__}")
+        cc = controller.config
+        if (cc.image_dim, cc.text_dim) != (adapter.image_dim, adapter.text_dim):
+            raise ValueError(
+                f"controller dims (image_dim={cc.image_dim}, text_dim={cc.text_dim}) do not match "
+                f"the {adapter.family} model's pooled features (image_dim={adapter.image_dim}, "
+                f"text_dim={adapter.text_dim}); build the controller with "
+                f"ControllerConfig(image_dim={adapter.image_dim}, text_dim={adapter.text_dim}, ...)"
+            )
+        if space is not None and space != controller.space:
+            raise ValueError(f"space {space} differs from the controller's {controller.space}")
+        space = controller.space
+        eng: Engine | None = make_engine(controller, engine)
+    else:
+        if space is None:
+            raise ValueError("fastctrl.hook needs a controller, or a space to pin configs from")
+        eng = None
+    if tokens_per_crop is not None and (not isinstance(tokens_per_crop, int) or
+                                        tokens_per_crop < 1):
+        raise ValueError(f"tokens_per_crop must be a positive int, got {tokens_per_crop!r}")
+    check_space(space, adapter, log)
+    adapter.check_experts_implementation()
+    handle = HookHandle(model, adapter, space, eng, validate_budget(budget_ms), tokens_per_crop)
+    _HOOKED[model] = handle
+    log.info("fastctrl.hook: %s with %s, engine=%s", adapter.family, space,
+             getattr(eng, "kind", None))
+    return handle

@@ -1,0 +1,78 @@
+"""Live counters of a hook (:class:`HookStats`) and the clock they are read with."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+
+@dataclass
+class HookStats:
+    """Live counters of a hook. Times are in ms (``perf_counter`` on CPU, CUDA events on GPU).
+
+    A *decision forward* is a forward that ran the controller (prefill); decode steps reuse
+    the held decision and are counted in ``decode_forwards``.
+    """
+
+    decisions: int = 0
+    """Decision forwards (one per request batch at prefill; pinned configs included)."""
+    decode_forwards: int = 0
+    """Forwards that reused a held decision (generate() decode steps)."""
+    configs: Counter[tuple[int, ...]] = field(default_factory=Counter)
+    """Config (knob values, in knob order) that each decision forward ran -> count."""
+    request_configs: Counter[tuple[int, ...]] = field(default_factory=Counter)
+    """Config each request asked for (before the batch minimum) -> count."""
+    controller_ms: list[float] = field(default_factory=list)
+    """Decision-engine call time per forward that ran the controller (pinned forwards and
+    decode steps do not run it and are not listed)."""
+    forward_ms: list[float] = field(default_factory=list)
+    """Whole top-level forward time (controller included) of the same forwards."""
+    knob_names: tuple[str, ...] = ()
+    timer: str = "perf_counter"
+
+    @property
+    def controller_share(self) -> float:
+        """Controller time / forward time over all decision forwards (nan before any)."""
+        total = sum(self.forward_ms)
+        return sum(self.controller_ms) / total if total > 0 else math.nan
+
+    def summary(self) -> dict[str, Any]:
+        def _med(x: list[float]) -> float:
+            return float(np.median(x)) if x else math.nan
+
+        return {
+            "decisions": self.decisions,
+            "decode_forwards": self.decode_forwards,
+            "configs": {self._key(k): v for k, v in self.configs.items()},
+            "request_configs": {self._key(k): v for k, v in self.request_configs.items()},
+            "controller_ms_p50": _med(self.controller_ms),
+            "forward_ms_p50": _med(self.forward_ms),
+            "controller_share": self.controller_share,
+            "timer": self.timer,
+        }
+
+    def _key(self, values: tuple[int, ...]) -> str:
+        return ",".join(f"{n}={v}" for n, v in zip(self.knob_names, values, strict=True))
+
+
+def now(device: torch.device) -> Any:
+    """A time stamp: ``perf_counter`` on CPU, a recorded CUDA event on GPU."""
+    if device.type == "cuda":
+        ev = torch.cuda.Event(enable_timing=True)
+        ev.record()
+        return ev
+    return time.perf_counter()
+
+
+def elapsed_ms(start: Any, end: Any) -> float:
+    """Milliseconds between two :func:`now` stamps (synchronises on the end event)."""
+    if isinstance(start, float):
+        return (end - start) * 1e3
+    end.synchronize()
+    return float(start.elapsed_time(end))

@@ -1,0 +1,192 @@
+"""What a training run is configured by: a shared base (data, reward, loop, controller, run)
+plus one small config per method, defined beside the method (``fastctrl.train.methods.<m>``).
+
+``python -m fastctrl.train`` builds its CLI from these dataclasses with tyro: every field is one
+flag (``--lr``, ``--group_size``...; groups add no prefix), its docstring is the help text and a
+``Literal`` type is its list of choices. The method's own flags are the ones of the config its
+``--method`` names (``python -m fastctrl.train --method ppo --help`` lists PPO's).
+Validation errors name the flag.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+import tyro
+
+from ..cli import need, need_at_least
+from ..engines import EngineKind
+from .methods import METHODS, MethodName
+from .schedules import SchedulerKind
+
+
+@dataclass
+class DataConfig:
+    """Where the profile comes from and how it is split and budgeted."""
+
+    profile: str | None = None
+    """A profile table (.parquet/.csv) with its feature store beside it; default: synthetic."""
+    exp5_dir: str | None = None
+    """Accuracy directory of the GRPO guide's layout (one JSON per config); needs --exp6_dir."""
+    exp6_dir: str | None = None
+    """Latency directory of the GRPO guide's layout (one JSON per config)."""
+    dataset_name: str = "default"
+    """Task type recorded for exp5 samples that do not name one (e.g. text_vqa)."""
+    model_path: str | None = None
+    """Where the exp5 features come from: a directory of <sample_id>.npz feature files (image,
+    text), e.g. written by `python -m fastctrl.profile`; default: <exp5_dir>/features."""
+    output_data_path: str | None = None
+    """Where the prepared profile (table + feature store) is cached; reused unless
+    --force_recompute."""
+    force_recompute: bool = False
+    """Rebuild the prepared profile and feature store even if a cached one exists."""
+    synthetic_requests: int = 3500
+    """Number of requests of the built-in synthetic profile (when no data is given)."""
+    train_split: float = 0.8
+    """Share of the non-test requests used for training (the rest validates)."""
+    budget_baseline: Literal["global", "request"] = "global"
+    """Budgets are ratio x the full config's latency: `global` (train mean, an absolute SLO as
+    a server sees it) or per `request`."""
+
+    def __post_init__(self) -> None:
+        need_at_least(self, 1, "synthetic_requests")
+        need(0 < self.train_split <= 1, f"--train_split must be in (0, 1], got {self.train_split}")
+        need((self.exp5_dir is None) == (self.exp6_dir is None),
+             "--exp5_dir and --exp6_dir go together")
+        need(not (self.profile and self.exp5_dir),
+             "give --profile or --exp5_dir/--exp6_dir, not both")
+
+
+@dataclass
+class RewardConfig:
+    """The reward every method is trained and judged on."""
+
+    kind: Annotated[Literal["e5", "shaped"], tyro.conf.arg(name="reward")] = "e5"
+    """Training and evaluation reward: e5 (quality - lambda*overshoot) or shaped (GRPO design)."""
+    reward_lambda: float = 10.0
+    """E5 reward: penalty per unit of relative budget overshoot."""
+    reward_alpha: float = 1.0
+    """Shaped reward: weight of accuracy."""
+    reward_beta: float = 0.5
+    """Shaped reward: weight of the sigmoid-smoothed latency penalty."""
+    reward_gamma: float = 10.0
+    """Shaped reward: weight of the hard budget-violation penalty."""
+    reward_delta: float = 0.1
+    """Shaped reward: weight of the efficiency bonus."""
+    reward_epsilon: float = 0.05
+    """Shaped reward: weight of the complexity penalty."""
+
+
+@dataclass
+class LoopConfig:
+    """The optimisation loop every trained method shares."""
+
+    batch_size: int = 64
+    """Contexts (request, budget) per update."""
+    num_epochs: int = 100
+    """Epochs; one epoch = one pass of batch_size-context updates over the train requests."""
+    lr: float = 1e-4
+    """Adam learning rate."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay."""
+    max_grad_norm: float = 0.5
+    """Gradient clipping (global L2 norm)."""
+    scheduler: SchedulerKind = "cosine"
+    """Learning-rate schedule over epochs."""
+    patience: int = 10
+    """Early stopping: evaluations without a validation utility min_delta above the best
+    before stopping."""
+    min_delta: float = 0.002
+    """Early stopping: the improvement of validation utility that counts as progress."""
+    eval_every_steps: int = 0
+    """Evaluate on validation every this many env_steps (0: once per epoch)."""
+    max_env_steps: int = 0
+    """Stop once this many configurations have been evaluated (0: no limit)."""
+    eval_requests: int = 0
+    """Validation requests used at each evaluation point (0: all)."""
+
+    def __post_init__(self) -> None:
+        need_at_least(self, 1, "batch_size", "num_epochs", "patience")
+        need_at_least(self, 0, "eval_every_steps", "max_env_steps", "eval_requests")
+        need(self.lr > 0, f"--lr must be > 0, got {self.lr}")
+        need(self.min_delta >= 0, f"--min_delta must be >= 0, got {self.min_delta}")
+
+
+@dataclass
+class ControllerArgs:
+    """The controller's body (one architecture for every method)."""
+
+    arch: Literal["mlp", "recursive"] = "mlp"
+    """Controller body: mlp (served by every engine) or recursive (TinyRecursiveControl core,
+    torch engine)."""
+    dropout: float = 0.0
+    """Dropout in the controller trunk (0 by default: dropout noise between the sampled and the
+    updated log-probs slowed GRPO, validation utility 0.712 with 0.1 vs 0.724 with 0 after
+    ~1500 updates on the synthetic profile)."""
+
+    def __post_init__(self) -> None:
+        need(0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class RunConfig:
+    """Where a run writes and what it runs on."""
+
+    output_dir: str = "runs/train"
+    """Where checkpoints, curves and eval_results.json are written."""
+    device: str = "cpu"
+    """Torch device for training."""
+    threads: int = 1
+    """Torch CPU threads (the controller is tiny: one thread is as fast and reproducible)."""
+    engine: EngineKind = "auto"
+    """Decision engine for the final evaluation."""
+    resume: str | None = None
+    """A last_checkpoint.pt (or its output_dir) to continue from."""
+    quiet: bool = False
+    """No progress bar or summary."""
+
+    def __post_init__(self) -> None:
+        need_at_least(self, 1, "threads")
+
+
+@dataclass
+class TrainConfig:
+    """Train (or build) a fastctrl controller with one of five methods and evaluate it through a
+    decision engine on the test split."""
+
+    method: MethodName = "grpo"
+    """Training method."""
+    seed: int = 0
+    """Seeds everything (torch, numpy, python, data splits, env sampling)."""
+    data: tyro.conf.OmitArgPrefixes[DataConfig] = field(default_factory=DataConfig)
+    reward: tyro.conf.OmitArgPrefixes[RewardConfig] = field(default_factory=RewardConfig)
+    loop: tyro.conf.OmitArgPrefixes[LoopConfig] = field(default_factory=LoopConfig)
+    controller: tyro.conf.OmitArgPrefixes[ControllerArgs] = field(default_factory=ControllerArgs)
+    run: tyro.conf.OmitArgPrefixes[RunConfig] = field(default_factory=RunConfig)
+    method_args: Any = None
+    """The method's own hyper-parameters (``METHODS[method].Config``); default: its defaults."""
+
+    def __post_init__(self) -> None:
+        need(self.method in METHODS, f"--method must be one of {tuple(METHODS)}, got "
+                                     f"{self.method!r}")
+        config_cls = METHODS[self.method].Config
+        if self.method_args is None:
+            self.method_args = config_cls()
+        need(isinstance(self.method_args, config_cls),
+             f"method_args of --method {self.method} must be a {config_cls.__name__}, got "
+             f"{type(self.method_args).__name__}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict` (checkpoints, E5 run reuse)."""
+        from ..io import from_json
+
+        method = d.get("method")
+        need(method in METHODS, f"train config names an unknown method {method!r}")
+        args = from_json(METHODS[method].Config, d.get("method_args") or {}, "method_args")
+        return dataclasses.replace(from_json(cls, {**d, "method_args": None}), method_args=args)

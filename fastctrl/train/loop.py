@@ -1,0 +1,375 @@
+"""The training loop every method shares: data, seeding, evaluation points, early stopping,
+schedules, checkpoints (resumable), and the outputs of ``python -m fastctrl.train``.
+
+Outputs in ``output_dir`` (each written atomically):
+  best_checkpoint.pt     controller_state_dict + controller/train config + metrics
+                         (``torch.load(..., weights_only=True)`` loads it)
+  last_checkpoint.pt     everything needed to ``--resume`` (optimizer, RNG states, history)
+  controller/            the best controller via ``save_pretrained`` (config.json + safetensors)
+  training_stats.json    :class:`~fastctrl.train.records.TrainingStats`: the curves, one
+                         entry per evaluation point, and the cost of training
+  training_curves.png    validation utility / SLO violation / quality / p95 vs env_steps
+  eval_results.json      :class:`~fastctrl.train.records.EvalResults`: test-split metrics per
+                         budget and overall, through the decision engine, beside the random /
+                         full / best-static / oracle baselines
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .. import io
+from ..env import (
+    E5Reward,
+    Metrics,
+    ProfileEnv,
+    Reward,
+    ShapedReward,
+    add_oracle_gap,
+    evaluate_baselines,
+    evaluate_policy,
+)
+from ..policy import Controller, ControllerConfig
+from ..profile.table import Profile
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import RewardConfig, TrainConfig
+from .methods import METHODS
+from .methods.base import Method
+from .records import (
+    EVAL_FILE,
+    STATS_FILE,
+    CurvePoint,
+    EvalResults,
+    TrainingStats,
+    write_record,
+)
+from .schedules import make_scheduler, step_scheduler
+from .seeding import seed_everything
+
+log = logging.getLogger(__name__)
+
+STATE_FORMAT = "fastctrl-train-state"
+
+
+def make_reward(cfg: RewardConfig) -> Reward:
+    if cfg.kind == "e5":
+        return E5Reward(cfg.reward_lambda)
+    return ShapedReward(cfg.reward_alpha, cfg.reward_beta, cfg.reward_gamma, cfg.reward_delta,
+                        cfg.reward_epsilon)
+
+
+def load_profile(cfg: TrainConfig) -> Profile:
+    """The profile a run trains on: --profile, or exp5/exp6 (+ features), or the synthetic one."""
+    d = cfg.data
+    if d.profile:
+        return Profile.load(d.profile, seed=cfg.seed, train_split=d.train_split,
+                            require_features=True)
+    if d.exp5_dir:
+        from ..profile.importers import import_profile
+
+        prof = import_profile(d.exp5_dir, d.exp6_dir, dataset_name=d.dataset_name,
+                              features_dir=d.model_path, output_path=d.output_data_path,
+                              force_recompute=d.force_recompute, seed=cfg.seed,
+                              train_split=d.train_split)
+        if prof.features is None:
+            raise FileNotFoundError(
+                "the exp5/exp6 profile has no features: put <sample_id>.npz files (arrays "
+                "'image', 'text') in <exp5_dir>/features or pass --model_path DIR")
+        return prof
+    from ..profile.synthetic import synthetic_profile
+
+    return synthetic_profile(d.synthetic_requests, seed=cfg.seed, train_split=d.train_split)
+
+
+def build_controller(cfg: TrainConfig, profile: Profile, train_idx: np.ndarray) -> Controller:
+    feats = profile.features
+    assert feats is not None
+    ref = float(profile.mean_latency[train_idx, profile.full_index].mean())
+    ccfg = ControllerConfig(image_dim=feats.image_dim, text_dim=feats.text_dim,
+                            grids=profile.space.to_dict(), ref_latency_ms=ref,
+                            dropout=cfg.controller.dropout, arch=cfg.controller.arch)
+    controller = Controller(ccfg).to(cfg.run.device)
+    controller.fit_input_normalization(feats.image[train_idx], feats.text[train_idx])
+    return controller
+
+
+class Run:
+    """One training run; ``run()`` returns eval results. Resumable from last_checkpoint.pt."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.out = Path(cfg.run.output_dir)
+        torch.set_num_threads(cfg.run.threads)
+        seed_everything(cfg.seed)
+        self.profile = load_profile(cfg)
+        if self.profile.features is None:
+            raise ValueError("the profile has no feature store; controllers need features")
+        self.reward = make_reward(cfg.reward)
+        kw = dict(reward=self.reward, baseline=cfg.data.budget_baseline)
+        self.train_env = ProfileEnv(self.profile, "train", seed=cfg.seed, **kw)
+        self.val_env = ProfileEnv(self.profile, "val", seed=cfg.seed + 1, **kw)
+        if cfg.loop.eval_requests:
+            self.val_env.requests = self.val_env.requests[: cfg.loop.eval_requests]
+        self.test_env = ProfileEnv(self.profile, "test", seed=cfg.seed + 2, **kw)
+        controller = build_controller(cfg, self.profile, self.train_env.requests)
+        log.info("controller: %s, %d parameters", cfg.controller.arch,
+                 controller.num_parameters())
+        self.method: Method = METHODS[cfg.method](cfg, self.train_env, controller)
+        # LR schedule over epochs, annealed to 0; plateau watches validation utility
+        self.scheduler = make_scheduler(cfg.loop.scheduler, self.method.optimizer,
+                                        total_steps=cfg.loop.num_epochs, step_gamma=0.3,
+                                        plateau_mode="max", plateau_patience=3)
+        self.history: list[CurvePoint] = []
+        self.epoch = 0
+        # best validation point: {"utility", "metrics", "epoch", "env_steps"} + its weights
+        self.best: dict[str, Any] | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.bad_evals = 0
+        self.progress_ref = -math.inf  # utility that the next evaluation must beat by min_delta
+        self.wall_offset = 0.0
+        self.setup_done = False
+
+    # ------------------------------------------------------------------ evaluation points
+    def _evaluate(self, train_logs: dict[str, list[float]], t0: float) -> CurvePoint:
+        m = evaluate_policy(self.method.policy("torch"), self.val_env, measure_overhead=False)
+        o = m.overall
+        opt = self.method.optimizer
+        entry = CurvePoint.of(
+            m, epoch=self.epoch, env_steps=int(self.train_env.env_steps),
+            wall_s=self.wall_offset + time.perf_counter() - t0,
+            counters=dict(self.method.counters),
+            timers={k: round(v, 4) for k, v in self.method.timers.items()},
+            lr=opt.param_groups[0]["lr"] if opt is not None else None,
+            train_logs={k: _finite_mean(v) for k, v in train_logs.items()})
+        self.history.append(entry)
+        progress = self.best is None or o.utility > self.progress_ref + self.cfg.loop.min_delta
+        if self.best is None or o.utility > self.best["utility"]:
+            self.best = {"utility": o.utility, "metrics": o, "epoch": self.epoch,
+                         "env_steps": entry.env_steps}
+            self.best_state = copy.deepcopy(self.method.controller.state_dict())
+        if progress:
+            self.progress_ref = o.utility
+            self.bad_evals = 0
+        else:
+            self.bad_evals += 1
+        return entry
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> dict[str, Any]:
+        cfg, loop = self.cfg, self.cfg.loop
+        self.out.mkdir(parents=True, exist_ok=True)
+        if cfg.run.resume:
+            self.load_checkpoint(cfg.run.resume)
+        t0 = time.perf_counter()
+        if not self.setup_done:
+            self.method.setup()
+            self.setup_done = True
+        iters = self.method.iterations_per_epoch if self.method.trains_controller else 0
+        n_epochs = loop.num_epochs if self.method.trains_controller else 1
+        next_eval = (self.train_env.env_steps // loop.eval_every_steps + 1) * \
+            loop.eval_every_steps if loop.eval_every_steps else 0
+        bar = tqdm(total=n_epochs, initial=self.epoch, disable=cfg.run.quiet,
+                   desc=f"{cfg.method}", unit="epoch")
+        stop = False
+        if not self.method.trains_controller and not self.history:
+            self._evaluate({}, t0)
+        while self.epoch < n_epochs and not stop and self.method.trains_controller:
+            logs: dict[str, list[float]] = {}
+            evaluated = False
+            n_evals = len(self.history)
+            for _ in range(iters):
+                for k, v in self.method.train_step().items():
+                    logs.setdefault(k, []).append(v)
+                if loop.eval_every_steps and self.train_env.env_steps >= next_eval:
+                    self._evaluate(logs, t0)
+                    evaluated = True
+                    logs = {}
+                    next_eval += loop.eval_every_steps * max(
+                        1, math.ceil((self.train_env.env_steps - next_eval + 1)
+                                     / loop.eval_every_steps))
+                if loop.max_env_steps and self.train_env.env_steps >= loop.max_env_steps:
+                    stop = True
+                    break
+            self.epoch += 1
+            # offline methods spend their env_steps up front: without new steps they are
+            # evaluated once per epoch, like every method without eval_every_steps
+            if not loop.eval_every_steps or stop or not evaluated and self._steps_stalled():
+                self._evaluate(logs, t0)
+            step_scheduler(self.scheduler, self.history[-1].utility
+                           if len(self.history) > n_evals else None)
+            if self.bad_evals >= loop.patience:
+                log.info("early stop at epoch %d: no better validation utility in %d "
+                         "evaluations", self.epoch, loop.patience)
+                stop = True
+            bar.update(1)
+            if self.history:
+                bar.set_postfix(utility=f"{self.history[-1].utility:.4f}",
+                                steps=self.train_env.env_steps)
+            self.save_last(t0)
+        bar.close()
+        if self.method.trains_controller and (not self.history or not self._steps_stalled()):
+            self._evaluate({}, t0)  # the curve always ends where training ended
+        train_time = self.wall_offset + time.perf_counter() - t0
+        if self.best_state is not None and self.method.trains_controller:
+            self.method.controller.load_state_dict(self.best_state)
+        return self.finish(train_time)
+
+    def _steps_stalled(self) -> bool:
+        """True before the first evaluation, or when the last one saw the current env_steps."""
+        return not self.history or self.history[-1].env_steps == self.train_env.env_steps
+
+    # ------------------------------------------------------------------ outputs
+    def finish(self, train_time: float) -> EvalResults:
+        cfg = self.cfg
+        from .plots import plot_training_curves
+
+        policy = self.method.policy(cfg.run.engine)
+        engine = getattr(policy, "engine", None)
+        ctrl = evaluate_policy(policy, self.test_env)
+        baselines = evaluate_baselines(self.train_env, self.test_env, seed=cfg.seed)
+        add_oracle_gap(ctrl, baselines["oracle"])
+        results = EvalResults(
+            method=cfg.method,
+            engine=engine.kind if engine is not None else "table",
+            split="test",
+            n_test_requests=int(len(self.test_env.requests)),
+            n_configs=int(self.profile.n_configs),
+            budget_ratios=list(self.test_env.budget_ratios),
+            budget_baseline=cfg.data.budget_baseline,
+            reward=self.reward.to_dict(),
+            env_steps=int(self.train_env.env_steps),
+            train_time_s=train_time,
+            controller_parameters=self.method.controller.num_parameters(),
+            best_epoch=self.best["epoch"] if self.best else None,
+            controller=ctrl,
+            baselines=baselines,
+        )
+        val_refs = baselines_val(self)
+        stats = TrainingStats(
+            method=cfg.method, config=cfg.to_dict(), history=self.history,
+            val_references=val_refs, cost_timer=self.method.cost_timer,
+            timers=dict(self.method.timers), counters=dict(self.method.counters),
+            train_time_s=train_time, profile=repr(self.profile),
+            profile_report=self.profile.report.to_dict())
+        write_record(self.out / STATS_FILE, stats)
+        write_record(self.out / EVAL_FILE, results)
+        best = {
+            "method": cfg.method,
+            "controller_state_dict": self.method.controller.state_dict(),
+            "controller_config": self.method.controller.config.to_dict(),
+            "train_config": cfg.to_dict(),
+            "metrics": io.to_json(self.best["metrics"]) if self.best else {},
+            "env_steps": int(self.train_env.env_steps),
+            "extra": self.method.extra_state() if not self.method.trains_controller else {},
+        }
+        save_checkpoint(best, self.out / "best_checkpoint.pt")
+        if self.method.trains_controller:
+            self.method.controller.save_pretrained(self.out / "controller")
+        io.write_with(self.out / "training_curves.png",
+                      lambda p: plot_training_curves(self.history, val_refs, p,
+                                                     title=f"{cfg.method} (validation)"))
+        return results
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_last(self, t0: float) -> None:
+        m = self.method
+        state = {
+            "format": STATE_FORMAT,
+            "train_config": self.cfg.to_dict(),
+            "epoch": self.epoch,
+            "env_steps": {"train": self.train_env.env_steps},
+            "controller_state_dict": m.controller.state_dict(),
+            "optimizer": m.optimizer.state_dict() if m.optimizer else {},
+            "scheduler": self.scheduler.state_dict() if self.scheduler else {},
+            "extra": m.extra_state(),
+            "counters": dict(m.counters),
+            "timers": dict(m.timers),
+            "history": io.to_json(self.history),
+            "best": io.to_json(self.best),
+            "best_state": self.best_state,
+            "bad_evals": self.bad_evals,
+            "progress_ref": self.progress_ref,
+            "wall_s": self.wall_offset + time.perf_counter() - t0,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "generator": m.generator.get_state(),
+                "numpy_method": m.rng.bit_generator.state,
+                "numpy_env": {"train": self.train_env.rng.bit_generator.state,
+                              "val": self.val_env.rng.bit_generator.state,
+                              "test": self.test_env.rng.bit_generator.state},
+                "python": list(random.getstate()[1]),
+            },
+        }
+        save_checkpoint(state, self.out / "last_checkpoint.pt")
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        p = Path(path)
+        if p.is_dir():
+            p = p / "last_checkpoint.pt"
+        state = load_checkpoint(p, STATE_FORMAT, what="--resume",
+                                map_location=self.cfg.run.device)
+        saved, now = state["train_config"], self.cfg.to_dict()
+        for group, key in (("", "method"), ("", "seed"), ("data", "profile"),
+                           ("data", "synthetic_requests"), ("loop", "batch_size")):
+            a = saved.get(group, {}).get(key) if group else saved.get(key)
+            b = now[group][key] if group else now[key]
+            if a != b:
+                raise ValueError(f"--resume: checkpoint was trained with {key}={a!r}, this run "
+                                 f"has {b!r}")
+        m = self.method
+        m.controller.load_state_dict(state["controller_state_dict"])
+        if m.optimizer is not None and state["optimizer"]:
+            m.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"]:
+            self.scheduler.load_state_dict(state["scheduler"])
+        m.setup()
+        self.setup_done = True
+        m.load_extra_state(state["extra"])
+        m.counters.update(state["counters"])
+        m.timers.update(state["timers"])
+        self.history = [io.from_json(CurvePoint, h) for h in state["history"]]
+        best = state["best"]
+        if best is not None:
+            best["metrics"] = io.from_json(Metrics, best["metrics"])
+        self.best = best
+        self.best_state = state["best_state"]
+        self.bad_evals = int(state["bad_evals"])
+        self.progress_ref = float(state["progress_ref"])
+        self.epoch = int(state["epoch"])
+        self.wall_offset = float(state["wall_s"])
+        self.train_env.env_steps = int(state["env_steps"]["train"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        m.generator.set_state(rng["generator"])
+        m.rng.bit_generator.state = rng["numpy_method"]
+        for name, env in (("train", self.train_env), ("val", self.val_env),
+                          ("test", self.test_env)):
+            env.rng.bit_generator.state = rng["numpy_env"][name]
+        random.setstate((3, tuple(rng["python"]), None))
+
+
+def baselines_val(run: Run) -> dict[str, Metrics]:
+    """Validation metrics of the oracle, best-static and full-model baselines (reference lines
+    of the curves; the full model's quality is E5's "90% of the full model" yardstick)."""
+    res = evaluate_baselines(run.train_env, run.val_env, seed=run.cfg.seed,
+                             measure_overhead=False)
+    return {k: res[k].overall for k in ("oracle", "best_static", "full")}
+
+
+def _finite_mean(values: list[float]) -> float | None:
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else None
+
+
+def run_training(cfg: TrainConfig) -> EvalResults:
+    return Run(cfg).run()
