@@ -30,7 +30,7 @@ CASES = [("small", 1000), ("small", 1), ("medium", 1000), ("large", 1000)]
 
 def build(size: str) -> TinyRecursiveControl:
     if CHECKPOINT and MODEL_SIZES.get(size) is not None:
-        from fastctrl.control.train import load_checkpoint
+        from fastctrl.control.model import load_checkpoint
 
         model, _ = load_checkpoint(CHECKPOINT)
         if all(getattr(model.config, k) == v for k, v in MODEL_SIZES[size].items()):

@@ -49,3 +49,10 @@ def need_at_least(cfg: Any, minimum: float, *names: str) -> None:
         v = getattr(cfg, name)
         need(not isinstance(v, bool) and v == v and v >= minimum,
              f"--{name} must be >= {minimum}, got {v!r}")
+
+
+def need_positive(cfg: Any, *names: str) -> None:
+    """Every field ``names`` of ``cfg`` is a number > 0 (else ``--name must be > 0, got X``)."""
+    for name in names:
+        v = getattr(cfg, name)
+        need(not isinstance(v, bool) and v == v and v > 0, f"--{name} must be > 0, got {v!r}")

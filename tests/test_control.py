@@ -15,10 +15,11 @@ from fastctrl.control import data, lqr
 from fastctrl.control.compare import CompareArgs, compare
 from fastctrl.control.evaluate import EvaluateArgs, evaluate
 from fastctrl.control.generate import main as generate_main
-from fastctrl.control.model import MODEL_SIZES, RecursiveRefiner, TinyRecursiveControl, TRCConfig
+from fastctrl.control.model import MODEL_SIZES, TinyRecursiveControl, TRCConfig, load_checkpoint
 from fastctrl.control.system import DoubleIntegrator, final_state_torch
-from fastctrl.control.train import TrainConfig, load_checkpoint, train
+from fastctrl.control.train import TRCTrainConfig, train
 from fastctrl.control.train import main as train_main
+from fastctrl.policy.recursive import RecursiveRefiner
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
@@ -227,9 +228,10 @@ def test_recursive_refiner_interface() -> None:
 TINY = ["--latent_dim", "32", "--hidden_dim", "64"]
 
 
-def _train_cfg(train_path: Path, out: Path, epochs: int = 4) -> TrainConfig:
-    return TrainConfig(data=str(train_path), output_dir=str(out), latent_dim=32, hidden_dim=64,
-                       epochs=epochs, batch_size=32, lr=3e-3, seed=3, quiet=True)
+def _train_cfg(train_path: Path, out: Path, epochs: int = 4) -> TRCTrainConfig:
+    return TRCTrainConfig(data=str(train_path), output_dir=str(out), latent_dim=32,
+                          hidden_dim=64, epochs=epochs, batch_size=32, lr=3e-3, seed=3,
+                          quiet=True)
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastctrl.env.baselines import OraclePolicy, StaticPolicy
-from fastctrl.profile import synthetic_profile
 from fastctrl.env import E5_BUDGET_RATIOS, ProfileEnv, guide_budgets
+from fastctrl.env.baselines import OraclePolicy, StaticPolicy
 from fastctrl.env.evaluation import (
     decision_metrics,
     evaluate_baselines,
@@ -16,6 +15,7 @@ from fastctrl.env.evaluation import (
     to_flat,
 )
 from fastctrl.env.reward import E5Reward, ShapedReward, make_reward
+from fastctrl.profile import synthetic_profile
 
 
 @pytest.fixture(scope="module")

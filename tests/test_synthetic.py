@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fastctrl.env.evaluation import oracle_static_margin
 from fastctrl.profile import synthetic_profile
 from fastctrl.profile.synthetic import TOKENS_PER_CROP
-from fastctrl.env.evaluation import oracle_static_margin
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,14 @@ stack must learn the known optimum. Modules: :mod:`.system` (dynamics and cost),
 and its checkpoints), :mod:`.train`, :mod:`.evaluate`, :mod:`.compare`, :mod:`.export` (ONNX)
 and :mod:`.pipeline` (all of it in one command, also ``python -m fastctrl.control``).
 
-Every command line is :func:`fastctrl.cli.parse` over the command's dataclass; the two helpers
-below are the only thing the commands add to it.
+Every command line is :func:`fastctrl.cli.parse` over the command's dataclass; the helper
+below is the only thing the commands add to it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from .. import cli
 from ..policy.recursive import RecursiveRefiner
@@ -26,13 +26,6 @@ __all__ = ["MODEL_SIZES", "DoubleIntegrator", "RecursiveRefiner", "TRCConfig",
 
 A = TypeVar("A")
 R = TypeVar("R")
-
-
-def need_positive(cfg: Any, *names: str) -> None:
-    """Every field ``names`` of ``cfg`` is a number > 0 (else ``--name must be > 0, got X``)."""
-    for name in names:
-        v = getattr(cfg, name)
-        cli.need(not isinstance(v, bool) and v > 0, f"--{name} must be > 0, got {v!r}")
 
 
 def run_command(cls: type[A], run: Callable[[A], R], argv: Sequence[str] | None, *, name: str,

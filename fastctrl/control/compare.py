@@ -10,7 +10,6 @@ draws each control uniformly in ``[-control_bound, control_bound]`` (seeded).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,15 +18,22 @@ from typing import Any
 import numpy as np
 
 from .. import io
-from . import data, lqr
-from ._cli import parse_args, positive
-from .evaluate import check_compatible, predict, rollout_metrics, time_inference
+from . import data, lqr, run_command
+from .evaluate import (
+    MetricArgs,
+    check_compatible,
+    predict,
+    rollout_metrics,
+    time_inference,
+    time_ms,
+)
+from .model import load_checkpoint
 
 TABLE_FILE = "comparison_table.md"
 
 
 @dataclass
-class CompareArgs:
+class CompareArgs(MetricArgs):
     """Random controls vs TinyRecursiveControl vs the LQR oracle."""
 
     test_data: str = "data/lqr_test/lqr_dataset.npz"
@@ -38,33 +44,9 @@ class CompareArgs:
     """JSON output; the Markdown table goes beside it as comparison_table.md."""
     seed: int = 0
     """Seed of the random-control baseline."""
-    success_threshold: float = 0.1
-    """A rollout succeeds when its final-state error is below this."""
-    timing_batch_size: int = 1000
-    """Batch size of the timed TRC forward pass."""
-    timing_repeats: int = 50
-    """Timed forward passes (median reported)."""
-    quiet: bool = False
-    """Do not print the table."""
-
-    def __post_init__(self) -> None:
-        positive("success_threshold", self.success_threshold)
-        positive("timing_batch_size", self.timing_batch_size)
-        positive("timing_repeats", self.timing_repeats)
-
-
-def _time_ms(fn: Any, repeats: int = 20) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times) * 1e3)
 
 
 def compare(args: CompareArgs) -> dict[str, Any]:
-    from .train import load_checkpoint
-
     ds = data.load(args.test_data)
     model, ckpt = load_checkpoint(args.trc_checkpoint)
     check_compatible(model, ds.system, f"--test_data {args.test_data}")
@@ -83,7 +65,8 @@ def compare(args: CompareArgs) -> dict[str, Any]:
     }
     rows["trc"].update(time_inference(model, x0, args.timing_batch_size, args.timing_repeats))
     rows["trc"]["num_parameters"] = model.num_parameters()
-    rows["lqr"]["inference_ms_per_batch"] = _time_ms(lambda: lqr.rollout(sys_, x0, sol))
+    rows["lqr"]["inference_ms_per_batch"] = float(np.median(time_ms(
+        lambda: lqr.rollout(sys_, x0, sol), repeats=20)))
     rows["lqr"]["inference_batch_size"] = len(ds)
     rows["lqr"]["note"] = "closed-form Riccati feedback rollout in numpy float64 (the oracle)"
     for name in ("random", "trc"):
@@ -124,11 +107,7 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(CompareArgs, argv, prog="python -m fastctrl.control.compare")
-    try:
-        result = compare(args)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"error: {e}") from None
+    args, result = run_command(CompareArgs, compare, argv, name="compare")
     if not args.quiet:
         print(format_table(result))
 

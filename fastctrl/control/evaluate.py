@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,24 +24,18 @@ import numpy as np
 import torch
 
 from .. import io
-from . import data, lqr
-from ._cli import parse_args, positive
-from .model import TinyRecursiveControl
+from ..cli import need_positive
+from . import data, lqr, run_command
+from .model import TinyRecursiveControl, load_checkpoint
 from .system import DoubleIntegrator
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class EvaluateArgs:
-    """Evaluate a TinyRecursiveControl checkpoint on an LQR test set."""
+class MetricArgs:
+    """What evaluate and compare share: how a rollout is scored and the forward pass timed."""
 
-    checkpoint: str = "runs/control/supervised/best_model.pt"
-    """Checkpoint written by python -m fastctrl.control.train."""
-    test_data: str = "data/lqr_test/lqr_dataset.npz"
-    """Test dataset (lqr_dataset.npz or its directory)."""
-    output: str = "runs/control/supervised/evaluation_results.json"
-    """Where to write the metrics as JSON."""
     success_threshold: float = 0.1
     """A rollout succeeds when its final-state error is below this."""
     timing_batch_size: int = 1000
@@ -52,9 +46,19 @@ class EvaluateArgs:
     """Print nothing on success."""
 
     def __post_init__(self) -> None:
-        positive("success_threshold", self.success_threshold)
-        positive("timing_batch_size", self.timing_batch_size)
-        positive("timing_repeats", self.timing_repeats)
+        need_positive(self, "success_threshold", "timing_batch_size", "timing_repeats")
+
+
+@dataclass
+class EvaluateArgs(MetricArgs):
+    """Evaluate a TinyRecursiveControl checkpoint on an LQR test set."""
+
+    checkpoint: str = "runs/control/supervised/best_model.pt"
+    """Checkpoint written by python -m fastctrl.control.train."""
+    test_data: str = "data/lqr_test/lqr_dataset.npz"
+    """Test dataset (lqr_dataset.npz or its directory)."""
+    output: str = "runs/control/supervised/evaluation_results.json"
+    """Where to write the metrics as JSON."""
 
 
 def rollout_metrics(system: DoubleIntegrator, initial_states: np.ndarray, controls: np.ndarray,
@@ -84,20 +88,25 @@ def predict(model: TinyRecursiveControl, initial_states: np.ndarray) -> np.ndarr
     return u.double().numpy()
 
 
+def time_ms(fn: Callable[[], object], repeats: int, warmup: int = 0) -> np.ndarray:
+    """Wall time (ms) of each of ``repeats`` calls of ``fn``, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return np.array(times) * 1e3
+
+
 def time_inference(model: TinyRecursiveControl, initial_states: np.ndarray, batch_size: int,
                    repeats: int, warmup: int = 5) -> dict[str, float]:
     """Median / min wall time (ms) of one forward pass over ``batch_size`` states (CPU)."""
     reps = int(np.ceil(batch_size / len(initial_states)))
     x = torch.tensor(np.tile(initial_states, (reps, 1))[:batch_size], dtype=torch.float32)
-    times = []
     with torch.inference_mode():
-        for _ in range(warmup):
-            model(x)
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            model(x)
-            times.append(time.perf_counter() - t0)
-    ms = np.array(times) * 1e3
+        ms = time_ms(lambda: model(x), repeats, warmup)
     return {"inference_ms_per_batch": float(np.median(ms)),
             "inference_ms_per_batch_min": float(ms.min()),
             "inference_ms_per_batch_p90": float(np.percentile(ms, 90)),
@@ -128,8 +137,6 @@ def check_compatible(model: TinyRecursiveControl, system: DoubleIntegrator, what
 
 
 def evaluate(args: EvaluateArgs) -> dict[str, Any]:
-    from .train import load_checkpoint
-
     model, ckpt = load_checkpoint(args.checkpoint)
     ds = data.load(args.test_data)
     check_compatible(model, ds.system, f"--test_data {args.test_data}")
@@ -159,11 +166,7 @@ def evaluate(args: EvaluateArgs) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(EvaluateArgs, argv, prog="python -m fastctrl.control.evaluate")
-    try:
-        r = evaluate(args)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"error: {e}") from None
+    args, r = run_command(EvaluateArgs, evaluate, argv, name="evaluate")
     if not args.quiet:
         t, q = r["trc"], r["lqr"]
         print(f"TRC on {r['num_samples']} test states: cost gap {t['cost_gap_percent']:.3f}% "

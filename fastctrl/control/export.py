@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from .. import io
-from ._cli import parse_args
-from .model import TinyRecursiveControl
+from . import run_command
+from .model import TinyRecursiveControl, load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +79,15 @@ class ExportArgs:
     """Print nothing on success."""
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    from .train import load_checkpoint
+def export_checkpoint(args: ExportArgs) -> Path:
+    """Export the checkpoint ``args.checkpoint`` to ``args.output``."""
+    model, _ = load_checkpoint(args.checkpoint)
+    return export_onnx(model, args.output)
 
-    args = parse_args(ExportArgs, argv, prog="python -m fastctrl.control.export")
-    try:
-        model, _ = load_checkpoint(args.checkpoint)
-        path = export_onnx(model, args.output)
-    except (FileNotFoundError, ValueError, ImportError) as e:
-        raise SystemExit(f"error: {e}") from None
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args, path = run_command(ExportArgs, export_checkpoint, argv, name="export",
+                             errors=(FileNotFoundError, ValueError, ImportError))
     if not args.quiet:
         print(f"exported {args.checkpoint} -> {path}")
 

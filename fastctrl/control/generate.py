@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import data
-from ._cli import parse_args, positive
+from ..cli import need, need_positive
+from . import data, run_command
 from .system import DoubleIntegrator
 
 log = logging.getLogger(__name__)
@@ -57,13 +57,9 @@ class GenerateArgs:
     """Print nothing on success."""
 
     def __post_init__(self) -> None:
-        positive("num_samples", self.num_samples)
-        positive("num_steps", self.num_steps)
-        positive("time_horizon", self.time_horizon)
-        positive("position_range", self.position_range)
-        positive("velocity_range", self.velocity_range)
-        if not self.output_dir:
-            raise ValueError("--output_dir must not be empty")
+        need_positive(self, "num_samples", "num_steps", "time_horizon", "position_range",
+                      "velocity_range")
+        need(bool(self.output_dir), "--output_dir must not be empty")
 
     def system(self) -> DoubleIntegrator:
         return DoubleIntegrator(
@@ -85,11 +81,7 @@ def run(args: GenerateArgs) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(GenerateArgs, argv, prog="python -m fastctrl.control.generate")
-    try:
-        path = run(args)
-    except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
+    args, path = run_command(GenerateArgs, run, argv, name="generate", errors=(ValueError,))
     if not args.quiet:
         ds = data.load(path)
         err = ds.system.final_error(ds.state_trajectories)

@@ -19,15 +19,18 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from .. import io
-from ._cli import parse_args, positive
+from ..cli import need, need_positive
+from ..train.schedules import SchedulerKind
+from . import run_command
 from .compare import CompareArgs, compare, format_table
 from .evaluate import EvaluateArgs, evaluate
 from .generate import GenerateArgs
 from .generate import run as generate
-from .train import TrainConfig, train
+from .model import ModelSize
+from .train import TRCTrainConfig, train
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +57,7 @@ class PipelineArgs:
     """Control steps over the horizon."""
     time_horizon: float = 5.0
     """Horizon in seconds."""
-    model_size: Literal["small", "medium", "large"] = "small"
+    model_size: ModelSize = "small"
     """TinyRecursiveControl preset."""
     epochs: int = 60
     """Maximum training epochs."""
@@ -64,7 +67,7 @@ class PipelineArgs:
     """Peak learning rate."""
     patience: int = 20
     """Early-stopping patience in epochs (0: never)."""
-    scheduler: Literal["cosine", "step", "plateau", "none"] = "cosine"
+    scheduler: SchedulerKind = "cosine"
     """Learning-rate schedule."""
     seed: int = 0
     """Training seed (initialisation, shuffling, validation split)."""
@@ -76,10 +79,9 @@ class PipelineArgs:
     """No progress bars; print only the final table."""
 
     def __post_init__(self) -> None:
-        positive("num_train", self.num_train)
-        positive("num_test", self.num_test)
-        if self.train_seed == self.test_seed:
-            raise ValueError(f"--train_seed and --test_seed must differ (both {self.train_seed})")
+        need_positive(self, "num_train", "num_test")
+        need(self.train_seed != self.test_seed,
+             f"--train_seed and --test_seed must differ (both {self.train_seed})")
 
 
 def run(args: PipelineArgs) -> dict[str, Any]:
@@ -97,7 +99,7 @@ def run(args: PipelineArgs) -> dict[str, Any]:
     timings["generate_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    res = train(TrainConfig(
+    res = train(TRCTrainConfig(
         data=str(train_path), output_dir=str(out / "supervised"), model_size=args.model_size,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
         scheduler=args.scheduler, seed=args.seed, device=args.device,
@@ -143,13 +145,12 @@ def run(args: PipelineArgs) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(PipelineArgs, argv, prog="python -m fastctrl.control.pipeline")
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(name)s: %(message)s")
-    try:
-        s = run(args)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"error: {e}") from None
+    def logged_run(args: PipelineArgs) -> dict[str, Any]:
+        logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                            format="%(name)s: %(message)s")
+        return run(args)
+
+    args, s = run_command(PipelineArgs, logged_run, argv, name="pipeline")
     print(s["comparison_table"])
     t = s["trc"]
     print(f"\ngap from LQR {t['cost_gap_percent']:.3f}%, success {100 * t['success_rate']:.1f}% "

@@ -17,40 +17,50 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import random
 import time
+import typing
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .. import io
-from . import data
-from ._cli import parse_args, positive
-from .model import MODEL_SIZES, TinyRecursiveControl, TRCConfig
+from ..cli import need, need_at_least, need_positive
+from ..train.checkpoint import save_checkpoint
+from ..train.plots import figure
+from ..train.schedules import SchedulerKind, make_scheduler, step_scheduler
+from ..train.seeding import seed_everything
+from . import data, run_command
+from .export import export_onnx
+from .model import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    MODEL_SIZES,
+    ModelSize,
+    TinyRecursiveControl,
+    TRCConfig,
+    load_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = "fastctrl-trc"
-CHECKPOINT_VERSION = 1
 BEST_FILE, LAST_FILE = "best_model.pt", "last_model.pt"
 STATS_FILE, CURVES_FILE, ONNX_FILE = "training_stats.json", "training_curves.png", "model.onnx"
 
 
 @dataclass
-class TrainConfig:
+class TRCTrainConfig:
     """Train TinyRecursiveControl to imitate the LQR oracle."""
 
     data: str = "data/lqr_train/lqr_dataset.npz"
     """Training dataset (lqr_dataset.npz, or the directory holding it)."""
     output_dir: str = "runs/control/supervised"
     """Directory for checkpoints, training_stats.json and training_curves.png."""
-    model_size: Literal["small", "medium", "large"] = "small"
+    model_size: ModelSize = "small"
     """Preset size: small (~106K params), medium (~532K), large (~2.6M)."""
     latent_dim: int | None = None
     """Override the preset's latent size."""
@@ -68,7 +78,7 @@ class TrainConfig:
     """Peak learning rate of AdamW."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
-    scheduler: Literal["cosine", "step", "plateau", "none"] = "cosine"
+    scheduler: SchedulerKind = "cosine"
     """Learning-rate schedule, stepped once per epoch (plateau watches the validation loss)."""
     patience: int = 20
     """Stop after this many epochs without a better validation loss (0: never stop early)."""
@@ -95,26 +105,18 @@ class TrainConfig:
     """No progress bar."""
 
     def __post_init__(self) -> None:
-        positive("epochs", self.epochs)
-        positive("batch_size", self.batch_size)
-        positive("lr", self.lr)
-        positive("weight_decay", self.weight_decay, allow_zero=True)
-        positive("patience", self.patience, allow_zero=True)
-        positive("grad_clip", self.grad_clip, allow_zero=True)
-        positive("final_state_weight", self.final_state_weight, allow_zero=True)
-        positive("num_threads", self.num_threads, allow_zero=True)
-        for name in ("latent_dim", "hidden_dim", "num_outer_cycles", "num_inner_cycles"):
-            v = getattr(self, name)
-            if v is not None:
-                positive(name, v)
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(f"--val_fraction must be in (0, 1), got {self.val_fraction!r}")
-        if self.model_size not in MODEL_SIZES:
-            raise ValueError(f"--model_size must be one of {sorted(MODEL_SIZES)}, "
-                             f"got {self.model_size!r}")
-        if self.scheduler not in ("cosine", "step", "plateau", "none"):
-            raise ValueError(f"--scheduler must be cosine, step, plateau or none, "
-                             f"got {self.scheduler!r}")
+        need_positive(self, "epochs", "batch_size", "lr")
+        need_at_least(self, 0, "weight_decay", "patience", "grad_clip", "final_state_weight",
+                      "num_threads")
+        need_positive(self, *(name for name in ("latent_dim", "hidden_dim", "num_outer_cycles",
+                                                "num_inner_cycles")
+                              if getattr(self, name) is not None))
+        need(0.0 < self.val_fraction < 1.0,
+             f"--val_fraction must be in (0, 1), got {self.val_fraction!r}")
+        need(self.model_size in MODEL_SIZES,
+             f"--model_size must be one of {sorted(MODEL_SIZES)}, got {self.model_size!r}")
+        need(self.scheduler in typing.get_args(SchedulerKind),
+             f"--scheduler must be cosine, step, plateau or none, got {self.scheduler!r}")
         try:
             torch.device(self.device)
         except RuntimeError as e:
@@ -134,13 +136,7 @@ class TrainResult:
     stats: dict[str, Any]
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _checkpoint(model: TinyRecursiveControl, cfg: TrainConfig, system: dict[str, Any],
+def _checkpoint(model: TinyRecursiveControl, cfg: TRCTrainConfig, system: dict[str, Any],
                 epoch: int, val_loss: float) -> dict[str, Any]:
     return {
         "format": CHECKPOINT_FORMAT,
@@ -152,29 +148,6 @@ def _checkpoint(model: TinyRecursiveControl, cfg: TrainConfig, system: dict[str,
         "val_loss": float(val_loss),
         "train_config": cfg.to_dict(),
     }
-
-
-def save_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike[str]) -> None:
-    io.write_with(path, lambda tmp: torch.save(ckpt, tmp))
-
-
-def load_checkpoint(path: str | os.PathLike[str]) -> tuple[TinyRecursiveControl, dict[str, Any]]:
-    """Rebuild the model from a checkpoint written by :func:`train` (eval mode, CPU)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise ValueError(f"checkpoint {path} could not be read: {e}") from e
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"checkpoint {path} is not a {CHECKPOINT_FORMAT} checkpoint")
-    if ckpt.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"checkpoint {path} has version {ckpt.get('version')!r}, "
-                         f"this code reads version {CHECKPOINT_VERSION}")
-    model = TinyRecursiveControl(TRCConfig.from_dict(ckpt["model_config"]))
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval(), ckpt
 
 
 def _loss(model: TinyRecursiveControl, outputs: list[torch.Tensor], target: torch.Tensor,
@@ -196,13 +169,8 @@ def _loss(model: TinyRecursiveControl, outputs: list[torch.Tensor], target: torc
 
 
 def _plot(history: list[dict[str, float]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     epochs = [h["epoch"] for h in history]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax1, ax2) = figure(1, 2, (10, 4))
     ax1.semilogy(epochs, [h["train_loss"] for h in history], label="train")
     ax1.semilogy(epochs, [h["val_loss"] for h in history], label="validation (final answer)")
     ax1.set_xlabel("epoch")
@@ -213,12 +181,10 @@ def _plot(history: list[dict[str, float]], path: Path) -> None:
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("learning rate")
     ax2.set_title("schedule")
-    fig.tight_layout()
     io.write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
 
 
-def train(cfg: TrainConfig) -> TrainResult:
+def train(cfg: TRCTrainConfig) -> TrainResult:
     """Train, checkpoint and plot; returns the best model and the statistics."""
     threads_before = torch.get_num_threads()
     if cfg.num_threads:
@@ -229,7 +195,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         torch.set_num_threads(threads_before)
 
 
-def _train(cfg: TrainConfig) -> TrainResult:
+def _train(cfg: TRCTrainConfig) -> TrainResult:
     ds = data.load(cfg.data)
     system = ds.system
     seed_everything(cfg.seed)
@@ -255,15 +221,11 @@ def _train(cfg: TrainConfig) -> TrainResult:
                               num_inner_cycles=cfg.num_inner_cycles)
     model = TinyRecursiveControl(mcfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched: Any = None
-    if cfg.scheduler == "cosine":
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs,
-                                                           eta_min=cfg.lr * 1e-2)
-    elif cfg.scheduler == "step":
-        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, cfg.epochs // 3), gamma=0.1)
-    elif cfg.scheduler == "plateau":
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, factor=0.5, patience=max(1, cfg.patience // 4 if cfg.patience else 5))
+    # TinyRecursiveControl's own constants, stepped once per epoch: cosine to 1% of the peak,
+    # step x0.1 every third of the epochs, plateau x0.5 on the validation loss.
+    sched = make_scheduler(cfg.scheduler, opt, total_steps=cfg.epochs, eta_min=cfg.lr * 1e-2,
+                           step_gamma=0.1, plateau_mode="min", plateau_factor=0.5,
+                           plateau_patience=max(1, cfg.patience // 4 if cfg.patience else 5))
 
     gen = torch.Generator().manual_seed(cfg.seed)
     history: list[dict[str, float]] = []
@@ -293,11 +255,7 @@ def _train(cfg: TrainConfig) -> TrainResult:
         with torch.no_grad():
             val = float(_loss(model, [model(x_va)], u_va, cfg.final_state_weight, deep=False))
         lr_now = opt.param_groups[0]["lr"]
-        if sched is not None:
-            if cfg.scheduler == "plateau":
-                sched.step(val)
-            else:
-                sched.step()
+        step_scheduler(sched, val)
         history.append({"epoch": epoch, "train_loss": total / count, "val_loss": val,
                         "lr": lr_now, "seconds": time.perf_counter() - t0})
         if not math.isfinite(val):
@@ -334,18 +292,12 @@ def _train(cfg: TrainConfig) -> TrainResult:
     io.write_json(out / STATS_FILE, stats)
     _plot(history, out / CURVES_FILE)
     if cfg.export_onnx:
-        from .export import export_onnx
-
         export_onnx(best_model, out / ONNX_FILE)
     return TrainResult(model=best_model, best_checkpoint=out / BEST_FILE, stats=stats)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    cfg = parse_args(TrainConfig, argv, prog="python -m fastctrl.control.train")
-    try:
-        res = train(cfg)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"error: {e}") from None
+    cfg, res = run_command(TRCTrainConfig, train, argv, name="train")
     s = res.stats
     if not cfg.quiet:
         print(f"trained {cfg.model_size} TRC ({s['num_parameters']:,} params) for "
