@@ -7,14 +7,16 @@ is G steps, and an offline method that reads a request's whole row of the profil
 one step per config it reads.
 
 Budgets: ``ratio x baseline`` where the ratios are the E5 set ``[0.35, 0.50, 0.70, 0.85, 1.00]``
-and the baseline is the full configuration's mean latency, per request (default) or global (the
-mean over the train split, so no split leaks into another). The GRPO guide's per-sample variants
-are ``0.8x / 1.0x / 1.2x`` the latency of a sample's own config (:func:`guide_budgets`).
+and the baseline is the full configuration's mean latency, global (the default: the mean over
+the train split, so no split leaks into another) or per request. The GRPO guide's per-sample
+variants are ``0.8x / 1.0x / 1.2x`` the latency of a sample's own config (:func:`guide_budgets`).
 """
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -23,7 +25,8 @@ from .reward import E5Reward, Reward
 
 E5_BUDGET_RATIOS: tuple[float, ...] = (0.35, 0.50, 0.70, 0.85, 1.00)
 GUIDE_BUDGET_RATIOS: tuple[float, ...] = (0.8, 1.0, 1.2)
-BASELINES = ("request", "global")
+BudgetBaseline = Literal["global", "request"]
+BASELINES: tuple[str, ...] = typing.get_args(BudgetBaseline)
 
 
 def guide_budgets(latency_ms: np.ndarray, ratios: tuple[float, ...] = GUIDE_BUDGET_RATIOS
@@ -69,7 +72,7 @@ class ProfileEnv:
     """Contextual bandit over one split of a profile (see module docstring)."""
 
     def __init__(self, profile: Profile, split: str = "train", *, reward: Reward | None = None,
-                 budget_ratios: tuple[float, ...] = E5_BUDGET_RATIOS, baseline: str = "global",
+                 budget_ratios: tuple[float, ...] = E5_BUDGET_RATIOS, baseline: BudgetBaseline = "global",
                  seed: int = 0) -> None:
         if baseline not in BASELINES:
             raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")

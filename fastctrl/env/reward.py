@@ -20,6 +20,7 @@ epsilon=0.05; ``tau`` = 0.05 sets the sigmoid's width to 5% of the budget.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -93,7 +94,10 @@ class ShapedReward:
 Reward = E5Reward | ShapedReward
 
 
-def make_reward(name: str = "e5", **kwargs) -> Reward:
+RewardKind = Literal["e5", "shaped"]
+
+
+def make_reward(name: RewardKind = "e5", **kwargs) -> Reward:
     """``e5`` (kwargs: ``lam``) or ``shaped`` (kwargs: alpha, beta, gamma, delta, epsilon, tau)."""
     if name == "e5":
         return E5Reward(**kwargs)

@@ -18,6 +18,8 @@ import tyro
 
 from ..cli import need, need_at_least
 from ..engines import EngineKind
+from ..env.bandit import BudgetBaseline
+from ..env.reward import Reward, RewardKind, make_reward
 from .methods import METHODS, MethodName
 from .schedules import SchedulerKind
 
@@ -46,7 +48,7 @@ class DataConfig:
     """Number of requests of the built-in synthetic profile (when no data is given)."""
     train_split: float = 0.8
     """Share of the non-test requests used for training (the rest validates)."""
-    budget_baseline: Literal["global", "request"] = "global"
+    budget_baseline: BudgetBaseline = "global"
     """Budgets are ratio x the full config's latency: `global` (train mean, an absolute SLO as
     a server sees it) or per `request`."""
 
@@ -63,7 +65,7 @@ class DataConfig:
 class RewardConfig:
     """The reward every method is trained and judged on."""
 
-    kind: Annotated[Literal["e5", "shaped"], tyro.conf.arg(name="reward")] = "e5"
+    kind: Annotated[RewardKind, tyro.conf.arg(name="reward")] = "e5"
     """Training and evaluation reward: e5 (quality - lambda*overshoot) or shaped (GRPO design)."""
     reward_lambda: float = 10.0
     """E5 reward: penalty per unit of relative budget overshoot."""
@@ -77,6 +79,13 @@ class RewardConfig:
     """Shaped reward: weight of the efficiency bonus."""
     reward_epsilon: float = 0.05
     """Shaped reward: weight of the complexity penalty."""
+
+    def build(self) -> Reward:
+        if self.kind == "e5":
+            return make_reward("e5", lam=self.reward_lambda)
+        return make_reward("shaped", alpha=self.reward_alpha, beta=self.reward_beta,
+                           gamma=self.reward_gamma, delta=self.reward_delta,
+                           epsilon=self.reward_epsilon)
 
 
 @dataclass

@@ -29,20 +29,11 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import io
-from ..env import (
-    E5Reward,
-    Metrics,
-    ProfileEnv,
-    Reward,
-    ShapedReward,
-    add_oracle_gap,
-    evaluate_baselines,
-    evaluate_policy,
-)
+from ..env import Metrics, ProfileEnv, add_oracle_gap, evaluate_baselines, evaluate_policy
 from ..policy import Controller, ControllerConfig
 from ..profile.table import Profile
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import RewardConfig, TrainConfig
+from .config import TrainConfig
 from .methods import METHODS
 from .methods.base import Method
 from .records import (
@@ -59,13 +50,6 @@ from .seeding import seed_everything
 log = logging.getLogger(__name__)
 
 STATE_FORMAT = "fastctrl-train-state"
-
-
-def make_reward(cfg: RewardConfig) -> Reward:
-    if cfg.kind == "e5":
-        return E5Reward(cfg.reward_lambda)
-    return ShapedReward(cfg.reward_alpha, cfg.reward_beta, cfg.reward_gamma, cfg.reward_delta,
-                        cfg.reward_epsilon)
 
 
 def load_profile(cfg: TrainConfig) -> Profile:
@@ -114,7 +98,7 @@ class Run:
         self.profile = load_profile(cfg)
         if self.profile.features is None:
             raise ValueError("the profile has no feature store; controllers need features")
-        self.reward = make_reward(cfg.reward)
+        self.reward = cfg.reward.build()
         kw = dict(reward=self.reward, baseline=cfg.data.budget_baseline)
         self.train_env = ProfileEnv(self.profile, "train", seed=cfg.seed, **kw)
         self.val_env = ProfileEnv(self.profile, "val", seed=cfg.seed + 1, **kw)
