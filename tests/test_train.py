@@ -16,8 +16,8 @@ from fastctrl.train.loop import Run
 from fastctrl.train.methods import METHOD_NAMES
 from fastctrl.train.records import EvalResults
 
-SMALL = ["--synthetic_requests", "300", "--num_epochs", "2", "--quiet", "--eval_requests", "40",
-         "--batch_size", "32"]
+SMALL = ["--synthetic_requests", "300", "--max_env_steps", "12000", "--eval_every_steps", "4000",
+         "--quiet", "--eval_requests", "40", "--batch_size", "32"]
 #: each method's own flags, only accepted with that --method
 METHOD_FLAGS = {"ppo": ["--rollout_contexts", "64"]}
 BUDGET_KEYS = {"quality_mean", "latency_p95", "slo_violation_rate", "utility", "gap_to_oracle"}
@@ -56,11 +56,20 @@ def test_every_method_runs_end_to_end(tmp_path, method):
     for k, v in loaded.state_dict().items():
         assert torch.equal(v, state[k]), k
     assert stats["history"][-1]["env_steps"] > 0
+    # one env-step grid for every method: 0 (the untrained policy), every 4000, the end
+    steps = [h["env_steps"] for h in stats["history"]]
+    assert steps[0] == 0 and steps == sorted(steps)
+    # the budget ends the run: an update may pass it (GRPO: 32 x 8 configs), an offline
+    # method stops short of it by less than one profile row (180 configs x 5 repeats)
+    assert 12000 - 900 < steps[-1] < 12000 + 2000, steps
+    for k in (4000, 8000):
+        assert any(k <= st < k + 2000 for st in steps), (k, steps)
 
 
 def _cfg(tmp_path: Path, name: str, *flags: str):
     return parse_train_args(["--method", "grpo", "--synthetic_requests", "300", "--quiet",
-                             "--eval_requests", "40", "--batch_size", "32", "--num_epochs", "3",
+                             "--eval_requests", "40", "--batch_size", "32",
+                             "--max_env_steps", "9000", "--eval_every_steps", "3000",
                              "--output_dir", str(tmp_path / name), *flags])
 
 
@@ -76,13 +85,14 @@ def test_same_seed_same_result_and_resume(tmp_path):
     sa = json.loads((tmp_path / "a" / "training_stats.json").read_text())["history"]
     sb = json.loads((tmp_path / "b" / "training_stats.json").read_text())["history"]
     assert [h["utility"] for h in sa] == [h["utility"] for h in sb]
-    # killed right after the checkpoint of epoch 2, resumed: the same curve as uninterrupted
+    # killed right after the checkpoint of the second validation point, resumed: the same
+    # curve as uninterrupted
     run = Run(_cfg(tmp_path, "c", "--seed", "5"))
     save = run.save_last
 
     def save_then_die(t0: float) -> None:
         save(t0)
-        if run.epoch == 2:
+        if len(run.history) == 3:  # env_steps 0, ~3000, ~6000
             raise KeyboardInterrupt
 
     run.save_last = save_then_die
@@ -93,6 +103,55 @@ def test_same_seed_same_result_and_resume(tmp_path):
     assert [h["utility"] for h in sc] == [h["utility"] for h in sa]
     assert [h["env_steps"] for h in sc] == [h["env_steps"] for h in sa]
     assert c.controller.overall.utility == a.controller.overall.utility
+
+
+def test_offline_methods_pay_for_every_measurement_they_read(tmp_path):
+    """The lookup table and supervised labels read whole profile rows (every config, every
+    latency repeat) in chunks: their curve is on the same env-step axis, never past the budget."""
+    for method in ("lut", "supervised"):
+        run = Run(parse_train_args(["--method", method, "--synthetic_requests", "300",
+                                    "--max_env_steps", "20000", "--eval_every_steps", "4500",
+                                    "--quiet", "--output_dir", str(tmp_path / method)]))
+        run.fit()
+        cost = run.profile.n_configs * run.profile.n_repeats
+        steps = [h.env_steps for h in run.history]
+        assert steps[0] == 0 and all(st % cost == 0 for st in steps), steps
+        assert steps[-1] <= 20000 and 20000 - steps[-1] < cost  # as many rows as fit
+        read = steps[-1] // cost
+        assert read == len(run.method.reqs if method == "lut" else run.method.ctx.req) // (
+            1 if method == "lut" else len(run.train_env.budget_ratios))
+
+
+def test_supervised_labels_average_the_latency_repeats(tmp_path):
+    from fastctrl.train.methods.supervised import oracle_labels
+
+    run = Run(parse_train_args(["--method", "supervised", "--synthetic_requests", "200",
+                                "--quiet", "--output_dir", str(tmp_path)]))
+    env = run.train_env
+    reqs = env.requests[:5]
+    ctx, labels = oracle_labels(env, reqs)
+    # the label is the best config by the reward averaged over every repeat: what the
+    # evaluation's oracle computes from the same rows
+    np.testing.assert_array_equal(labels, env.expected_rewards(ctx).argmax(1))
+
+
+@pytest.mark.slow
+def test_every_method_learns_on_a_short_run(tmp_path):
+    """Each method beats random and its own untrained policy on validation; the best one beats
+    the best static config on the test split."""
+    best_u, static_u = -np.inf, None
+    for method in METHOD_NAMES:
+        run = Run(parse_train_args(["--method", method, "--synthetic_requests", "500",
+                                    "--max_env_steps", "120000", "--eval_every_steps", "20000",
+                                    "--quiet", "--output_dir", str(tmp_path / method)]))
+        res = run.run()
+        first, best = run.history[0].utility, run.best["utility"]  # validation, both
+        assert best > first + 0.05, (method, first, best)
+        test_u = res.controller.overall.utility
+        assert test_u > res.baselines["random"].overall.utility + 0.05, (method, test_u)
+        best_u = max(best_u, test_u)
+        static_u = res.baselines["best_static"].overall.utility
+    assert best_u > static_u, (best_u, static_u)
 
 
 def test_nan_updates_are_skipped_and_counted(tmp_path):

@@ -146,16 +146,26 @@ class ProfileEnv:
     def profile_rows(self, req: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Read whole rows of the profile table (what offline methods learn from).
 
-        Returns quality ``[n, C]`` and one measured latency per cell ``[n, C]``; counts
-        ``n * C`` env_steps, one per configuration read.
+        Returns quality ``[n, C]`` and every measured latency repeat ``[n, C, S]``; counts
+        ``n * C * S`` env_steps, one per measurement read.
         """
         req = np.asarray(req, dtype=np.int64)
-        c = self.profile.n_configs
-        rep = self.rng.integers(0, self.profile.n_repeats, size=(len(req), c))
         quality = self.profile.quality[req].astype(np.float64)
-        latency = np.take_along_axis(self.profile.latency[req], rep[:, :, None], 2)[:, :, 0]
-        self.env_steps += len(req) * c
-        return quality, latency.astype(np.float64)
+        latency = self.profile.latency[req].astype(np.float64)
+        self.env_steps += int(latency.size)
+        return quality, latency
+
+    def row_cost(self) -> int:
+        """env_steps charged by :meth:`profile_rows` per request (configs x repeats)."""
+        return int(self.profile.n_configs * self.profile.n_repeats)
+
+    def row_rewards(self, quality: np.ndarray, latency: np.ndarray,
+                    budget_ms: np.ndarray) -> np.ndarray:
+        """``[n, C]`` reward of every config of rows read with :meth:`profile_rows`, averaged
+        over the measured repeats, at one budget per row (no env_steps: nothing new is read)."""
+        r = self.reward(quality[:, :, None], latency, np.asarray(budget_ms)[:, None, None],
+                        self.complexity[None, :, None])
+        return r.mean(axis=2)
 
     # ------------------------------------------------------------------ hindsight (no steps)
     def expected_rewards(self, ctx: Contexts) -> np.ndarray:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import tyro
 
 from .. import cli
-from .config import TrainConfig
+from .config import TrainConfig, loop_for
 from .methods import METHODS
 from .records import EvalResults
 
@@ -48,7 +48,9 @@ def parse_train_args(argv: Sequence[str] | None = None) -> TrainConfig:
                          dataclasses.field(default_factory=config_cls))],
         bases=(TrainConfig,))
     cli_cls.__doc__ = TrainConfig.__doc__
-    parsed = cli.parse(cli_cls, argv, prog=PROG)
+    # the method's own defaults of shared loop fields (e.g. its learning rate) show in --help
+    parsed = cli.parse(cli_cls, argv, prog=PROG,
+                       default=cli_cls(method=method, loop=loop_for(method)))
     try:
         return TrainConfig(**{f.name: getattr(parsed, f.name)
                               for f in dataclasses.fields(TrainConfig)})

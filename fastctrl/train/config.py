@@ -48,6 +48,10 @@ class DataConfig:
     """Number of requests of the built-in synthetic profile (when no data is given)."""
     train_split: float = 0.8
     """Share of the non-test requests used for training (the rest validates)."""
+    data_seed: int | None = None
+    """Seed of the data: the synthetic profile's generation and the train/val/test split of a
+    profile without one (default: --seed). Fixed across training seeds, the seeds of a
+    comparison measure training variation only."""
     budget_baseline: BudgetBaseline = "global"
     """Budgets are ratio x the full config's latency: `global` (train mean, an absolute SLO as
     a server sees it) or per `request`."""
@@ -94,8 +98,15 @@ class LoopConfig:
 
     batch_size: int = 64
     """Contexts (request, budget) per update."""
-    num_epochs: int = 100
-    """Epochs; one epoch = one pass of batch_size-context updates over the train requests."""
+    max_env_steps: int = 1_000_000
+    """The env-step budget: every run ends here (configurations evaluated or profile
+    measurements read; the last update may pass it by less than one update's worth)."""
+    eval_every_steps: int = 25_000
+    """Validation points every this many env_steps, from 0 (the untrained policy): one grid for
+    every method."""
+    num_epochs: int = 0
+    """Optional cap on data passes (one epoch = one pass of updates over the train requests;
+    0: none, the env-step budget ends the run)."""
     lr: float = 1e-4
     """Adam learning rate."""
     weight_decay: float = 1e-4
@@ -103,24 +114,28 @@ class LoopConfig:
     max_grad_norm: float = 0.5
     """Gradient clipping (global L2 norm)."""
     scheduler: SchedulerKind = "cosine"
-    """Learning-rate schedule over epochs."""
-    patience: int = 10
-    """Early stopping: evaluations without a validation utility min_delta above the best
-    before stopping."""
+    """Learning-rate schedule: cosine / step follow the env-step budget; plateau halves the rate
+    after 3 validation points without a better utility."""
+    patience_steps: int = 0
+    """Early stopping: end the run after this many env_steps without a validation utility
+    min_delta above the best (0: off, every run spends its whole budget)."""
     min_delta: float = 0.002
     """Early stopping: the improvement of validation utility that counts as progress."""
-    eval_every_steps: int = 0
-    """Evaluate on validation every this many env_steps (0: once per epoch)."""
-    max_env_steps: int = 0
-    """Stop once this many configurations have been evaluated (0: no limit)."""
     eval_requests: int = 0
     """Validation requests used at each evaluation point (0: all)."""
 
     def __post_init__(self) -> None:
-        need_at_least(self, 1, "batch_size", "num_epochs", "patience")
-        need_at_least(self, 0, "eval_every_steps", "max_env_steps", "eval_requests")
+        need_at_least(self, 1, "batch_size", "max_env_steps", "eval_every_steps")
+        need_at_least(self, 0, "num_epochs", "patience_steps", "eval_requests")
         need(self.lr > 0, f"--lr must be > 0, got {self.lr}")
         need(self.min_delta >= 0, f"--min_delta must be >= 0, got {self.min_delta}")
+
+
+def loop_for(method: str, **overrides: Any) -> LoopConfig:
+    """The loop config of ``method``: the method's own defaults for shared fields
+    (``Method.loop_defaults``, e.g. its learning rate) under explicit ``overrides``."""
+    need(method in METHODS, f"--method must be one of {tuple(METHODS)}, got {method!r}")
+    return LoopConfig(**{**METHODS[method].loop_defaults, **overrides})
 
 
 @dataclass
@@ -186,6 +201,11 @@ class TrainConfig:
         need(isinstance(self.method_args, config_cls),
              f"method_args of --method {self.method} must be a {config_cls.__name__}, got "
              f"{type(self.method_args).__name__}")
+
+    @property
+    def data_seed(self) -> int:
+        """The seed the data is drawn and split with (``--data_seed``, else ``--seed``)."""
+        return self.seed if self.data.data_seed is None else self.data.data_seed
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -16,7 +16,6 @@ Outputs in ``output_dir`` (each written atomically):
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import random
@@ -44,7 +43,7 @@ from .records import (
     TrainingStats,
     write_record,
 )
-from .schedules import make_scheduler, step_scheduler
+from .schedules import lr_factor, make_scheduler, step_scheduler
 from .seeding import seed_everything
 
 log = logging.getLogger(__name__)
@@ -55,15 +54,16 @@ STATE_FORMAT = "fastctrl-train-state"
 def load_profile(cfg: TrainConfig) -> Profile:
     """The profile a run trains on: --profile, or exp5/exp6 (+ features), or the synthetic one."""
     d = cfg.data
+    seed = cfg.data_seed
     if d.profile:
-        return Profile.load(d.profile, seed=cfg.seed, train_split=d.train_split,
+        return Profile.load(d.profile, seed=seed, train_split=d.train_split,
                             require_features=True)
     if d.exp5_dir:
         from ..profile.importers import import_profile
 
         prof = import_profile(d.exp5_dir, d.exp6_dir, dataset_name=d.dataset_name,
                               features_dir=d.model_path, output_path=d.output_data_path,
-                              force_recompute=d.force_recompute, seed=cfg.seed,
+                              force_recompute=d.force_recompute, seed=seed,
                               train_split=d.train_split)
         if prof.features is None:
             raise FileNotFoundError(
@@ -72,7 +72,7 @@ def load_profile(cfg: TrainConfig) -> Profile:
         return prof
     from ..profile.synthetic import synthetic_profile
 
-    return synthetic_profile(d.synthetic_requests, seed=cfg.seed, train_split=d.train_split)
+    return synthetic_profile(d.synthetic_requests, seed=seed, train_split=d.train_split)
 
 
 def build_controller(cfg: TrainConfig, profile: Profile, train_idx: np.ndarray) -> Controller:
@@ -109,17 +109,20 @@ class Run:
         log.info("controller: %s, %d parameters", cfg.controller.arch,
                  controller.num_parameters())
         self.method: Method = METHODS[cfg.method](cfg, self.train_env, controller)
-        # LR schedule over epochs, annealed to 0; plateau watches validation utility
+        # plateau watches validation utility (x0.5 after 3 points without a better one);
+        # cosine and step follow the env-step budget (_set_lr)
         self.scheduler = make_scheduler(cfg.loop.scheduler, self.method.optimizer,
-                                        total_steps=cfg.loop.num_epochs, step_gamma=0.3,
-                                        plateau_mode="max", plateau_patience=3)
+                                        total_steps=1, plateau_mode="max", plateau_patience=3) \
+            if cfg.loop.scheduler == "plateau" else None
         self.history: list[CurvePoint] = []
         self.epoch = 0
+        self.steps_in_epoch = 0
+        self.next_eval = cfg.loop.eval_every_steps
         # best validation point: {"utility", "metrics", "epoch", "env_steps"} + its weights
         self.best: dict[str, Any] | None = None
         self.best_state: dict[str, torch.Tensor] | None = None
-        self.bad_evals = 0
         self.progress_ref = -math.inf  # utility that the next evaluation must beat by min_delta
+        self.progress_steps = 0  # env_steps of the last validation point that made progress
         self.wall_offset = 0.0
         self.setup_done = False
 
@@ -140,17 +143,31 @@ class Run:
         if self.best is None or o.utility > self.best["utility"]:
             self.best = {"utility": o.utility, "metrics": o, "epoch": self.epoch,
                          "env_steps": entry.env_steps}
-            self.best_state = copy.deepcopy(self.method.controller.state_dict())
+            # every method, the lookup table included, is selected on validation the same way
+            self.best_state = self.method.policy_state()
         if progress:
-            self.progress_ref = o.utility
-            self.bad_evals = 0
-        else:
-            self.bad_evals += 1
+            self.progress_ref, self.progress_steps = o.utility, entry.env_steps
         return entry
 
     # ------------------------------------------------------------------ the loop
-    def run(self) -> dict[str, Any]:
+    def run(self) -> EvalResults:
+        """Train, then evaluate on the test split and write every output."""
+        train_time = self.fit()
+        return self.finish(train_time)
+
+    def fit(self) -> float:
+        """Train on the train split, selecting on validation; the test split is not read.
+
+        The run ends on its env-step budget (``--max_env_steps``; the last step may pass it by
+        less than one update's worth), or earlier when the method can learn nothing more, an
+        epoch cap (``--num_epochs``, data passes) is reached or early stopping fires
+        (``--patience_steps``). Validation points lie on one env-step grid for every method:
+        env_steps 0 (the untrained policy), then every ``--eval_every_steps``, and the end.
+        Leaves the best validation point's policy in the method and returns the training wall
+        time (s); that point is ``self.best`` (what tuning optimises).
+        """
         cfg, loop = self.cfg, self.cfg.loop
+        env = self.train_env
         self.out.mkdir(parents=True, exist_ok=True)
         if cfg.run.resume:
             self.load_checkpoint(cfg.run.resume)
@@ -158,59 +175,59 @@ class Run:
         if not self.setup_done:
             self.method.setup()
             self.setup_done = True
-        iters = self.method.iterations_per_epoch if self.method.trains_controller else 0
-        n_epochs = loop.num_epochs if self.method.trains_controller else 1
-        next_eval = (self.train_env.env_steps // loop.eval_every_steps + 1) * \
-            loop.eval_every_steps if loop.eval_every_steps else 0
-        bar = tqdm(total=n_epochs, initial=self.epoch, disable=cfg.run.quiet,
-                   desc=f"{cfg.method}", unit="epoch")
-        stop = False
-        if not self.method.trains_controller and not self.history:
-            self._evaluate({}, t0)
-        while self.epoch < n_epochs and not stop and self.method.trains_controller:
-            logs: dict[str, list[float]] = {}
-            evaluated = False
-            n_evals = len(self.history)
-            for _ in range(iters):
-                for k, v in self.method.train_step().items():
-                    logs.setdefault(k, []).append(v)
-                if loop.eval_every_steps and self.train_env.env_steps >= next_eval:
-                    self._evaluate(logs, t0)
-                    evaluated = True
-                    logs = {}
-                    next_eval += loop.eval_every_steps * max(
-                        1, math.ceil((self.train_env.env_steps - next_eval + 1)
-                                     / loop.eval_every_steps))
-                if loop.max_env_steps and self.train_env.env_steps >= loop.max_env_steps:
-                    stop = True
-                    break
-            self.epoch += 1
-            # offline methods spend their env_steps up front: without new steps they are
-            # evaluated once per epoch, like every method without eval_every_steps
-            if not loop.eval_every_steps or stop or not evaluated and self._steps_stalled():
-                self._evaluate(logs, t0)
-            step_scheduler(self.scheduler, self.history[-1].utility
-                           if len(self.history) > n_evals else None)
-            if self.bad_evals >= loop.patience:
-                log.info("early stop at epoch %d: no better validation utility in %d "
-                         "evaluations", self.epoch, loop.patience)
-                stop = True
-            bar.update(1)
-            if self.history:
-                bar.set_postfix(utility=f"{self.history[-1].utility:.4f}",
-                                steps=self.train_env.env_steps)
-            self.save_last(t0)
+        if not self.history:
+            self._evaluate({}, t0)  # env_steps 0: the untrained policy
+        iters = self.method.iterations_per_epoch
+        bar = tqdm(total=loop.max_env_steps, initial=min(env.env_steps, loop.max_env_steps),
+                   disable=cfg.run.quiet, desc=cfg.method, unit="env_step", unit_scale=True)
+        logs: dict[str, list[float]] = {}
+        while not self._done():
+            before = env.env_steps
+            self._set_lr()
+            for k, v in self.method.train_step().items():
+                logs.setdefault(k, []).append(v)
+            self.steps_in_epoch += 1
+            if self.steps_in_epoch >= iters:
+                self.epoch, self.steps_in_epoch = self.epoch + 1, 0
+            bar.update(min(env.env_steps, loop.max_env_steps) - min(before, loop.max_env_steps))
+            if env.env_steps >= self.next_eval or self._done():
+                entry = self._evaluate(logs, t0)
+                logs = {}
+                self.next_eval = (env.env_steps // loop.eval_every_steps + 1) * \
+                    loop.eval_every_steps
+                step_scheduler(self.scheduler, entry.utility)  # plateau: on validation points
+                bar.set_postfix(utility=f"{entry.utility:.4f}")
+                self.save_last(t0)
         bar.close()
-        if self.method.trains_controller and (not self.history or not self._steps_stalled()):
-            self._evaluate({}, t0)  # the curve always ends where training ended
         train_time = self.wall_offset + time.perf_counter() - t0
-        if self.best_state is not None and self.method.trains_controller:
-            self.method.controller.load_state_dict(self.best_state)
-        return self.finish(train_time)
+        if self.best_state is not None:
+            self.method.load_policy_state(self.best_state)
+        return train_time
 
-    def _steps_stalled(self) -> bool:
-        """True before the first evaluation, or when the last one saw the current env_steps."""
-        return not self.history or self.history[-1].env_steps == self.train_env.env_steps
+    def _done(self) -> bool:
+        loop = self.cfg.loop
+        if self.train_env.env_steps >= loop.max_env_steps or self.method.exhausted:
+            return True
+        if loop.num_epochs and self.epoch >= loop.num_epochs:
+            return True
+        if loop.patience_steps and self.best is not None and \
+                self.train_env.env_steps - self.progress_steps >= loop.patience_steps:
+            log.info("early stop at %d env_steps: no validation utility %g above %.4f for %d "
+                     "env_steps", self.train_env.env_steps, loop.min_delta, self.progress_ref,
+                     loop.patience_steps)
+            return True
+        return False
+
+    def _set_lr(self) -> None:
+        """cosine / step schedules follow the env-step budget (plateau: ``step_scheduler``)."""
+        opt = self.method.optimizer
+        if opt is None:
+            return
+        factor = lr_factor(self.cfg.loop.scheduler, self.train_env.env_steps /
+                           self.cfg.loop.max_env_steps, step_gamma=0.3)
+        if factor is not None:
+            for group in opt.param_groups:
+                group["lr"] = self.cfg.loop.lr * factor
 
     # ------------------------------------------------------------------ outputs
     def finish(self, train_time: float) -> EvalResults:
@@ -271,6 +288,8 @@ class Run:
             "format": STATE_FORMAT,
             "train_config": self.cfg.to_dict(),
             "epoch": self.epoch,
+            "steps_in_epoch": self.steps_in_epoch,
+            "next_eval": self.next_eval,
             "env_steps": {"train": self.train_env.env_steps},
             "controller_state_dict": m.controller.state_dict(),
             "optimizer": m.optimizer.state_dict() if m.optimizer else {},
@@ -281,8 +300,8 @@ class Run:
             "history": io.to_json(self.history),
             "best": io.to_json(self.best),
             "best_state": self.best_state,
-            "bad_evals": self.bad_evals,
             "progress_ref": self.progress_ref,
+            "progress_steps": self.progress_steps,
             "wall_s": self.wall_offset + time.perf_counter() - t0,
             "rng": {
                 "torch": torch.get_rng_state(),
@@ -327,9 +346,11 @@ class Run:
             best["metrics"] = io.from_json(Metrics, best["metrics"])
         self.best = best
         self.best_state = state["best_state"]
-        self.bad_evals = int(state["bad_evals"])
         self.progress_ref = float(state["progress_ref"])
+        self.progress_steps = int(state["progress_steps"])
         self.epoch = int(state["epoch"])
+        self.steps_in_epoch = int(state["steps_in_epoch"])
+        self.next_eval = int(state["next_eval"])
         self.wall_offset = float(state["wall_s"])
         self.train_env.env_steps = int(state["env_steps"]["train"])
         rng = state["rng"]

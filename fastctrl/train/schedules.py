@@ -1,12 +1,14 @@
 """Learning-rate schedules, one factory for every trainer.
 
 Each trainer keeps its own constants (passed in, documented where it calls this): the VLM
-controller loop anneals to 0 and watches validation utility (``mode="max"``); TinyRecursiveControl
-anneals to 1% of the peak and watches validation loss (``mode="min"``).
+controller loop follows its env-step budget (:func:`lr_factor`, cosine annealed to 0) and its
+plateau schedule watches validation utility (``mode="max"``); TinyRecursiveControl steps per
+epoch, anneals to 1% of the peak and watches validation loss (``mode="min"``).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -36,6 +38,20 @@ def make_scheduler(kind: SchedulerKind, optimizer: torch.optim.Optimizer | None,
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode=plateau_mode, factor=plateau_factor, patience=plateau_patience)
     raise ValueError(f"--scheduler must be one of cosine, step, plateau, none; got {kind!r}")
+
+
+def lr_factor(kind: SchedulerKind, progress: float, *, step_gamma: float = 0.3
+              ) -> float | None:
+    """Learning-rate multiplier at ``progress`` in [0, 1] of a budget, for schedules that
+    follow it (cosine to 0; step: x ``step_gamma`` per third); ``None`` for the others."""
+    p = min(max(progress, 0.0), 1.0)
+    if kind == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * p))
+    if kind == "step":
+        return step_gamma ** min(int(3 * p), 2)
+    if kind == "none":
+        return 1.0
+    return None
 
 
 def step_scheduler(scheduler: Scheduler | None, watched: float | None) -> None:

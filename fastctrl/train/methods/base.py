@@ -40,6 +40,8 @@ class Method(ABC):
     cost_timer: ClassVar[str]
     #: False for methods that do not train the Controller (the lookup table)
     trains_controller: ClassVar[bool] = True
+    #: the method's defaults for shared loop fields (LoopConfig), e.g. its learning rate
+    loop_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, cfg: TrainConfig, env: ProfileEnv, controller: Controller) -> None:
         self.cfg = cfg
@@ -61,7 +63,35 @@ class Method(ABC):
 
     @property
     def iterations_per_epoch(self) -> int:
+        """Steps in one data pass (an epoch: a report unit, and ``--num_epochs``'s cap)."""
         return max(1, math.ceil(len(self.env.requests) / self.cfg.loop.batch_size))
+
+    @property
+    def exhausted(self) -> bool:
+        """True when the method can learn nothing more (an offline method that has read every
+        train request); the loop then ends the run before its env-step budget."""
+        return False
+
+    @property
+    def rows_per_step(self) -> int:
+        """Offline methods: train requests whose whole rows one step profiles: enough to reach
+        the next point of the evaluation grid, never past the env-step budget (0 when not one
+        more row fits)."""
+        cost, loop = self.env.row_cost(), self.cfg.loop
+        left = loop.max_env_steps - self.env.env_steps
+        return min(-(-loop.eval_every_steps // cost), left // cost)
+
+    def profiling_steps(self, n_requests: int) -> int:
+        """Offline methods: steps to profile ``n_requests`` (their epoch)."""
+        per_step = -(-self.cfg.loop.eval_every_steps // self.env.row_cost())
+        return max(1, math.ceil(n_requests / per_step))
+
+    def policy_state(self) -> Any:
+        """What the deployable policy is (its weights); a copy, for best-checkpoint selection."""
+        return copy.deepcopy(self.controller.state_dict())
+
+    def load_policy_state(self, state: Any) -> None:
+        self.controller.load_state_dict(state)
 
     @abstractmethod
     def train_step(self) -> dict[str, float]:

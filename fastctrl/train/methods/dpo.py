@@ -34,8 +34,9 @@ class DPOConfig:
     dpo_samples: int = 4
     """Configs sampled per (request, budget); the best and worst form a pair."""
     dpo_reference: Literal["initial", "supervised"] = "initial"
-    """Frozen reference policy: the initial policy, or a warm start on oracle labels (3 epochs
-    of the supervised method at its defaults)."""
+    """Frozen reference policy: the initial policy, or a warm start on oracle labels (the
+    supervised method at its defaults over the whole train split; its profile reads count as
+    env_steps)."""
     update_epochs: int = 4
     """Optimisation passes over each batch of pairs."""
 
@@ -60,7 +61,7 @@ class DPO(Method):
             warm.rng = self.rng
             with self.timer("warm_start_s"):
                 warm.setup()
-                for _ in range(warm.iterations_per_epoch * 3):
+                while not warm.exhausted:
                     warm.train_step()
         self.reference = frozen_copy(self.controller)
 
@@ -104,3 +105,12 @@ class DPO(Method):
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.reference.load_state_dict(state["reference"])
+
+    @staticmethod
+    def search_space(trial: Any) -> dict[str, Any]:
+        """DPO's own hyper-parameters for ``python -m fastctrl.tune`` (an Optuna trial)."""
+        return {"dpo_beta": trial.suggest_float("dpo_beta", 0.01, 1.0, log=True),
+                "dpo_samples": trial.suggest_categorical("dpo_samples", [2, 4, 8]),
+                "dpo_reference": trial.suggest_categorical("dpo_reference",
+                                                           ["initial", "supervised"]),
+                "update_epochs": trial.suggest_int("update_epochs", 1, 4)}

@@ -115,3 +115,13 @@ class GRPO(Method):
     def load_extra_state(self, state: dict[str, Any]) -> None:
         if self.reference is not None and state.get("reference"):
             self.reference.load_state_dict(state["reference"])
+
+    @staticmethod
+    def search_space(trial: Any) -> dict[str, Any]:
+        """GRPO's own hyper-parameters for ``python -m fastctrl.tune`` (an Optuna trial)."""
+        return {"group_size": trial.suggest_categorical("group_size", [4, 8, 16]),
+                "grpo_std_scaling": trial.suggest_categorical("grpo_std_scaling", [False, True]),
+                "clip_coef": trial.suggest_float("clip_coef", 0.1, 0.3),
+                "kl_coef": trial.suggest_categorical("kl_coef", [0.0, 0.01, 0.05]),
+                "grpo_ent_coef": trial.suggest_float("grpo_ent_coef", 1e-3, 1e-1, log=True),
+                "update_epochs": trial.suggest_int("update_epochs", 1, 4)}

@@ -132,3 +132,14 @@ class PPO(Method):
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.critic.load_state_dict(state["critic"])
         self.critic_opt.load_state_dict(state["critic_opt"])
+
+    @staticmethod
+    def search_space(trial: Any) -> dict[str, Any]:
+        """PPO's own hyper-parameters for ``python -m fastctrl.tune`` (an Optuna trial)."""
+        return {"clip_coef": trial.suggest_float("clip_coef", 0.1, 0.3),
+                "ent_coef": trial.suggest_float("ent_coef", 1e-4, 1e-1, log=True),
+                "vf_coef": trial.suggest_float("vf_coef", 0.25, 1.0),
+                "num_minibatches": trial.suggest_categorical("num_minibatches", [1, 2, 4, 8]),
+                "rollout_contexts": trial.suggest_categorical("rollout_contexts",
+                                                              [64, 128, 256, 512]),
+                "ppo_update_epochs": trial.suggest_int("ppo_update_epochs", 1, 8)}
