@@ -5,6 +5,12 @@ and an env-step budget; each (method, seed) is an independent ``fastctrl.train``
 directory under ``<output_dir>/runs``, executed in parallel over ``--jobs`` processes. Finished
 runs are reused (an interrupted compare picks them up; a run killed mid-way resumes from its
 last checkpoint), so rerunning the command completes what is missing.
+
+Every run shares one dataset (``--data_seed``), so the spread across training seeds is
+training variation only. ``e5_statistics.json`` holds the IQM and 95% stratified-bootstrap CI
+over seeds of every metric and the probability of improvement between methods
+(:mod:`.stats`); ``e5_report.md`` answers from it and checks the expected findings, which are
+data (``--expected_findings``, :mod:`.findings`).
 """
 
 from __future__ import annotations
@@ -20,11 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from .. import cli, io
-from ..train.config import DataConfig, LoopConfig, RunConfig, TrainConfig
+from ..cli import need, need_at_least
+from ..train.config import DataConfig, RunConfig, TrainConfig, loop_for
 from ..train.methods import METHOD_NAMES, MethodName
 from ..train.records import EVAL_FILE, STATS_FILE
 from . import analysis, report
+from .findings import check_findings, load_findings
 from .plots import (
+    plot_e5_final_utility,
     plot_e5_frontiers,
     plot_e5_learning_curves,
     plot_e5_overhead,
@@ -45,8 +54,11 @@ class CompareArgs:
 
     methods: tuple[MethodName, ...] = field(default_factory=lambda: METHOD_NAMES)  # type: ignore[valid-type]
     """Methods to compare (space- or comma-separated)."""
-    seeds: int = 3
-    """Seeds per method (0..seeds-1)."""
+    seeds: int = 5
+    """Training seeds per method (0..seeds-1)."""
+    data_seed: int = 0
+    """Seed of the data (the synthetic profile and the splits), the same for every run: the
+    seeds vary training only."""
     jobs: int = 2
     """Runs executed in parallel."""
     output_dir: str = "runs/e5"
@@ -59,34 +71,69 @@ class CompareArgs:
     """The common env-step budget of every run."""
     eval_every_steps: int = 25_000
     """Validation evaluation interval (env_steps)."""
-    num_epochs: int = 100
-    """Epoch cap of every run."""
+    num_epochs: int = 0
+    """Optional cap on data passes of every run (0: none, the env-step budget ends each run)."""
+    tuned_dir: str | None = None
+    """Train each method with the hyper-parameters `python -m fastctrl.tune` picked, read from
+    DIR/<method>/best_params.json; None: the methods' defaults."""
     slo_threshold: float = 0.05
     """Sample efficiency: SLO violation rate to reach."""
     quality_fraction: float = 0.9
     """Sample efficiency: quality to reach, as a fraction of the full model's."""
+    expected_findings: str | None = None
+    """A JSON file of expected findings for the report to check; None: the one shipped in
+    fastctrl/compare/expected_findings.json."""
+    bootstrap_reps: int = 2000
+    """Bootstrap resamples per confidence interval."""
+    stats_seed: int = 0
+    """Seed of the bootstrap (the same runs give the same intervals)."""
     quick: bool = False
-    """Smoke test: 400 requests, 2 seeds, 12 epochs, 150k env-step budget."""
+    """Smoke test: 400 requests, 2 seeds, 20k env-step budget, validation every 2.5k."""
     quiet: bool = False
     """Warnings only."""
 
     def __post_init__(self) -> None:
-        if not self.methods:
-            raise ValueError(f"--methods must name some of {METHOD_NAMES}")
-        for name in ("seeds", "jobs", "max_env_steps", "eval_every_steps", "num_epochs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        need(bool(self.methods), f"--methods must name some of {METHOD_NAMES}")
+        need_at_least(self, 1, "seeds", "jobs", "max_env_steps", "eval_every_steps",
+                      "synthetic_requests", "bootstrap_reps")
+        need_at_least(self, 0, "num_epochs")
+        need(0 <= self.slo_threshold <= 1,
+             f"--slo_threshold must be in [0, 1], got {self.slo_threshold}")
+        need(0 < self.quality_fraction <= 1,
+             f"--quality_fraction must be in (0, 1], got {self.quality_fraction}")
         if self.quick:
-            self.synthetic_requests, self.seeds, self.num_epochs = 400, 2, 12
-            self.max_env_steps, self.eval_every_steps = 150_000, 5_000
+            self.synthetic_requests, self.seeds = 400, 2
+            self.max_env_steps, self.eval_every_steps = 20_000, 2_500
+
+    def tuned(self, method: str) -> dict[str, Any]:
+        """``best_params.json`` of ``method`` under --tuned_dir ({} without it)."""
+        if self.tuned_dir is None:
+            return {}
+        path = Path(self.tuned_dir) / method / "best_params.json"
+        if not path.is_file():
+            raise ValueError(f"--tuned_dir: no {path} (run python -m fastctrl.tune --method "
+                             f"{method} --output_dir {Path(self.tuned_dir) / method})")
+        record = io.read_json(path, "tuned parameters")
+        need(isinstance(record, dict) and isinstance(record.get("params"), dict),
+             f"--tuned_dir: {path} has no 'params' object")
+        return record
+
+    def tuned_params(self, method: str) -> dict[str, Any]:
+        """The tuner's pick for ``method`` ({} without --tuned_dir)."""
+        return dict(self.tuned(method).get("params", {}))
 
     def train_config(self, method: str, seed: int, out: Path) -> TrainConfig:
-        return TrainConfig(
+        from ..tune.space import apply_params
+
+        cfg = TrainConfig(
             method=method, seed=seed,
-            data=DataConfig(profile=self.profile, synthetic_requests=self.synthetic_requests),
-            loop=LoopConfig(max_env_steps=self.max_env_steps,
-                            eval_every_steps=self.eval_every_steps, num_epochs=self.num_epochs),
+            data=DataConfig(profile=self.profile, synthetic_requests=self.synthetic_requests,
+                            data_seed=self.data_seed),
+            # the method's own loop defaults (e.g. its learning rate) under the common budget
+            loop=loop_for(method, max_env_steps=self.max_env_steps,
+                          eval_every_steps=self.eval_every_steps, num_epochs=self.num_epochs),
             run=RunConfig(output_dir=str(out / "runs" / f"{method}_seed{seed}"), quiet=True))
+        return apply_params(cfg, self.tuned_params(method))
 
 
 def _split_commas(argv: Sequence[str]) -> list[str]:
@@ -131,7 +178,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     methods = list(args.methods)
     out = Path(args.output_dir)
     seeds = list(range(args.seeds))
-    configs = {(m, s): args.train_config(m, s, out) for m in methods for s in seeds}
+    try:  # bad findings / tuned files are command-line errors, found before any run starts
+        findings = load_findings(args.expected_findings)
+        configs = {(m, s): args.train_config(m, s, out) for m in methods for s in seeds}
+    except (ValueError, FileNotFoundError) as e:
+        return cli.fail(str(e))
     todo = {k: c for k, c in configs.items() if not _reusable(Path(c.run.output_dir), c)}
     for c in todo.values():
         if (Path(c.run.output_dir) / "last_checkpoint.pt").is_file():
@@ -140,7 +191,15 @@ def main(argv: Sequence[str] | None = None) -> int:
              len(configs) - len(todo), len(todo), args.jobs)
     t0 = time.perf_counter()
     failures = []
-    if todo:
+    if todo and args.jobs == 1:  # in this process: no worker start-up (torch imports)
+        for key, c in todo.items():
+            try:
+                _run_one(c.to_dict())
+                log.info("done %s seed %d (%.0f s)", *key, time.perf_counter() - t0)
+            except Exception as e:  # one failed run must not lose the others
+                failures.append((key, repr(e)))
+                log.error("run %s seed %d failed: %s", *key, e)
+    elif todo:
         with ProcessPoolExecutor(max_workers=args.jobs,
                                  mp_context=mp.get_context("spawn")) as pool:
             futs = {pool.submit(_run_one, c.to_dict()): k for k, c in todo.items()}
@@ -157,32 +216,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     runs = analysis.load_runs({k: Path(c.run.output_dir) for k, c in configs.items()})
     any_run = next(iter(next(iter(runs.values())).values()))
-    meta = {"methods": methods, "seeds": seeds, "profile": args.profile or
-            f"synthetic ({args.synthetic_requests} requests)",
+    meta = {"methods": methods, "seeds": seeds, "data_seed": args.data_seed,
+            "profile": args.profile or f"synthetic ({args.synthetic_requests} requests)",
             "profile_detail": any_run.stats.profile, "reward": any_run.eval.reward,
             "budget_ratios": any_run.eval.budget_ratios,
             "budget_baseline": any_run.eval.budget_baseline,
             "n_configs": any_run.eval.n_configs,
             "max_env_steps": args.max_env_steps, "eval_every_steps": args.eval_every_steps,
-            "wall_time_s": time.perf_counter() - t0, "jobs": args.jobs}
+            "tuned_dir": args.tuned_dir,
+            "tuned": {m: {"params": args.tuned_params(m), "trials": args.tuned(m).get("trials"),
+                          "max_env_steps": ((args.tuned(m).get("settings") or {}).get("loop")
+                                            or {}).get("max_env_steps")}
+                      for m in methods} if args.tuned_dir else None,
+            "expected_findings": str(args.expected_findings or "fastctrl/compare/"
+                                     "expected_findings.json"),
+            "wall_time_s": time.perf_counter() - t0, "jobs": args.jobs,
+            "command": "python -m fastctrl.compare " + " ".join(argv)}
     curves = analysis.training_curves(runs)
     eff = analysis.sample_efficiency(runs, args.slo_threshold, args.quality_fraction)
     fr = analysis.final_frontiers(runs)
     ov = analysis.overhead_analysis(runs)
     st = analysis.stability_analysis(runs)
+    stats = analysis.statistics(runs, args.slo_threshold, args.quality_fraction,
+                                seed=args.stats_seed, reps=args.bootstrap_reps)
+    checked = check_findings(stats, findings)
+    stats["expected_findings"] = {"source": findings.source,
+                                  "results": [io.to_json(r) for r in checked]}
     for name, obj in (("e5_training_curves", curves), ("e5_sample_efficiency", eff),
                       ("e5_final_frontiers", fr), ("e5_overhead_analysis", ov),
-                      ("e5_stability_analysis", st)):
+                      ("e5_stability_analysis", st), ("e5_statistics", stats)):
         io.write_json(out / f"{name}.json", {"meta": meta, name.removeprefix("e5_"): obj})
     figs = out / "figures"
     for name, fn, obj in (("e5_learning_curves", plot_e5_learning_curves, curves),
-                          ("e5_sample_efficiency", plot_e5_sample_efficiency, eff),
+                          ("e5_sample_efficiency", plot_e5_sample_efficiency, stats),
                           ("e5_final_frontiers", plot_e5_frontiers, fr),
-                          ("e5_overhead_comparison", plot_e5_overhead, ov),
-                          ("e5_stability", plot_e5_stability, st)):
+                          ("e5_final_utility", plot_e5_final_utility, stats),
+                          ("e5_overhead_comparison", plot_e5_overhead, stats),
+                          ("e5_stability", plot_e5_stability, stats)):
         io.write_with(figs / f"{name}.png", lambda p, fn=fn, obj=obj: fn(obj, p))
-    io.write_text(out / "e5_report.md", report.report(meta, eff, fr, ov, st))
+    io.write_text(out / "e5_report.md", report.report(meta, stats, checked, findings.source))
     if not args.quiet:
         print(f"E5 done in {meta['wall_time_s']:.0f} s: {out / 'e5_report.md'}")
     return 0
-

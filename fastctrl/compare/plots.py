@@ -50,30 +50,86 @@ def plot_e5_learning_curves(curves: dict[str, dict[str, list[dict[str, Any]]]],
     fig.savefig(path, dpi=110, format="png")
 
 
-def plot_e5_sample_efficiency(eff: dict[str, Any], path: str | Path) -> None:
+def _errbars(stats: dict[str, Any], metric: str, methods: list[str]
+             ) -> tuple[list[float], list[list[float]]]:
+    """IQM per method and its CI as matplotlib's asymmetric error bars (0 where no CI)."""
+    block = stats["metrics"][metric]["methods"]
+    pts, lo, hi = [], [], []
+    for m in methods:
+        e = block.get(m)
+        p = e["point"] if e and e["point"] is not None else 0.0
+        pts.append(p)
+        lo.append(p - e["low"] if e and e["low"] is not None else 0.0)
+        hi.append(e["high"] - p if e and e["high"] is not None else 0.0)
+    return pts, [lo, hi]
+
+
+def plot_e5_sample_efficiency(stats: dict[str, Any], path: str | Path) -> None:
     import numpy as np
 
-    methods = list(eff["methods"])
+    methods = list(stats["seeds"])
     keys = (("slo", "SLO threshold"), ("quality", "quality threshold"), ("both", "both"))
     fig, ax = figure(1, 1, (10, 5))
     width = 0.26
     x = np.arange(len(methods))
     for i, (key, label) in enumerate(keys):
-        means = [eff["methods"][m][key]["mean"] for m in methods]
-        stds = [eff["methods"][m][key]["std"] or 0.0 for m in methods]
-        heights = [v if v is not None else 0.0 for v in means]
-        bars = ax.bar(x + (i - 1) * width, heights, width, yerr=stds, label=label, capsize=3)
-        for b, m, v in zip(bars, methods, means, strict=True):
-            status = eff["methods"][m][key]["reached"]
-            ax.annotate("not reached" if v is None else status, (b.get_x() + b.get_width() / 2,
-                        b.get_height()), ha="center", va="bottom", fontsize=7, rotation=90)
+        metric = f"env_steps_to_{key}"
+        pts, err = _errbars(stats, metric, methods)
+        bars = ax.bar(x + (i - 1) * width, pts, width, yerr=err, label=label, capsize=3)
+        for bar, m in zip(bars, methods, strict=True):
+            e = stats["metrics"][metric]["methods"].get(m, {})
+            ax.annotate(f"reached {e.get('reached', 0)}/{e.get('n', 0)}",
+                        (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
+                        va="bottom", fontsize=7, rotation=90)
+    ax.set_ylim(top=ax.get_ylim()[1] * 1.2)  # room for the labels above the bars
     ax.set_xticks(x, methods)
-    ax.set_ylabel("env_steps to reach (mean ± std over seeds)")
-    th = eff["thresholds"]
+    ax.set_ylabel("env_steps to reach (IQM, 95% CI; not reached = the budget)")
+    th = stats["method"].get("thresholds", {"slo_violation_rate_max": float("nan"),
+                                            "quality_fraction_of_full_model": float("nan")})
     ax.set_title(f"E5 sample efficiency: SLO <= {th['slo_violation_rate_max']:.0%}, quality >= "
                  f"{th['quality_fraction_of_full_model']:.0%} of the full model")
     ax.legend()
     ax.grid(alpha=0.3, axis="y")
+    fig.savefig(path, dpi=110, format="png")
+
+
+def plot_e5_final_utility(stats: dict[str, Any], path: str | Path) -> None:
+    """Final test utility (IQM, 95% CI) with the baselines, and P(row > column)."""
+    import numpy as np
+
+    methods = list(stats["seeds"])
+    fig, (a1, a2) = figure(1, 2, (13, 5))
+    pts, err = _errbars(stats, "final_utility", methods)
+    colors = _colors(methods)
+    a1.bar(methods, pts, yerr=err, capsize=4, color=[colors[m] for m in methods])
+    for b, style in (("oracle", "k--"), ("oracle_expected", "k-."), ("best_static", "k:")):
+        v = stats["baselines"].get(b, {}).get("final_utility")
+        if v is not None:
+            a1.axhline(v["value"], linestyle=style[1:], color="k", label=b.replace("_", " "))
+    lo = min([p - e for p, e in zip(pts, err[0], strict=True)] +
+             [v["final_utility"]["value"] for v in stats["baselines"].values()
+              if "final_utility" in v])
+    a1.set_ylim(bottom=max(lo - 0.05, -0.5))
+    a1.set_ylabel("test utility (IQM over seeds, 95% CI)")
+    a1.set_title("final test utility")
+    a1.legend(fontsize=8)
+    a1.grid(alpha=0.3, axis="y")
+    pairs = stats["probability_of_improvement"]["pairs"]
+    mat = np.full((len(methods), len(methods)), np.nan)
+    for i, x in enumerate(methods):
+        for j, y in enumerate(methods):
+            if y in pairs.get(x, {}):
+                mat[i, j] = pairs[x][y]["point"]
+    im = a2.imshow(mat, vmin=0, vmax=1, cmap="RdBu")
+    for i in range(len(methods)):
+        for j in range(len(methods)):
+            if np.isfinite(mat[i, j]):
+                a2.text(j, i, f"{mat[i, j]:.2f}", ha="center", va="center", fontsize=8)
+    a2.set_xticks(range(len(methods)), methods)
+    a2.set_yticks(range(len(methods)), methods)
+    a2.set_title("P(row > column), final test utility")
+    fig.colorbar(im, ax=a2)
+    fig.suptitle("E5 final test utility")
     fig.savefig(path, dpi=110, format="png")
 
 
@@ -83,7 +139,7 @@ def plot_e5_frontiers(fr: dict[str, Any], path: str | Path) -> None:
     for m, pts in fr["methods"].items():
         ax.plot([p["latency_p95"] for p in pts], [p["quality_mean"] for p in pts], marker="o",
                 color=colors[m], label=m)
-    for b, style in (("oracle", "k--"), ("best_static", "k:")):
+    for b, style in (("oracle", "k--"), ("oracle_expected", "k-."), ("best_static", "k:")):
         pts = fr["baselines"].get(b)
         if pts:
             ax.plot([p["latency_p95"] for p in pts], [p["quality_mean"] for p in pts], style,
@@ -96,38 +152,35 @@ def plot_e5_frontiers(fr: dict[str, Any], path: str | Path) -> None:
     fig.savefig(path, dpi=110, format="png")
 
 
-def plot_e5_overhead(ov: dict[str, Any], path: str | Path) -> None:
-    methods = list(ov)
+def plot_e5_overhead(stats: dict[str, Any], path: str | Path) -> None:
+    methods = list(stats["seeds"])
     fig, (a1, a2) = figure(1, 2, (12, 4.8))
-    total = [ov[m]["total_training_time_s"]["mean"] or 0.0 for m in methods]
-    spec = [(ov[m].get(ov[m]["method_specific_timer"] or "", {}) or {}).get("mean") or 0.0
-            for m in methods]
-    a1.bar(methods, total, label="total training", color="lightgray")
-    a1.bar(methods, spec, label="method-specific (critic / pairs / groups / labels / table)")
-    a1.set_ylabel("seconds (mean over seeds)")
-    a1.set_title("training time")
-    a1.legend(fontsize=8)
+    pts, err = _errbars(stats, "train_s_per_1k_env_steps", methods)
+    a1.bar(methods, pts, yerr=err, capsize=4, color="tab:gray")
+    a1.set_ylabel("seconds per 1,000 env_steps (IQM, 95% CI)")
+    a1.set_title("training cost per env_step")
     a1.grid(alpha=0.3, axis="y")
-    dec = [(ov[m]["controller_overhead_ms"]["mean"] or 0.0) * 1000 for m in methods]
-    a2.bar(methods, dec, color="tab:orange")
-    a2.set_ylabel("microseconds per decision (batch 1, median)")
+    pts, err = _errbars(stats, "decision_us", methods)
+    a2.bar(methods, pts, yerr=err, capsize=4, color="tab:orange")
+    a2.set_ylabel("microseconds per decision (batch 1, median; IQM, 95% CI)")
     a2.set_title("decision overhead through the engine")
     a2.grid(alpha=0.3, axis="y")
     fig.suptitle("E5 overhead")
     fig.savefig(path, dpi=110, format="png")
 
 
-def plot_e5_stability(st: dict[str, Any], path: str | Path) -> None:
+def plot_e5_stability(stats: dict[str, Any], path: str | Path) -> None:
     import numpy as np
 
-    methods = list(st)
+    methods = list(stats["seeds"])
     x = np.arange(len(methods))
     fig, ax = figure(1, 1, (9, 4.8))
-    ax.bar(x - 0.2, [st[m]["utility_std_across_seeds"] for m in methods], 0.4,
-           label="final test utility: std across seeds")
-    ax.bar(x + 0.2, [st[m]["utility_std_within_run_second_half"]["mean"] or 0.0
-                     for m in methods], 0.4,
-           label="validation utility: std within a run (second half)")
+    pts, err = _errbars(stats, "final_utility_std", methods)
+    ax.bar(x - 0.2, pts, 0.4, yerr=err, capsize=3,
+           label="final test utility: std across seeds (95% CI)")
+    pts, err = _errbars(stats, "within_run_utility_std", methods)
+    ax.bar(x + 0.2, pts, 0.4, yerr=err, capsize=3,
+           label="validation utility: std within a run, second half (IQM, 95% CI)")
     ax.set_xticks(x, methods)
     ax.set_ylabel("std of utility (mean reward)")
     ax.set_title("E5 stability")

@@ -1,108 +1,217 @@
-"""``e5_report.md``: the E5 tables and a short answer to each question, computed from the
-analysis (:mod:`fastctrl.compare.analysis`), never typed in."""
+"""``e5_report.md``: the E5 tables and a short answer to each question, every number read from
+the statistics (:func:`fastctrl.compare.analysis.statistics`) with its uncertainty, and the
+expected findings (data, :mod:`.findings`) marked held / contradicted / not distinguishable.
+Nothing here states a conclusion of its own: each sentence is filled from the tables."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
+from . import stats as S
+from .analysis import estimate
+from .findings import ClaimResult
 
 
-def _fmt(x: float | None, spec: str = ".3f") -> str:
-    return "n/a" if x is None else format(x, spec)
+def _est(stats: dict[str, Any], metric: str, name: str) -> S.Estimate | None:
+    return estimate(stats, metric, name)
 
 
-def report(meta: dict[str, Any], eff: dict[str, Any], fr: dict[str, Any], ov: dict[str, Any],
-           st: dict[str, Any]) -> str:
-    """e5_report.md: the tables and a short answer to each question, from these numbers."""
-    methods = list(st)
-    lines = ["# E5: which training method, and why", "",
-             f"Profile: {meta['profile']}. Seeds: {meta['seeds']}. Reward: {meta['reward']}. "
-             f"Budgets: {meta['budget_ratios']} x the {meta['budget_baseline']} baseline. "
-             f"Config grid: {meta['n_configs']} configurations per request. Env-step budget per "
-             f"run: {meta['max_env_steps'] or 'none'}. Evaluation: validation every "
-             f"{meta['eval_every_steps']} env_steps; final numbers on the held-out test split "
-             "through each method's decision engine.", "",
-             "## Sample efficiency (env_steps, mean ± std over seeds)", "",
-             f"Thresholds: SLO violation <= {eff['thresholds']['slo_violation_rate_max']:.0%}, "
-             f"quality >= {eff['thresholds']['quality_fraction_of_full_model']:.0%} of the full "
-             "model's.", "",
-             "| method | to SLO threshold | to quality threshold | to both |", "|---|---|---|---|"]
+def _cell(stats: dict[str, Any], metric: str, name: str) -> str:
+    block = stats["metrics"].get(metric)
+    e = _est(stats, metric, name)
+    if block is None or e is None:
+        return "n/a"
+    return e.fmt(block["fmt"]) if name in block["methods"] else format(e.point, block["fmt"])
+
+
+def _reached(stats: dict[str, Any], metric: str, m: str) -> str:
+    block = stats["metrics"][metric]["methods"].get(m)
+    return f"{block['reached']}/{block['n']}" if block else "n/a"
+
+
+def leader(stats: dict[str, Any], metric: str, methods: list[str]) -> str | None:
+    """The method with the best IQM on ``metric`` (None when none has it)."""
+    block = stats["metrics"].get(metric)
+    if not block:
+        return None
+    have = [m for m in methods if m in block["methods"]]
+    if not have:
+        return None
+    sign = -1.0 if block["higher_is_better"] else 1.0
+    return min(have, key=lambda m: sign * block["methods"][m]["point"])
+
+
+def standing(stats: dict[str, Any], metric: str, methods: list[str]) -> str:
+    """``"grpo 0.737 [0.731, 0.742]; better than lut, ppo; not distinguishable from dpo"``."""
+    best = leader(stats, metric, methods)
+    if best is None:
+        return "no method has this metric"
+    block = stats["metrics"][metric]
+    hib = block["higher_is_better"]
+    mine = _est(stats, metric, best)
+    assert mine is not None
+    better, tied = [], []
     for m in methods:
-        e = eff["methods"][m]
-        cells = []
-        for key in ("slo", "quality", "both"):
-            c = e[key]
-            cells.append(f"{c['status']}" if c["mean"] is None else
-                         f"{c['mean']:,.0f} ± {c['std']:,.0f} ({c['reached']})")
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    lines += ["", "## Overhead", "",
-              "| method | method-specific time s | total training s | decision ms | env_steps |",
-              "|---|---|---|---|---|"]
-    for m in methods:
-        o = ov[m]
-        key = o["method_specific_timer"]
-        spec = o.get(key, {}).get("mean") if key else None
-        lines.append(f"| {m} | {key or '-'}: {_fmt(spec, '.1f')} | "
-                     f"{_fmt(o['total_training_time_s']['mean'], '.1f')} | "
-                     f"{_fmt(o['controller_overhead_ms']['mean'], '.4f')} | "
-                     f"{_fmt(o['env_steps']['mean'], ',.0f')} |")
-    budgets = [p["budget_ratio"] for p in next(iter(fr["methods"].values()))]
-    lines += ["", "## Final metrics per budget (test split, mean over seeds)", "",
-              "| method | " + " | ".join(f"{b:.2f}: utility / quality / SLO" for b in budgets)
-              + " |", "|---|" + "---|" * len(budgets)]
-    for name, pts in [*fr["methods"].items(), *fr["baselines"].items()]:
-        lines.append(f"| {name} | " + " | ".join(
-            f"{p['utility']:.3f} / {p['quality_mean']:.3f} / {p['slo_violation_rate']:.1%}"
-            for p in pts) + " |")
-    lines += ["", "## Stability", "", "| method | final utility | std across seeds | "
-              "within-run std (2nd half) |", "|---|---|---|---|"]
-    for m in methods:
-        s = st[m]
-        lines.append(f"| {m} | {_fmt(s['final_utility']['mean'])} | "
-                     f"{s['utility_std_across_seeds']:.4f} | "
-                     f"{_fmt(s['utility_std_within_run_second_half']['mean'], '.4f')} |")
+        e = _est(stats, metric, m)
+        if m == best or e is None or m not in block["methods"]:
+            continue
+        (better if S.compare(mine, e, hib) == "better" else tied).append(
+            f"{m} {e.fmt(block['fmt'])}")
+    parts = [f"**{best}** {mine.fmt(block['fmt'])}"]
+    if better:
+        parts.append("better than " + ", ".join(better))
+    if tied:
+        parts.append("not distinguishable from " + ", ".join(tied))
+    if not better and not tied:
+        parts.append("the only method")
+    return "; ".join(parts)
 
-    # ---- answers, computed from the tables above
-    def best(keyfn, candidates, reverse=False):
-        vals = [(keyfn(m), m) for m in candidates if keyfn(m) is not None]
-        return sorted(vals, reverse=reverse)[0] if vals else (None, None)
 
-    eff_both = best(lambda m: eff["methods"][m]["both"]["mean"]
-                    if eff["methods"][m]["both"]["status"] == "reached" else None, methods)
-    stable = best(lambda m: st[m]["utility_std_across_seeds"], methods)
-    cheap_train = best(lambda m: ov[m]["total_training_time_s"]["mean"], methods)
-    cheap_dec = best(lambda m: ov[m]["controller_overhead_ms"]["mean"], methods)
-    top = best(lambda m: st[m]["final_utility"]["mean"], methods, reverse=True)
-    oracle_u = np.mean([p["utility"] for p in fr["baselines"].get("oracle", [])]) \
-        if fr["baselines"].get("oracle") else None
-    lines += ["", "## Answers", ""]
-    if eff_both[1] is None:
-        firsts = []
-        for key, label in (("slo", "the SLO threshold"), ("quality", "the quality threshold")):
-            v, m = best(lambda m, key=key: eff["methods"][m][key]["mean"]
-                        if eff["methods"][m][key]["status"] == "reached" else None, methods)
-            firsts.append(f"{label}: {m} first ({v:,.0f} env_steps)" if m else
-                          f"{label}: no method on every seed")
-        lines.append("1. **Sample efficiency**: no method reached both thresholds on every "
-                     "seed within the budget; " + "; ".join(firsts) + ".")
+def report(meta: dict[str, Any], stats: dict[str, Any], findings: list[ClaimResult],
+           findings_source: str = "") -> str:
+    """e5_report.md from the meta block, ``e5_statistics.json``'s content and the checked
+    expected findings."""
+    methods = list(stats["seeds"])
+    budgets = [k.split("@", 1)[1] for k in stats["metrics"] if k.startswith("utility@")]
+    baselines = [b for b in ("oracle", "oracle_expected", "best_static") if b in
+                 stats["baselines"]]
+    th = stats["method"].get("thresholds", {"slo_violation_rate_max": float("nan"),
+                                            "quality_fraction_of_full_model": float("nan")})
+    n_seeds = {len(s) for s in stats["seeds"].values()}
+    lines = [
+        "# E5: which training method, and why", "",
+        f"Profile: {meta['profile']} (data seed {meta['data_seed']}, shared by every run). "
+        f"Training seeds: {meta['seeds']}. Reward: {meta['reward']}. Budgets: "
+        f"{meta['budget_ratios']} x the {meta['budget_baseline']} baseline. Config grid: "
+        f"{meta['n_configs']} configurations per request. Env-step budget per run: "
+        f"{meta['max_env_steps']:,}; validation every {meta['eval_every_steps']:,} env_steps. "
+        "Methods are selected on the validation split; final numbers are on the held-out test "
+        "split through each method's decision engine.", "",
+        f"Statistics: every cell is the IQM over seeds [{stats['method']['confidence']:.0%} "
+        f"stratified-bootstrap CI, {stats['method']['reps']:,} resamples, seed "
+        f"{stats['method']['seed']}]; two methods whose intervals overlap are *not "
+        "distinguishable*. Baselines are single values (with the data seed fixed they do not "
+        "depend on the training seed)."
+        + (" With one seed there are no intervals and nothing is distinguishable."
+           if n_seeds == {1} else
+           f" With {min(n_seeds)} seeds the intervals are coarse." if min(n_seeds) < 5 else ""),
+    ]
+    if meta.get("tuned"):
+        lines += ["", f"Hyper-parameters: picked by `python -m fastctrl.tune` (validation split "
+                  f"only), from {meta['tuned_dir']}: " + "; ".join(
+                      f"{m} ({t['trials']} trials of {t['max_env_steps']} env_steps): "
+                      + (", ".join(f"{k}={v}" for k, v in t["params"].items()) or "defaults")
+                      for m, t in meta["tuned"].items()) + "."]
     else:
-        lines.append(f"1. **Sample efficiency**: {eff_both[1]} reached both thresholds first "
-                     f"({eff_both[0]:,.0f} env_steps on average).")
-    lines.append(f"2. **Stability**: {stable[1]} has the smallest spread of final utility "
-                 f"across seeds ({stable[0]:.4f}).")
-    lines.append(f"3. **Overhead**: {cheap_train[1]} is cheapest to train "
-                 f"({cheap_train[0]:.1f} s); the cheapest decision is {cheap_dec[1]} "
-                 f"({cheap_dec[0]:.4f} ms).")
-    gap = f" (oracle {oracle_u:.3f})" if oracle_u is not None else ""
-    lines.append(f"4. **Final frontiers**: {top[1]} has the best mean test utility "
-                 f"({top[0]:.3f}){gap}; per-budget points are in e5_final_frontiers.json and "
-                 "figures/e5_final_frontiers.png.")
-    expected = {"sample efficiency": eff_both[1], "stability": stable[1],
-                "training overhead": cheap_train[1]}
-    contra = [k for k, v in expected.items() if v != "grpo"]
-    lines += ["", "Expected findings were: GRPO most sample-efficient, most stable, low overhead. "
-              + ("The data agree." if not contra else
-                 "The data contradict this for: " + ", ".join(
-                     f"{k} (best: {expected[k] or 'none'})" for k in contra) + ".")]
+        lines += ["", "Hyper-parameters: each method's defaults."]
+
+    # ---- final utility
+    lines += ["", "## Final test utility", "",
+              "| method | utility | quality | SLO violation | gap to oracle % | seeds |",
+              "|---|---|---|---|---|---|"]
+    for m in methods:
+        lines.append(f"| {m} | " + " | ".join(_cell(stats, k, m) for k in (
+            "final_utility", "final_quality", "final_slo_violation", "gap_to_oracle_pct"))
+            + f" | {len(stats['seeds'][m])} |")
+    for b in baselines:
+        lines.append(f"| {b} (baseline) | " + " | ".join(_cell(stats, k, b) for k in (
+            "final_utility", "final_quality", "final_slo_violation", "gap_to_oracle_pct"))
+            + " | - |")
+    poi = stats["probability_of_improvement"]["pairs"]
+    if len(methods) > 1:
+        lines += ["", "Probability of improvement P(row > column) of final test utility "
+                  "[95% CI] (0.5: no difference):", "",
+                  "| | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+        for x in methods:
+            row = []
+            for y in methods:
+                e = poi.get(x, {}).get(y)
+                row.append("-" if e is None else S.Estimate.from_dict(e).fmt(".2f"))
+            lines.append(f"| {x} | " + " | ".join(row) + " |")
+
+    # ---- per budget
+    lines += ["", "## Final metrics per budget (test split)", "",
+              "| method | " + " | ".join(f"{b}: utility / quality" for b in budgets) + " |",
+              "|---|" + "---|" * len(budgets)]
+    for name in [*methods, *baselines]:
+        lines.append(f"| {name} | " + " | ".join(
+            f"{_cell(stats, f'utility@{b}', name)} / {_cell(stats, f'quality@{b}', name)}"
+            for b in budgets) + " |")
+
+    # ---- sample efficiency
+    lines += ["", "## Sample efficiency (validation curves)", "",
+              f"env_steps until the validation curve first has SLO violation <= "
+              f"{th['slo_violation_rate_max']:.0%}, quality >= "
+              f"{th['quality_fraction_of_full_model']:.0%} of the full model's, and both; a "
+              "seed that never gets there counts as the whole budget (reached: seeds that did).",
+              "", "| method | to SLO threshold | to quality threshold | to both |",
+              "|---|---|---|---|"]
+    for m in methods:
+        lines.append(f"| {m} | " + " | ".join(
+            f"{_cell(stats, f'env_steps_to_{k}', m)} "
+            f"(reached {_reached(stats, f'env_steps_to_{k}', m)})"
+            for k in ("slo", "quality", "both")) + " |")
+
+    # ---- overhead
+    lines += ["", "## Overhead", "",
+              "Training cost per env_step (the budget every method spends, so methods are "
+              "compared per unit of interaction, not by total time) and the decision latency "
+              "through the method's decision engine. Times are wall clock on the machine "
+              f"that ran the comparison ({meta.get('jobs', '?')} runs in parallel).", "",
+              "| method | training s per 1k env_steps | env_steps used | decision us |",
+              "|---|---|---|---|"]
+    for m in methods:
+        lines.append(f"| {m} | " + " | ".join(_cell(stats, k, m) for k in (
+            "train_s_per_1k_env_steps", "env_steps", "decision_us")) + " |")
+
+    # ---- stability
+    lines += ["", "## Stability", "",
+              "| method | std of final utility across seeds | within-run std (2nd half) |",
+              "|---|---|---|"]
+    for m in methods:
+        lines.append(f"| {m} | {_cell(stats, 'final_utility_std', m)} | "
+                     f"{_cell(stats, 'within_run_utility_std', m)} |")
+
+    # ---- answers, each filled from the tables above
+    lines += ["", "## Answers", ""]
+    reached_any = any(v.get("reached", 0) > 0 for v in
+                      stats["metrics"]["env_steps_to_both"]["methods"].values())
+    if reached_any:
+        eff = "fewest env_steps to both thresholds: " + standing(stats, "env_steps_to_both",
+                                                                  methods)
+    else:
+        eff = (f"no method reached both thresholds on any seed within "
+               f"{meta['max_env_steps']:,} env_steps; to the SLO threshold: "
+               + standing(stats, "env_steps_to_slo", methods) + "; to the quality threshold: "
+               + standing(stats, "env_steps_to_quality", methods))
+    lines.append(f"1. **Sample efficiency**: {eff}.")
+    lines.append("2. **Stability**: smallest spread of final utility across seeds: "
+                 + standing(stats, "final_utility_std", methods)
+                 + ". Smallest movement within a run: "
+                 + standing(stats, "within_run_utility_std", methods) + ".")
+    lines.append("3. **Overhead**: least training time per 1k env_steps: "
+                 + standing(stats, "train_s_per_1k_env_steps", methods)
+                 + ". Fastest decision: " + standing(stats, "decision_us", methods) + ".")
+    top = leader(stats, "final_utility", methods)
+    final = "best final test utility: " + standing(stats, "final_utility", methods)
+    if top is not None and "oracle" in stats["baselines"]:
+        final += (f" (oracle {_cell(stats, 'final_utility', 'oracle')}; {top}'s gap "
+                  f"{_cell(stats, 'gap_to_oracle_pct', top)}%)")
+    if top is not None and poi.get(top):
+        final += f". P({top} > other): " + ", ".join(
+            f"{y} {S.Estimate.from_dict(e).fmt('.2f')}" for y, e in poi[top].items())
+    lines.append(f"4. **Final frontiers**: {final}.")
+    per_budget = [f"{b}: " + standing(stats, f"utility@{b}", methods) for b in budgets]
+    lines.append("5. **Per budget** (test utility): " + " | ".join(per_budget) + ".")
+
+    # ---- expected findings (data)
+    counts = {s: sum(r.status == s for r in findings) for s in
+              ("held", "contradicted", "not distinguishable", "not tested")}
+    lines += ["", "## Expected findings", "",
+              (f"{findings_source} " if findings_source else "")
+              + f"{len(findings)} claims checked against the statistics above: " + ", ".join(
+                  f"{n} {s}" for s, n in counts.items() if n) + ".", "",
+              "| expected finding | status | evidence |", "|---|---|---|"]
+    for r in findings:
+        lines.append(f"| {r.claim} | **{r.status}** | {r.evidence} |")
     return "\n".join(lines) + "\n"

@@ -149,14 +149,17 @@ class LookupTable(Method):
 
     def policy_state(self) -> dict[str, Any]:
         """The table (or the neighbour index) as tensors: checkpoints load without pickle."""
-        keys = ("table", "edges") if self.args.lut_mode == "table" else \
-            ("mu", "sd", "proj", "emb")
+        keys = ("table", "edges") if self.args.lut_mode == "table" or not hasattr(self, "emb") \
+            else ("mu", "sd", "proj", "emb")  # knn before any row: the full-config table
         return {k: torch.from_numpy(getattr(self, k).copy()) for k in keys}
 
     def load_policy_state(self, state: dict[str, Any]) -> None:
+        if "emb" not in state:
+            for k in ("mu", "sd", "proj", "emb"):
+                self.__dict__.pop(k, None)
         for k, v in state.items():
             setattr(self, k, v.numpy())
-        if self.args.lut_mode == "knn":  # the neighbours of that point: the first len(emb) read
+        if "emb" in state:  # knn: the neighbours of that point are the first len(emb) read
             n = len(self.emb)
             self.quality, self.latency = self.quality[:n], self.latency[:n]
 
