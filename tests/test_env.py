@@ -6,16 +6,28 @@ import numpy as np
 import pytest
 
 from fastctrl.env import E5_BUDGET_RATIOS, ProfileEnv, guide_budgets
-from fastctrl.env.baselines import OraclePolicy, StaticPolicy
+from fastctrl.env.baselines import (
+    ExpectedOraclePolicy,
+    FullPolicy,
+    OraclePolicy,
+    StaticPolicy,
+    expected_quality_rewards,
+)
 from fastctrl.env.evaluation import (
+    Metrics,
+    PolicyEval,
+    add_static_gap_closed,
     decision_metrics,
     evaluate_baselines,
+    evaluate_policy,
+    gap_reference,
+    oracle_static_margin,
     pareto_frontier,
     profile_frontier,
     to_flat,
 )
 from fastctrl.env.reward import E5Reward, ShapedReward, make_reward
-from fastctrl.profile import synthetic_profile
+from fastctrl.profile import noisy_vqa_profile, synthetic_profile
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +63,10 @@ def test_env_counts_steps_and_is_seeded(prof):
     ra, rb = a.step(ca, cfg), b.step(cb, cfg)
     np.testing.assert_array_equal(ra.latency_ms, rb.latency_ms)
     assert a.env_steps == 64
-    q, lat = a.profile_rows(ca.req[:3])
-    assert q.shape == (3, prof.n_configs) and a.env_steps == 64 + 3 * prof.n_configs
+    q, lat = a.profile_rows(ca.req[:3])  # every repeat of every config read, and charged
+    assert q.shape == (3, prof.n_configs) and lat.shape == (3, prof.n_configs, prof.n_repeats)
+    assert a.env_steps == 64 + 3 * prof.n_configs * prof.n_repeats == 64 + 3 * a.row_cost()
+    np.testing.assert_array_equal(lat, prof.latency[ca.req[:3]])
     # the latency returned is one of the measured repeats
     i = 5
     assert ra.latency_ms[i] in prof.latency[ca.req[i], cfg[i]]
@@ -107,3 +121,106 @@ def test_pareto_frontier():
     lats = [p["latency_mean"] for p in front]
     qs = [p["quality_mean"] for p in front]
     assert lats == sorted(lats) and qs == sorted(qs)
+
+
+# ---------------------------------------------------------------------------- expected quality
+@pytest.fixture(scope="module")
+def noisy():
+    return noisy_vqa_profile(600, seed=2)
+
+
+def test_env_hands_learners_measured_quality_only(noisy):
+    assert not np.array_equal(noisy.quality, noisy.quality_expected)
+    env = ProfileEnv(noisy, seed=0)
+    ctx = env.sample_contexts(256)
+    cfg = np.arange(256) % noisy.n_configs
+    res = env.step(ctx, cfg)
+    np.testing.assert_array_equal(res.quality, noisy.quality[ctx.req, cfg])
+    np.testing.assert_allclose(res.quality * 3, np.round(res.quality * 3), atol=1e-6)
+    q, _ = env.profile_rows(ctx.req[:8])
+    np.testing.assert_array_equal(q, noisy.quality[ctx.req[:8]])
+    # the hindsight rewards the table baselines are fit on are measured ones too
+    ref = env.reward(noisy.quality[ctx.req].astype(np.float64)[:, :, None],
+                     noisy.latency[ctx.req].astype(np.float64), ctx.budget_ms[:, None, None])
+    np.testing.assert_allclose(env.expected_rewards(ctx), ref.mean(2))
+
+
+def test_expected_oracle_and_gap_closed_share(noisy):
+    train, test = ProfileEnv(noisy, "train"), ProfileEnv(noisy, "test")
+    res = evaluate_baselines(train, test, measure_overhead=False)
+    assert "oracle_expected" in res
+    for name, pe in res.items():
+        for blk in (pe.overall, *pe.per_budget.values()):
+            assert blk.gap_closed_reference == "oracle_expected", name
+            assert blk.utility_expected is not None and blk.quality_expected_mean is not None
+    oe, st, orc = res["oracle_expected"], res["best_static"], res["oracle"]
+    for k in ("overall", *oe.per_budget):
+        b_oe, b_st, b_or = ((p.overall if k == "overall" else p.per_budget[k])
+                            for p in (oe, st, orc))
+        assert b_oe.gap_closed == pytest.approx(1.0) and b_st.gap_closed == pytest.approx(0.0)
+        assert b_oe.utility_expected > b_st.utility_expected, k
+        # the hindsight oracle wins on measured quality (lucky answers) but not in expectation
+        assert b_or.utility > b_oe.utility and b_or.utility_expected <= b_oe.utility_expected
+        assert b_or.gap_closed <= 1.0 + 1e-9
+    # it is the per-context maximum of the expected-quality reward
+    ctx = test.all_contexts()
+    best = expected_quality_rewards(test, ctx).max(1)
+    chosen = to_flat(test, ExpectedOraclePolicy().decide(ctx, test))
+    np.testing.assert_allclose(decision_metrics(test, ctx, chosen).utility_expected,
+                               best.mean(), rtol=1e-9)
+
+
+def test_gap_closed_without_expected_quality_uses_the_hindsight_oracle(prof):
+    train, test = ProfileEnv(prof, "train"), ProfileEnv(prof, "test")
+    res = evaluate_baselines(train, test, measure_overhead=False)
+    assert "oracle_expected" not in res and gap_reference(res) == "oracle"
+    for name, pe in res.items():
+        assert pe.overall.utility_expected is None and pe.overall.quality_expected_mean is None
+        assert pe.overall.gap_closed_reference == "oracle", name
+    u = {k: v.overall.utility for k, v in res.items()}
+    want = (u["random"] - u["best_static"]) / (u["oracle"] - u["best_static"])
+    assert res["random"].overall.gap_closed == pytest.approx(want)
+    assert res["oracle"].overall.gap_closed == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="has no expected quality"):
+        expected_quality_rewards(test, test.all_contexts())
+
+
+def test_add_static_gap_closed_checks_its_inputs(noisy, prof):
+    train, test = ProfileEnv(noisy, "train"), ProfileEnv(noisy, "test")
+    res = evaluate_baselines(train, test, measure_overhead=False)
+    plain = evaluate_policy(FullPolicy(), ProfileEnv(prof, "test"), measure_overhead=False)
+    with pytest.raises(ValueError, match="no utility_expected"):
+        add_static_gap_closed(plain, res)
+    with pytest.raises(ValueError, match="best_static"):
+        add_static_gap_closed(res["full"], {"oracle": res["oracle"]})
+    short = evaluate_policy(FullPolicy(), test, ratios=(0.42,), measure_overhead=False)
+    with pytest.raises(ValueError, match=r"lack budgets \['0.42'\]"):
+        add_static_gap_closed(short, res)
+
+
+def test_new_metrics_fields_round_trip_and_old_records_load(noisy):
+    from fastctrl import io
+
+    test = ProfileEnv(noisy, "test")
+    res = evaluate_baselines(ProfileEnv(noisy, "train"), test, measure_overhead=False)
+    back = io.from_json(PolicyEval, io.to_json(res["best_static"]))
+    assert back == res["best_static"]
+    old = {k: v for k, v in io.to_json(res["full"].overall).items()
+           if k not in ("quality_expected_mean", "utility_expected", "gap_closed",
+                        "gap_closed_reference")}
+    m = io.from_json(Metrics, old)
+    assert m.utility_expected is None and m.gap_closed is None
+
+
+def test_oracle_static_margin_on_expected_quality(noisy):
+    rows = oracle_static_margin(noisy)                      # auto: expected quality
+    measured = oracle_static_margin(noisy, quality="measured")
+    for r, rm in zip(rows, measured, strict=True):
+        assert r["quality"] == "expected" and rm["quality"] == "measured"
+        assert r["margin"] > 0.03, r
+        # the hindsight oracle's measured margin is inflated by lucky answers
+        assert rm["margin"] > r["margin"]
+    with pytest.raises(ValueError, match="needs a profile with quality_expected"):
+        oracle_static_margin(synthetic_profile(60, seed=0), quality="expected")
+    with pytest.raises(ValueError, match="quality must be one of"):
+        oracle_static_margin(noisy, quality="best")

@@ -54,6 +54,65 @@ def test_save_load_round_trip(tmp_path, suffix):
     assert back.space == prof.space
 
 
+def expected_frame() -> pd.DataFrame:
+    """small_frame with a measured quality of 0 / 1 and a separate expected quality."""
+    df = small_frame()
+    return df.assign(quality_expected=df.quality, quality=(df.index % 2).astype(float))
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_expected_quality_round_trips(tmp_path, suffix):
+    prof = Profile.from_frame(expected_frame(), SPACE)
+    assert prof.has_expected_quality
+    assert not np.array_equal(prof.quality, prof.quality_expected)
+    path = tmp_path / f"p{suffix}"
+    prof.save(path)
+    back = Profile.load(path)
+    np.testing.assert_array_equal(back.quality_expected, prof.quality_expected)
+    np.testing.assert_array_equal(back.quality, prof.quality)
+    # subsets keep it, row for row
+    sub = back.subset(np.array([2, 0]))
+    np.testing.assert_array_equal(sub.quality_expected, back.quality_expected[[2, 0]])
+
+
+def test_profile_without_expected_quality_is_unchanged(tmp_path):
+    prof = Profile.from_frame(small_frame(), SPACE)
+    assert prof.quality_expected is None and not prof.has_expected_quality
+    assert "quality_expected" not in prof.to_frame().columns
+    prof.save(tmp_path / "p.csv")
+    assert "quality_expected" not in pd.read_csv(tmp_path / "p.csv").columns
+    assert Profile.load(tmp_path / "p.csv").quality_expected is None
+
+
+@pytest.mark.parametrize("value, match", [
+    (1.2, r"quality_expected outside \[0, 1\]"),
+    (-0.1, r"quality_expected outside \[0, 1\]"),
+    (np.nan, "NaN or non-numeric quality_expected"),
+    ("high", "NaN or non-numeric quality_expected"),
+])
+def test_expected_quality_is_validated(value, match):
+    df = expected_frame().astype({"quality_expected": object})
+    df.loc[3, "quality_expected"] = value
+    with pytest.raises(ProfileError, match=match):
+        Profile.from_frame(df, SPACE)
+    # drop mode drops that row, then its request (now missing a config), and says so
+    prof = Profile.from_frame(df, SPACE, on_invalid="drop")
+    assert list(prof.request_ids) == ["b", "c"]
+    assert sum(prof.report.dropped_rows.values()) == 1
+
+
+def test_expected_quality_array_is_validated():
+    prof = Profile.from_frame(small_frame(), SPACE)
+    args = (prof.space, prof.request_ids, prof.task_types, prof.splits, prof.quality,
+            prof.latency)
+    with pytest.raises(ProfileError, match=r"quality_expected must be \[3, 4\]"):
+        Profile(*args, quality_expected=np.zeros((3, 5)))
+    with pytest.raises(ProfileError, match="finite and in"):
+        Profile(*args, quality_expected=np.full((3, 4), np.inf))
+    with pytest.raises(ProfileError, match="finite and in"):
+        Profile(*args, quality_expected=np.full((3, 4), 1.5))
+
+
 @pytest.mark.parametrize("mutate, match", [
     (lambda df: df.drop(index=5), "miss configs"),
     (lambda df: df.assign(latency_ms_0=df.latency_ms_0.where(df.index != 2, np.nan)),

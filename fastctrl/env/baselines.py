@@ -9,6 +9,11 @@ Every policy answers ``decide(ctx, env) -> [n, n_knobs]`` grid indices for a bat
   split (it is told the budget level, as in E5; it never sees the request).
 - ``oracle``: per request and budget, the config with the best reward averaged over the
   measured repeats — hindsight, an upper bound no deployable controller can beat on average.
+  On a profile with noisy measured quality it also picks the cells whose answers were lucky,
+  so it is out of reach there.
+- ``oracle_expected`` (profiles with ``quality_expected`` only): the same, on the expected
+  quality — the ceiling of a policy's expected utility, and the one to judge against when the
+  measured quality is noisy.
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ class EnginePolicy:
 
     def decide(self, ctx: Contexts, env: ProfileEnv) -> np.ndarray:
         image, text = env.features(ctx)
-        return np.asarray(self.engine.decide(image, text, ctx.budget_ms.astype(np.float32)))
+        return np.asarray(self.engine.decide(image, text, ctx.budget_ms.astype(np.float32),
+                                             task=env.profile.task_types[ctx.req]))
 
 
 class RandomPolicy:
@@ -87,3 +93,25 @@ class OraclePolicy:
 
     def decide(self, ctx: Contexts, env: ProfileEnv) -> np.ndarray:
         return env.profile.config_indices[env.expected_rewards(ctx).argmax(1)]
+
+
+def expected_quality_rewards(env: ProfileEnv, ctx: Contexts) -> np.ndarray:
+    """``[n, C]`` reward of every config on the profile's *expected* quality, averaged over the
+    measured latency repeats (judging only: no env_steps, never part of what a learner sees)."""
+    qe = env.profile.quality_expected
+    if qe is None:
+        raise ValueError("the profile has no expected quality (Profile.quality_expected); only "
+                         "profiles with a quality_expected column have an expected oracle")
+    q = qe[ctx.req].astype(np.float64)[:, :, None]
+    lat = env.profile.latency[ctx.req].astype(np.float64)
+    r = env.reward(q, lat, ctx.budget_ms[:, None, None], env.complexity[None, :, None])
+    return r.mean(axis=2)
+
+
+class ExpectedOraclePolicy:
+    """Per request and budget, the config with the best reward on expected quality."""
+
+    name = "oracle_expected"
+
+    def decide(self, ctx: Contexts, env: ProfileEnv) -> np.ndarray:
+        return env.profile.config_indices[expected_quality_rewards(env, ctx).argmax(1)]

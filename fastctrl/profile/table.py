@@ -9,7 +9,9 @@ request_id         str; the request (an image + prompt)
 task_type          str; e.g. ``ocr``; constant within a request
 split              optional ``train`` / ``val`` / ``test``; empty -> assigned by seed at load
 <knob>             one int column per knob, holding the grid VALUE (e.g. ``max_crops=4``)
-quality            float in [0, 1] (accuracy of this request under this config)
+quality            float in [0, 1] (accuracy of this request under this config, as measured)
+quality_expected   optional float in [0, 1]: the expected accuracy behind a noisy measured
+                   ``quality`` (simulators know it); for judging only, never shown to a learner
 latency_ms_0..     one column per measured repeat, in ms (a single ``latency_ms`` also works)
 =================  =======================================================================
 
@@ -197,7 +199,8 @@ class Profile:
     def __init__(self, space: ActionSpace, request_ids: Sequence[str], task_types: Sequence[str],
                  splits: Sequence[str], quality: np.ndarray, latency: np.ndarray,
                  features: FeatureStore | None = None,
-                 report: ValidationReport | None = None) -> None:
+                 report: ValidationReport | None = None, *,
+                 quality_expected: np.ndarray | None = None) -> None:
         self.space = space
         self.request_ids = np.asarray([str(r) for r in request_ids], dtype=object)
         self.task_types = np.asarray([str(t) for t in task_types], dtype=object)
@@ -210,6 +213,16 @@ class Profile:
         if self.latency.ndim != 3 or self.latency.shape[:2] != (r, c) or self.latency.shape[2] < 1:
             raise ProfileError(f"latency must be [{r}, {c}, repeats>=1], got "
                                f"{list(self.latency.shape)}")
+        #: [R, C] expected quality behind the measured one, or None: judging only (the env
+        #: hands learners the measured ``quality``)
+        self.quality_expected: np.ndarray | None = None
+        if quality_expected is not None:
+            qe = np.ascontiguousarray(quality_expected, dtype=np.float32)
+            if qe.shape != (r, c):
+                raise ProfileError(f"quality_expected must be [{r}, {c}], got {list(qe.shape)}")
+            if not np.isfinite(qe).all() or (qe < 0).any() or (qe > 1).any():
+                raise ProfileError("quality_expected must be finite and in [0, 1]")
+            self.quality_expected = qe
         bad_split = sorted(set(self.splits) - set(SPLITS))
         if bad_split:
             raise ProfileError(f"split values must be one of {SPLITS}, got {bad_split}")
@@ -252,18 +265,27 @@ class Profile:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         return np.flatnonzero(self.splits == split)
 
+    @property
+    def has_expected_quality(self) -> bool:
+        return self.quality_expected is not None
+
     def subset(self, idx: np.ndarray) -> Profile:
         idx = np.asarray(idx, dtype=np.int64)
         feats = self.features.take(list(self.request_ids[idx])) if self.features else None
-        return Profile(self.space, self.request_ids[idx], self.task_types[idx],
-                       self.splits[idx], self.quality[idx], self.latency[idx], feats,
-                       self.report)
+        qe = self.quality_expected[idx] if self.quality_expected is not None else None
+        out = Profile(self.space, self.request_ids[idx], self.task_types[idx],
+                      self.splits[idx], self.quality[idx], self.latency[idx], feats,
+                      self.report, quality_expected=qe)
+        if self.hidden is not None:
+            out.hidden = {k: v[idx] for k, v in self.hidden.items()}
+        return out
 
     def __repr__(self) -> str:
         counts = {s: int((self.splits == s).sum()) for s in SPLITS}
         return (f"Profile({self.n_requests} requests x {self.n_configs} configs x "
                 f"{self.n_repeats} repeats, splits={counts}, "
-                f"features={'yes' if self.features else 'no'})")
+                f"features={'yes' if self.features else 'no'}"
+                f"{', expected quality' if self.quality_expected is not None else ''})")
 
     # ---- conversion
     def to_frame(self) -> pd.DataFrame:
@@ -276,6 +298,8 @@ class Profile:
         for k, name in enumerate(self.space.names):
             df[name] = np.tile(self.config_values[:, k], r)
         df["quality"] = self.quality.reshape(-1)
+        if self.quality_expected is not None:
+            df["quality_expected"] = self.quality_expected.reshape(-1)
         lat = self.latency.reshape(r * c, s)
         for j in range(s):
             df[f"latency_ms_{j}"] = lat[:, j]
@@ -338,6 +362,12 @@ class Profile:
         reject(~np.isfinite(q), "NaN or non-numeric quality")
         q = df["quality"].astype(np.float64).to_numpy()
         reject((q < 0) | (q > 1), "quality outside [0, 1]")
+        has_expected = "quality_expected" in df.columns
+        if has_expected:
+            qe = pd.to_numeric(df["quality_expected"], errors="coerce").to_numpy(np.float64)
+            reject(~np.isfinite(qe), "NaN or non-numeric quality_expected")
+            qe = df["quality_expected"].astype(np.float64).to_numpy()
+            reject((qe < 0) | (qe > 1), "quality_expected outside [0, 1]")
         lat = df[lat_cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
         reject(~np.isfinite(lat).all(1), "NaN, inf or non-numeric latency")
         lat = df[lat_cols].astype(np.float64).to_numpy()
@@ -392,6 +422,8 @@ class Profile:
         rids = df["request_id"].to_numpy()[:: space.n_configs]
         r = len(rids)
         quality = df["quality"].to_numpy(np.float32).reshape(r, space.n_configs)
+        quality_expected = (df["quality_expected"].to_numpy(np.float32)
+                            .reshape(r, space.n_configs) if has_expected else None)
         latency = df[lat_cols].to_numpy(np.float32).reshape(r, space.n_configs, len(lat_cols))
         first = df.iloc[:: space.n_configs]
         splits = first["split"].to_numpy()
@@ -402,7 +434,7 @@ class Profile:
         if not report.clean:
             log.warning(report.summary())
         return cls(space, rids, first["task_type"].to_numpy(), splits, quality, latency,
-                   features, report)
+                   features, report, quality_expected=quality_expected)
 
     # ---- files
     def save(self, path: str | Path) -> None:

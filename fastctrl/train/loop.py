@@ -28,7 +28,14 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import io
-from ..env import Metrics, ProfileEnv, add_oracle_gap, evaluate_baselines, evaluate_policy
+from ..env import (
+    Metrics,
+    ProfileEnv,
+    add_oracle_gap,
+    add_static_gap_closed,
+    evaluate_baselines,
+    evaluate_policy,
+)
 from ..policy import Controller, ControllerConfig
 from ..profile.table import Profile
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -81,7 +88,8 @@ def build_controller(cfg: TrainConfig, profile: Profile, train_idx: np.ndarray) 
     ref = float(profile.mean_latency[train_idx, profile.full_index].mean())
     ccfg = ControllerConfig(image_dim=feats.image_dim, text_dim=feats.text_dim,
                             grids=profile.space.to_dict(), ref_latency_ms=ref,
-                            dropout=cfg.controller.dropout, arch=cfg.controller.arch)
+                            dropout=cfg.controller.dropout, arch=cfg.controller.arch,
+                            task_types=sorted({str(t) for t in profile.task_types[train_idx]}))
     controller = Controller(ccfg).to(cfg.run.device)
     controller.fit_input_normalization(feats.image[train_idx], feats.text[train_idx])
     return controller
@@ -239,6 +247,7 @@ class Run:
         ctrl = evaluate_policy(policy, self.test_env)
         baselines = evaluate_baselines(self.train_env, self.test_env, seed=cfg.seed)
         add_oracle_gap(ctrl, baselines["oracle"])
+        add_static_gap_closed(ctrl, baselines)
         results = EvalResults(
             method=cfg.method,
             engine=engine.kind if engine is not None else "table",
