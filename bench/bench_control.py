@@ -8,7 +8,9 @@ evaluator's setting): ``torch-eager`` (``torch.inference_mode``) and ``onnxrunti
 exported graph, skipped if onnxruntime is not installed). The timed weights are the trained
 checkpoint named by ``FASTCTRL_TRC_CHECKPOINT`` when set (size taken from it), otherwise a
 seeded random initialisation: the compute is the same. ``extra_info`` carries the CPU model,
-threads, versions, batch, size and parameter count.
+threads, versions, batch, size and parameter count. The ``generalizing`` variant is the
+pipeline's default model since issue 17 (scale-equivariant, conditioned on the step count up to
+20: a wider answer and feedback), timed at its default N = 15.
 """
 
 from __future__ import annotations
@@ -25,18 +27,23 @@ from sysinfo import cpu_model
 from fastctrl.control import MODEL_SIZES, DoubleIntegrator, TinyRecursiveControl, TRCConfig
 
 CHECKPOINT = os.environ.get("FASTCTRL_TRC_CHECKPOINT")
-CASES = [("small", 1000), ("small", 1), ("medium", 1000), ("large", 1000)]
+CASES = [("small", 1000), ("small", 1), ("medium", 1000), ("large", 1000),
+         ("small-generalizing", 1000), ("small-generalizing", 1)]
+GENERALIZING = {"scale_equivariant": True, "max_num_steps": 20}
 
 
-def build(size: str) -> TinyRecursiveControl:
+def build(case: str) -> TinyRecursiveControl:
+    size, _, variant = case.partition("-")
+    extra = GENERALIZING if variant == "generalizing" else {
+        "scale_equivariant": False, "max_num_steps": 0}
     if CHECKPOINT and MODEL_SIZES.get(size) is not None:
         from fastctrl.control.model import load_checkpoint
 
         model, _ = load_checkpoint(CHECKPOINT)
-        if all(getattr(model.config, k) == v for k, v in MODEL_SIZES[size].items()):
+        if all(getattr(model.config, k) == v for k, v in {**MODEL_SIZES[size], **extra}.items()):
             return model
     torch.manual_seed(0)
-    return TinyRecursiveControl(TRCConfig.for_size(size, DoubleIntegrator())).eval()
+    return TinyRecursiveControl(TRCConfig.for_size(size, DoubleIntegrator(), **extra)).eval()
 
 
 def states(batch: int) -> np.ndarray:
@@ -45,6 +52,7 @@ def states(batch: int) -> np.ndarray:
 
 def info(benchmark: Any, provider: str, size: str, batch: int, model: TinyRecursiveControl,
          threads: int) -> None:
+    """``size``: the case, a preset optionally followed by ``-generalizing``."""
     benchmark.group = f"trc-{size}-batch{batch}"
     benchmark.extra_info.update({
         "trc_provider": provider, "model_size": size, "batch_size": batch,

@@ -63,6 +63,13 @@ def _inputs(c: Controller, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return img, txt, budget
 
 
+def macs_per_row(c: Controller) -> int:
+    """Multiply-adds of one decision: every Linear's in x out (what an int8 engine computes;
+    the budget encoding's sin/cos and the argmax are not counted)."""
+    return sum(m.in_features * m.out_features for m in c.modules()
+               if isinstance(m, torch.nn.Linear))
+
+
 class _TorchDynamicInt8:
     def __init__(self, c: Controller) -> None:
         with warnings.catch_warnings():
@@ -157,6 +164,7 @@ def _run(benchmark: Any, engines: dict[str, Any], controller: Controller, provid
     benchmark.group = f"decide B={batch} ({cache})"
     benchmark.extra_info.update({
         "provider": provider, "batch": batch, "cache": cache, "threads": 1,
+        "macs_per_row": macs_per_row(controller),
         "torch_threads": torch.get_num_threads(), "cpu": cpu_model(),
         "isa": getattr(engine, "isa", "n/a"), "available_isas": list(ISAS),
         "agreement_vs_torch_eager": float((got == ref).mean()), **_versions(),

@@ -2,19 +2,24 @@
 
 ``pytest bench/ --benchmark-only`` collects ``bench_*.py`` here (the project's ``python_files``
 only names ``test_*.py``), and at the end prints, from the same run, each provider's median
-relative to torch eager fp32 and to torch dynamic int8 per batch; the same table goes into
-``--benchmark-json`` output as ``fastctrl_ratios``.
+relative to torch eager fp32, torch dynamic int8 and onnxruntime dynamic int8 per batch, and
+the int8 GMAC/s each reaches (``FASTCTRL_PEAK_GMACS``: also the fraction of that peak); the
+same table goes into ``--benchmark-json`` output as ``fastctrl_ratios``.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-BASELINES = ("torch-eager", "torch-dynamic-int8")
+BASELINES = ("torch-eager", "torch-dynamic-int8", "onnxruntime-dynamic-int8")
+#: int8 MAC/s peak of the ISA on this core, if known (csrc/tools/avx2_peak.cpp prints it for
+#: AVX2): the summary then also prints each provider's fraction of it
+PEAK_ENV = "FASTCTRL_PEAK_GMACS"
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Module | None:
@@ -27,27 +32,35 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Mod
     return pytest.Module.from_parent(parent, path=file_path)
 
 
-def _medians(config: pytest.Config) -> dict[tuple[str, int, str], float]:
+def _medians(config: pytest.Config) -> dict[tuple[str, int, str], tuple[float, float | None]]:
+    """(provider, batch, cache) -> (median s, MACs per row of the controller, if recorded)."""
     session = getattr(config, "_benchmarksession", None)
-    out: dict[tuple[str, int, str], float] = {}
+    out: dict[tuple[str, int, str], tuple[float, float | None]] = {}
     for bench in getattr(session, "benchmarks", None) or []:
         info = bench.extra_info
-        if "provider" in info and bench.stats is not None and bench.stats.rounds:
+        if "provider" in info and "batch" in info and bench.stats is not None and \
+                bench.stats.rounds and "mode" not in info:
             out[(info["provider"], int(info["batch"]), info.get("cache", "warm"))] = (
-                bench.stats.median)
+                bench.stats.median, info.get("macs_per_row"))
     return out
 
 
 def ratios(config: pytest.Config) -> list[dict[str, Any]]:
-    """One row per (provider, batch, cache): median and speedup over each torch baseline."""
+    """One row per (provider, batch, cache): median, speedup over each baseline, int8 GMAC/s
+    and (with FASTCTRL_PEAK_GMACS set) the fraction of that peak."""
     med = _medians(config)
+    peak = float(os.environ[PEAK_ENV]) if os.environ.get(PEAK_ENV) else None
     rows = []
-    for (provider, batch, cache), m in sorted(med.items(), key=lambda kv: (kv[0][2], kv[0][1])):
+    for (provider, batch, cache), (m, macs) in sorted(med.items(),
+                                                      key=lambda kv: (kv[0][2], kv[0][1])):
         row: dict[str, Any] = {"provider": provider, "batch": batch, "cache": cache,
                                "median_us": m * 1e6}
         for base in BASELINES:
             b = med.get((base, batch, cache))
-            row[f"speedup_vs_{base}"] = b / m if b else None
+            row[f"speedup_vs_{base}"] = b[0] / m if b else None
+        row["gmacs"] = batch * macs / m / 1e9 if macs else None
+        row["fraction_of_peak"] = row["gmacs"] / peak if peak and row["gmacs"] else None
+        row["peak_gmacs"] = peak
         rows.append(row)
     return rows
 
@@ -64,9 +77,16 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     tr = terminalreporter
     tr.section("decide() medians and speedups (same run)")
     tr.write_line(f"{'provider':32s} {'batch':>5s} {'cache':>5s} {'median us':>11s} "
-                  f"{'x eager':>8s} {'x dyn-int8':>10s}")
+                  f"{'x eager':>8s} {'x dyn-int8':>10s} {'x ort':>7s} {'GMAC/s':>7s} "
+                  f"{'peak':>6s}")
     for r in rows:
-        fmt = [f"{v:8.2f}" if v else f"{'-':>8s}" for v in
-               (r["speedup_vs_torch-eager"], r["speedup_vs_torch-dynamic-int8"])]
+        fmt = [f"{v:.2f}" if v else "-" for v in
+               (r["speedup_vs_torch-eager"], r["speedup_vs_torch-dynamic-int8"],
+                r["speedup_vs_onnxruntime-dynamic-int8"])]
+        gm = f"{r['gmacs']:.1f}" if r["gmacs"] else "-"
+        fr = f"{100 * r['fraction_of_peak']:.0f}%" if r["fraction_of_peak"] else "-"
         tr.write_line(f"{r['provider']:32s} {r['batch']:5d} {r['cache']:>5s} "
-                      f"{r['median_us']:11.1f} {fmt[0]} {fmt[1]:>10s}")
+                      f"{r['median_us']:11.1f} {fmt[0]:>8s} {fmt[1]:>10s} {fmt[2]:>7s} "
+                      f"{gm:>7s} {fr:>6s}")
+    if not os.environ.get(PEAK_ENV):
+        tr.write_line(f"(set {PEAK_ENV} to the ISA's int8 GMAC/s peak for the fraction column)")

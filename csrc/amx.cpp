@@ -106,6 +106,6 @@ void quantize_amx(const float* x, int64_t n, float inv, int8_t* q) {
 
 }  // namespace
 
-const KernelTable kAmxKernels = {"amx", gemm_amx, absmax_bits_amx, quantize_amx};
+const KernelTable kAmxKernels = {"amx", gemm_amx, gemm_amx, absmax_bits_amx, quantize_amx};
 
 }  // namespace fastctrl

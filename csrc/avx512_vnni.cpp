@@ -169,7 +169,9 @@ void quantize_avx512(const float* x, int64_t n, float inv, int8_t* q) {
 
 }  // namespace
 
-const KernelTable kAvx512VnniKernels = {"avx512_vnni", gemm_vnni, absmax_bits_avx512,
+// gemm_nonneg: the +128 shift is kept for non-negative A as well (a u8 path without the
+// compensation would be faster, but it cannot be run or measured on an AVX2-only dev host).
+const KernelTable kAvx512VnniKernels = {"avx512_vnni", gemm_vnni, gemm_vnni, absmax_bits_avx512,
                                         quantize_avx512};
 
 }  // namespace fastctrl

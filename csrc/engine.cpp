@@ -220,6 +220,9 @@ void epilogue(const Segment* segs, const float* bias, int64_t rows, int64_t n, f
 // Rows per block: every packed weight panel is reused across this many rows, and the block's
 // int8 activations (64 x 2048 = 128 KiB at most) stay in L2. 64 is whole 32-row AMX blocks and
 // 10 full 6-row VNNI tiles + 4; 48 vs 96 could not be told apart on the (shared) bench host.
+// AVX2 (Zen 3, 512 KB L2), B = 256: 16 / 32 / 64 rows gave 3.27 / 3.44 / 3.10 ms medians,
+// and B = 1024 12.9-17.6 / 12.3-13.0 / 11.5-20.1 ms over 3 bursts each: no block size wins on
+// this shared host either, so 64 stays.
 constexpr int64_t kBlockRows = 64;
 
 
@@ -281,6 +284,13 @@ Model::Model(const ModelSpec& s, const KernelTable& kernels)
   head_b_.assign(s.head_b, s.head_b + total_logits_);
 }
 
+int64_t Model::weight_bytes() const {
+  int64_t n = img_->packed.bytes() + txt_->packed.bytes() + t0_img_->packed.bytes() +
+              t0_txt_->packed.bytes() + t0_enc_->packed.bytes() + head_->packed.bytes();
+  for (const auto& t : trunk_) n += t->packed.bytes();
+  return n;
+}
+
 void Model::encode_budget(float budget_ms, float* enc) const {
   const float b = budget_ms * inv_ref_;
   if (encoding_ != 0) {
@@ -322,12 +332,14 @@ RunStatus Model::run(const float* img, const float* txt, const float* budget,
   float* sx[3] = {ws.sx.data(), ws.sx.data() + B, ws.sx.data() + 2 * B};
   uint8_t* scratch = ws.scratch.data();
 
+  // nonneg: x is a ReLU output, so its int8 codes are in [0, 127] (kernels.h gemm_nonneg).
   auto linear = [&](const float* x, int64_t ldx, int64_t rows, int64_t k, const QLinear& w,
-                    int seg) {
+                    int seg, bool nonneg) {
     const int64_t ld = pad_k(k);
     for (int64_t r = 0; r < rows; ++r)
       quantize_row(kt, x + r * ldx, k, q[seg] + r * ld, ld, &sx[seg][r]);
-    kt.gemm(q[seg], rows, ld, w.packed.view(), acc[seg], ldc, scratch);
+    (nonneg ? kt.gemm_nonneg : kt.gemm)(q[seg], rows, ld, w.packed.view(), acc[seg], ldc,
+                                        scratch);
     return Segment{acc[seg], ldc, sx[seg], w.scale.data()};
   };
 
@@ -367,18 +379,18 @@ RunStatus Model::run(const float* img, const float* txt, const float* budget,
         ws.enc_budget = bud;
       }
     }
-    Segment t0[3] = {linear(ws.h_img.data(), ldc, rows, img_out_, *t0_img_, 0),
-                     linear(ws.h_txt.data(), ldc, rows, txt_out_, *t0_txt_, 1),
-                     linear(ws.enc.data(), enc_dim_, rows, enc_dim_, *t0_enc_, 2)};
+    Segment t0[3] = {linear(ws.h_img.data(), ldc, rows, img_out_, *t0_img_, 0, true),
+                     linear(ws.h_txt.data(), ldc, rows, txt_out_, *t0_txt_, 1, true),
+                     linear(ws.enc.data(), enc_dim_, rows, enc_dim_, *t0_enc_, 2, false)};
     epilogue<3, true>(t0, trunk_b_[0].data(), rows, hidden_, ws.z0.data(), ldc);
     float* z = ws.z0.data();
     float* z_next = ws.z1.data();
     for (size_t i = 0; i < trunk_.size(); ++i) {
-      Segment s = linear(z, ldc, rows, hidden_, *trunk_[i], 0);
+      Segment s = linear(z, ldc, rows, hidden_, *trunk_[i], 0, true);
       epilogue<1, true>(&s, trunk_b_[i + 1].data(), rows, hidden_, z_next, ldc);
       std::swap(z, z_next);
     }
-    Segment sh = linear(z, ldc, rows, hidden_, *head_, 0);
+    Segment sh = linear(z, ldc, rows, hidden_, *head_, 0, true);
     float* lg = ws.logits.data();
     epilogue<1, false>(&sh, head_b_.data(), rows, total_logits_, lg, ldc);
 

@@ -35,6 +35,7 @@ class PackedMatrix {
   int64_t kp() const { return kp_; }
   int64_t np() const { return np_; }
   const int32_t* comp() const { return comp_.data(); }
+  int64_t bytes() const { return np_ * kp_; }
 
  private:
   int64_t n_, k_, kp_, np_;
@@ -80,6 +81,7 @@ class Model {
   // budget[r * budget_stride] is row r's budget in ms (stride 0: one budget for all rows).
   RunStatus run(const float* img, const float* txt, const float* budget, int64_t budget_stride,
                 int64_t batch, int64_t* decisions, float* logits) const;
+  int64_t weight_bytes() const;  // packed int8 weights (Np x Kp per layer)
   int64_t image_dim() const { return image_dim_; }
   int64_t text_dim() const { return text_dim_; }
   int64_t encoding_dim() const { return enc_dim_; }

@@ -31,6 +31,8 @@ struct PackedView {
 // A there, AMX a zero-padded copy of the last partial 32-row block).
 using GemmFn = void (*)(const int8_t* a, int64_t m, int64_t lda, const PackedView& w,
                         int32_t* c, int64_t ldc, uint8_t* scratch);
+// The same product when every A value is in [0, 127] (quantised ReLU outputs): an ISA may skip
+// its sign handling (AVX2's vpsignb / vpabsb). Same contract otherwise; same exact result.
 // max over i of (bits(x[i]) & 0x7fffffff): for finite x this is the bit pattern of max|x|;
 // a result >= 0x7f800000 means x holds NaN or inf.
 using AbsMaxBitsFn = uint32_t (*)(const float* x, int64_t n);
@@ -41,6 +43,7 @@ using QuantizeFn = void (*)(const float* x, int64_t n, float inv, int8_t* q);
 struct KernelTable {
   const char* name;
   GemmFn gemm;
+  GemmFn gemm_nonneg;  // A in [0, 127]; may be the same function as gemm
   AbsMaxBitsFn absmax_bits;
   QuantizeFn quantize;
 };

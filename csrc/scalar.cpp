@@ -49,6 +49,7 @@ void quantize_scalar(const float* x, int64_t n, float inv, int8_t* q) {
 
 }  // namespace
 
-const KernelTable kScalarKernels = {"scalar", gemm_scalar, absmax_bits_scalar, quantize_scalar};
+const KernelTable kScalarKernels = {"scalar", gemm_scalar, gemm_scalar, absmax_bits_scalar,
+                                    quantize_scalar};
 
 }  // namespace fastctrl

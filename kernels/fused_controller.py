@@ -410,15 +410,18 @@ def fused_controller(image: torch.Tensor, text: torch.Tensor, budget: torch.Tens
 # ------------------------------------------------------------------------------------ reference
 def fused_controller_ref(image: torch.Tensor, text: torch.Tensor, budget: torch.Tensor,
                          packed: PackedController,
-                         compute_dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor,
-                                                                              torch.Tensor]:
+                         compute_dtype: torch.dtype = torch.float32,
+                         tensors: dict[str, Any] | None = None) -> tuple[torch.Tensor,
+                                                                         torch.Tensor]:
     """Pure-torch reference: ``(decisions [B, n_heads] int64, logits [B, n_out])``.
 
     ``compute_dtype=float32`` is the spec. Another dtype runs the same math with weights,
     inputs and activations in that dtype ("plain torch in the same dtype", the yardstick of the
-    kernel's error bound in the tests).
+    kernel's error bound in the tests). ``tensors``: ``packed.tensors()`` made once by the
+    caller (a benchmark of torch eager should not time building the views). No host syncs and
+    static shapes: CUDA-graph capturable.
     """
-    t = packed.tensors()
+    t = packed.tensors() if tensors is None else tensors
     dt = compute_dtype
 
     def lin(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

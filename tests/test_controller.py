@@ -134,3 +134,39 @@ def test_recursive_arch_runs_on_the_torch_engine(tmp_path):
     c.save_pretrained(tmp_path)
     back = Controller.from_pretrained(tmp_path).eval()
     np.testing.assert_array_equal(back.decide(img, txt, budget), c.decide(img, txt, budget))
+
+
+def test_task_type_is_an_input_every_engine_serves(small_controller):
+    """task_types: a learned vector per task added to the text projection, exported as one-hot
+    input columns; names and slots mean the same; an unknown task is slot 0."""
+    cfg = small_controller.config
+    torch.manual_seed(3)
+    c = Controller(ControllerConfig(**{**cfg.to_dict(), "task_types": ["chart", "ocr", "vqa"]}))
+    with torch.no_grad():
+        c.task_embed.weight.normal_(0, 3.0)  # large, so the task moves decisions
+    c.eval()
+    img, txt, budget = random_inputs(c, 256)
+    names = np.array(["chart", "ocr", "vqa", "nope"] * 64)
+    slots = c.config.task_index(names)
+    assert set(slots.tolist()) == {0, 1, 2, 3} and (slots[names == "nope"] == 0).all()
+    with torch.no_grad():
+        logits = c(img, txt, budget, torch.from_numpy(slots))
+    ours = torch.cat([logits[n] for n in c.knob_names], 1).double().numpy()
+    w = export_weights(c)
+    assert w.text_dim == cfg.text_dim + 4
+    one_hot = np.eye(4, dtype=np.float32)[slots]
+    ref = reference_logits(w, img, np.concatenate([txt, one_hot], 1), budget)
+    np.testing.assert_allclose(ref, ours, rtol=1e-4, atol=1e-4)
+    want = c.decide(img, txt, budget, torch.from_numpy(slots)).numpy()
+    assert (want != c.decide(img, txt, budget).numpy()).any()  # the task matters
+    torch_engine = make_engine(c, "torch")
+    np.testing.assert_array_equal(torch_engine.decide(img, txt, budget, task=names), want)
+    np.testing.assert_array_equal(torch_engine.decide(img, txt, budget, task=slots), want)
+    int8 = make_engine(c, "int8")
+    got = int8.decide(img, txt, budget, task=names)
+    agree = (got == want).mean(0)
+    assert (agree >= 0.97).all(), agree  # int8 quantisation, as for any controller
+    with pytest.raises(ValueError, match="task"):
+        torch_engine.decide(img, txt, budget, task=np.zeros(3, dtype=np.int64))
+    with pytest.raises(ValueError, match="task slots"):
+        torch_engine.decide(img, txt, budget, task=np.full(256, 9))

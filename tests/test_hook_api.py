@@ -169,3 +169,57 @@ def test_qwen_deepstack_and_mrope_follow_removed_tokens(qwen):
     keep = h.last_kept_positions
     expect = ref["pos"].gather(-1, keep.expand(ref["pos"].shape[0], *keep.shape))
     assert torch.equal(seen["pos"], expect)
+
+
+def test_decision_path_is_the_one_evaluation_times(llava):
+    """The hook's decision is fastctrl.inengine.decision.decide: one engine call, the batch
+    config, a clear error for a wrong-shaped engine answer; evaluation times the same call."""
+    import inspect
+
+    from fastctrl.env import evaluation
+    from fastctrl.inengine import decision, handle
+
+    assert handle.decide is decision.decide
+    assert "decide(engine, configs" in inspect.getsource(evaluation.measure_overhead_ms)
+    c = controller_for(llava)
+    with hook(llava, c, budget_ms=10.0) as h, torch.no_grad():
+        calls = []
+
+        class Wrong:
+            device = torch.device("cpu")
+
+            def decide_tensors(self, image, text, budget):
+                calls.append((image.dtype, text.dtype, budget.dtype, budget.shape))
+                return torch.zeros(image.shape[0], 2, dtype=torch.long)
+
+        h.engine = Wrong()
+        with pytest.raises(RuntimeError, match=r"decision engine returned shape \[1, 2\], "
+                                               r"expected \[1, 3\]"):
+            llava(**tiny_inputs(llava))
+        assert calls == [(torch.float32, torch.float32, torch.float32, (1,))]
+
+
+def test_stats_read_cuda_event_times_lazily():
+    """On CUDA the hook records events and reads their times only when the stats are read
+    (no sync inside the forward); simulated with stand-in events."""
+    from fastctrl.inengine.stats import HookStats
+
+    class Event:
+        def __init__(self, t: float) -> None:
+            self.t, self.synced = t, False
+
+        def synchronize(self) -> None:
+            self.synced = True
+
+        def elapsed_time(self, end: Event) -> float:
+            return end.t - self.t
+
+    s = HookStats(timer="cuda_events")
+    ev = [Event(t) for t in (0.0, 1.5, 0.0, 10.0)]
+    s.record((ev[0], ev[1]), (ev[2], ev[3]))
+    assert not any(e.synced for e in ev)
+    assert s.controller_ms == [1.5] and s.forward_ms == [10.0]
+    assert ev[1].synced and ev[3].synced
+    s.record((1.0, 1.002), (1.0, 1.010))  # perf_counter stamps: stored at once, in ms
+    assert s.controller_ms == pytest.approx([1.5, 2.0]) and s.forward_ms == pytest.approx([10, 10])
+    assert s.controller_share == pytest.approx(3.5 / 20)

@@ -142,8 +142,10 @@ def test_generate_holds_decision_and_cache_stays_consistent(model):
     cheap = {"max_crops": 1, "top_k": 2, "num_active_blocks": 2}
     with hook(model, make_controller(model, pick=cheap), budget_ms=5.0) as h:
         calls = []
-        orig = h.engine.decide_tensors  # the hook's one engine call per decision forward
-        h.engine.decide_tensors = lambda *a: calls.append(1) or orig(*a)
+        # the hook's one engine call per decision forward (decide_rows where the engine has it)
+        name = "decide_rows" if hasattr(h.engine, "decide_rows") else "decide_tensors"
+        orig = getattr(h.engine, name)
+        setattr(h.engine, name, lambda *a: calls.append(1) or orig(*a))
         probe = Probe(model)
         cached = model.generate(**inp, max_new_tokens=6, do_sample=False)
         probe.close()
@@ -245,3 +247,28 @@ def test_stats_controller_time_and_share(model):
         assert 0 < s.controller_share < 1
         assert sum(s.configs.values()) == 3
         assert s.summary()["timer"] == "perf_counter"
+
+
+@torch.no_grad()
+def test_full_config_and_decode_steps_do_no_patching_or_capture(model):
+    """At the full config nothing is patched (so nothing is restored), and decode steps reuse
+    one shared, never-written capture: no pooling, no time stamps."""
+    inp = tiny_inputs(model, batch=1, seed=9)
+    with hook(model, make_controller(model, pick=FULL), budget_ms=50.0) as h:
+        seen = []
+        apply = h._patcher.apply
+
+        def spy(config, values=None):
+            apply(config, values)
+            seen.append((h._patcher._top_k_set, list(h._patcher._skipped)))
+
+        h._patcher.apply = spy
+        model.generate(**inp, max_new_tokens=4, min_new_tokens=4, do_sample=False)
+        assert seen == [(False, [])] * 4  # prefill + 3 decode steps
+        d = h._decode_ctx
+        assert d.image_feats == [] and d.text_embeds is None and d.t0 is None
+        assert h.stats.decode_forwards == 3 and len(h.stats.controller_ms) == 1
+    with hook(model, make_controller(model, pick={**FULL, "top_k": 1}), budget_ms=50.0) as h:
+        model(**inp)
+        a = find_adapter(model)
+        assert all(r.top_k == 4 for r in a.routers) and not h._patcher._top_k_set

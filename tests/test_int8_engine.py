@@ -90,15 +90,53 @@ def test_gemm_bit_exact(isa, case):
     np.testing.assert_array_equal(got, _C.gemm_s8s8_s32(a, p, "scalar"))
 
 
+def _nonneg_cases():
+    r = _rng(21)
+    cases = []
+    for m, k, n in [(1, 1, 1), (1, 256, 15), (2, 129, 70), (3, 128, 256), (4, 37, 33),
+                    (7, 256, 256), (13, 2048, 17), (64, 288, 256)]:
+        cases.append((f"random {m}x{k}x{n}", r.integers(0, 128, (m, k)),
+                      r.integers(-127, 128, (n, k))))
+    # the largest vpmaddubsw pair sums without the sign trick: 2 * 127 * 127 = 32258 < 32767
+    m, k, n = 9, 131, 67
+    cases.append(("all +127", np.full((m, k), 127), np.full((n, k), 127)))
+    cases.append(("+127 x -127", np.full((m, k), 127), np.full((n, k), -127)))
+    alt = np.where(np.arange(k) % 2 == 0, 127, -127)
+    cases.append(("alternating weights", np.full((m, k), 127), np.tile(alt, (n, 1))))
+    cases.append(("zeros", np.zeros((m, k)), r.integers(-127, 128, (n, k))))
+    return [(name, a.astype(np.int8), w.astype(np.int8)) for name, a, w in cases]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("case", _nonneg_cases(), ids=lambda c: c[0])
+def test_gemm_nonneg_bit_exact(isa, case):
+    """The kernel for A in [0, 127] (ReLU outputs; AVX2 skips its sign handling there)."""
+    _, a, w = case
+    p = _C.PackedMatrix(w)
+    exact = a.astype(np.int64) @ w.astype(np.int64).T
+    got = _C.gemm_s8s8_s32(a, p, isa, nonneg=True)
+    np.testing.assert_array_equal(got, exact)
+    np.testing.assert_array_equal(got, _C.gemm_s8s8_s32(a, p, isa))
+
+
+def test_gemm_nonneg_refuses_negative_activations():
+    p = _C.PackedMatrix(np.ones((3, 5), np.int8))
+    with pytest.raises(ValueError, match=r"nonneg=True needs every value of a in \[0, 127\]"):
+        _C.gemm_s8s8_s32(np.full((2, 5), -1, np.int8), p, "scalar", nonneg=True)
+
+
 @pytest.mark.parametrize("isa", FAST_ISAS)
 def test_gemm_all_batch_sizes(isa):
     r = _rng(3)
     w = r.integers(-127, 128, (70, 258)).astype(np.int8)
     p = _C.PackedMatrix(w)
-    for m in (1, 2, 3, 5, 6, 7, 11, 12, 13, 47, 48, 49, 4096):
+    for m in (1, 2, 3, 4, 5, 6, 7, 11, 12, 13, 47, 48, 49, 4096):
         a = r.integers(-128, 128, (m, 258)).astype(np.int8)
         np.testing.assert_array_equal(_C.gemm_s8s8_s32(a, p, isa),
                                       _C.gemm_s8s8_s32(a, p, "scalar"), err_msg=f"M={m}")
+        u = np.abs(a.astype(np.int16)).clip(0, 127).astype(np.int8)
+        np.testing.assert_array_equal(_C.gemm_s8s8_s32(u, p, isa, nonneg=True),
+                                      _C.gemm_s8s8_s32(u, p, "scalar"), err_msg=f"M={m} nonneg")
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -356,6 +394,53 @@ def test_raw_binding_validates_everything(small_controller):
             m.decide(*args)
         with pytest.raises(exc, match=match):
             m.logits(*args)
+
+
+def _misaligned(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous float32 copy of ``a`` whose data starts 1 byte past an aligned address."""
+    buf = np.zeros(a.nbytes + 8, np.uint8)
+    start = (-buf.ctypes.data) % 8 + 1
+    buf[start:start + a.nbytes] = np.frombuffer(a.astype(np.float32).tobytes(), np.uint8)
+    x = np.frombuffer(buf.data, np.float32, count=a.size, offset=start).reshape(a.shape)
+    assert x.ctypes.data % 4 != 0 and not x.flags.aligned and x.flags.c_contiguous
+    return x
+
+
+def test_misaligned_float32_views_are_refused_raw_and_copied_by_the_engine(small_controller):
+    """np.frombuffer(..., offset=1) is a valid float32 array whose data is not 4-byte aligned
+    (reading it as float* is undefined behaviour). The raw binding refuses it, naming the
+    argument; Int8Engine (numpy or torch in) decides on an aligned copy, bit-identically."""
+    img, txt, budget = random_inputs(small_controller, 5, seed=12)
+    for isa in ISAS:
+        e = Int8Engine(small_controller, isa)
+        want, want_lg = e.decide(img, txt, budget), e.logits(img, txt, budget)
+        cases = (((_misaligned(img), txt, budget), "image_feat"),
+                 ((img, _misaligned(txt), budget), "lang_feat"),
+                 ((img, txt, _misaligned(budget)), "budget_ms"))
+        for args, name in cases:
+            for fn in (e._model.decide, e._model.logits, e._model.decide_list):
+                with pytest.raises(ValueError, match=f"{name} is a float32 view whose data is "
+                                                     "not 4-byte aligned"):
+                    fn(*args)
+            with pytest.raises(_C.MisalignedError):
+                e._model.decide(*args)
+            np.testing.assert_array_equal(e.decide(*args), want)
+            np.testing.assert_array_equal(e.logits(*args), want_lg)
+            t = tuple(torch.from_numpy(a) for a in args)  # torch views of the same memory
+            np.testing.assert_array_equal(e.decide(*t).numpy(), want)
+            np.testing.assert_array_equal(e.decide_tensors(*t).numpy(), want)
+            assert e.decide_rows(*t) == want.tolist()
+        with pytest.raises(ValueError, match="x is a float32 view"):
+            _C.quantize_rows(_misaligned(img), isa)
+    with pytest.raises(ValueError, match="w is a float32 view"):
+        _C.quantize_weights(_misaligned(img))
+    # weights are converted at load anyway: a misaligned one is copied, same model
+    w = export_weights(small_controller)
+    args = [w.img_w, w.img_b, w.txt_w, w.txt_b, list(w.trunk_w), list(w.trunk_b), w.head_w,
+            w.head_b, list(w.head_sizes), w.encoding, w.budget_freqs, w.inv_ref_latency, "scalar"]
+    args[2] = _misaligned(w.txt_w)
+    np.testing.assert_array_equal(_C.Int8Model(*args).decide(img, txt, budget),
+                                  Int8Engine(small_controller, "scalar").decide(img, txt, budget))
 
 
 def test_raw_kernels_validate(small_controller):

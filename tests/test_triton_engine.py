@@ -247,6 +247,39 @@ def test_engine_numpy_in_numpy_out_and_scalar_budget(engine, small_controller):
     np.testing.assert_array_equal(one, engine.decide(img, txt, 60.0)[:1])
 
 
+def test_decide_is_capture_safe(engine, small_controller, monkeypatch):
+    """While a CUDA graph is captured, decide() on device tensors must not read a value on the
+    host (no sync), nor copy from host memory. Without a GPU the capture is simulated:
+    ``capturing()`` reports True and every host read of a tensor raises. Checks the code path,
+    not a real capture (that needs a GPU: bench/bench_triton.py captures it)."""
+    import fastctrl.engines.base as base
+
+    img, txt, bud = random_inputs(small_controller, 19, seed=3)
+    ti, tt = (torch.from_numpy(a).to(DEVICE) for a in (img, txt))
+    tb = torch.from_numpy(bud).to(DEVICE)
+    want_scalar, want_vec = engine.decide(ti, tt, 60.0), engine.decide(ti, tt, tb)
+
+    def no_host_read(*_a, **_k):
+        raise AssertionError("decide() read a tensor on the host while capturing")
+
+    monkeypatch.setattr(base, "capturing", lambda: True)
+    for name in ("__bool__", "item", "tolist", "numpy", "cpu", "__float__", "__int__"):
+        monkeypatch.setattr(torch.Tensor, name, no_host_read)
+    got_scalar, got_vec = engine.decide(ti, tt, 60.0), engine.decide(ti, tt, tb)
+    # a budget that would need a host-to-device copy is refused, clearly, instead of copied
+    with pytest.raises(ValueError, match="CUDA graph"):
+        engine.decide(ti, tt, bud)
+    monkeypatch.undo()
+    assert torch.equal(got_scalar, want_scalar) and torch.equal(got_vec, want_vec)
+    # outside a capture the same bad values are refused with one check for all three inputs
+    bad = ti.clone()
+    bad[4, 2] = float("nan")
+    with pytest.raises(ValueError, match="image_feat contains NaN"):
+        engine.decide(bad, tt, tb)
+    with pytest.raises(ValueError, match="budget_ms must be finite and > 0"):
+        engine.decide(ti, tt, -tb)
+
+
 def test_engine_is_frozen_at_construction(small_controller):
     engine = make_engine(small_controller, "triton")
     img, txt, bud = random_inputs(small_controller, 8)

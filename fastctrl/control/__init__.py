@@ -2,10 +2,14 @@
 
 An exactly solvable problem (finite-horizon LQR on a double integrator) on which the training
 stack must learn the known optimum. Modules: :mod:`.system` (dynamics and cost), :mod:`.lqr`
-(Riccati oracle), :mod:`.data` and :mod:`.generate` (datasets), :mod:`.model`
-(:class:`TinyRecursiveControl`, built on :class:`fastctrl.policy.recursive.RecursiveRefiner`,
-and its checkpoints), :mod:`.train`, :mod:`.evaluate`, :mod:`.compare`, :mod:`.export` (ONNX)
-and :mod:`.pipeline` (all of it in one command, also ``python -m fastctrl.control``).
+(Riccati oracle), :mod:`.reference` (the optimum of the bounded problem: LQR, or the
+box-constrained QP where the bound binds), :mod:`.data` and :mod:`.generate` (datasets),
+:mod:`.model` (:class:`TinyRecursiveControl`, built on
+:class:`fastctrl.policy.recursive.RecursiveRefiner`, and its checkpoints), :mod:`.train`,
+:mod:`.finetune` (on the rollout cost), :mod:`.metrics`, :mod:`.evaluate`, :mod:`.generalize`
+(beyond the training box), :mod:`.compare`, :mod:`.export` (ONNX), :mod:`.ablation` (what each
+generalisation change buys) and :mod:`.pipeline` (all of it in one command, also
+``python -m fastctrl.control``).
 
 Every command line is :func:`fastctrl.cli.parse` over the command's dataclass; the helper
 below is the only thing the commands add to it.

@@ -6,6 +6,11 @@
 
 Writes the JSON and, beside it, a Markdown table (``comparison_table.md``). The random baseline
 draws each control uniformly in ``[-control_bound, control_bound]`` (seeded).
+
+Unless ``--no-generalization``, the same methods are also judged beyond the test box
+(:mod:`.generalize`: scales, step counts, horizons, cost weights) against the optimum of the
+bounded problem, with the LQR oracle replaced by its bounded counterpart, the LQR feedback
+clipped to the bound; ``comparison_generalization.md`` / ``.png`` go beside the JSON.
 """
 
 from __future__ import annotations
@@ -18,18 +23,24 @@ from typing import Any
 import numpy as np
 
 from .. import io
-from . import data, lqr, run_command
-from .evaluate import (
-    MetricArgs,
-    check_compatible,
-    predict,
-    rollout_metrics,
-    time_inference,
-    time_ms,
-)
+from . import data, generalize, lqr, run_command
+from .evaluate import MetricArgs, check_compatible, predict, time_inference, time_ms
+from .metrics import rollout_metrics
 from .model import load_checkpoint
+from .system import DoubleIntegrator
 
 TABLE_FILE = "comparison_table.md"
+GENERALIZATION_STEM = "comparison_generalization"
+
+
+def random_policy(seed: int) -> generalize.Policy:
+    """Controls uniform in the bound, seeded per call (the same for the same states)."""
+    def policy(system: DoubleIntegrator, x0: np.ndarray) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        return rng.uniform(-system.control_bound, system.control_bound,
+                           size=(len(x0), system.num_steps))
+
+    return policy
 
 
 @dataclass
@@ -81,6 +92,15 @@ def compare(args: CompareArgs) -> dict[str, Any]:
         "model_config": ckpt["model_config"],
         "methods": rows,
     }
+    if args.generalization:
+        policies = {"random controls": random_policy(args.seed),
+                    "TinyRecursiveControl": generalize.model_policy(model),
+                    "saturated LQR feedback": generalize.saturated_lqr_policy}
+        gen = generalize.sweep(policies, sys_, args.sweep_args(), args.success_threshold)
+        out = Path(args.output).parent
+        generalize.write(gen, None, out / f"{GENERALIZATION_STEM}.md",
+                         out / f"{GENERALIZATION_STEM}.png")
+        result["generalization"] = gen
     io.write_json(args.output, result)
     io.write_text(Path(args.output).parent / TABLE_FILE, format_table(result) + "\n")
     return result
@@ -110,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args, result = run_command(CompareArgs, compare, argv, name="compare")
     if not args.quiet:
         print(format_table(result))
+        if "generalization" in result:
+            print("\n" + generalize.format_table(result["generalization"]))
 
 
 if __name__ == "__main__":

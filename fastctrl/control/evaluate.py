@@ -9,6 +9,12 @@ error ``||x_N||``, success rate (final error < ``--success_threshold``, 0.1), me
 cost, gap from the LQR cost in percent (``100 * (mean cost / mean LQR cost - 1)``; the LQR costs
 are recomputed here from a fresh Riccati solve and checked against the stored ones), and the
 inference time of one forward pass over a batch of ``--timing_batch_size`` initial states.
+
+Beside the in-distribution numbers it measures generalisation (:mod:`.generalize`, on unless
+``--no-generalization``): initial-state scales (``--scales``), step counts, horizons and cost
+weights, each against the optimum of the bounded problem, for the checkpoint and, with
+``--onnx``, the exported model; the JSON gets a ``generalization`` entry and
+``evaluation_generalization.md`` / ``.png`` go beside it.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,7 +32,8 @@ import torch
 
 from .. import io
 from ..cli import need_positive
-from . import data, lqr, run_command
+from . import data, generalize, lqr, run_command
+from .metrics import rollout_metrics
 from .model import TinyRecursiveControl, load_checkpoint
 from .system import DoubleIntegrator
 
@@ -33,8 +41,9 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class MetricArgs:
-    """What evaluate and compare share: how a rollout is scored and the forward pass timed."""
+class MetricArgs(generalize.SweepArgs):
+    """What evaluate and compare share: how a rollout is scored and the forward pass timed, and
+    where generalisation is measured."""
 
     success_threshold: float = 0.1
     """A rollout succeeds when its final-state error is below this."""
@@ -42,10 +51,13 @@ class MetricArgs:
     """Batch size of the timed forward pass (test states are tiled to reach it)."""
     timing_repeats: int = 50
     """Timed forward passes (after 5 warm-up passes); the median is reported."""
+    generalization: bool = True
+    """Also measure generalisation (scales, step counts, horizons, cost weights)."""
     quiet: bool = False
     """Print nothing on success."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         need_positive(self, "success_threshold", "timing_batch_size", "timing_repeats")
 
 
@@ -59,25 +71,11 @@ class EvaluateArgs(MetricArgs):
     """Test dataset (lqr_dataset.npz or its directory)."""
     output: str = "runs/control/supervised/evaluation_results.json"
     """Where to write the metrics as JSON."""
+    onnx: str = ""
+    """An export of the checkpoint (python -m fastctrl.control.export) to judge too."""
 
 
-def rollout_metrics(system: DoubleIntegrator, initial_states: np.ndarray, controls: np.ndarray,
-                    lqr_costs: np.ndarray, success_threshold: float = 0.1) -> dict[str, float]:
-    """Metrics of open-loop ``controls`` [n, N] from ``initial_states`` versus LQR costs [n]."""
-    traj = system.simulate(initial_states, controls)
-    costs = system.cost(traj, controls)
-    err = system.final_error(traj)
-    per_sample_gap = 100.0 * (costs / np.maximum(lqr_costs, 1e-12) - 1.0)
-    return {
-        "mean_final_error": float(err.mean()),
-        "median_final_error": float(np.median(err)),
-        "max_final_error": float(err.max()),
-        "success_rate": float((err < success_threshold).mean()),
-        "mean_cost": float(costs.mean()),
-        "cost_gap_percent": float(100.0 * (costs.mean() / lqr_costs.mean() - 1.0)),
-        "median_per_sample_gap_percent": float(np.median(per_sample_gap)),
-        "max_abs_control": float(np.abs(controls).max()),
-    }
+GENERALIZATION_STEM = "evaluation_generalization"
 
 
 def predict(model: TinyRecursiveControl, initial_states: np.ndarray) -> np.ndarray:
@@ -137,6 +135,8 @@ def check_compatible(model: TinyRecursiveControl, system: DoubleIntegrator, what
 
 
 def evaluate(args: EvaluateArgs) -> dict[str, Any]:
+    if args.onnx and not Path(args.onnx).is_file():
+        raise FileNotFoundError(f"--onnx: no file at {args.onnx}")
     model, ckpt = load_checkpoint(args.checkpoint)
     ds = data.load(args.test_data)
     check_compatible(model, ds.system, f"--test_data {args.test_data}")
@@ -161,6 +161,20 @@ def evaluate(args: EvaluateArgs) -> dict[str, Any]:
         "machine": {"processor": platform.processor() or platform.machine(),
                     "torch": torch.__version__},
     }
+    if args.onnx:
+        onnx_u = generalize.onnx_policy(args.onnx)(ds.system, ds.initial_states)
+        result["onnx"] = rollout_metrics(ds.system, ds.initial_states, onnx_u, ds.costs,
+                                         args.success_threshold)
+        result["onnx"]["max_abs_difference_from_torch"] = float(np.abs(onnx_u - controls).max())
+    if args.generalization:
+        policies = {"trc": generalize.model_policy(model)}
+        if args.onnx:
+            policies["trc (onnx)"] = generalize.onnx_policy(args.onnx)
+        gen = generalize.sweep(policies, ds.system, args.sweep_args(), args.success_threshold)
+        out = Path(args.output).parent
+        generalize.write(gen, None, out / f"{GENERALIZATION_STEM}.md",
+                         out / f"{GENERALIZATION_STEM}.png")
+        result["generalization"] = gen
     io.write_json(args.output, result)
     return result
 

@@ -4,7 +4,9 @@
         --output runs/control/supervised/model.onnx
 
 The graph maps ``initial_states`` [batch, 2] (float32) to ``controls`` [batch, N]; the batch
-dimension is dynamic. Running it needs the optional ``onnx`` extra (onnxruntime).
+dimension is dynamic. A model conditioned on the step count and horizon is exported for one
+(N, T), its own unless ``--num_steps`` / ``--time_horizon`` say otherwise, so that every graph
+keeps this interface. Running it needs the optional ``onnx`` extra (onnxruntime).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from .. import io
 from . import run_command
@@ -28,14 +31,32 @@ log = logging.getLogger(__name__)
 ONNX_OPSET = 17
 
 
-def export_onnx(model: TinyRecursiveControl, path: str | os.PathLike[str]) -> Path:
-    """Write ``model`` as ONNX (TorchScript-based exporter, dynamic batch) to ``path``."""
+class _ForSystem(nn.Module):
+    """The model with its (N, T) fixed: the graph's only input is the initial states."""
+
+    def __init__(self, model: TinyRecursiveControl, num_steps: int, time_horizon: float) -> None:
+        super().__init__()
+        self.model, self.num_steps, self.time_horizon = model, num_steps, time_horizon
+
+    def forward(self, initial_states: torch.Tensor) -> torch.Tensor:
+        u = self.model(initial_states, num_steps=self.num_steps, time_horizon=self.time_horizon)
+        assert isinstance(u, torch.Tensor)
+        return u
+
+
+def export_onnx(model: TinyRecursiveControl, path: str | os.PathLike[str],
+                num_steps: int | None = None, time_horizon: float | None = None) -> Path:
+    """Write ``model`` as ONNX (TorchScript-based exporter, dynamic batch) to ``path``, for
+    ``num_steps`` / ``time_horizon`` (default: the model's own; others need a conditioned
+    model)."""
     try:
         import onnx  # noqa: F401  (the exporter needs it)
     except ImportError as e:
         raise ImportError("ONNX export needs the 'onnx' package: pip install 'fastctrl[onnx]'"
                           ) from e
+    n, t = model.resolve(num_steps, time_horizon)  # refuses an (N, T) the model cannot serve
     model = model.eval()
+    graph = _ForSystem(model, n, t).eval()
     example = torch.zeros(2, 2)
     path = Path(path)
 
@@ -45,7 +66,7 @@ def export_onnx(model: TinyRecursiveControl, path: str | os.PathLike[str]) -> Pa
             # onnxscript; this model is a fixed unrolled graph, which the former handles.
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                model, (example,), str(tmp), input_names=["initial_states"],
+                graph, (example,), str(tmp), input_names=["initial_states"],
                 output_names=["controls"], opset_version=ONNX_OPSET, dynamo=False,
                 dynamic_axes={"initial_states": {0: "batch"}, "controls": {0: "batch"}},
             )
@@ -75,6 +96,10 @@ class ExportArgs:
     """Checkpoint written by python -m fastctrl.control.train."""
     output: str = "runs/control/supervised/model.onnx"
     """Path of the ONNX file to write."""
+    num_steps: int | None = None
+    """Export for this step count (a model conditioned on it; default: the model's own)."""
+    time_horizon: float | None = None
+    """Export for this horizon (a conditioned model; default: the model's own)."""
     quiet: bool = False
     """Print nothing on success."""
 
@@ -82,7 +107,7 @@ class ExportArgs:
 def export_checkpoint(args: ExportArgs) -> Path:
     """Export the checkpoint ``args.checkpoint`` to ``args.output``."""
     model, _ = load_checkpoint(args.checkpoint)
-    return export_onnx(model, args.output)
+    return export_onnx(model, args.output, args.num_steps, args.time_horizon)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

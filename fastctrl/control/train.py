@@ -11,6 +11,15 @@ squared error between predicted and optimal controls (divided by the control bou
 (divided by the state scale); with ``--deep_supervision`` it is averaged over the answer of
 every recursion cycle. Checkpoints are
 plain dicts of tensors and numbers: ``torch.load(path, weights_only=True)`` reads them.
+
+Generalisation options (issue 17; all off by default, which is the original trainer):
+``--scale_equivariant`` builds the normalised model (:mod:`.model`) and measures its errors in
+its own units (relative to each state's size); ``--scale_max S`` adds to every training and
+validation state a copy scaled by a seeded factor in [1, S], labelled with the optimum of the
+bounded problem (:mod:`.reference`: the QP where the bound binds); ``--train_num_steps`` and
+``--train_time_horizons`` train one model conditioned on the step count and horizon over all
+of their combinations (each batch is drawn for one of them; the targets are the optimum of that
+system, which shares the dataset's cost weights and bound).
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ import math
 import time
 import typing
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +43,7 @@ from ..train.checkpoint import save_checkpoint
 from ..train.plots import figure
 from ..train.schedules import SchedulerKind, make_scheduler, step_scheduler
 from ..train.seeding import seed_everything
-from . import data, run_command
+from . import data, reference, run_command
 from .export import export_onnx
 from .model import (
     CHECKPOINT_FORMAT,
@@ -101,11 +110,30 @@ class TRCTrainConfig:
     the 2-core CPU shared."""
     export_onnx: bool = False
     """Also export the best model to model.onnx in --output_dir."""
+    scale_equivariant: bool = False
+    """Build the scale-equivariant model (normalised input, rescaled and clipped output)."""
+    scale_max: float = 1.0
+    """Add to each state a copy scaled by a factor drawn in [1, scale_max], labelled with the
+    optimum of the bounded problem (1: the dataset only)."""
+    train_num_steps: tuple[int, ...] = ()
+    """Step counts to train a conditioned model on (empty: the dataset's only). The model then
+    serves any N up to the largest."""
+    train_time_horizons: tuple[float, ...] = ()
+    """Horizons to train a conditioned model on (empty: the dataset's only)."""
     quiet: bool = False
     """No progress bar."""
 
     def __post_init__(self) -> None:
         need_positive(self, "epochs", "batch_size", "lr")
+        need(not isinstance(self.scale_max, bool) and self.scale_max >= 1.0
+             and math.isfinite(self.scale_max),
+             f"--scale_max must be a finite number >= 1, got {self.scale_max!r}")
+        need(all(isinstance(n, int) and not isinstance(n, bool) and n > 0
+                 for n in self.train_num_steps),
+             f"--train_num_steps must be positive ints, got {self.train_num_steps!r}")
+        need(all(t > 0 and math.isfinite(t) for t in self.train_time_horizons),
+             f"--train_time_horizons must be finite numbers > 0, got "
+             f"{self.train_time_horizons!r}")
         need_at_least(self, 0, "weight_decay", "patience", "grad_clip", "final_state_weight",
                       "num_threads")
         need_positive(self, *(name for name in ("latent_dim", "hidden_dim", "num_outer_cycles",
@@ -150,22 +178,68 @@ def _checkpoint(model: TinyRecursiveControl, cfg: TRCTrainConfig, system: dict[s
     }
 
 
-def _loss(model: TinyRecursiveControl, outputs: list[torch.Tensor], target: torch.Tensor,
-          final_state_weight: float, deep: bool) -> torch.Tensor:
+def supervised_loss(model: TinyRecursiveControl,
+                    outputs: list[tuple[torch.Tensor, torch.Tensor]], x0: torch.Tensor,
+                    target: torch.Tensor, g: torch.Tensor, final_state_weight: float,
+                    deep: bool) -> torch.Tensor:
     """MSE of controls / bound, plus the weighted MSE of the final-state difference / scale.
 
     The final state is linear in the controls (``x_N = A^N x_0 + G u``), so the final-state
-    difference of predicted and optimal controls is ``G (u - u*)``.
+    difference of predicted and optimal controls is ``G (u - u*)``. Equivariant models are
+    scored in their own units (bound and scale times ``||x_0||_inf / state_scale``, so a large
+    state weighs as much as a small one) on the controls before clipping, which have a gradient
+    where the clip has none and equal the target's value at the bound when they are right.
     """
-    bound, scale = model.config.control_bound, model.config.state_scale
+    c = model.config
+    if c.scale_equivariant:
+        norm = x0.abs().amax(dim=1, keepdim=True).clamp_min(1e-6 * c.state_scale)
+        bound, scale = norm * (c.control_bound / c.state_scale), norm
+    else:
+        bound, scale = torch.tensor(c.control_bound), torch.tensor(c.state_scale)
     terms = []
-    for o in outputs if deep else outputs[-1:]:
-        diff = o - target
+    for u, pre in outputs if deep else outputs[-1:]:
+        diff = (pre if c.scale_equivariant else u) - target
         term = (diff / bound).pow(2).mean()
         if final_state_weight > 0:
-            term = term + final_state_weight * (diff @ model.g.T / scale).pow(2).mean()
+            term = term + final_state_weight * (diff @ g.T / scale).pow(2).mean()
         terms.append(term)
     return torch.stack(terms).mean()
+
+
+@dataclass
+class _Task:
+    """One (N, T) system the model is trained on, with its training and validation targets."""
+
+    num_steps: int
+    time_horizon: float
+    g: torch.Tensor
+    u_tr: torch.Tensor
+    u_va: torch.Tensor
+
+
+def _tasks(ds: data.LQRDataset, cfg: TRCTrainConfig, splits: dict[str, np.ndarray],
+           states: dict[str, np.ndarray], device: torch.device) -> list[_Task]:
+    """Targets of every (N, T) combination for the ``states`` of each split: the dataset's own
+    controls where they apply (``splits``: its row indices; the states are not augmented),
+    the optimum of the bounded problem (:func:`reference.optimum`) elsewhere."""
+    base = ds.system
+    augmented = cfg.scale_max > 1.0
+
+    def tensor(a: np.ndarray) -> torch.Tensor:
+        return torch.tensor(a, dtype=torch.float32, device=device)
+
+    tasks = []
+    for n in cfg.train_num_steps or (base.num_steps,):
+        for t in cfg.train_time_horizons or (base.time_horizon,):
+            system = replace(base, num_steps=int(n), time_horizon=float(t))
+            if system == base and not augmented:
+                targets = {k: ds.control_sequences[idx, :, 0] for k, idx in splits.items()}
+            else:
+                targets = {k: reference.optimum(system, x).controls for k, x in states.items()}
+            _, g = system.final_state_maps()
+            tasks.append(_Task(int(n), float(t), tensor(g), tensor(targets["train"]),
+                               tensor(targets["val"])))
+    return tasks
 
 
 def _plot(history: list[dict[str, float]], path: Path) -> None:
@@ -208,17 +282,26 @@ def _train(cfg: TRCTrainConfig) -> TrainResult:
         raise ValueError(f"--data {cfg.data}: {n} samples leave no training split with "
                          f"--val_fraction {cfg.val_fraction}")
     perm = np.random.default_rng(cfg.seed).permutation(n)
-    x = torch.tensor(ds.initial_states, dtype=torch.float32)
-    u = torch.tensor(ds.control_sequences[..., 0], dtype=torch.float32)
-    x_tr, u_tr = x[perm[n_val:]].to(device), u[perm[n_val:]].to(device)
-    x_va, u_va = x[perm[:n_val]].to(device), u[perm[:n_val]].to(device)
+    splits = {"train": perm[n_val:], "val": perm[:n_val]}
+    states = {k: ds.initial_states[idx] for k, idx in splits.items()}
+    if cfg.scale_max > 1.0:
+        rng = np.random.default_rng([cfg.seed, 17])  # its own stream: the split stays the same
+        states = {k: np.concatenate([x, x * rng.uniform(1.0, cfg.scale_max, (len(x), 1))])
+                  for k, x in states.items()}
+    tasks = _tasks(ds, cfg, splits, states, device)
+    x_tr, x_va = (torch.tensor(states[k], dtype=torch.float32, device=device)
+                  for k in ("train", "val"))
 
     state_scale = float(max(ds.generator.get("position_range", 1.0),
                             ds.generator.get("velocity_range", 1.0)))
+    conditioned = {(t.num_steps, t.time_horizon) for t in tasks} != {
+        (system.num_steps, float(system.time_horizon))}
+    max_steps = max([system.num_steps, *(t.num_steps for t in tasks)]) if conditioned else 0
     mcfg = TRCConfig.for_size(cfg.model_size, system, state_scale=state_scale,
                               latent_dim=cfg.latent_dim, hidden_dim=cfg.hidden_dim,
                               num_outer_cycles=cfg.num_outer_cycles,
-                              num_inner_cycles=cfg.num_inner_cycles)
+                              num_inner_cycles=cfg.num_inner_cycles,
+                              scale_equivariant=cfg.scale_equivariant, max_num_steps=max_steps)
     model = TinyRecursiveControl(mcfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     # TinyRecursiveControl's own constants, stepped once per epoch: cosine to 1% of the peak,
@@ -226,6 +309,10 @@ def _train(cfg: TRCTrainConfig) -> TrainResult:
     sched = make_scheduler(cfg.scheduler, opt, total_steps=cfg.epochs, eta_min=cfg.lr * 1e-2,
                            step_gamma=0.1, plateau_mode="min", plateau_factor=0.5,
                            plateau_patience=max(1, cfg.patience // 4 if cfg.patience else 5))
+
+    def loss_of(task: _Task, x: torch.Tensor, target: torch.Tensor, deep: bool) -> torch.Tensor:
+        outputs = model.forward_all(x, task.num_steps, task.time_horizon)
+        return supervised_loss(model, outputs, x, target, task.g, cfg.final_state_weight, deep)
 
     gen = torch.Generator().manual_seed(cfg.seed)
     history: list[dict[str, float]] = []
@@ -242,8 +329,10 @@ def _train(cfg: TRCTrainConfig) -> TrainResult:
         total, count = 0.0, 0
         for i in range(0, n_tr, cfg.batch_size):
             idx = order[i:i + cfg.batch_size]
-            outputs = model(x_tr[idx], return_all=True)
-            loss = _loss(model, outputs, u_tr[idx], cfg.final_state_weight, cfg.deep_supervision)
+            # one (N, T) per batch; with a single task this draws nothing (same stream as before)
+            task = tasks[int(torch.randint(len(tasks), (1,), generator=gen))] \
+                if len(tasks) > 1 else tasks[0]
+            loss = loss_of(task, x_tr[idx], task.u_tr[idx], cfg.deep_supervision)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
@@ -253,7 +342,7 @@ def _train(cfg: TRCTrainConfig) -> TrainResult:
             count += idx.numel()
         model.eval()
         with torch.no_grad():
-            val = float(_loss(model, [model(x_va)], u_va, cfg.final_state_weight, deep=False))
+            val = float(np.mean([float(loss_of(t, x_va, t.u_va, deep=False)) for t in tasks]))
         lr_now = opt.param_groups[0]["lr"]
         step_scheduler(sched, val)
         history.append({"epoch": epoch, "train_loss": total / count, "val_loss": val,
@@ -280,7 +369,8 @@ def _train(cfg: TRCTrainConfig) -> TrainResult:
         "model_config": mcfg.to_dict(),
         "num_parameters": model.num_parameters(),
         "num_train": int(n_tr),
-        "num_val": int(n_val),
+        "num_val": int(x_va.shape[0]),
+        "tasks": [{"num_steps": t.num_steps, "time_horizon": t.time_horizon} for t in tasks],
         "best_epoch": best_epoch,
         "best_val_loss": best_val,
         "epochs_run": len(history),

@@ -12,6 +12,7 @@ import torch
 
 _FLOAT_NP = (np.float16, np.float32, np.float64)
 _FLOAT_TORCH = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_INT_TORCH = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
 
 
 class EngineUnavailableError(RuntimeError):
@@ -29,7 +30,9 @@ class CheckedInputs:
     is_torch: bool
 
 
-def _check_features(x: Any, name: str, dim: int) -> tuple[Any, bool]:
+def _check_features(x: Any, name: str, dim: int) -> bool:
+    """Type, dtype, shape and contiguity of one feature matrix (metadata only: no values read).
+    Returns whether it is a tensor."""
     if isinstance(x, torch.Tensor):
         is_torch = True
         if x.dtype not in _FLOAT_TORCH:
@@ -53,17 +56,76 @@ def _check_features(x: Any, name: str, dim: int) -> tuple[Any, bool]:
         raise ValueError(
             f"{name} must be C-contiguous (use np.ascontiguousarray / tensor.contiguous())"
         )
-    finite = bool(torch.isfinite(x).all()) if is_torch else bool(np.isfinite(x).all())
-    if not finite:
-        raise ValueError(f"{name} contains NaN or inf")
-    return x, is_torch
+    return is_torch
+
+
+def capturing() -> bool:
+    """Whether a CUDA graph is being captured on the current stream (no host syncs allowed)."""
+    return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+
+
+def _tensor_budget(budget_ms: Any, batch: int, device: torch.device) -> tuple[torch.Tensor, bool]:
+    """A budget for tensor features: float32 ``[B]`` on ``device`` and whether its values still
+    need the device-side check (a tensor budget; numbers and arrays are checked on the host).
+    A number becomes a fill on the device, not a host-to-device copy (capture-safe)."""
+    if isinstance(budget_ms, torch.Tensor) and not isinstance(budget_ms, bool):
+        if not (budget_ms.is_floating_point() or budget_ms.dtype in _INT_TORCH):
+            raise TypeError(f"budget_ms must be numeric, got dtype {budget_ms.dtype}")
+        n = budget_ms.numel()
+        if n not in (1, batch):
+            raise ValueError(
+                f"budget_ms must be a scalar or have one entry per request ({batch}), got "
+                f"shape {list(budget_ms.shape)}"
+            )
+        if budget_ms.device != device and capturing():
+            raise ValueError(f"budget_ms must be on {device} while a CUDA graph is captured "
+                             f"(a host-to-device copy cannot be captured), got {budget_ms.device}")
+        b = budget_ms.detach().to(device=device, dtype=torch.float32).reshape(-1)
+        return (b.expand(batch).contiguous() if n == 1 and batch != 1 else b), True
+    if isinstance(budget_ms, (int, float, np.floating, np.integer)) and \
+            not isinstance(budget_ms, bool):
+        v = float(check_budget(budget_ms, 1)[0])
+        return torch.full((batch,), v, dtype=torch.float32, device=device), False
+    b = check_budget(budget_ms, batch)
+    if capturing():
+        raise ValueError("budget_ms must be a number or a tensor on the features' device while "
+                         "a CUDA graph is captured (a host-to-device copy cannot be captured)")
+    return torch.from_numpy(b).to(device), False
+
+
+def _check_values(image: Any, text: Any, budget: Any, budget_on_device: bool,
+                  is_torch: bool) -> None:
+    """Finiteness of the features (and a tensor budget's values): one reduction and ONE host
+    read for tensors (on CUDA one sync instead of three), skipped while a CUDA graph is
+    captured (a sync cannot be captured; the caller vouches for its inputs there)."""
+    if is_torch:
+        if capturing():
+            return
+        ok = torch.isfinite(image).all() & torch.isfinite(text).all()
+        if budget_on_device:
+            ok = ok & (torch.isfinite(budget) & (budget > 0)).all()
+        if bool(ok):
+            return
+        finite = lambda x: bool(torch.isfinite(x).all())  # noqa: E731  (error path only)
+    else:
+        finite = lambda x: bool(np.isfinite(x).all())  # noqa: E731
+    if not finite(image):
+        raise ValueError("image_feat contains NaN or inf")
+    if not finite(text):
+        raise ValueError("lang_feat contains NaN or inf")
+    if budget_on_device:
+        raise ValueError("budget_ms must be finite and > 0 ms for every request")
 
 
 def check_inputs(image: Any, text: Any, budget_ms: Any, image_dim: int,
                  text_dim: int) -> CheckedInputs:
-    """Validate ``decide()`` arguments; raise an error naming the bad argument."""
-    image, img_torch = _check_features(image, "image_feat", image_dim)
-    text, txt_torch = _check_features(text, "lang_feat", text_dim)
+    """Validate ``decide()`` arguments; raise an error naming the bad argument.
+
+    Tensors: metadata on the host; values (finiteness) in one device reduction with one host
+    read, none while a CUDA graph is captured; a number budget becomes a device fill.
+    """
+    img_torch = _check_features(image, "image_feat", image_dim)
+    txt_torch = _check_features(text, "lang_feat", text_dim)
     if img_torch != txt_torch:
         raise TypeError("image_feat and lang_feat must both be numpy arrays or both be tensors")
     if image.shape[0] != text.shape[0]:
@@ -77,9 +139,11 @@ def check_inputs(image: Any, text: Any, budget_ms: Any, image_dim: int,
             f"and {text.device}"
         )
     batch = int(image.shape[0])
-    budget = check_budget(budget_ms, batch)
     if img_torch:
-        budget = torch.from_numpy(budget).to(image.device)
+        budget, on_device = _tensor_budget(budget_ms, batch, image.device)
+    else:
+        budget, on_device = check_budget(budget_ms, batch), False
+    _check_values(image, text, budget, on_device, img_torch)
     return CheckedInputs(image, text, budget, batch, img_torch)
 
 
@@ -126,18 +190,22 @@ class Engine(ABC):
     kind: str = ""
 
     def __init__(self, image_dim: int, text_dim: int, knob_names: tuple[str, ...],
-                 device: torch.device) -> None:
+                 device: torch.device, task_types: tuple[str, ...] = ()) -> None:
         self.image_dim = image_dim
         self.text_dim = text_dim
         self.knob_names = knob_names
         self.device = device
         """Where :meth:`decide_tensors` wants its inputs (and returns its decisions)."""
+        self.task_types = tuple(task_types)
+        """The task types the controller takes as an input (empty: none)."""
+        self.n_task_slots = len(self.task_types) + 1 if self.task_types else 0
 
-    def decide(self, image_feat: Any, lang_feat: Any, budget_ms: Any) -> Any:
+    def decide(self, image_feat: Any, lang_feat: Any, budget_ms: Any, task: Any = None) -> Any:
         """Deterministic argmax decisions ``[B, n_knobs]`` (int64).
 
         numpy inputs give a numpy array, tensors give a tensor on the input's device.
-        ``budget_ms`` is a positive number or one per request.
+        ``budget_ms`` is a positive number or one per request; ``task`` the requests' task
+        types (names, or slots from :meth:`task_slots`; ``None``: unknown).
         """
         x = check_inputs(image_feat, lang_feat, budget_ms, self.image_dim, self.text_dim)
         if x.is_torch:
@@ -145,14 +213,54 @@ class Engine(ABC):
         else:
             img, txt, b = (torch.from_numpy(a) for a in (x.image, x.text, x.budget))
         out_device = img.device
-        idx = self.decide_tensors(*(t.to(self.device) for t in (img, txt, b)))
+        t = torch.from_numpy(self.task_slots(task, x.batch)).to(self.device) \
+            if self.n_task_slots else None
+        idx = self.decide_tensors(*(v.to(self.device) for v in (img, txt, b)), t)
         return idx.to(out_device) if x.is_torch else idx.cpu().numpy()
 
     @abstractmethod
-    def decide_tensors(self, image: torch.Tensor, text: torch.Tensor,
-                       budget_ms: torch.Tensor) -> torch.Tensor:
-        """Decisions for validated inputs: float ``[B, D]`` features and a float32 ``[B]``
-        budget, all on :attr:`device`; no checks here."""
+    def decide_tensors(self, image: torch.Tensor, text: torch.Tensor, budget_ms: torch.Tensor,
+                       task: torch.Tensor | None = None) -> torch.Tensor:
+        """Decisions for validated inputs: float ``[B, D]`` features, a float32 ``[B]`` budget
+        and int64 ``[B]`` task slots (or ``None``: unknown), all on :attr:`device`; no checks."""
+
+    def task_slots(self, task: Any, batch: int) -> np.ndarray:
+        """int64 ``[B]`` task slots: 0 for unknown, ``1 + i`` for ``task_types[i]``.
+
+        ``task`` is ``None``, a name, a sequence of names, or integer slots (one, or one per
+        request).
+        """
+        n = self.n_task_slots
+        if task is None or n == 0:
+            return np.zeros(batch, dtype=np.int64)
+        if isinstance(task, str):
+            task = [task]
+        if isinstance(task, torch.Tensor):
+            task = task.detach().cpu().numpy()
+        arr = np.asarray(task)
+        if arr.dtype.kind in "OUS":
+            lookup = {t: i + 1 for i, t in enumerate(self.task_types)}
+            arr = np.asarray([lookup.get(str(t), 0) for t in arr.reshape(-1)], dtype=np.int64)
+        elif arr.dtype.kind not in "iu":
+            raise TypeError(f"task must be task-type names or integer slots, got {arr.dtype}")
+        arr = arr.astype(np.int64).reshape(-1)
+        if arr.size == 1 and batch != 1:
+            arr = np.full(batch, arr[0], dtype=np.int64)
+        if arr.size != batch:
+            raise ValueError(f"task must be one task or one per request ({batch}), got "
+                             f"{arr.size}")
+        if (arr < 0).any() or (arr >= n).any():
+            raise ValueError(f"task slots must be in [0, {n}) (0: unknown)")
+        return arr
+
+    def with_task(self, text: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
+        """``[text, one_hot(task)]``: the text input of exported weights with task types."""
+        if not self.n_task_slots:
+            return text
+        slots = task if task is not None else torch.zeros(
+            text.shape[0], dtype=torch.long, device=text.device)
+        one_hot = torch.nn.functional.one_hot(slots, self.n_task_slots).to(text.dtype)
+        return torch.cat([text, one_hot], dim=1)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(image_dim={self.image_dim}, text_dim={self.text_dim}, " \

@@ -4,6 +4,13 @@ Runs on CUDA tensors, or on CPU under ``TRITON_INTERPRET=1`` (Triton's interpret
 Weights are exported (standardisation folded) and packed into one device buffer at construction,
 so ``decide()`` does no weight work: validate, (copy inputs to the engine device if needed),
 launch once.
+
+CUDA graphs: ``decide()`` on CUDA tensors with a number (or a same-device tensor) budget is
+capturable: while a graph is captured the input checks read only metadata (the finiteness
+reduction and its one sync are skipped, the budget becomes a device fill), the output is one
+``torch.empty`` of a static shape and the kernel is one launch; nothing depends on the data.
+Call it once before capturing (Triton compiles on the first call). Not verified on a GPU yet
+(none in the session that wrote this); ``bench/bench_triton.py`` captures it.
 """
 
 from __future__ import annotations
@@ -40,7 +47,8 @@ class TritonEngine(Engine):
         if device is None:
             device = "cpu" if interpret else "cuda"
         super().__init__(controller.config.image_dim, controller.config.text_dim,
-                         controller.knob_names, torch.device(device))
+                         controller.knob_names, torch.device(device),
+                         controller.config.task_types)
         if self.device.type == "cpu" and not interpret:
             raise EngineUnavailableError(
                 "the triton engine runs on CPU only in Triton's interpreter: set "
@@ -63,12 +71,13 @@ class TritonEngine(Engine):
         self.packed = fc.pack_weights(export_weights(controller), self.device)
 
     @torch.inference_mode()
-    def decide_tensors(self, image: torch.Tensor, text: torch.Tensor,
-                       budget_ms: torch.Tensor) -> torch.Tensor:
+    def decide_tensors(self, image: torch.Tensor, text: torch.Tensor, budget_ms: torch.Tensor,
+                       task: torch.Tensor | None = None) -> torch.Tensor:
         # The kernel reads fp32/fp16/bf16 directly; float64 is narrowed here.
         if image.dtype == torch.float64:
             image = image.float()
         if text.dtype == torch.float64:
             text = text.float()
+        text = self.with_task(text, task)
         return self._fc.fused_controller(image.contiguous(), text.contiguous(),
                                          budget_ms.contiguous(), self.packed)

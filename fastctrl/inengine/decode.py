@@ -26,6 +26,7 @@ class DecodeState:
     kept_len: int
     next_pos: torch.Tensor | None  # [B] or [C, B]: next original position per row
     cache_len: int  # cache length the next continuing call must present
+    values: dict[str, int] | None = None  # config.values, computed once for every step
 
     def continue_step(self, kwargs: dict[str, Any], past: int) -> None:
         """Rewrite one decode step's language-model kwargs (mask, positions), in place."""

@@ -10,13 +10,17 @@ One top-level forward of a hooked model goes through these steps (all inside tha
    for LLaVA-OLMoE, mean of merged vision tokens for Qwen3-VL-MoE) -> image feature;
 2. the token embedding runs as usual; a forward hook keeps its output -> text feature = mean
    of the embeddings at non-vision, non-padding positions;
-3. a pre-hook on the language model (which receives the merged ``inputs_embeds``) runs the
-   decision engine on those features and the request budgets, then applies the config:
+3. a pre-hook on the language model (which receives the merged ``inputs_embeds``) pools the
+   features (in the model's dtype, on its device) and makes ONE engine call on them and the
+   request budgets (:func:`.decision.decide`: the same call evaluation's
+   ``controller_overhead_ms`` times), reads the config on the host (on CUDA the decision's
+   only sync: the config decides tensor shapes), then applies it:
    vision tokens beyond the budget are removed from ``inputs_embeds``, the attention mask, the
    position ids (their original, possibly multimodal, positions are kept) and family extras
    (Qwen3-VL DeepStack); every router's ``top_k`` is set; skipped decoder blocks become
    identities;
-4. a post-hook on the language model restores ``top_k`` and the blocks (also on exceptions).
+4. a post-hook on the language model restores ``top_k`` and the blocks (also on exceptions);
+   at the full config nothing was patched and nothing is restored.
 
 Decisions: a forward whose cache is empty (prefill) makes a new decision; a forward that
 continues that cache (``generate()`` decode steps) reuses it, so the KV cache, which holds only
@@ -48,9 +52,10 @@ from ..policy import Controller
 from ..space import ActionSpace, Config
 from .apply import ModulePatcher, check_space, remove_tokens, vision_keep
 from .capture import ForwardCapture
+from .decision import BudgetCache, ConfigCache, Decision, budget_tensor, decide
 from .decode import DecodeState
 from .families.base import Adapter, find_adapter
-from .stats import HookStats, elapsed_ms, now
+from .stats import HookStats, now
 
 log = logging.getLogger(__name__)
 
@@ -84,20 +89,23 @@ class HookHandle:
         self._budget = budget_ms
         self._pinned: Config | None = None
         self._ctx: ForwardCapture | None = None
+        self._decode_ctx = ForwardCapture(budget=None, attention_mask=None, decides=False)
         self._request: DecodeState | None = None
         self._patcher = ModulePatcher(adapter)
         self._hooks: list[Any] = []
         self._removed = False
-        self._device = next(model.parameters()).device
+        self._device = _model_device(model)
         self.stats = HookStats(knob_names=space.names,
                                timer="cuda_events" if self._device.type == "cuda"
                                else "perf_counter")
-        self.last_request_decisions: torch.Tensor | None = None
-        """``[B, n_knobs]`` grid indices the controller gave each request at the last prefill."""
+        self._last_idx: torch.Tensor | list[list[int]] | None = None
+        self._configs = ConfigCache(space)
+        self._budgets = BudgetCache()
         self.last_config: Config | None = None
         """Config the last decision forward ran."""
         self.last_features: tuple[torch.Tensor, torch.Tensor] | None = None
-        """``(image [B, Di], text [B, Dt])`` float32 features of the last decision forward."""
+        """``(image [B, Di], text [B, Dt])`` pooled features of the last prefill (the model's
+        dtype and device)."""
         self.last_kept_positions: torch.Tensor | None = None
         """``[B, L']`` original sequence positions the language model saw at the last prefill
         (``None`` when no token was removed); logits of that forward follow these positions."""
@@ -194,32 +202,41 @@ class HookHandle:
                    kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         budget = kwargs.pop("budget_ms", None)
         budget = self._budget if budget is None else validate_budget(budget)
+        cache = kwargs.get("past_key_values")
+        if cache is None:
+            cache = kwargs.get("cache")
+        past = cache.get_seq_length() if hasattr(cache, "get_seq_length") else None
+        if past:
+            # A forward that continues a KV cache (a decode step) makes no decision: it needs
+            # no capture, no time stamps (on CUDA an event record each) and no pooling; one
+            # shared, never-written capture stands for it.
+            self._decode_ctx.past = int(past)
+            self._ctx = self._decode_ctx
+            return args, kwargs
         am = kwargs.get("attention_mask")
-        self._ctx = ForwardCapture(
+        ctx = self._ctx = ForwardCapture(
             budget=budget,
             attention_mask=am if isinstance(am, torch.Tensor) and am.ndim == 2 else None)
-        self._ctx.t0 = now(self._device)
+        ctx.t0 = now(self._device)
         return args, kwargs
 
     def _outer_post(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         ctx, self._ctx = self._ctx, None
         self._patcher.restore()
-        if ctx is None or not ctx.controller_ran:
+        if ctx is None or not ctx.controller_ran or ctx.t0 is None or ctx.ctrl is None:
             return
-        end = now(self._device)
-        self.stats.forward_ms.append(elapsed_ms(ctx.t0, end))
-        if ctx.ctrl_events is not None:
-            ctx.controller_ms = elapsed_ms(*ctx.ctrl_events)
-        self.stats.controller_ms.append(ctx.controller_ms)
+        self.stats.record(ctx.ctrl, (ctx.t0, now(self._device)))
 
     def _vision_post(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
                      output: Any) -> None:
-        if self._ctx is not None:
-            self._ctx.on_vision(self.adapter, args, kwargs, output)
+        ctx = self._ctx
+        if ctx is not None and ctx.decides:
+            ctx.on_vision(self.adapter, args, kwargs, output)
 
     def _embed_post(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-        if self._ctx is not None:
-            self._ctx.on_embed(args, output)
+        ctx = self._ctx
+        if ctx is not None and ctx.decides:
+            ctx.on_embed(args, output)
 
     def _lm_pre(self, module: nn.Module, args: tuple[Any, ...],
                 kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
@@ -227,9 +244,12 @@ class HookHandle:
         embeds = kwargs.get("inputs_embeds")
         if ctx is None or embeds is None:
             return None  # language model called on its own: not a VLM forward, leave it alone
-        # transformers >= 5.2x passes the KV cache as ``cache`` (``past_key_values`` before)
-        cache = kwargs.get("cache", kwargs.get("past_key_values"))
-        past = int(cache.get_seq_length()) if cache is not None else 0
+        if ctx.past is not None:  # the top-level forward's cache is this one (outer_pre)
+            past = ctx.past
+        else:
+            # transformers >= 5.2x passes the KV cache as ``cache`` (``past_key_values`` before)
+            cache = kwargs.get("cache", kwargs.get("past_key_values"))
+            past = int(cache.get_seq_length()) if cache is not None else 0
         if past == 0:
             req = self._prefill(ctx, kwargs, embeds)
         else:
@@ -243,7 +263,7 @@ class HookHandle:
                 )
             req.continue_step(kwargs, past)
             self.stats.decode_forwards += 1
-        self._patcher.apply(req.config)
+        self._patcher.apply(req.config, req.values)
         req.cache_len = past + int(kwargs["inputs_embeds"].shape[1])
         self._request = req
         return args, kwargs
@@ -255,6 +275,7 @@ class HookHandle:
     def _prefill(self, ctx: ForwardCapture, kwargs: dict[str, Any],
                  embeds: torch.Tensor) -> DecodeState:
         bsz, seq = embeds.shape[:2]
+        t0 = now(self._device)
         ids = ctx.input_ids if ctx.input_ids is not None and \
             tuple(ctx.input_ids.shape) == (bsz, seq) else None
         vis = self.adapter.vision_mask(ids) if ids is not None else \
@@ -265,29 +286,37 @@ class HookHandle:
         self.last_features = (image, text)
 
         if self._pinned is not None:
-            per_request = torch.tensor([self._pinned.indices] * bsz, dtype=torch.long)
+            chosen = self._configs.get(self._pinned.indices)
+            rows = [list(self._pinned.indices)] * bsz
+            self._last_idx = rows
         else:
-            per_request = self._decide(ctx, image, text, bsz)
-        batch_idx = per_request.min(dim=0).values
-        config = self.space.config(batch_idx.tolist())
-        self.last_request_decisions = per_request
+            d = self._decide(ctx, image, text, bsz)
+            ctx.ctrl = (t0, now(self._device))
+            ctx.controller_ran = True
+            chosen, rows = d.config, d.rows
+            self._last_idx = d.per_request if d.per_request is not None else rows
+        config = chosen.config
         self.last_config = config
         self.stats.decisions += 1
-        self.stats.configs[tuple(config.values.values())] += 1
-        for row in per_request.tolist():
-            self.stats.request_configs[tuple(self.space.config(row).values.values())] += 1
+        self.stats.configs[chosen.key] += 1
+        if bsz == 1 or all(r == rows[0] for r in rows):
+            self.stats.request_configs[self._configs.get(tuple(rows[0])).key] += bsz
+        else:
+            for row in rows:
+                self.stats.request_configs[self._configs.get(tuple(row)).key] += 1
 
         keep = vision_keep(self.space, self.tokens_per_crop, vis, ctx.tokens_per_image, config)
         self.last_kept_positions = None
         if keep is None:
-            return DecodeState(config, None, seq, seq, None, 0)
+            return DecodeState(config, None, seq, seq, None, 0, chosen.values)
         keep_idx, pos_kept = remove_tokens(self.adapter, kwargs, keep)
         self.last_kept_positions = keep_idx
-        return DecodeState(config, keep_idx, seq, keep_idx.shape[1], pos_kept[..., -1] + 1, 0)
+        return DecodeState(config, keep_idx, seq, keep_idx.shape[1], pos_kept[..., -1] + 1, 0,
+                           chosen.values)
 
     def _decide(self, ctx: ForwardCapture, image: torch.Tensor, text: torch.Tensor,
-                bsz: int) -> torch.Tensor:
-        """One engine call on the pooled features: ``[B, n_knobs]`` grid indices (CPU)."""
+                bsz: int) -> Decision:
+        """The one engine call on the pooled features (:func:`.decision.decide`)."""
         if self.engine is None:
             raise RuntimeError(
                 "fastctrl.hook: no controller was given, so a config must be pinned first "
@@ -298,32 +327,30 @@ class HookHandle:
                 "fastctrl.hook: no latency budget: pass budget_ms to fastctrl.hook(), call "
                 "handle.set_budget(ms), or pass budget_ms=... to the forward / generate call"
             )
-        budget = ctx.budget
-        if budget.shape[0] != bsz:
-            if budget.shape[0] != 1:
-                raise ValueError(
-                    f"budget_ms must be a scalar or have one entry per request ({bsz}), got "
-                    f"{budget.shape[0]} values"
-                )
-            budget = np.broadcast_to(budget, (bsz,))
         dev = self.engine.device
-        budget_t = torch.from_numpy(np.ascontiguousarray(budget)).to(dev)
-        image, text = image.to(dev), text.to(dev)
-        start = now(self._device)
-        idx = self.engine.decide_tensors(image, text, budget_t)
-        end = now(self._device)
-        ctx.controller_ran = True
-        if isinstance(start, float):
-            ctx.controller_ms = (end - start) * 1e3
+        if ctx.budget is self._budget:  # the default budget: its tensor is made once
+            budget = self._budgets.tensor(ctx.budget, bsz, dev)
         else:
-            ctx.ctrl_events = (start, end)
-        idx = idx.to("cpu", torch.long)
-        if idx.shape != (bsz, len(self.space)):
-            raise RuntimeError(
-                f"decision engine returned shape {list(idx.shape)}, expected [{bsz}, "
-                f"{len(self.space)}]"
-            )
-        return idx
+            budget = budget_tensor(ctx.budget, bsz, dev)
+        if image.device != dev:  # e.g. a CUDA model with a CPU engine: one copy each
+            image, text = image.to(dev), text.to(dev)
+        return decide(self.engine, self._configs, image, text, budget)
+
+    @property
+    def last_request_decisions(self) -> torch.Tensor | None:
+        """``[B, n_knobs]`` grid indices (int64, CPU) the controller gave each request at the
+        last prefill (the pinned config's indices when pinned)."""
+        idx = self._last_idx
+        if idx is None:
+            return None
+        if isinstance(idx, list):
+            return torch.tensor(idx, dtype=torch.long)
+        return idx.to("cpu", torch.long)
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
 
 
 def hook(model: nn.Module, controller: Controller | None = None,
@@ -340,7 +367,9 @@ def hook(model: nn.Module, controller: Controller | None = None,
         budget_ms: default latency budget in ms (scalar or one per request); can be changed
             with ``handle.set_budget`` or per call with ``model(..., budget_ms=...)`` /
             ``model.generate(..., budget_ms=...)``.
-        engine: decision engine kind for :func:`fastctrl.make_engine`.
+        engine: decision engine kind for :func:`fastctrl.make_engine`. ``"auto"``: on a CUDA
+            model the Triton engine on the model's device (pooled features never leave the
+            GPU; one sync per decision, to read the config), on CPU the int8 engine.
         space: the action space when ``controller`` is ``None``.
         tokens_per_crop: vision tokens per crop unit for ``max_crops``; ``None`` makes a crop
             unit ``1/max(max_crops grid)`` of each image's tokens (the grid top keeps all).
@@ -363,7 +392,12 @@ def hook(model: nn.Module, controller: Controller | None = None,
         if space is not None and space != controller.space:
             raise ValueError(f"space {space} differs from the controller's {controller.space}")
         space = controller.space
-        eng: Engine | None = make_engine(controller, engine)
+        dev = _model_device(model)
+        # On CUDA the engine runs where the model is (auto: Triton), so pooled features stay
+        # on the device and the decision's only sync is reading the config; int8 stays on CPU.
+        kw = {"device": dev} if dev.type == "cuda" and engine in ("auto", "torch", "triton") \
+            else {}
+        eng: Engine | None = make_engine(controller, engine, **kw)
     else:
         if space is None:
             raise ValueError("fastctrl.hook needs a controller, or a space to pin configs from")

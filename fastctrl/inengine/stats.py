@@ -28,13 +28,40 @@ class HookStats:
     """Config (knob values, in knob order) that each decision forward ran -> count."""
     request_configs: Counter[tuple[int, ...]] = field(default_factory=Counter)
     """Config each request asked for (before the batch minimum) -> count."""
-    controller_ms: list[float] = field(default_factory=list)
-    """Decision-engine call time per forward that ran the controller (pinned forwards and
-    decode steps do not run it and are not listed)."""
-    forward_ms: list[float] = field(default_factory=list)
-    """Whole top-level forward time (controller included) of the same forwards."""
     knob_names: tuple[str, ...] = ()
     timer: str = "perf_counter"
+    _controller_ms: list[float] = field(default_factory=list, repr=False)
+    _forward_ms: list[float] = field(default_factory=list, repr=False)
+    _pending: list[tuple[Any, Any, Any, Any]] = field(default_factory=list, repr=False)
+
+    def record(self, ctrl: tuple[Any, Any], forward: tuple[Any, Any]) -> None:
+        """One decision forward's ``(start, end)`` stamps (:func:`now`): CUDA events are read
+        when the stats are, so timing adds no sync to the forward."""
+        if isinstance(ctrl[0], float):
+            self._controller_ms.append((ctrl[1] - ctrl[0]) * 1e3)
+            self._forward_ms.append((forward[1] - forward[0]) * 1e3)
+        else:
+            self._pending.append((*ctrl, *forward))
+
+    def _resolve(self) -> None:
+        for c0, c1, f0, f1 in self._pending:
+            self._controller_ms.append(elapsed_ms(c0, c1))
+            self._forward_ms.append(elapsed_ms(f0, f1))
+        self._pending.clear()
+
+    @property
+    def controller_ms(self) -> list[float]:
+        """Decision time per forward that ran the controller: vision mask, feature pooling,
+        the engine call and the batch config (pinned forwards and decode steps do not run it
+        and are not listed)."""
+        self._resolve()
+        return self._controller_ms
+
+    @property
+    def forward_ms(self) -> list[float]:
+        """Whole top-level forward time (controller included) of the same forwards."""
+        self._resolve()
+        return self._forward_ms
 
     @property
     def controller_share(self) -> float:

@@ -80,6 +80,10 @@ class ControllerConfig:
     """``recursive``: answer refinements (each re-reads the current logits)."""
     recursive_inner_cycles: int = 2
     """``recursive``: latent updates per outer cycle."""
+    task_types: list[str] = field(default_factory=list)
+    """Task types the controller takes as an input (e.g. ``["chart", "ocr", ...]``): a learned
+    vector per task added to the text projection (slot 0 is "unknown", for a request whose task
+    is not known or not in this list); empty: no task input."""
 
     def __post_init__(self) -> None:
         for name in ("image_dim", "text_dim", "image_proj_dim", "text_proj_dim", "hidden_dim",
@@ -118,10 +122,27 @@ class ControllerConfig:
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise ValueError(f"ControllerConfig.{name} must be a positive int, got {v!r}")
         ActionSpace(self.grids)  # validates the grids
+        if len(set(self.task_types)) != len(self.task_types) or not all(
+                isinstance(t, str) and t for t in self.task_types):
+            raise ValueError("ControllerConfig.task_types must be distinct non-empty strings, "
+                             f"got {self.task_types!r}")
 
     @property
     def space(self) -> ActionSpace:
         return ActionSpace(self.grids)
+
+    @property
+    def n_task_slots(self) -> int:
+        """Task inputs: "unknown" + each known task type (0 without task input)."""
+        return len(self.task_types) + 1 if self.task_types else 0
+
+    def task_index(self, task_types: Any) -> np.ndarray:
+        """int64 slots of task names (a name or a sequence; ``None`` or an unknown name -> 0)."""
+        if task_types is None or isinstance(task_types, str):
+            task_types = [task_types]
+        lookup = {t: i + 1 for i, t in enumerate(self.task_types)}
+        return np.asarray([lookup.get(t, 0) if isinstance(t, str) else 0 for t in task_types],
+                          dtype=np.int64)
 
     @property
     def encoding_dim(self) -> int:
@@ -202,6 +223,21 @@ def _as_budget(budget_ms: Any, batch: int, device: torch.device) -> torch.Tensor
     return b
 
 
+def _as_task(task: Any, batch: int, n_slots: int, device: torch.device) -> torch.Tensor:
+    if task is None:
+        return torch.zeros(batch, dtype=torch.long, device=device)
+    t = torch.as_tensor(task, device=device).reshape(-1)
+    if t.dtype.is_floating_point or t.dtype == torch.bool:
+        raise TypeError(f"task must hold integer task slots, got {t.dtype}")
+    if t.numel() == 1 and batch != 1:
+        t = t.expand(batch)
+    if t.numel() != batch:
+        raise ValueError(f"task must be one slot or one per request ({batch}), got {t.numel()}")
+    if (t < 0).any() or (t >= n_slots).any():
+        raise ValueError(f"task slots must be in [0, {n_slots}) (0: unknown)")
+    return t.long()
+
+
 class Controller(nn.Module):
     """Three-head (one head per knob) MLP policy shared by every training method."""
 
@@ -229,6 +265,10 @@ class Controller(nn.Module):
             self.heads = nn.ModuleDict(
                 {k.name: nn.Linear(config.hidden_dim, len(k)) for k in self.space.knobs}
             )
+        if config.n_task_slots:
+            # zero-initialised: an untrained controller ignores the task, as without it
+            self.task_embed = nn.Embedding(config.n_task_slots, config.text_proj_dim)
+            nn.init.zeros_(self.task_embed.weight)
         self.register_buffer("image_mean", torch.zeros(config.image_dim))
         self.register_buffer("image_std", torch.ones(config.image_dim))
         self.register_buffer("text_mean", torch.zeros(config.text_dim))
@@ -266,8 +306,13 @@ class Controller(nn.Module):
         self.text_std.copy_(txt.std(0, unbiased=False).clamp_min(eps))
 
     # ------------------------------------------------------------------ forward
-    def encode_inputs(self, image_feat: Any, lang_feat: Any, budget_ms: Any) -> torch.Tensor:
-        """``[h_img, h_txt, enc]``: the projected features and the encoded budget."""
+    def encode_inputs(self, image_feat: Any, lang_feat: Any, budget_ms: Any,
+                      task: Any = None) -> torch.Tensor:
+        """``[h_img, h_txt, enc]``: the projected features and the encoded budget.
+
+        ``task``: per-request task slots (int ``[B]``, see :meth:`ControllerConfig.task_index`;
+        ``None``: unknown), used when the controller has task types.
+        """
         dev = self.image_mean.device
         img = _as_batch(image_feat, "image_feat", self.config.image_dim, dev)
         txt = _as_batch(lang_feat, "lang_feat", self.config.text_dim, dev)
@@ -278,13 +323,18 @@ class Controller(nn.Module):
             )
         b = _as_budget(budget_ms, img.shape[0], dev)
         h_img = torch.relu(self.image_proj((img - self.image_mean) / self.image_std))
-        h_txt = torch.relu(self.text_proj((txt - self.text_mean) / self.text_std))
+        pre_txt = self.text_proj((txt - self.text_mean) / self.text_std)
+        if self.config.n_task_slots:
+            pre_txt = pre_txt + self.task_embed(_as_task(task, img.shape[0],
+                                                         self.config.n_task_slots, dev))
+        h_txt = torch.relu(pre_txt)
         enc = encode_budget(b, self.config, self.budget_freqs)
         return torch.cat([h_img, h_txt, enc], dim=1)
 
-    def forward(self, image_feat: Any, lang_feat: Any, budget_ms: Any) -> dict[str, torch.Tensor]:
-        """Logits per knob: ``{name: [B, |grid|]}``."""
-        x = self.encode_inputs(image_feat, lang_feat, budget_ms)
+    def forward(self, image_feat: Any, lang_feat: Any, budget_ms: Any,
+                task: Any = None) -> dict[str, torch.Tensor]:
+        """Logits per knob: ``{name: [B, |grid|]}`` (``task``: see :meth:`encode_inputs`)."""
+        x = self.encode_inputs(image_feat, lang_feat, budget_ms, task)
         if self.config.arch == "recursive":
             flat = self.refiner(x)
             return dict(zip(self.knob_names, flat.split(list(self.space.sizes), dim=1),
@@ -335,12 +385,13 @@ class Controller(nn.Module):
         return {n: indices[:, i] for i, n in enumerate(self.knob_names)}
 
     @torch.no_grad()
-    def decide(self, image_feat: Any, lang_feat: Any, budget_ms: Any) -> torch.Tensor:
+    def decide(self, image_feat: Any, lang_feat: Any, budget_ms: Any,
+               task: Any = None) -> torch.Tensor:
         """Deterministic decisions ``[B, n_knobs]`` (the torch reference of every engine)."""
         was_training = self.training
         self.eval()
         try:
-            logits = self(image_feat, lang_feat, budget_ms)
+            logits = self(image_feat, lang_feat, budget_ms, task)
         finally:
             self.train(was_training)
         return torch.stack([logits[n].argmax(-1) for n in self.knob_names], dim=1)

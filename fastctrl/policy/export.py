@@ -3,7 +3,7 @@
 Exporting folds the input standardisation into the projections, so an engine computes::
 
     h_img = relu(img_w @ x_img + img_b)          # img_w = W / std, img_b = b - img_w @ mean
-    h_txt = relu(txt_w @ x_txt + txt_b)
+    h_txt = relu(txt_w @ x_txt + txt_b)          # x_txt = [text, one-hot task] with task types
     b     = budget_ms / ref_latency_ms           # = budget_ms * inv_ref_latency
     enc   = [sin(ln(b)*freqs), cos(ln(b)*freqs)] # sinusoidal; linear: enc = [b]
     z     = relu(trunk_w[0] @ [h_img, h_txt, enc] + trunk_b[0]);  z = relu(trunk_w[i] @ z + ..)
@@ -83,6 +83,10 @@ def export_weights(controller: Controller) -> EngineWeights:
 
     img_w, img_b = fold(controller.image_proj, controller.image_mean, controller.image_std)
     txt_w, txt_b = fold(controller.text_proj, controller.text_mean, controller.text_std)
+    if cfg.n_task_slots:
+        # the task vector added to the text projection = extra one-hot input columns
+        txt_w = np.ascontiguousarray(
+            np.concatenate([txt_w, _np(controller.task_embed.weight).T], axis=1))
     trunk = controller.trunk_linears()
     heads = [controller.heads[n] for n in controller.knob_names]
     encoding = ENCODING_SINUSOIDAL if cfg.budget_encoding == "sinusoidal" else ENCODING_LINEAR

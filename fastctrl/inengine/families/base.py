@@ -60,6 +60,7 @@ class Adapter(ABC):
         router, experts = _resolve(self.router_class), _resolve(self.experts_class)
         self._routers = [m for m in lm.modules() if isinstance(m, router)]
         self._experts = [m for m in lm.modules() if isinstance(m, experts)]
+        self._vision_ids: dict[torch.device, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ matching
     @classmethod
@@ -143,9 +144,16 @@ class Adapter(ABC):
         of language-model vision tokens each image becomes (in sequence order)."""
 
     def vision_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """``[B, L]`` bool: positions holding vision tokens."""
-        ids = torch.tensor(self.vision_token_ids, device=input_ids.device)
-        return torch.isin(input_ids, ids)
+        """``[B, L]`` bool: positions holding vision tokens (one op, no host-to-device copy:
+        the placeholder ids are a scalar compare, or an ``isin`` against a cached tensor)."""
+        ids = self.vision_token_ids
+        if len(ids) == 1:
+            return input_ids == ids[0]
+        dev = input_ids.device
+        t = self._vision_ids.get(dev)
+        if t is None:
+            t = self._vision_ids[dev] = torch.tensor(ids, device=dev)
+        return torch.isin(input_ids, t)
 
     # ------------------------------------------------------------------ applying
     def select_extra(self, kwargs: dict[str, Any], keep_idx: torch.Tensor,

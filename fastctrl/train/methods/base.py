@@ -120,10 +120,14 @@ class Method(ABC):
         finally:
             self.timers[key] = self.timers.get(key, 0.0) + time.perf_counter() - t0
 
-    def inputs(self, ctx: Contexts) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def inputs(self, ctx: Contexts) -> tuple[torch.Tensor, ...]:
+        """The controller's inputs for contexts: ``(image, text, budget, task)``, where
+        ``task`` is each request's task slot (the same observation every method has)."""
         image, text = self.env.features(ctx)
+        task = self.controller.config.task_index(self.env.profile.task_types[ctx.req])
         return (torch.from_numpy(image).to(self.device), torch.from_numpy(text).to(self.device),
-                torch.from_numpy(ctx.budget_ms.astype(np.float32)).to(self.device))
+                torch.from_numpy(ctx.budget_ms.astype(np.float32)).to(self.device),
+                torch.from_numpy(task).to(self.device))
 
     def to_flat(self, actions: dict[str, torch.Tensor]) -> np.ndarray:
         """Per-knob index tensors (any shape) -> flat config indices (numpy)."""

@@ -70,10 +70,10 @@ class DPO(Method):
         k = cfg.dpo_samples
         with self.timer(self.cost_timer):
             ctx = self.env.sample_contexts(self.cfg.loop.batch_size)
-            image, text, budget = self.inputs(ctx)
+            image, text, budget, task = self.inputs(ctx)
             self.controller.eval()
             with torch.no_grad():
-                actions = self.sample(self.controller(image, text, budget), k)   # [B, K]
+                actions = self.sample(self.controller(image, text, budget, task), k)   # [B, K]
             flat = self.to_flat(actions)
             res = self.env.step(ctx.repeat_each(k),
                                 flat.reshape(-1))
@@ -86,14 +86,14 @@ class DPO(Method):
             rows = torch.arange(len(ctx))
             pair = {n: torch.stack([a[rows, w], a[rows, lo]], 1)[valid]
                     for n, a in actions.items()}                                 # [P, 2]
-            image, text, budget = image[valid], text[valid], budget[valid]
+            image, text, budget, task = image[valid], text[valid], budget[valid], task[valid]
             if len(image) == 0:
                 return {"loss": float("nan")}
             with torch.no_grad():
-                ref = grouped_log_prob(self.reference(image, text, budget), pair)
+                ref = grouped_log_prob(self.reference(image, text, budget, task), pair)
         self.controller.train()
         for _ in range(cfg.update_epochs):
-            logp = grouped_log_prob(self.controller(image, text, budget), pair)
+            logp = grouped_log_prob(self.controller(image, text, budget, task), pair)
             margin = (logp[:, 0] - ref[:, 0]) - (logp[:, 1] - ref[:, 1])
             loss = -F.logsigmoid(cfg.dpo_beta * margin).mean()
             self.apply_update(loss)

@@ -64,10 +64,10 @@ class GRPO(Method):
         g = cfg.group_size
         with self.timer(self.cost_timer):
             ctx = self.env.sample_contexts(self.cfg.loop.batch_size)
-            image, text, budget = self.inputs(ctx)
+            image, text, budget, task = self.inputs(ctx)
             self.controller.eval()
             with torch.no_grad():
-                logits = self.controller(image, text, budget)
+                logits = self.controller(image, text, budget, task)
                 actions = self.sample(logits, g)                          # {knob: [B, G]}
                 old_logp = grouped_log_prob(logits, actions)              # [B, G]
             flat = self.to_flat(actions)                                  # [B, G]
@@ -86,7 +86,7 @@ class GRPO(Method):
         self.controller.train()
         logs: dict[str, float] = {}
         for _ in range(cfg.update_epochs):
-            new_logits = self.controller(image, text, budget)
+            new_logits = self.controller(image, text, budget, task)
             logp = grouped_log_prob(new_logits, actions)
             ratio = torch.exp(logp - old_logp)
             clipped = torch.clamp(ratio, 1 - cfg.clip_coef, 1 + cfg.clip_coef)
@@ -98,7 +98,7 @@ class GRPO(Method):
                 logs["entropy"] = float(entropy.detach())
             if self.reference is not None:
                 with torch.no_grad():
-                    ref_logp = grouped_log_prob(self.reference(image, text, budget), actions)
+                    ref_logp = grouped_log_prob(self.reference(image, text, budget, task), actions)
                 log_r = ref_logp - logp
                 kl = (torch.exp(log_r) - log_r - 1).mean()
                 loss = loss + cfg.kl_coef * kl

@@ -45,7 +45,7 @@ class PPOConfig:
 
 
 class ValueNetwork(nn.Module):
-    """V(image, text, budget): light projections + one hidden layer, on the actor's inputs."""
+    """V(image, text, budget, task): light projections + one hidden layer, on the actor's inputs."""
 
     def __init__(self, actor: Controller, proj: int = 64, hidden: int = 128) -> None:
         super().__init__()
@@ -55,13 +55,15 @@ class ValueNetwork(nn.Module):
             self.register_buffer(name, getattr(actor, name).detach().clone())
         self.image_proj = nn.Linear(c.image_dim, proj)
         self.text_proj = nn.Linear(c.text_dim, proj)
+        self.task_embed = nn.Embedding(max(1, c.n_task_slots), proj)  # the actor's task input
         self.body = nn.Sequential(nn.Linear(2 * proj + c.encoding_dim, hidden), nn.ReLU(),
                                   nn.Linear(hidden, 1))
 
-    def forward(self, image: torch.Tensor, text: torch.Tensor, budget: torch.Tensor
-                ) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, text: torch.Tensor, budget: torch.Tensor,
+                task: torch.Tensor) -> torch.Tensor:
         h_i = torch.relu(self.image_proj((image - self.image_mean) / self.image_std))
-        h_t = torch.relu(self.text_proj((text - self.text_mean) / self.text_std))
+        h_t = torch.relu(self.text_proj((text - self.text_mean) / self.text_std)
+                         + self.task_embed(task if self.config.n_task_slots else task * 0))
         enc = encode_budget(budget, self.config, self.budget_freqs)
         return self.body(torch.cat([h_i, h_t, enc], 1)).squeeze(1)
 
@@ -84,16 +86,16 @@ class PPO(Method):
     def train_step(self) -> dict[str, float]:
         cfg = self.args
         ctx = self.env.sample_contexts(cfg.rollout_contexts)
-        image, text, budget = self.inputs(ctx)
+        image, text, budget, task = self.inputs(ctx)
         self.controller.eval()
         with torch.no_grad():
-            logits = self.controller(image, text, budget)
+            logits = self.controller(image, text, budget, task)
             actions = self.sample(logits, 1)                              # {knob: [N, 1]}
             old_logp = grouped_log_prob(logits, actions)[:, 0]
         res = self.env.step(ctx, self.to_flat(actions)[:, 0])
         returns = torch.as_tensor(res.reward, dtype=torch.float32, device=self.device)
         with self.timer(self.cost_timer), torch.no_grad():
-            values = self.critic(image, text, budget)
+            values = self.critic(image, text, budget, task)
         adv_all = returns - values
         n = len(ctx)
         mb = max(1, n // cfg.num_minibatches)
@@ -103,7 +105,7 @@ class PPO(Method):
             perm = torch.randperm(n, generator=self.generator).to(self.device)
             for start in range(0, n, mb):
                 i = perm[start:start + mb]
-                new_logits = self.controller(image[i], text[i], budget[i])
+                new_logits = self.controller(image[i], text[i], budget[i], task[i])
                 acts = {k: v[i] for k, v in actions.items()}
                 logp = grouped_log_prob(new_logits, acts)[:, 0]
                 entropy = Controller.entropy(new_logits).mean()
@@ -115,7 +117,7 @@ class PPO(Method):
                 pg_loss = pg.mean()
                 self.apply_update(pg_loss - cfg.ent_coef * entropy)
                 with self.timer(self.cost_timer):
-                    v_loss = 0.5 * ((self.critic(image[i], text[i], budget[i]) - returns[i])
+                    v_loss = 0.5 * ((self.critic(image[i], text[i], budget[i], task[i]) - returns[i])
                                     ** 2).mean()
                     self.apply_update(cfg.vf_coef * v_loss, list(self.critic.parameters()),
                                       self.critic_opt)

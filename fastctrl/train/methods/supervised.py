@@ -111,9 +111,9 @@ class Supervised(Method):
     def update(self) -> float:
         """One gradient step on a batch of the label pool; returns the loss."""
         b = self._next_batch()
-        image, text, budget = self.inputs(self.ctx.take(b))
+        image, text, budget, task = self.inputs(self.ctx.take(b))
         self.controller.train()
-        logits = self.controller(image, text, budget)
+        logits = self.controller(image, text, budget, task)
         loss = torch.zeros((), device=self.device)
         for k, name in enumerate(self.controller.knob_names):
             w = self.class_weights[k] if self.args.class_balance == "weighted_loss" else None
