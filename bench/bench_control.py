@@ -11,11 +11,20 @@ seeded random initialisation: the compute is the same. ``extra_info`` carries th
 threads, versions, batch, size and parameter count. The ``generalizing`` variant is the
 pipeline's default model since issue 17 (scale-equivariant, conditioned on the step count up to
 20: a wider answer and feedback), timed at its default N = 15.
+
+On a shared host the groups above drift with the load; to compare two trained checkpoints,
+time them interleaved on one thread (torch and their ONNX exports, batch 1000)::
+
+    python bench/bench_control.py runs/control_baseline/supervised/best_model.pt \
+        runs/control/finetuned/best_model.pt --rounds 300
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +102,48 @@ def test_trc_onnxruntime(benchmark: Any, size: str, batch: int, tmp_path: Path) 
     with torch.no_grad():
         ref = model(torch.from_numpy(feed["initial_states"])).numpy()
     np.testing.assert_allclose(out, ref, rtol=0, atol=1e-3)
+
+
+def interleaved(paths: list[str], rounds: int, batch: int = 1000) -> dict[str, np.ndarray]:
+    """Wall times (ms) of each checkpoint's torch forward and ONNX run, taken in turn."""
+    import onnxruntime as ort
+
+    from fastctrl.control.export import export_onnx
+    from fastctrl.control.model import load_checkpoint
+
+    torch.set_num_threads(1)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    x = torch.from_numpy(states(batch))
+    runs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, path in enumerate(paths):
+            model, _ = load_checkpoint(path)
+            onnx = export_onnx(model, Path(tmp) / f"{i}.onnx")
+            sess = ort.InferenceSession(str(onnx), opts, providers=["CPUExecutionProvider"])
+            runs[f"{path} torch"] = lambda m=model: m(x)
+            runs[f"{path} onnxruntime"] = lambda s=sess: s.run(["controls"],
+                                                               {"initial_states": x.numpy()})
+        times: dict[str, list[float]] = {k: [] for k in runs}
+        with torch.inference_mode():
+            for r in range(rounds + 10):  # the first 10 rounds warm up
+                for k, fn in runs.items():
+                    t0 = time.perf_counter()
+                    fn()
+                    if r >= 10:
+                        times[k].append((time.perf_counter() - t0) * 1e3)
+    return {k: np.array(v) for k, v in times.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="Interleaved 1-thread timing of TRC checkpoints")
+    p.add_argument("checkpoints", nargs="+")
+    p.add_argument("--rounds", type=int, default=300)
+    args = p.parse_args(argv)
+    print(f"batch 1000, 1 thread, {args.rounds} interleaved rounds, {cpu_model()}")
+    for k, v in interleaved(args.checkpoints, args.rounds).items():
+        print(f"{k}: min {v.min():.2f} ms, median {np.median(v):.2f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -474,10 +474,25 @@ def test_training_the_generalising_model(trained_general: Path) -> None:
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]
     model, _ = load_checkpoint(trained_general / "best_model.pt")
     assert model.config.scale_equivariant and model.config.max_num_steps == 15
+    # context = [x0 / ||x0||, box excess, N, T]: trained at one horizon, T's weights stay zero
+    w = model.refiner.context_encoder[0].weight
+    assert torch.all(w[:, 4] == 0) and w[:, 2].abs().sum() > 0 and w[:, 3].abs().sum() > 0
     x = torch.randn(3, 2) * 20
     for n in (10, 15):
         u = model(x, num_steps=n)
         assert u.shape == (3, n) and u.abs().max() <= 10.0
+
+
+def test_training_conditioned_on_the_horizon(datasets: tuple[Path, Path], tmp_path: Path) -> None:
+    cfg = _train_cfg(datasets[0], tmp_path, epochs=1)
+    cfg.train_time_horizons = (4.0, 5.0)
+    res = train(cfg)
+    assert res.stats["tasks"] == [{"num_steps": 15, "time_horizon": 4.0},
+                                  {"num_steps": 15, "time_horizon": 5.0}]
+    assert res.model.config.conditioned and res.model.config.max_num_steps == 15
+    assert res.model(torch.randn(3, 2), time_horizon=4.0).shape == (3, 15)
+    w = res.model.refiner.context_encoder[0].weight  # plain model: [x0 / scale, N, T]
+    assert torch.all(w[:, 2] == 0) and w[:, 3].abs().sum() > 0  # one N: unused; two T: used
 
 
 def test_train_refuses_bad_generalisation_arguments(datasets: tuple[Path, Path], tmp_path: Path,

@@ -21,8 +21,9 @@ Two options make it generalise beyond its training box (issue 17):
   fine-tuning beyond the box (:mod:`.finetune`) can learn what the bound changes.
 * ``max_num_steps > 0``: the model is conditioned on the step count N and the horizon T (two
   extra context inputs), outputs ``max_num_steps`` controls of which the first N are used,
-  and its feedback simulates the (N, T) system; one model serves every ``N <= max_num_steps``.
-  Their weights start at zero too: trained at one horizon, the model's T input stays unused
+  and its feedback simulates the (N, T) system; it accepts every ``N <= max_num_steps`` and
+  is accurate at the step counts it was trained on (not between them: see the README). These
+  inputs' weights start at zero too: trained at one horizon, the model's T input stays unused
   and another T reaches it only through the simulated feedback.
 
 Checkpoints (``best_model.pt``, written by :mod:`.train`) are plain dicts of tensors and numbers
