@@ -13,8 +13,9 @@ pytest-benchmark groups:
 - ``decode-<family>``: ``generate()`` of ``NEW_TOKENS`` tokens, unhooked vs hooked (pinned full);
 - ``knob-<family>-<knob>``: one knob swept down its grid, the others at the full config.
 
-The script form prints the same as ratios (median over rounds, variants interleaved): each knob
-value's latency over the full config's, the hook overhead, the controller time per forward
+The script form prints the same as ratios (median over rounds, variants interleaved, forwards
+timed in this thread's CPU time, see :func:`forward_clock`): each knob value's latency over
+the full config's, the hook overhead, the controller time per forward
 (``handle.stats``: vision mask + pooling + engine call + config) and its share, and the hook's
 own time measured directly: every hook callback is timed (``perf_counter``) and summed per
 forward (``bookkeeping_ms``: at the pinned full config, i.e. no controller; its share of the
@@ -85,6 +86,14 @@ def generate_fn(model: Any, inputs: dict[str, torch.Tensor], new_tokens: int
                                   do_sample=False)
 
     return run
+
+
+def forward_clock() -> Callable[[], float]:
+    """The clock of the script's whole-forward / generate() timings: this thread's CPU time
+    when torch runs one thread (everything then runs on this thread), else wall time. On the
+    shared 2-core host, wall-clock medians of interleaved variants still moved by up to 1.6x
+    between runs (another job's bursts); CPU time excludes the time slices lost to them."""
+    return time.thread_time if torch.get_num_threads() == 1 else time.perf_counter
 
 
 #: the callbacks a HookHandle installs (module hooks): timed by HookTimer
@@ -191,6 +200,7 @@ def _interleaved_medians(model: Any, inputs: dict[str, torch.Tensor], rounds: in
     CPU hits every variant alike (timing variants one after another did not: ratios swung by
     2x between runs under a load average of ~6 on 2 cores)."""
     run = forward_fn(model, inputs)
+    clock = forward_clock()
     space = full_controller(model).space
     variants: list[tuple[str, Callable[[], Any]]] = [("unhooked", lambda: None)]
     variants.append(("pinned:full", lambda: FULL))
@@ -214,9 +224,9 @@ def _interleaved_medians(model: Any, inputs: dict[str, torch.Tensor], rounds: in
                     h = hook(model, full_controller(model), budget_ms=50.0, engine="auto")
                     h.engine = ctrl.engine
                 timer.take_ms()
-                t0 = time.perf_counter()
+                t0 = clock()
                 run()
-                dt = (time.perf_counter() - t0) * 1e3
+                dt = (clock() - t0) * 1e3
                 hook_ms = timer.take_ms()
                 if h is not None:
                     if name.startswith("controller") and r >= warmup:
@@ -238,22 +248,23 @@ def _decode_medians(model: Any, inputs: dict[str, torch.Tensor], rounds: int,
     subtracted)."""
     gen = generate_fn(model, inputs, new_tokens)
     prefill = forward_fn(model, inputs)
+    clock = forward_clock()
     space = full_controller(model).space
     t: dict[str, list[float]] = {"unhooked": [], "hooked": []}
     per_step: list[float] = []
     with HookTimer() as timer:
         for r in range(warmup + rounds):
-            t0 = time.perf_counter()
+            t0 = clock()
             gen()
             if r >= warmup:
-                t["unhooked"].append((time.perf_counter() - t0) * 1e3)
+                t["unhooked"].append((clock() - t0) * 1e3)
             with hook(model, space=space) as h:
                 h.pin(FULL)
                 prefill()
                 prefill_hook_ms = timer.take_ms()
-                t0 = time.perf_counter()
+                t0 = clock()
                 gen()
-                dt = (time.perf_counter() - t0) * 1e3
+                dt = (clock() - t0) * 1e3
                 steps = h.stats.decode_forwards
                 gen_hook_ms = timer.take_ms()
             if r >= warmup:
@@ -268,8 +279,10 @@ def _decode_medians(model: Any, inputs: dict[str, torch.Tensor], rounds: int,
 
 
 def report(rounds: int, hidden: int, new_tokens: int = NEW_TOKENS) -> dict[str, Any]:
+    torch.set_num_threads(1)  # as setup() does; before the clock is chosen
     out: dict[str, Any] = {"threads": 1, "torch": torch.__version__, "rounds": rounds,
                            "hidden": hidden, "grids": GRIDS, "cpu": cpu_model(),
+                           "forward_clock": forward_clock().__name__, "callback_clock": "perf_counter",
                            "families": {}}
     for family in FAMILIES:
         model, inputs = setup(family, hidden)

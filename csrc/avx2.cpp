@@ -11,19 +11,20 @@
 // - non-negative activations (quantised ReLU outputs, gemm_nonneg): a in [0, 127] is already
 //   a u8 operand, pair sums <= 2 * 127 * 127 = 32258: no vpsignb, no vpabsb. On Zen 3 vpsignb
 //   competes with vpmaddubsw / vpmaddwd for execution ports: the sign-trick instruction mix
-//   runs at 0.75-0.82x the rate of the plain one (70-77 vs 94 GMAC/s,
-//   csrc/tools/avx2_peak.cpp), and the trunk layers went from ~57 to ~80-90 GMAC/s in the
-//   layer microbenchmark (same session, shared host).
+//   runs at 0.74-0.82x the rate of the plain one (72-79 vs 95-97 GMAC/s,
+//   csrc/tools/avx2_peak.cpp), and the trunk layer went from 47-56 to 80-83 GMAC/s at 64 rows
+//   (csrc/tools/gemm_layers.cpp, this kernel vs the previous one, 2 runs).
 // Every int32 accumulator is exact whatever the instruction order, so results equal scalar.
 //
 // Blocking: a micro-tile is R rows x 8V channels (R * V ymm accumulators), weights read from
 // the packed panels (32 bytes = 8 channels x 4 k per load, no register copy kept); channel
 // tiles are the outer loop so one tile's weights stay cached while every row streams past.
 // R x V = 5 x 2 (signed: two broadcasts per row) and 3 x 4 (non-negative), 1 x 8 for one row
-// (the GEMV of B = 1 reads whole 256-byte panel groups). The shapes were picked from an
-// interleaved microbenchmark on the controller's layer shapes; on the shared 2-core host they
-// were within noise of 2 x 4 / 4 x 2 at 64 rows and clearly better than the previous 4 x 16
-// rows-outer kernel (whole controller at 64 rows: 456-468 vs 576 us, one run).
+// (the GEMV of B = 1 reads whole 256-byte panel groups). All layers in turn at 64 rows (as
+// csrc/tools/gemm_layers.cpp's "in turn" line; each shape built with -DFC_SIGNED_R / _V and
+// timed interleaved in one process on a quiet host, 2 runs): 424-426 us (5 x 2), 423-426
+// (2 x 4), 437 (4 x 2), 436 (3 x 2) vs 519-523 us for the previous 4-row x 16-channel
+// rows-outer kernel.
 #include <immintrin.h>
 
 #include <cstring>

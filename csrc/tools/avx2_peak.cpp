@@ -1,14 +1,18 @@
-// AVX2 int8 peak of this core: clock, vpmaddubsw throughput, and the int8 MAC rate of the two
-// instruction sequences the AVX2 kernels use (csrc/avx2.cpp). Not part of the extension;
-// bench/README.md quotes its output as the peak the engine is measured against.
+// AVX2 int8 peak of this core: clock, vpmaddubsw throughput, the int8 MAC rate of the two
+// instruction sequences the AVX2 kernels use (csrc/avx2.cpp), and how fast this core can
+// stream the ~504 KB of packed weights a B = 1 decision of the default controller reads. Not
+// part of the extension; bench/README.md quotes its output.
 //
 //   g++ -O2 -mavx2 csrc/tools/avx2_peak.cpp -o /tmp/avx2_peak && /tmp/avx2_peak
 //
 // Each loop runs independent chains (no latency bound); best of many short repeats, so time
 // slices lost to other processes on a shared host do not count.
+#include <immintrin.h>
+
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 
 namespace {
 
@@ -68,6 +72,18 @@ __attribute__((noinline)) void signed_loop(uint64_t n) {
                      SSTEP(7, 13)::: CLOBBER);
 }
 
+// Sum a buffer with 4 independent 32-byte load streams: the load bandwidth of re-reading it.
+__attribute__((noinline)) __m256i sweep(const char* p, size_t n) {
+  __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
+  for (size_t i = 0; i < n; i += 128) {
+    a = _mm256_add_epi32(a, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i)));
+    b = _mm256_add_epi32(b, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 32)));
+    c = _mm256_add_epi32(c, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 64)));
+    d = _mm256_add_epi32(d, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 96)));
+  }
+  return _mm256_add_epi32(_mm256_add_epi32(a, b), _mm256_add_epi32(c, d));
+}
+
 }  // namespace
 
 int main() {
@@ -85,5 +101,16 @@ int main() {
               unsig, unsig / ghz);
   std::printf("signed step (+ vpsignb): %.1f GMAC/s (%.1f MAC/cycle, %.2fx the non-negative)\n",
               sig, sig / ghz, sig / unsig);
+  // img 768x128 + txt 2048x128 + trunk 0 (128 + 128 + 32 of 64 packed) x 256 + 256x256 + the
+  // head's 16-channel tile x 256: the bytes the B = 1 GEMVs read
+  const size_t bytes = 98304 + 262144 + 32768 + 32768 + 8192 + 65536 + 4096;
+  char* buf = static_cast<char*>(std::aligned_alloc(64, (bytes + 127) / 128 * 128));
+  for (size_t i = 0; i < bytes; ++i) buf[i] = char(i);
+  __m256i sink = _mm256_setzero_si256();
+  const double ts = best([&] { sink = _mm256_add_epi32(sink, sweep(buf, bytes / 128 * 128)); },
+                         2001);
+  std::printf("re-reading %zu bytes (the B = 1 weights): %.2f us, %.1f GB/s (%d)\n", bytes,
+              ts * 1e6, double(bytes) / ts / 1e9, _mm256_extract_epi32(sink, 0) & 1);
+  std::free(buf);
   return 0;
 }

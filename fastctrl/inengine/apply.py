@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -27,20 +28,31 @@ BLOCKS_KNOB = "num_active_blocks"
 KNOWN_KNOBS = (*VISION_KNOBS, TOPK_KNOB, BLOCKS_KNOB)
 
 
+def keeps_every_token(space: ActionSpace, tokens_per_crop: int | None,
+                      values: Mapping[str, int]) -> bool:
+    """Whether a config keeps every vision token whatever the input (no vision knob, or
+    ``max_crops`` at its grid top without ``tokens_per_crop``): decided without reading
+    tensors, so no host sync."""
+    knob = next((n for n in VISION_KNOBS if n in space.names), None)
+    return knob is None or (knob == "max_crops" and tokens_per_crop is None
+                            and values[knob] == space[knob].values[-1])
+
+
 def vision_keep(space: ActionSpace, tokens_per_crop: int | None, vis: torch.Tensor,
-                tokens_per_image: list[int], config: Config) -> torch.Tensor | None:
+                tokens_per_image: list[int], config: Config | Mapping[str, int]
+                ) -> torch.Tensor | None:
     """``[B, L]`` bool of positions kept, or ``None`` when every token is kept.
 
-    Selection rule (cheap, content-independent): within each image, keep ``k`` of its ``n``
-    tokens evenly spaced in the order the model lays them out (raster order), i.e.
-    positions ``floor((i + 0.5) * n / k)`` for ``i < k``: a uniform spatial subsample.
+    ``config``: a Config or its knob values. Selection rule (cheap, content-independent):
+    within each image, keep ``k`` of its ``n`` tokens evenly spaced in the order the model lays
+    them out (raster order), i.e. positions ``floor((i + 0.5) * n / k)`` for ``i < k``: a
+    uniform spatial subsample.
     """
-    knob = next((n for n in VISION_KNOBS if n in space.names), None)
-    if knob is None:
+    values = config.values if isinstance(config, Config) else config
+    if keeps_every_token(space, tokens_per_crop, values):
         return None
-    value = config[knob]
-    if knob == "max_crops" and tokens_per_crop is None and value == space[knob].values[-1]:
-        return None  # the grid top keeps every token (decided before reading vis: no sync)
+    knob = next(n for n in VISION_KNOBS if n in space.names)
+    value = values[knob]
     if not bool(vis.any()):
         return None
     pos = vis.nonzero()  # row-major: [n_vis, 2] (row, col)
@@ -193,4 +205,4 @@ def check_space(space: ActionSpace, adapter: Adapter, log: Any) -> None:
 
 
 __all__ = ["BLOCKS_KNOB", "KNOWN_KNOBS", "TOPK_KNOB", "VISION_KNOBS", "ModulePatcher",
-           "check_space", "kept_tokens", "remove_tokens", "vision_keep"]
+           "check_space", "keeps_every_token", "kept_tokens", "remove_tokens", "vision_keep"]

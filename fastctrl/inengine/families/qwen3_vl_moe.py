@@ -44,7 +44,8 @@ class Qwen3VLMoeAdapter(Adapter):
                     output: Any) -> tuple[torch.Tensor, list[int]]:
         grid_thw = kwargs.get("grid_thw", args[1] if len(args) > 1 else None)
         merged = output.pooler_output  # [sum of tokens, out_hidden]: what the LM sees
-        if grid_thw is None:
+        if grid_thw is None or grid_thw.shape[0] == 1:
+            # one image: its tokens are all of them (no host read of grid_thw, one op)
             return merged.mean(0, keepdim=True), [int(merged.shape[0])]
         sizes = (grid_thw.prod(-1) // self.base.visual.spatial_merge_size**2).tolist()
         pooled = torch.stack([t.mean(0) for t in torch.split(merged, sizes)])
