@@ -127,21 +127,39 @@ class ModulePatcher:
     """Sets ``top_k`` and skips blocks for one language-model call; :meth:`restore` undoes it.
 
     Routers read ``top_k`` at call time, so it is an attribute set and reset. A skipped block
-    gets an instance-level ``forward`` (the identity on the residual stream). Only what differs
-    from the unmodified model is touched, and :meth:`restore` undoes only that: at the full
-    config both are no-ops (setting ``top_k`` on every router and popping ``forward`` from
-    every block, twice per forward, was ~0.2 ms of the hook's bookkeeping per forward on the
-    bench models, measured).
+    gets an instance-level ``forward`` (the identity on the residual stream); whatever
+    instance-level ``forward`` the block had before (accelerate's ``device_map`` / offload
+    hooks install theirs there) is put back on restore, and a block that is not skipped is
+    never touched. Only what differs from the unmodified model is touched, and
+    :meth:`restore` undoes only that: at the full config both are no-ops (setting ``top_k``
+    on every router and popping ``forward`` from every block, twice per forward, was ~0.2 ms
+    of the hook's bookkeeping per forward on the bench models, measured).
+
+    ``renormalize_topk``: ``None`` keeps each router's own rule for the kept weights when
+    ``top_k`` is lowered; ``True`` renormalises them to sum to 1 (routers with a
+    ``norm_topk_prob`` switch get it set for that call), ``False`` keeps them as the softmax
+    over all experts gave them (the switch cleared).
     """
 
-    def __init__(self, adapter: Adapter) -> None:
+    def __init__(self, adapter: Adapter, renormalize_topk: bool | None = None) -> None:
         self.adapter = adapter
         self.routers = list(adapter.routers)
         self.layers = list(adapter.decoder_layers)
         self.orig_top_k = [int(r.top_k) for r in self.routers]
         self._skip_forward = _make_skip(adapter.skipped_layer_output)
         self._top_k_set = False
-        self._skipped: list[nn.Module] = []
+        self._skipped: list[tuple[nn.Module, Any]] = []  # (layer, its previous own forward)
+        self.renormalize_topk = renormalize_topk
+        self._norm_routers = [r for r in self.routers if hasattr(r, "norm_topk_prob")]
+        self._orig_norm = [r.norm_topk_prob for r in self._norm_routers]
+        if renormalize_topk is not None and self.routers and len(self._norm_routers) < \
+                len(self.routers) and adapter.renormalises != ("always" if renormalize_topk
+                                                               else "never"):
+            rule = adapter.renormalises
+            raise ValueError(
+                f"renormalize_topk={renormalize_topk}: the {adapter.family} routers "
+                f"({type(self.routers[0]).__name__}) have no norm_topk_prob switch and "
+                f"their rule is fixed ({rule!r}); pass renormalize_topk=None to keep it")
 
     def apply(self, config: Config, values: dict[str, int] | None = None) -> None:
         """Patch for ``config`` (``values``: its knob values, if the caller has them)."""
@@ -150,22 +168,33 @@ class ModulePatcher:
         if k is not None and any(k != orig for orig in self.orig_top_k):
             for r in self.routers:
                 r.top_k = int(k)
+            if self.renormalize_topk is not None:
+                for r in self._norm_routers:
+                    r.norm_topk_prob = self.renormalize_topk
             self._top_k_set = True
         active = values.get(BLOCKS_KNOB)
         if active is not None and active < len(self.layers):
             for layer in self.layers[int(active):]:  # early exit: blocks active..N-1 skipped
+                self._skipped.append((layer, layer.__dict__.get("forward", _NONE)))
                 layer.forward = self._skip_forward
-                self._skipped.append(layer)
 
     def restore(self) -> None:
         if self._top_k_set:
             for r, k in zip(self.routers, self.orig_top_k, strict=True):
                 r.top_k = k
+            for r, n in zip(self._norm_routers, self._orig_norm, strict=True):
+                r.norm_topk_prob = n
             self._top_k_set = False
         if self._skipped:
-            for layer in self._skipped:
-                layer.__dict__.pop("forward", None)
+            for layer, own in self._skipped:
+                if own is _NONE:
+                    layer.__dict__.pop("forward", None)
+                else:
+                    layer.forward = own
             self._skipped.clear()
+
+
+_NONE = object()  # a block had no instance-level forward of its own
 
 
 def _make_skip(skip: Any) -> Any:
@@ -186,6 +215,10 @@ def check_space(space: ActionSpace, adapter: Adapter, log: Any) -> None:
         if min(space[name].values) < 1:
             raise ValueError(f"knob {name!r}: values must be >= 1, got {space[name].values}")
     if TOPK_KNOB in space.names:
+        if not adapter.is_moe:
+            raise ValueError(
+                f"knob 'top_k': the {adapter.family} model has no MoE routers (a dense "
+                "language model); leave top_k out of the action space")
         vals = space[TOPK_KNOB].values
         if max(vals) > adapter.num_experts:
             raise ValueError(

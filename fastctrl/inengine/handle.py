@@ -80,7 +80,7 @@ class HookHandle:
 
     def __init__(self, model: nn.Module, adapter: Adapter, space: ActionSpace,
                  engine: Engine | None, budget_ms: np.ndarray | None,
-                 tokens_per_crop: int | None) -> None:
+                 tokens_per_crop: int | None, renormalize_topk: bool | None = None) -> None:
         self.model = model
         self.adapter = adapter
         self.space = space
@@ -91,7 +91,7 @@ class HookHandle:
         self._ctx: ForwardCapture | None = None
         self._decode_ctx = ForwardCapture(budget=None, attention_mask=None, decides=False)
         self._request: DecodeState | None = None
-        self._patcher = ModulePatcher(adapter)
+        self._patcher = ModulePatcher(adapter, renormalize_topk)
         self._hooks: list[Any] = []
         self._removed = False
         self._device = _model_device(model)
@@ -155,6 +155,7 @@ class HookHandle:
         self._patcher.restore()
         self._request = None
         self._ctx = None
+        self._features_from = None
         if _HOOKED.get(self.model) is self:
             del _HOOKED[self.model]
         self._removed = True
@@ -180,11 +181,13 @@ class HookHandle:
         self._hooks += [
             self.model.register_forward_pre_hook(self._outer_pre, with_kwargs=True),
             self.model.register_forward_hook(self._outer_post, always_call=True),
-            a.vision_tower.register_forward_hook(self._vision_post, with_kwargs=True),
             a.embed_tokens.register_forward_hook(self._embed_post),
             a.language_model.register_forward_pre_hook(self._lm_pre, with_kwargs=True),
             a.language_model.register_forward_hook(self._lm_post, always_call=True),
         ]
+        if a.image_feature == "vision_tower":
+            self._hooks.append(
+                a.vision_tower.register_forward_hook(self._vision_post, with_kwargs=True))
         orig_generate = getattr(self.model, "generate", None)
         if callable(orig_generate):
             # generate() validates its kwargs against forward's signature, so a per-request
@@ -287,13 +290,13 @@ class HookHandle:
             # (the profiler does, once per request) or vision tokens are removed. They were
             # ~0.16-0.2 ms of a pinned forward's ~0.3-0.55 ms of hook time (measured).
             self._features = None
-            self._features_from = (ctx, ids, am2, bsz, seq, embeds.device)
+            self._features_from = (ctx, ids, am2, bsz, seq, embeds)
             chosen = self._configs.get(self._pinned.indices)
             rows = [list(self._pinned.indices)] * bsz
             self._last_idx = rows
         else:
             vis = self._vision_mask(ids, bsz, seq, embeds.device)
-            image, text = ctx.features(self.adapter, vis, am2, bsz)
+            image, text = ctx.features(self.adapter, vis, am2, bsz, embeds)
             self._features, self._features_from = (image, text), None
             d = self._decide(ctx, image, text, bsz)
             ctx.ctrl = (t0, now(self._device))
@@ -355,9 +358,10 @@ class HookHandle:
         """``(image [B, Di], text [B, Dt])`` pooled features of the last prefill (the model's
         dtype and device); pooled on first access after a pinned forward."""
         if self._features is None and self._features_from is not None:
-            ctx, ids, am, bsz, seq, dev = self._features_from
-            vis = self._vision_mask(ids, bsz, seq, dev)
-            self._features, self._features_from = ctx.features(self.adapter, vis, am, bsz), None
+            ctx, ids, am, bsz, seq, embeds = self._features_from
+            vis = self._vision_mask(ids, bsz, seq, embeds.device)
+            self._features = ctx.features(self.adapter, vis, am, bsz, embeds)
+            self._features_from = None
         return self._features
 
     def _vision_mask(self, ids: torch.Tensor | None, bsz: int, seq: int,
@@ -386,8 +390,9 @@ def _model_device(model: nn.Module) -> torch.device:
 def hook(model: nn.Module, controller: Controller | None = None,
          budget_ms: float | Sequence[float] | np.ndarray | torch.Tensor | None = None,
          engine: str = "auto", *, space: ActionSpace | None = None,
-         tokens_per_crop: int | None = None) -> HookHandle:
-    """Patch a transformers MoE VLM so that every forward decides and applies its own config.
+         tokens_per_crop: int | None = None,
+         renormalize_topk: bool | None = None) -> HookHandle:
+    """Patch a transformers VLM so that every forward decides and applies its own config.
 
     Args:
         model: a supported transformers VLM (see ``fastctrl.inengine.supported_families()``).
@@ -403,6 +408,13 @@ def hook(model: nn.Module, controller: Controller | None = None,
         space: the action space when ``controller`` is ``None``.
         tokens_per_crop: vision tokens per crop unit for ``max_crops``; ``None`` makes a crop
             unit ``1/max(max_crops grid)`` of each image's tokens (the grid top keeps all).
+        renormalize_topk: what a lowered ``top_k`` does to the kept routing weights. ``None``
+            (default): the model's own rule (OLMoE / Qwen-MoE with ``norm_topk_prob=False``
+            keep the softmax over all experts, so the MoE output shrinks; Mixtral, GPT-OSS,
+            Qwen3-VL-MoE always renormalise). ``True``: renormalise the kept weights to sum
+            to 1; ``False``: never renormalise. A router whose rule is fixed and differs is
+            refused. README "Families" gives the measured effect on agreement with the full
+            model.
     """
     adapter = find_adapter(model)
     if model in _HOOKED and not _HOOKED[model].removed:
@@ -437,7 +449,10 @@ def hook(model: nn.Module, controller: Controller | None = None,
         raise ValueError(f"tokens_per_crop must be a positive int, got {tokens_per_crop!r}")
     check_space(space, adapter, log)
     adapter.check_experts_implementation()
-    handle = HookHandle(model, adapter, space, eng, validate_budget(budget_ms), tokens_per_crop)
+    if renormalize_topk is not None and not isinstance(renormalize_topk, bool):
+        raise ValueError(f"renormalize_topk must be None, True or False, got {renormalize_topk!r}")
+    handle = HookHandle(model, adapter, space, eng, validate_budget(budget_ms), tokens_per_crop,
+                        renormalize_topk)
     _HOOKED[model] = handle
     log.info("fastctrl.hook: %s with %s, engine=%s", adapter.family, space,
              getattr(eng, "kind", None))

@@ -15,8 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
-
 from .base import Adapter, register
 
 
@@ -25,17 +23,8 @@ class LlavaOlmoeAdapter(Adapter):
     family = "llava-olmoe"
     description = "LlavaForConditionalGeneration / LlavaModel with an OLMoE text model"
     base_class = "LlavaModel"
-    router_class = "transformers.models.olmoe.modeling_olmoe:OlmoeTopKRouter"
-    experts_class = "transformers.models.olmoe.modeling_olmoe:OlmoeExperts"
-
-    @classmethod
-    def matches(cls, model: nn.Module) -> bool:
-        base = cls.base_model(model)
-        return base is not None and getattr(base.config.text_config, "model_type", None) == "olmoe"
-
-    @property
-    def vision_token_ids(self) -> tuple[int, ...]:
-        return (int(self.base.config.image_token_id),)
+    text_model_types = ("olmoe",)
+    image_feature = "vision_tower"
 
     @property
     def image_dim(self) -> int:

@@ -26,15 +26,8 @@ class Qwen3VLMoeAdapter(Adapter):
     family = "qwen3-vl-moe"
     description = "Qwen3VLMoeForConditionalGeneration / Qwen3VLMoeModel"
     base_class = "Qwen3VLMoeModel"
-    router_class = ("transformers.models.qwen3_vl_moe.modeling_qwen3_vl_moe:"
-                    "Qwen3VLMoeTextTopKRouter")
-    experts_class = ("transformers.models.qwen3_vl_moe.modeling_qwen3_vl_moe:"
-                     "Qwen3VLMoeTextExperts")
-    vision_tower_attr = "visual"
-
-    @property
-    def vision_token_ids(self) -> tuple[int, ...]:
-        return (int(self.base.config.image_token_id), int(self.base.config.video_token_id))
+    image_feature = "vision_tower"
+    renormalises = "always"
 
     @property
     def image_dim(self) -> int:
