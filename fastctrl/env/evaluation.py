@@ -19,6 +19,8 @@ measured latency repeats of that config:
   is ``oracle_expected`` when the profile has expected quality, and then every ``u`` is a
   ``utility_expected``; else the hindsight ``oracle`` on measured utility. None where the
   oracle does not beat the static config (no gap to close);
+- ``imputed_fraction`` (profiles loaded with ``missing_configs="impute"`` only, else None):
+  the share of chosen (request, config) cells that were imputed, not measured;
 - ``controller_overhead_ms``: median wall time of one decision at batch 1, measured through
   the policy's decision engine (or its own decide() for table policies).
 """
@@ -67,6 +69,7 @@ class Metrics:
     utility_expected: float | None = None
     gap_closed: float | None = None
     gap_closed_reference: str | None = None
+    imputed_fraction: float | None = None
 
 
 @dataclass
@@ -94,6 +97,8 @@ def decision_metrics(env: ProfileEnv, ctx: Contexts, configs_flat: np.ndarray) -
         utility=float(r.mean()),
         reward_std=float(r.mean(1).std()),
     )
+    if prof.measured is not None:
+        m.imputed_fraction = float(1.0 - prof.measured[ctx.req, cfg].mean())
     if prof.quality_expected is not None:
         qe = prof.quality_expected[ctx.req, cfg].astype(np.float64)
         re = env.reward(qe[:, None], lat, budget, env.complexity[cfg][:, None])

@@ -15,8 +15,13 @@ quality_expected   optional float in [0, 1]: the expected accuracy behind a nois
 latency_ms_0..     one column per measured repeat, in ms (a single ``latency_ms`` also works)
 =================  =======================================================================
 
-Every request must have every config of the grid (the grid is the set of values seen per
-knob). Per-request features live beside the table in a :class:`FeatureStore`
+A request may lack some configs of the grid (the grid is the set of values seen per knob),
+e.g. when the profiler measured a random or Latin-hypercube sample of configs per request.
+Loading then either refuses (``missing_configs="raise"``, the default), drops such requests
+(``"drop"``) or fills the missing cells by one documented rule (``"impute"``, see
+:func:`impute_missing`); :attr:`Profile.measured` marks what was measured, evaluation reports
+the share of imputed cells a policy stepped on, and saving writes measured rows only.
+Per-request features live beside the table in a :class:`FeatureStore`
 (``<table stem>.features.safetensors``).
 
 In memory a :class:`Profile` is dense: ``quality[R, C]`` and ``latency[R, C, S]`` with configs
@@ -165,6 +170,8 @@ class ValidationReport:
     rows_kept: int = 0
     dropped_rows: dict[str, int] = field(default_factory=dict)
     dropped_requests: dict[str, int] = field(default_factory=dict)
+    imputed_cells: int = 0
+    """(request, config) cells filled by :func:`impute_missing` (``missing_configs="impute"``)."""
 
     def add_rows(self, reason: str, n: int) -> None:
         if n:
@@ -179,15 +186,18 @@ class ValidationReport:
         return not self.dropped_rows and not self.dropped_requests
 
     def summary(self) -> str:
+        imputed = f"; {self.imputed_cells} missing (request, config) cells imputed" \
+            if self.imputed_cells else ""
         if self.clean:
-            return f"profile: {self.rows_kept} rows, nothing dropped"
+            return f"profile: {self.rows_kept} rows, nothing dropped{imputed}"
         rows = ", ".join(f"{k}: {v}" for k, v in self.dropped_rows.items()) or "none"
         reqs = ", ".join(f"{k}: {v}" for k, v in self.dropped_requests.items()) or "none"
         return (f"profile: kept {self.rows_kept} of {self.rows_in} rows; dropped rows ({rows}); "
-                f"dropped requests ({reqs})")
+                f"dropped requests ({reqs}){imputed}")
 
     def to_dict(self) -> dict:
         return {"rows_in": self.rows_in, "rows_kept": self.rows_kept,
+                "imputed_cells": self.imputed_cells,
                 "dropped_rows": dict(self.dropped_rows),
                 "dropped_requests": dict(self.dropped_requests)}
 
@@ -200,7 +210,8 @@ class Profile:
                  splits: Sequence[str], quality: np.ndarray, latency: np.ndarray,
                  features: FeatureStore | None = None,
                  report: ValidationReport | None = None, *,
-                 quality_expected: np.ndarray | None = None) -> None:
+                 quality_expected: np.ndarray | None = None,
+                 measured: np.ndarray | None = None) -> None:
         self.space = space
         self.request_ids = np.asarray([str(r) for r in request_ids], dtype=object)
         self.task_types = np.asarray([str(t) for t in task_types], dtype=object)
@@ -223,6 +234,13 @@ class Profile:
             if not np.isfinite(qe).all() or (qe < 0).any() or (qe > 1).any():
                 raise ProfileError("quality_expected must be finite and in [0, 1]")
             self.quality_expected = qe
+        #: [R, C] bool, True where the cell was measured; None: every cell was
+        self.measured: np.ndarray | None = None
+        if measured is not None:
+            m = np.asarray(measured, dtype=bool)
+            if m.shape != (r, c):
+                raise ProfileError(f"measured must be [{r}, {c}], got {list(m.shape)}")
+            self.measured = None if m.all() else np.ascontiguousarray(m)
         bad_split = sorted(set(self.splits) - set(SPLITS))
         if bad_split:
             raise ProfileError(f"split values must be one of {SPLITS}, got {bad_split}")
@@ -273,9 +291,10 @@ class Profile:
         idx = np.asarray(idx, dtype=np.int64)
         feats = self.features.take(list(self.request_ids[idx])) if self.features else None
         qe = self.quality_expected[idx] if self.quality_expected is not None else None
+        meas = self.measured[idx] if self.measured is not None else None
         out = Profile(self.space, self.request_ids[idx], self.task_types[idx],
                       self.splits[idx], self.quality[idx], self.latency[idx], feats,
-                      self.report, quality_expected=qe)
+                      self.report, quality_expected=qe, measured=meas)
         if self.hidden is not None:
             out.hidden = {k: v[idx] for k, v in self.hidden.items()}
         return out
@@ -285,7 +304,13 @@ class Profile:
         return (f"Profile({self.n_requests} requests x {self.n_configs} configs x "
                 f"{self.n_repeats} repeats, splits={counts}, "
                 f"features={'yes' if self.features else 'no'}"
-                f"{', expected quality' if self.quality_expected is not None else ''})")
+                f"{', expected quality' if self.quality_expected is not None else ''}"
+                f"{f', {self.imputed_share:.1%} imputed' if self.measured is not None else ''})")
+
+    @property
+    def imputed_share(self) -> float:
+        """Share of (request, config) cells that were imputed, not measured."""
+        return 0.0 if self.measured is None else float(1.0 - self.measured.mean())
 
     # ---- conversion
     def to_frame(self) -> pd.DataFrame:
@@ -303,13 +328,16 @@ class Profile:
         lat = self.latency.reshape(r * c, s)
         for j in range(s):
             df[f"latency_ms_{j}"] = lat[:, j]
+        if self.measured is not None:  # imputed cells are not data: they are never written
+            df = df.loc[self.measured.reshape(-1)].reset_index(drop=True)
         return df
 
     @classmethod
     def from_frame(cls, df: pd.DataFrame, space: ActionSpace | None = None, *,
                    features: FeatureStore | None = None, on_invalid: str = "raise",
                    seed: int = 0, train_split: float = 0.8, test_fraction: float = 0.2,
-                   source: str = "profile table") -> Profile:
+                   source: str = "profile table",
+                   missing_configs: str | None = None) -> Profile:
         """Validate a long table and densify it.
 
         ``on_invalid='raise'`` stops at the first problem with a message naming it;
@@ -317,9 +345,17 @@ class Profile:
         features) and records every drop in :attr:`report`.
         ``space``: the grid; inferred from the knob columns (default knob names) if None.
         Requests without a split are assigned one by ``seed`` (:func:`assign_splits`).
+        ``missing_configs``: what to do with requests that lack some configs: ``"raise"``,
+        ``"drop"`` (recorded in the report) or ``"impute"`` (:func:`impute_missing`; every
+        filled cell counted, :attr:`measured` marks the real ones); ``None`` follows
+        ``on_invalid``.
         """
         if on_invalid not in ("raise", "drop"):
             raise ValueError(f"on_invalid must be 'raise' or 'drop', got {on_invalid!r}")
+        missing_configs = on_invalid if missing_configs is None else missing_configs
+        if missing_configs not in MISSING_CONFIGS:
+            raise ValueError(f"missing_configs must be one of {MISSING_CONFIGS}, got "
+                             f"{missing_configs!r}")
         if not isinstance(df, pd.DataFrame):
             raise TypeError(f"{source}: expected a pandas DataFrame, got {type(df).__name__}")
         knob_names = space.names if space is not None else tuple(DEFAULT_GRIDS)
@@ -394,13 +430,15 @@ class Profile:
                 df = df[~df["request_id"].isin(bad)]
         counts = df.groupby("request_id").size()
         incomplete = counts.index[counts != space.n_configs]
-        if len(incomplete):
-            if on_invalid == "raise":
+        if len(incomplete) and missing_configs != "impute":
+            if missing_configs == "raise":
                 rid = incomplete[0]
                 have = df[df["request_id"] == rid][list(space.names)].to_numpy().tolist()
                 raise ProfileError(
                     f"{source}: {len(incomplete)} requests miss configs of the "
-                    f"{space.n_configs}-config grid (e.g. {rid!r} has {len(have)})")
+                    f"{space.n_configs}-config grid (e.g. {rid!r} has {len(have)}); load with "
+                    "missing_configs='impute' (--missing_configs impute) to fill them by the "
+                    "documented rule, or 'drop' to leave those requests out")
             report.add_requests("missing configs", len(incomplete))
             df = df[~df["request_id"].isin(incomplete)]
         if features is not None:
@@ -414,18 +452,35 @@ class Profile:
         if len(df) == 0:
             raise ProfileError(f"{source}: no usable rows left ({report.summary()})")
 
-        # densify: sort by request, then config flat index
+        # densify: request order sorted, configs in flat order; unmeasured cells stay NaN
         idx = np.stack([df[k.name].map({v: i for i, v in enumerate(k.values)})
                         .to_numpy(np.int64) for k in space.knobs], 1)
         flat = space.flat_index(idx)
         df = df.assign(_flat=flat).sort_values(["request_id", "_flat"], kind="stable")
-        rids = df["request_id"].to_numpy()[:: space.n_configs]
-        r = len(rids)
-        quality = df["quality"].to_numpy(np.float32).reshape(r, space.n_configs)
-        quality_expected = (df["quality_expected"].to_numpy(np.float32)
-                            .reshape(r, space.n_configs) if has_expected else None)
-        latency = df[lat_cols].to_numpy(np.float32).reshape(r, space.n_configs, len(lat_cols))
-        first = df.iloc[:: space.n_configs]
+        first = df.drop_duplicates("request_id", keep="first")
+        rids = first["request_id"].to_numpy()
+        r, c = len(rids), space.n_configs
+        row = np.searchsorted(rids, df["request_id"].to_numpy())
+        col = df["_flat"].to_numpy()
+        measured = np.zeros((r, c), dtype=bool)
+        measured[row, col] = True
+        quality = np.full((r, c), np.nan, np.float32)
+        quality[row, col] = df["quality"].to_numpy(np.float32)
+        quality_expected = None
+        if has_expected:
+            quality_expected = np.full((r, c), np.nan, np.float32)
+            quality_expected[row, col] = df["quality_expected"].to_numpy(np.float32)
+        latency = np.full((r, c, len(lat_cols)), np.nan, np.float32)
+        latency[row, col] = df[lat_cols].to_numpy(np.float32)
+        if not measured.all():
+            keep = impute_missing(space, measured, quality, latency, quality_expected,
+                                  report, source)
+            rids, first, measured = rids[keep], first.iloc[keep], measured[keep]
+            quality, latency = quality[keep], latency[keep]
+            if quality_expected is not None:
+                quality_expected = quality_expected[keep]
+            if len(rids) == 0:
+                raise ProfileError(f"{source}: no usable rows left ({report.summary()})")
         splits = first["split"].to_numpy()
         if (splits == "").any():
             splits = assign_splits(rids, seed=seed, train_split=train_split,
@@ -434,7 +489,7 @@ class Profile:
         if not report.clean:
             log.warning(report.summary())
         return cls(space, rids, first["task_type"].to_numpy(), splits, quality, latency,
-                   features, report, quality_expected=quality_expected)
+                   features, report, quality_expected=quality_expected, measured=measured)
 
     # ---- files
     def save(self, path: str | Path) -> None:
@@ -454,7 +509,7 @@ class Profile:
     @classmethod
     def load(cls, path: str | Path, *, on_invalid: str = "raise", seed: int = 0,
              train_split: float = 0.8, test_fraction: float = 0.2,
-             require_features: bool = False) -> Profile:
+             require_features: bool = False, missing_configs: str | None = None) -> Profile:
         """Read a table written by :meth:`save` (or by hand / the profiler) and validate it."""
         path = Path(path)
         if not path.is_file():
@@ -484,7 +539,63 @@ class Profile:
             raise FileNotFoundError(f"feature store not found beside the profile: {fpath}")
         return cls.from_frame(df, space, features=features, on_invalid=on_invalid, seed=seed,
                               train_split=train_split, test_fraction=test_fraction,
-                              source=str(path))
+                              source=str(path), missing_configs=missing_configs)
+
+
+MISSING_CONFIGS = ("raise", "drop", "impute")
+
+
+def impute_missing(space: ActionSpace, measured: np.ndarray, quality: np.ndarray,
+                   latency: np.ndarray, quality_expected: np.ndarray | None,
+                   report: ValidationReport, source: str) -> np.ndarray:
+    """Fill a profile's unmeasured cells in place, by one rule; returns the requests kept.
+
+    The rule, for request r and an unmeasured config c:
+
+    - quality (and expected quality): the best measured quality of r among the configs that c
+      dominates knob by knob (every knob's value <= c's). Quality rises with every knob in
+      these models, so this is a lower bound, never an optimistic guess;
+    - latency (every repeat): r's latency at the full config times the median, over the
+      requests where both were measured, of mean latency at c / mean latency at the full
+      config (latency is multiplicative in what a request costs).
+
+    It needs, per request, the full and the cheapest config measured (the profiler always
+    measures both) and every config measured for at least one request; a request without
+    those is dropped and counted in ``report``; a config measured nowhere is an error.
+    """
+    r, c = measured.shape
+    full, cheapest = space.flat_index(space.full().indices), 0
+    nowhere = np.flatnonzero(~measured.any(0))
+    if len(nowhere):
+        cfg = list(space.all_configs())[int(nowhere[0])].values
+        raise ProfileError(f"{source}: {len(nowhere)} configs were measured for no request "
+                           f"(e.g. {cfg}): nothing to impute them from; sweep them at least "
+                           "once or shrink the grid")
+    keep = measured[:, full] & measured[:, cheapest]
+    report.add_requests("missing configs, full or cheapest unmeasured", int((~keep).sum()))
+    both = measured & measured[:, [full]]
+    mean = np.where(measured, np.where(measured[..., None], latency, 1.0).mean(2), np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(both, mean / mean[:, [full]], np.nan)
+    scale = np.nanmedian(np.where(both[keep], ratio[keep], np.nan), axis=0) \
+        if keep.any() else np.full(c, np.nan)
+    idx = np.array([cfg.indices for cfg in space.all_configs()])         # [C, K]
+    dominated = (idx[None, :, :] <= idx[:, None, :]).all(-1)             # [c, c']: c' <= c
+    filled = 0
+    for i in np.flatnonzero(keep & ~measured.all(1)):
+        miss = np.flatnonzero(~measured[i])
+        ok = dominated[miss] & measured[i][None]                          # [m, C]
+        for arr in (quality, quality_expected):
+            if arr is not None:
+                arr[i, miss] = np.where(ok, arr[i][None], -np.inf).max(1)
+        latency[i, miss] = latency[i, full][None] * scale[miss][:, None]
+        filled += len(miss)
+    report.imputed_cells += filled
+    if filled:
+        log.warning("%s: %d unmeasured (request, config) cells imputed (%.1f%% of the kept "
+                    "requests' cells); see fastctrl.profile.table.impute_missing", source,
+                    filled, 100.0 * filled / max(1, int(keep.sum()) * c))
+    return np.flatnonzero(keep)
 
 
 def _write_parquet(df: pd.DataFrame, path: Path, meta: dict[str, str]) -> None:

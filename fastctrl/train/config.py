@@ -55,6 +55,11 @@ class DataConfig:
     budget_baseline: BudgetBaseline = "global"
     """Budgets are ratio x the full config's latency: `global` (train mean, an absolute SLO as
     a server sees it) or per `request`."""
+    missing_configs: Literal["raise", "drop", "impute"] = "raise"
+    """A --profile whose requests lack some configs (a sampled sweep): refuse it, drop those
+    requests, or impute the missing cells (fastctrl.profile.table.impute_missing: quality = the
+    best measured among dominated configs, latency = full-config latency x the median ratio;
+    every imputed cell counted and reported)."""
 
     def __post_init__(self) -> None:
         need_at_least(self, 1, "synthetic_requests")

@@ -64,7 +64,7 @@ def load_profile(cfg: TrainConfig) -> Profile:
     seed = cfg.data_seed
     if d.profile:
         return Profile.load(d.profile, seed=seed, train_split=d.train_split,
-                            require_features=True)
+                            require_features=True, missing_configs=d.missing_configs)
     if d.exp5_dir:
         from ..profile.importers import import_profile
 
