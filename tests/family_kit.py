@@ -55,6 +55,7 @@ class Probe:
         self.handles = []
         self.attn_calls = 0
         self.router_k: list[int] = []
+        self.routers_called: list[torch.nn.Module] = []
         self.expert_pairs = 0
         self.seq_lens: list[int] = []
         for layer in a.decoder_layers:
@@ -70,6 +71,7 @@ class Probe:
 
     def _router(self, mod, args):
         self.router_k.append(int(mod.top_k))
+        self.routers_called.append(mod)
 
     def _experts(self, mod, args):
         idx = args[1] if len(args) > 1 else None
@@ -82,3 +84,22 @@ class Probe:
     def close(self) -> None:
         for h in self.handles:
             h.remove()
+
+
+def moe_layers(model) -> list[int]:
+    """Indices of the decoder layers holding at least one router (ERNIE-VL has two per MoE
+    layer: text and vision experts, each routing its own tokens)."""
+    a = find_adapter(model)
+    routers = {id(r) for r in a.routers}
+    return [i for i, layer in enumerate(a.decoder_layers)
+            if any(id(m) in routers for m in layer.modules())]
+
+
+def router_layer(model) -> dict[int, int]:
+    """Router module id -> index of the decoder layer holding it."""
+    a = find_adapter(model)
+    out = {}
+    for i, layer in enumerate(a.decoder_layers):
+        for m in layer.modules():
+            out[id(m)] = i
+    return {id(r): out[id(r)] for r in a.routers}

@@ -223,3 +223,27 @@ def test_stats_read_cuda_event_times_lazily():
     s.record((1.0, 1.002), (1.0, 1.010))  # perf_counter stamps: stored at once, in ms
     assert s.controller_ms == pytest.approx([1.5, 2.0]) and s.forward_ms == pytest.approx([10, 10])
     assert s.controller_share == pytest.approx(3.5 / 20)
+
+
+@torch.no_grad()
+def test_task_type_reaches_the_engine_per_call_and_per_request(llava):
+    c = controller_for(llava, task_types=["count", "color"])
+    with hook(llava, c, budget_ms=20.0) as h:
+        seen = []
+        orig = h.engine.decide_rows if hasattr(h.engine, "decide_rows") else None
+        name = "decide_rows" if orig is not None else "decide_tensors"
+        orig = getattr(h.engine, name)
+
+        def spy(image, text, budget, task=None):
+            seen.append(None if task is None else task.tolist())
+            return orig(image, text, budget, task) if task is not None else \
+                orig(image, text, budget)
+
+        setattr(h.engine, name, spy)
+        llava(**tiny_inputs(llava))
+        llava(**tiny_inputs(llava), task_type="color")
+        llava(**tiny_inputs(llava, batch=2), task_type=["count", "nope"])
+        llava.generate(**tiny_inputs(llava), max_new_tokens=2, task_type="count")
+        h.set_task_type("color")
+        llava(**tiny_inputs(llava))
+    assert seen == [None, [2], [1, 0], [1], [2]]

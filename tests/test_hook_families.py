@@ -9,7 +9,7 @@ import torch
 from fastctrl.inengine import find_adapter, hook
 from fastctrl.inengine.tiny import build_tiny, tiny_families, tiny_inputs
 
-from .family_kit import Probe, full_for, grids_for, make_controller
+from .family_kit import Probe, full_for, grids_for, make_controller, moe_layers, router_layer
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
@@ -78,20 +78,28 @@ def test_each_knob_changes_what_runs(model):
                 model(**inp)
                 probe.close()
                 runs[(name, v)] = probe
-    # top_k: every router picks v experts and the experts compute tokens * v pairs
+    moe, where = moe_layers(model), router_layer(model)
+    # top_k: every router picks v experts and the experts compute tokens * v pairs per MoE
+    # layer (a layer whose routers split the tokens by modality still routes each token once)
     for v in grids.get("top_k", []):
         p = runs[("top_k", v)]
-        assert set(p.router_k) == {v} and len(p.router_k) == len(a.routers)
+        assert set(p.router_k) == {v}
+        assert {where[id(r)] for r in p.routers_called} == set(moe)
         if a.topk_saves_compute and p.expert_pairs:
-            assert p.expert_pairs == seq * v * len(a.routers)
-    # num_active_blocks: exactly v blocks run attention
+            assert p.expert_pairs == seq * v * len(moe)
+    # num_active_blocks: exactly v blocks run attention, and only their routers run
     for v in grids["num_active_blocks"]:
         p = runs[("num_active_blocks", v)]
         assert p.attn_calls == v
         if a.is_moe:
-            assert len(p.router_k) == sum(
-                any(r in set(layer.modules()) for r in a.routers)
-                for layer in a.decoder_layers[:v])
+            assert {where[id(r)] for r in p.routers_called} == {i for i in moe if i < v}
+    if getattr(a, "tile_spec", None) is not None:
+        # tile families drop whole crops (and their marker tokens) before the vision tower,
+        # the global tile always kept: fewer tokens at every lower value, exactly all at the
+        # top (exact counts: tests/test_vision_savings.py)
+        lens = [runs[("max_crops", v)].seq_lens[0] for v in grids["max_crops"]]
+        assert lens == sorted(set(lens)) and lens[-1] == seq
+        return
     # max_crops: crops/4 of the vision tokens reach the decoder
     for v in grids["max_crops"]:
         p = runs[("max_crops", v)]
@@ -119,8 +127,14 @@ def test_generate_holds_decision_and_cache_stays_consistent(model):
         if "top_k" in cheap:
             assert set(probe.router_k) == {cheap["top_k"]}
         assert probe.attn_calls == 2 * 6
-        fresh = model.generate(**inp, max_new_tokens=6, min_new_tokens=6, do_sample=False,
-                               use_cache=False)
+        try:
+            fresh = model.generate(**inp, max_new_tokens=6, min_new_tokens=6, do_sample=False,
+                                   use_cache=False)
+        except (IndexError, RuntimeError) as e:
+            h.pin(full_for(model))
+            with pytest.raises(type(e)):  # the model's own generate(use_cache=False) fails too
+                model.generate(**inp, max_new_tokens=6, do_sample=False, use_cache=False)
+            pytest.skip(f"transformers: unhooked generate(use_cache=False) fails too: {e}")
         assert len(calls) == 7  # without a cache every step is a new prefill
     assert torch.equal(cached, fresh)
 
@@ -204,12 +218,20 @@ def test_features_come_from_this_forward(model):
     with hook(model, make_controller(model), budget_ms=20.0) as h:
         model(**inp)
         image, text = h.last_features
+        # generate() may encode the images before its prefill forward: same features
+        model.generate(**inp, max_new_tokens=1, do_sample=False)
+        g_image, g_text = h.last_features
     for x in hooks:
         x.remove()
+    torch.testing.assert_close(g_image, image, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(g_text, text, atol=1e-5, rtol=1e-5)
+    assert image.abs().sum() > 0
     ids, mask = inp["input_ids"], inp["attention_mask"].bool()
     vis = a.vision_mask(ids)
     assert image.shape == (2, a.image_dim) and text.shape == (2, a.text_dim)
-    if a.image_feature == "merged":
+    if getattr(a, "tile_spec", None) is not None:
+        pass  # decided before the tower, from the global tiles (tests/test_vision_savings.py)
+    elif a.image_feature == "merged":
         m = captured["merged"]
         expect_img = torch.stack([m[b][vis[b]].mean(0) for b in range(2)])
         assert torch.allclose(image, expect_img, atol=1e-5)

@@ -104,14 +104,19 @@ def remove_tokens(adapter: Adapter, kwargs: dict[str, Any], keep: torch.Tensor
     kwargs["inputs_embeds"] = embeds.gather(
         1, keep_idx[..., None].expand(-1, -1, embeds.shape[-1]))
     am = kwargs.get("attention_mask")
-    if am is not None:
-        if not (isinstance(am, torch.Tensor) and am.ndim == 2):
-            raise ValueError(
-                "fastctrl.hook: removing vision tokens needs a 2-D attention_mask [B, L] "
-                f"(or none), got {type(am).__name__} "
-                f"{list(am.shape) if isinstance(am, torch.Tensor) else ''}"
-            )
+    if isinstance(am, torch.Tensor) and am.ndim == 2:
         kwargs["attention_mask"] = am.gather(1, keep_idx)
+    elif am is not None:
+        # a mask the base model prepared itself (Gemma 3's dict of [B, 1, L, L] masks with
+        # bidirectional image blocks, Molmo2's [B, 1, L, L]): keep the kept rows and columns
+        kept_mask = gather_prepared_mask(am, keep_idx, seq)
+        if kept_mask is am:
+            raise ValueError(
+                "fastctrl.hook: removing vision tokens needs a 2-D attention_mask [B, L], a "
+                f"prepared [B, H, {seq}, {seq}] mask or a dict of them (or none), got "
+                f"{type(am).__name__} {list(am.shape) if isinstance(am, torch.Tensor) else ''}"
+            )
+        kwargs["attention_mask"] = kept_mask
     pos = kwargs.get("position_ids")
     if pos is None:
         pos = torch.arange(seq, device=embeds.device)[None].expand(bsz, seq)
@@ -121,6 +126,21 @@ def remove_tokens(adapter: Adapter, kwargs: dict[str, Any], keep: torch.Tensor
     kwargs["position_ids"] = pos_kept
     adapter.select_extra(kwargs, keep_idx, keep)
     return keep_idx, pos_kept
+
+
+def gather_prepared_mask(mask: Any, keep_idx: torch.Tensor, seq: int) -> Any:
+    """The rows and columns ``keep_idx [B, L']`` of a prepared ``[B, H, seq, seq]`` mask, or
+    of each mask of a dict of them; anything else is returned as it is."""
+    if isinstance(mask, dict):
+        out = {k: gather_prepared_mask(v, keep_idx, seq) for k, v in mask.items()}
+        return mask if all(out[k] is mask[k] for k in mask) else out
+    if not isinstance(mask, torch.Tensor) or mask.ndim != 4 or mask.shape[-2:] != (seq, seq):
+        return mask
+    b, h, _, lk = mask.shape
+    kept = keep_idx.shape[1]
+    idx = keep_idx.to(mask.device)[:, None, :]
+    rows = mask.gather(2, idx[..., None].expand(b, h, kept, lk))
+    return rows.gather(3, idx[:, :, None, :].expand(b, h, kept, kept))
 
 
 class ModulePatcher:

@@ -28,6 +28,8 @@ class ForwardCapture:
     attention_mask: torch.Tensor | None
     decides: bool = True
     """False for a forward that continues a KV cache: it reuses the held decision."""
+    task: Any = None
+    """Task type(s) the caller gave for this forward (``None``: unknown)."""
     past: int | None = None
     """Length of the KV cache the top-level forward continues (set for decode steps)."""
     image_feats: list[torch.Tensor] = field(default_factory=list)
@@ -39,6 +41,10 @@ class ForwardCapture:
     """Time stamp at the start of the forward (``None``: not timed, a decode step)."""
     ctrl: tuple[Any, Any] | None = None
     """Time stamps around the decision (vision mask, pooling, engine call, config)."""
+    held: Any = None
+    """The config (a ``CachedConfig``) decided in the top-level pre-hook, before the vision
+    tower (tile-splitting families, :mod:`.crops`): the language-model pre-hook applies it
+    and neither decides nor removes tokens again."""
 
     def on_vision(self, adapter: Adapter, args: tuple[Any, ...], kwargs: dict[str, Any],
                   output: Any) -> None:
@@ -106,6 +112,16 @@ class ForwardCapture:
             f"fastctrl.hook: cannot assign {n} images to {bsz} requests "
             "(vision placeholder tokens do not match the vision tower's output)"
         )
+
+
+def text_feature(emb: torch.Tensor, vis: torch.Tensor, am: torch.Tensor | None,
+                 bsz: int) -> torch.Tensor:
+    """``[B, D]`` mean of the token embeddings ``emb [B, L, D]`` at attended (``am = 1``),
+    non-vision positions: the text feature of every family."""
+    if am is not None and am.device != emb.device:
+        am = am.to(emb.device)
+    m = ~vis if am is None else am > vis
+    return _masked_mean(emb, m.to(emb.dtype), bsz)
 
 
 def _masked_mean(x: torch.Tensor, w: torch.Tensor, bsz: int) -> torch.Tensor:

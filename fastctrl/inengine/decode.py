@@ -28,21 +28,27 @@ class DecodeState:
     cache_len: int  # cache length the next continuing call must present
     values: dict[str, int] | None = None  # config.values, computed once for every step
 
+    def map_mask(self, am: Any, past: int, n: int) -> Any:
+        """A 2-D mask over the original prompt columns (+ generated ones) mapped onto the
+        kept columns; any other mask as it is."""
+        if self.keep_idx is None or not (isinstance(am, torch.Tensor) and am.ndim == 2) or \
+                am.shape[1] != self.orig_len + (past - self.kept_len) + n:
+            return am
+        return torch.cat([am[:, :self.orig_len].gather(1, self.keep_idx),
+                          am[:, self.orig_len:]], dim=1)
+
     def continue_step(self, kwargs: dict[str, Any], past: int) -> None:
         """Rewrite one decode step's language-model kwargs (mask, positions), in place."""
         if self.keep_idx is None:
             return  # nothing removed: the model's own masks and positions are already right
         n = int(kwargs["inputs_embeds"].shape[1])
         am = kwargs.get("attention_mask")
-        if am is not None:
-            if not (isinstance(am, torch.Tensor) and am.ndim == 2):
-                raise ValueError("fastctrl.hook: decode steps after removing vision tokens need "
-                                 "a 2-D attention_mask (or none)")
+        # a mask the base model prepared itself was built from the top-level 2-D mask, which
+        # the hook already mapped onto the kept columns (HookHandle._outer_pre): as it is
+        if isinstance(am, torch.Tensor) and am.ndim == 2:
             full = self.orig_len + (past - self.kept_len) + n
             if am.shape[1] == full:  # generate()'s mask over the original columns: map it
-                kwargs["attention_mask"] = torch.cat(
-                    [am[:, :self.orig_len].gather(1, self.keep_idx), am[:, self.orig_len:]],
-                    dim=1)
+                kwargs["attention_mask"] = self.map_mask(am, past, n)
             elif am.shape[1] != past + n:
                 raise ValueError(
                     f"fastctrl.hook: attention_mask has {am.shape[1]} columns; expected {full} "

@@ -22,6 +22,16 @@ One top-level forward of a hooked model goes through these steps (all inside tha
 4. a post-hook on the language model restores ``top_k`` and the blocks (also on exceptions);
    at the full config nothing was patched and nothing is restored.
 
+Tile-splitting families (Idefics3 / SmolVLM: an adapter with a ``tile_spec``, see
+:mod:`.crops`) decide earlier, so that ``max_crops`` cuts the vision encoder's work: the
+top-level pre-hook pools features available before any tile is encoded (the global tiles'
+pixels, the prompt's token embeddings), makes the one engine call, and rewrites the forward's
+inputs to the kept crops (every global tile kept) and their prompt spans; the vision tower
+then encodes only those tiles, and the language-model pre-hook applies ``top_k`` /
+``num_active_blocks`` from the held decision without removing tokens. ``generate()`` is made
+to encode images inside the prefill forward (not before it), and its decode steps' attention
+mask and position ids are mapped onto the shorter prompt.
+
 Decisions: a forward whose cache is empty (prefill) makes a new decision; a forward that
 continues that cache (``generate()`` decode steps) reuses it, so the KV cache, which holds only
 the kept tokens and only the active blocks' layers, stays consistent. Decode steps keep the
@@ -36,6 +46,7 @@ kept in ``handle.last_request_decisions`` and counted in ``handle.stats.request_
 
 from __future__ import annotations
 
+import inspect
 import logging
 import weakref
 from collections.abc import Iterator, Sequence
@@ -50,8 +61,9 @@ from ..engines import Engine, make_engine
 from ..engines.base import check_budget
 from ..policy import Controller
 from ..space import ActionSpace, Config
+from . import crops
 from .apply import ModulePatcher, check_space, keeps_every_token, remove_tokens, vision_keep
-from .capture import ForwardCapture
+from .capture import ForwardCapture, text_feature
 from .decision import BudgetCache, ConfigCache, Decision, budget_tensor, decide
 from .decode import DecodeState
 from .families.base import Adapter, find_adapter
@@ -87,9 +99,11 @@ class HookHandle:
         self.engine = engine
         self.tokens_per_crop = tokens_per_crop
         self._budget = budget_ms
+        self._task: Any = None  # default task type(s) of later forwards (None: unknown)
         self._pinned: Config | None = None
         self._ctx: ForwardCapture | None = None
         self._decode_ctx = ForwardCapture(budget=None, attention_mask=None, decides=False)
+        self._pending_vision = _empty_capture()  # vision tower output outside a forward
         self._request: DecodeState | None = None
         self._patcher = ModulePatcher(adapter, renormalize_topk)
         self._hooks: list[Any] = []
@@ -105,6 +119,10 @@ class HookHandle:
         """Config the last decision forward ran."""
         self._features: tuple[torch.Tensor, torch.Tensor] | None = None
         self._features_from: tuple[Any, ...] | None = None
+        self._features_fn: Any = None  # pinned tile-splitting forward: features when read
+        self._tiles: crops.TileSpec | None = getattr(adapter, "tile_spec", None)
+        self._crop_state: crops.CropState | None = None
+        self._forward_params: list[str] | None = None
         self._keeps_all: dict[tuple[int, ...], bool] = {}  # config key -> keeps_every_token
         self.last_kept_positions: torch.Tensor | None = None
         """``[B, L']`` original sequence positions the language model saw at the last prefill
@@ -120,6 +138,13 @@ class HookHandle:
     def budget_ms(self) -> np.ndarray | None:
         """The default budget as validated float32 ``[n]`` ms (``None`` when unset)."""
         return self._budget
+
+    def set_task_type(self, task_type: str | Sequence[str] | None) -> None:
+        """Default task type(s) for later forwards (a name or one per request; ``None``:
+        unknown). Per call: ``model(..., task_type=...)`` / ``model.generate(...,
+        task_type=...)``. A controller trained with task types uses them as an input; a name
+        it was not trained on is "unknown"."""
+        self._task = task_type
 
     @contextmanager
     def budget_scope(self, budget_ms: Any) -> Iterator[None]:
@@ -152,6 +177,10 @@ class HookHandle:
             h.remove()
         self._hooks.clear()
         self.model.__dict__.pop("generate", None)
+        self.model.__dict__.pop(_ENCODE_BEFORE_PREFILL, None)
+        self._crop_state = None
+        self._features_fn = None
+        self._pending_vision = _empty_capture()
         self._patcher.restore()
         self._request = None
         self._ctx = None
@@ -192,19 +221,32 @@ class HookHandle:
         if callable(orig_generate):
             # generate() validates its kwargs against forward's signature, so a per-request
             # budget is taken here and held for the whole call (prefill and decode steps).
-            def generate(*args: Any, budget_ms: Any = None, **kwargs: Any) -> Any:
-                if budget_ms is None:
-                    return orig_generate(*args, **kwargs)
-                with self.budget_scope(budget_ms):
-                    return orig_generate(*args, **kwargs)
+            def generate(*args: Any, budget_ms: Any = None, task_type: Any = None,
+                         **kwargs: Any) -> Any:
+                old_task, self._task = self._task, task_type if task_type is not None \
+                    else self._task
+                try:
+                    if budget_ms is None:
+                        return orig_generate(*args, **kwargs)
+                    with self.budget_scope(budget_ms):
+                        return orig_generate(*args, **kwargs)
+                finally:
+                    self._task = old_task
 
             self.model.generate = generate
+        if self._tiles is not None and hasattr(self.model, _ENCODE_BEFORE_PREFILL):
+            # transformers >= 5.2x generate() encodes the images before the prefill forward
+            # (and passes them as mm_encoder_outputs); for crops to be dropped before they are
+            # encoded, pixel_values must reach the prefill forward, which encodes them itself.
+            setattr(self.model, _ENCODE_BEFORE_PREFILL, _keep_pixels_for_prefill)
 
     # ------------------------------------------------------------------ hooks
     def _outer_pre(self, module: nn.Module, args: tuple[Any, ...],
                    kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         budget = kwargs.pop("budget_ms", None)
         budget = self._budget if budget is None else validate_budget(budget)
+        task = kwargs.pop("task_type", None)
+        task = self._task if task is None else task
         cache = kwargs.get("past_key_values")
         if cache is None:
             cache = kwargs.get("cache")
@@ -215,13 +257,98 @@ class HookHandle:
             # shared, never-written capture stands for it.
             self._decode_ctx.past = int(past)
             self._ctx = self._decode_ctx
+            st, req = self._crop_state, self._request
+            if st is not None and req is not None and req.cache_len == int(past):
+                st.continue_step(kwargs, int(past))  # mask / positions of the shorter prompt
+            elif req is not None and req.keep_idx is not None and req.cache_len == int(past):
+                # vision tokens were removed at prefill: the 2-D mask onto the kept columns
+                # before the base model prepares masks from it (Gemma 3, Molmo2 do)
+                ids = kwargs.get("input_ids")
+                n = int(ids.shape[1]) if isinstance(ids, torch.Tensor) and ids.ndim == 2 else 1
+                if "attention_mask" in kwargs:
+                    kwargs["attention_mask"] = req.map_mask(kwargs["attention_mask"],
+                                                            int(past), n)
             return args, kwargs
+        if self._tiles is not None and args:
+            args, kwargs = (), {**self._bind(args), **kwargs}
         am = kwargs.get("attention_mask")
         ctx = self._ctx = ForwardCapture(
             budget=budget,
             attention_mask=am if isinstance(am, torch.Tensor) and am.ndim == 2 else None)
+        pending, self._pending_vision = self._pending_vision, _empty_capture()
+        if kwargs.get("mm_encoder_outputs"):  # encoded before this forward (generate())
+            ctx.image_feats, ctx.tokens_per_image = pending.image_feats, pending.tokens_per_image
+        ctx.task = task
         ctx.t0 = now(self._device)
+        if self._tiles is not None:
+            self._decide_before_vision(ctx, kwargs)
         return args, kwargs
+
+    def _bind(self, args: tuple[Any, ...]) -> dict[str, Any]:
+        """Positional arguments of the top-level forward by name (tile families rewrite them)."""
+        if self._forward_params is None:
+            self._forward_params = list(inspect.signature(self.model.forward).parameters)
+        return dict(zip(self._forward_params, args, strict=False))
+
+    def _decide_before_vision(self, ctx: ForwardCapture, kwargs: dict[str, Any]) -> None:
+        """Tile-splitting families: decide from what exists before any tile is encoded, then
+        keep only the kept crops in the forward's inputs (:mod:`.crops`)."""
+        spec = self._tiles
+        assert spec is not None
+        ids = kwargs.get("input_ids")
+        pix = kwargs.get("pixel_values")
+        pmask = kwargs.get("pixel_attention_mask")
+        am = ctx.attention_mask
+        self._crop_state = None
+        self.last_kept_positions = None
+        if isinstance(ids, torch.Tensor) and ids.ndim == 2:
+            bsz = int(ids.shape[0])
+            layout = crops.parse(ids, pix, spec) if pix is not None else None
+        else:  # inputs_embeds: the text feature from them, crops cannot be dropped
+            emb = kwargs.get("inputs_embeds")
+            bsz, layout = int(emb.shape[0]), None
+        t0 = now(self._device)
+
+        def features() -> tuple[torch.Tensor, torch.Tensor]:
+            if isinstance(ids, torch.Tensor) and ids.ndim == 2:
+                emb = self.adapter.embed_tokens(ids)
+                vis = self.adapter.vision_mask(ids)
+            else:
+                emb = kwargs["inputs_embeds"]
+                vis = torch.zeros(emb.shape[:2], dtype=torch.bool, device=emb.device)
+            text = text_feature(emb.detach(), vis, am, bsz)
+            image = crops.image_features(pix, pmask, layout, spec, bsz, text.dtype, text.device)
+            return image.contiguous(), text
+
+        if self._pinned is not None:
+            self._features, self._features_from, self._features_fn = None, None, features
+            chosen = self._configs.get(self._pinned.indices)
+            rows = [list(self._pinned.indices)] * bsz
+            self._last_idx = rows
+        else:
+            image, text = features()
+            self._features, self._features_from, self._features_fn = (image, text), None, None
+            d = self._decide(ctx, image, text, bsz)
+            ctx.ctrl = (t0, now(self._device))
+            ctx.controller_ran = True
+            chosen, rows = d.config, d.rows
+            self._last_idx = d.per_request if d.per_request is not None else rows
+        self._count_decision(chosen, rows, bsz)
+        ctx.held = chosen
+        knob = "max_crops"
+        if layout is None or knob not in self.space.names:
+            return
+        top = self.space[knob].values[-1]
+        value = chosen.values[knob]
+        absolute = self.tokens_per_crop is not None
+        if value == top and not absolute:
+            return  # the grid top keeps every crop: the forward is the unmodified one
+        state = crops.reduce_inputs(kwargs, layout, crops.plan(layout, value, top, absolute),
+                                    spec)
+        if state is not None:
+            self._crop_state = state
+            self.last_kept_positions = state.keep_idx
+            ctx.attention_mask = state.prompt_mask
 
     def _outer_post(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         ctx, self._ctx = self._ctx, None
@@ -233,7 +360,11 @@ class HookHandle:
     def _vision_post(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
                      output: Any) -> None:
         ctx = self._ctx
-        if ctx is not None and ctx.decides:
+        if ctx is None:
+            # transformers >= 5.2x generate() encodes the images before the prefill forward and
+            # hands them to it as mm_encoder_outputs: keep what the tower gave for that forward
+            self._pending_vision.on_vision(self.adapter, args, kwargs, output)
+        elif ctx.decides:
             ctx.on_vision(self.adapter, args, kwargs, output)
 
     def _embed_post(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
@@ -253,7 +384,12 @@ class HookHandle:
             # transformers >= 5.2x passes the KV cache as ``cache`` (``past_key_values`` before)
             cache = kwargs.get("cache", kwargs.get("past_key_values"))
             past = int(cache.get_seq_length()) if cache is not None else 0
-        if past == 0:
+        if past == 0 and ctx.held is not None:
+            # decided before the vision tower (tile families): apply, remove nothing
+            chosen = ctx.held
+            seq = int(embeds.shape[1])
+            req = DecodeState(chosen.config, None, seq, seq, None, 0, chosen.values)
+        elif past == 0:
             req = self._prefill(ctx, kwargs, embeds)
         else:
             req = self._request
@@ -304,14 +440,7 @@ class HookHandle:
             chosen, rows = d.config, d.rows
             self._last_idx = d.per_request if d.per_request is not None else rows
         config = chosen.config
-        self.last_config = config
-        self.stats.decisions += 1
-        self.stats.configs[chosen.key] += 1
-        if bsz == 1 or all(r == rows[0] for r in rows):
-            self.stats.request_configs[self._configs.get(tuple(rows[0])).key] += bsz
-        else:
-            for row in rows:
-                self.stats.request_configs[self._configs.get(tuple(row)).key] += 1
+        self._count_decision(chosen, rows, bsz)
 
         if self._keeps_all.get(chosen.key, False):
             keep = None
@@ -330,6 +459,16 @@ class HookHandle:
         self.last_kept_positions = keep_idx
         return DecodeState(config, keep_idx, seq, keep_idx.shape[1], pos_kept[..., -1] + 1, 0,
                            chosen.values)
+
+    def _count_decision(self, chosen: Any, rows: list[list[int]], bsz: int) -> None:
+        self.last_config = chosen.config
+        self.stats.decisions += 1
+        self.stats.configs[chosen.key] += 1
+        if bsz == 1 or all(r == rows[0] for r in rows):
+            self.stats.request_configs[self._configs.get(tuple(rows[0])).key] += bsz
+        else:
+            for row in rows:
+                self.stats.request_configs[self._configs.get(tuple(row)).key] += 1
 
     def _decide(self, ctx: ForwardCapture, image: torch.Tensor, text: torch.Tensor,
                 bsz: int) -> Decision:
@@ -351,12 +490,17 @@ class HookHandle:
             budget = budget_tensor(ctx.budget, bsz, dev)
         if image.device != dev:  # e.g. a CUDA model with a CPU engine: one copy each
             image, text = image.to(dev), text.to(dev)
-        return decide(self.engine, self._configs, image, text, budget)
+        task = None
+        if ctx.task is not None and getattr(self.engine, "n_task_slots", 0):
+            task = torch.from_numpy(self.engine.task_slots(ctx.task, bsz)).to(dev)
+        return decide(self.engine, self._configs, image, text, budget, task)
 
     @property
     def last_features(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """``(image [B, Di], text [B, Dt])`` pooled features of the last prefill (the model's
         dtype and device); pooled on first access after a pinned forward."""
+        if self._features is None and self._features_fn is not None:
+            self._features, self._features_fn = self._features_fn(), None
         if self._features is None and self._features_from is not None:
             ctx, ids, am, bsz, seq, embeds = self._features_from
             vis = self._vision_mask(ids, bsz, seq, embeds.device)
@@ -380,6 +524,21 @@ class HookHandle:
         if isinstance(idx, list):
             return torch.tensor(idx, dtype=torch.long)
         return idx.to("cpu", torch.long)
+
+
+#: the GenerationMixin step that encodes images before the prefill forward (transformers 5.2x)
+_ENCODE_BEFORE_PREFILL = "_prepare_multimodal_encoder_kwargs_for_generation"
+
+
+def _keep_pixels_for_prefill(model_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Instance override of :data:`_ENCODE_BEFORE_PREFILL` for tile-splitting families:
+    ``pixel_values`` stay in the kwargs and the prefill forward encodes them (after the hook
+    dropped crops); generate() still drops them from decode steps."""
+    return model_kwargs
+
+
+def _empty_capture() -> ForwardCapture:
+    return ForwardCapture(budget=None, attention_mask=None)
 
 
 def _model_device(model: nn.Module) -> torch.device:

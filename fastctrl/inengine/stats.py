@@ -63,6 +63,13 @@ class HookStats:
         self._resolve()
         return self._forward_ms
 
+    def take_times(self) -> tuple[list[float], list[float]]:
+        """``(controller_ms, forward_ms)`` recorded so far, and start the lists afresh."""
+        self._resolve()
+        out = (self._controller_ms, self._forward_ms)
+        self._controller_ms, self._forward_ms = [], []
+        return out
+
     @property
     def controller_share(self) -> float:
         """Controller time / forward time over all decision forwards (nan before any)."""

@@ -2,14 +2,22 @@
 
 Default: a tiny random-weight LLaVA-OLMoE on the built-in synthetic image/question set, grid
 max_crops [1, 2, 4] x top_k [1, 2, 4] x num_active_blocks [2, 3, 4]; a few minutes on a CPU.
+``--model`` also takes a hub id or a ``save_pretrained`` directory of any supported family
+(loaded with ``from_pretrained`` and its own processor / chat template), ``--dataset`` a
+local JSONL / CSV / ``save_to_disk`` directory / image folder or a hub dataset name
+(:mod:`fastctrl.profile.datasets`); ``--configs random N`` / ``lhs N`` measures a sample of
+the grid per request (always the full and the cheapest config).
 The table (Parquet/CSV), its feature store (``.features.safetensors``) and a ``.sweep.json``
-sidecar (grid, settings, p50/p95 per config) are what ``python -m fastctrl.train --profile``
-reads. An interrupted run resumes where it stopped (``--no_resume`` starts over).
+sidecar (grid, settings, p50/p95 per config, what the sweep cost) are what
+``python -m fastctrl.train --profile`` reads. An interrupted run resumes where it stopped
+(``--no_resume`` starts over).
 
-Quality: with ``--metric auto`` it is exact match when the samples have answers, else
-agreement with the full configuration's generated tokens. A random-weight model cannot answer
-anything, so the tiny models ignore the synthetic answers by default (``--use_answers`` to
-score them anyway): their quality column is the agreement proxy.
+Quality: with ``--metric auto`` it is the dataset's standard metric when its name is known
+(VQA accuracy for VQAv2 / TextVQA, ANLS for DocVQA, relaxed accuracy for ChartQA, ...), exact
+match for other data with answers, else agreement with the full configuration's generated
+tokens. A random-weight model cannot answer anything, so the tiny models ignore the synthetic
+answers by default (``--use_answers`` to score them anyway): their quality column is the
+agreement proxy.
 """
 
 from __future__ import annotations
@@ -18,17 +26,16 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from .. import cli
-from ..inengine.tiny import FAMILIES
+from ..inengine.tiny import tiny_families
 from ..space import ActionSpace
 from .metrics import METRICS
 
 DEFAULT_GRID = {"max_crops": [1, 2, 4], "top_k": [1, 2, 4], "num_active_blocks": [2, 3, 4]}
-
-TinyModel = Literal[tuple(f"tiny-{f}" for f in FAMILIES)]  # type: ignore[misc]
+TINY_PREFIX = "tiny-"
 MetricName = Literal[("auto", *METRICS)]  # type: ignore[misc]
 
 
@@ -37,15 +44,30 @@ class ProfileArgs:
     """Sweep a config grid on a transformers VLM and write the profile table + feature store
     that `python -m fastctrl.train --profile` reads."""
 
-    model: TinyModel = "tiny-llava-olmoe"  # type: ignore[valid-type]
-    """Built-in tiny random-weight model (nothing is downloaded)."""
+    model: str = "tiny-llava-olmoe"
+    """A built-in tiny random-weight model (tiny-<family>, nothing downloaded), or a hub id /
+    save_pretrained directory of a supported family (loaded with from_pretrained and its
+    AutoProcessor)."""
+    dataset: str | None = None
+    """JSONL / CSV file, save_to_disk directory, image folder with questions.jsonl/csv, or a
+    hub dataset name; default: the built-in synthetic image/question set."""
+    split: str | None = None
+    """Dataset split (save_to_disk DatasetDict or hub dataset)."""
+    samples: int | None = None
+    """Requests to profile: the synthetic set's size (default 12), or at most this many of
+    --dataset (default: all)."""
+    on_error: Literal["raise", "skip"] = "raise"
+    """A bad dataset row (missing image, empty answers): stop, or skip it and count it."""
     seed: int = 0
-    """Model weights and dataset seed."""
-    samples: int = 12
-    """Synthetic requests to profile."""
-    grid: str = field(default_factory=lambda: json.dumps(DEFAULT_GRID))
-    """JSON object knob -> ascending values (the grid top must be the full model: top_k = its
-    top_k, num_active_blocks = its layers)."""
+    """Tiny model weights, the synthetic set and the config sample."""
+    grid: str = "auto"
+    """JSON object knob -> ascending values (the grid top must be the full model); `auto`:
+    max_crops [1, 2, 4], top_k [1, k/2, k] on MoE models, num_active_blocks [L/2, 3L/4, L]."""
+    configs: str = "all"
+    """Configs measured per request: `all`, `random N` or `lhs N` (Latin hypercube); the full
+    and the cheapest config always."""
+    batch_size: int = 1
+    """Requests run together, one config at a time (each request's latency is its batch's)."""
     warmup: int = 1
     """Untimed runs before each timing."""
     repeats: int = 3
@@ -53,11 +75,22 @@ class ProfileArgs:
     max_new_tokens: int = 4
     """Tokens generated per request."""
     metric: MetricName = "auto"  # type: ignore[valid-type]
-    """Quality metric: auto = exact match with answers, else agreement with the full config."""
+    """Quality metric: auto = the dataset's standard metric / exact match with answers, else
+    agreement with the full config."""
     use_answers: bool = False
     """Score the synthetic answers (meaningless for random weights)."""
     tokens_per_crop: int | None = None
     """Vision tokens per max_crops unit (default: the grid top keeps all)."""
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    """Weights dtype of a loaded model."""
+    device: str | None = None
+    """Device of a loaded model (default: cuda if available, else cpu)."""
+    device_map: str | None = None
+    """accelerate device map for a loaded model (e.g. auto); instead of --device."""
+    attn_implementation: str | None = None
+    """e.g. sdpa, eager, flash_attention_2."""
+    trust_remote_code: bool = False
+    """Allow a model's own code from its repository (off unless asked)."""
     threads: int = 1
     """Torch CPU threads (1 by default: tiny models are overhead-bound and timings are steadier
     on a shared CPU; 0 keeps torch's default)."""
@@ -69,12 +102,64 @@ class ProfileArgs:
     """No progress bar, warnings only."""
 
     def __post_init__(self) -> None:
-        for name in ("samples", "repeats", "max_new_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("samples", "repeats", "max_new_tokens", "batch_size"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"--{name} must be >= 1, got {v}")
         for name in ("warmup", "threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
+        if self.model.startswith(TINY_PREFIX) and \
+                self.model.removeprefix(TINY_PREFIX) not in tiny_families():
+            raise ValueError(f"--model {self.model}: no such tiny model; built-in: "
+                             f"{', '.join(TINY_PREFIX + f for f in tiny_families())}")
+
+
+def auto_grid(model: Any) -> dict[str, list[int]]:
+    """A grid that fits the model: its top is the unmodified model."""
+    from ..inengine import find_adapter
+
+    a = find_adapter(model)
+    grid: dict[str, list[int]] = {"max_crops": [1, 2, 4]}
+    if a.is_moe:
+        k = a.native_top_k
+        grid["top_k"] = sorted({1, max(1, k // 2), k})
+    n = a.num_layers
+    grid["num_active_blocks"] = sorted({max(1, n // 2), max(1, (3 * n) // 4), n})
+    return grid
+
+
+def load(args: ProfileArgs) -> tuple[Any, Any, Any, str | None, int]:
+    """(model, processor, dataset, dataset name, n requests) from the arguments."""
+    from .synthetic_vqa import synthetic_vqa
+
+    if args.model.startswith(TINY_PREFIX):
+        from ..inengine.tiny import TinyProcessor, build_tiny
+
+        model = build_tiny(args.model.removeprefix(TINY_PREFIX), seed=args.seed)
+        processor: Any = TinyProcessor(model)
+        if args.device:
+            model.to(args.device)
+    else:
+        from .loading import load_model
+
+        model, processor = load_model(args.model, dtype=args.dtype, device=args.device,
+                                      device_map=args.device_map,
+                                      attn_implementation=args.attn_implementation,
+                                      trust_remote_code=args.trust_remote_code)
+    if args.dataset is None:
+        n = args.samples or 12
+        tiny = args.model.startswith(TINY_PREFIX)
+        data: Any = synthetic_vqa(n, seed=args.seed,
+                                  with_answers=args.use_answers or not tiny)
+        return model, processor, data, None, n
+    from .datasets import load_vqa_dataset
+
+    data = load_vqa_dataset(args.dataset, split=args.split, max_samples=args.samples,
+                            on_error=args.on_error)
+    if data.skipped:
+        logging.getLogger(__name__).warning(data.summary())
+    return model, processor, data, data.name, len(data)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,25 +168,31 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     import torch
 
-    from ..inengine.tiny import TinyProcessor, build_tiny
+    from .loading import ModelLoadError
     from .sweep import run_sweep
-    from .synthetic_vqa import synthetic_vqa
 
     try:
-        space = ActionSpace(json.loads(args.grid))
         if args.threads:
             torch.set_num_threads(args.threads)
-        model = build_tiny(args.model.removeprefix("tiny-"), seed=args.seed)
-        data = synthetic_vqa(args.samples, seed=args.seed, with_answers=args.use_answers)
-        res = run_sweep(model, TinyProcessor(model), data, space, args.out, warmup=args.warmup,
+        model, processor, data, name, n = load(args)
+        space = ActionSpace(auto_grid(model) if args.grid == "auto" else json.loads(args.grid))
+        res = run_sweep(model, processor, data, space, args.out, warmup=args.warmup,
                         repeats=args.repeats, max_new_tokens=args.max_new_tokens,
                         metric=args.metric, tokens_per_crop=args.tokens_per_crop,
-                        resume=args.resume, quiet=args.quiet, total=args.samples)
-    except (ValueError, TypeError, FileNotFoundError) as e:
+                        resume=args.resume, quiet=args.quiet, total=n, configs=args.configs,
+                        batch_size=args.batch_size, seed=args.seed, dataset_name=name)
+    except (ValueError, TypeError, FileNotFoundError, ModelLoadError) as e:
         print(f"error: {e}", file=sys.stderr)
         return cli.USAGE_ERROR
-    print(f"profile: {res.table_path} ({res.profile.n_requests} requests x "
-          f"{res.profile.n_configs} configs; {res.resumed} resumed, {res.measured} measured)")
+    cost = json.loads(res.sidecar_path.read_text())["cost"]
+    if res.profile is None:
+        print(f"profile: {res.table_path} written, but some configs were measured for no "
+              "request: profile more requests or use a smaller grid before training on it")
+    else:
+        print(f"profile: {res.table_path} ({res.profile.n_requests} requests x "
+              f"{res.profile.n_configs} configs, {res.profile.imputed_share:.0%} of cells "
+              f"imputed; {res.resumed} resumed, {res.measured} measured)")
     print(f"features: {res.table_path.with_suffix('')}.features.safetensors")
-    print(f"sweep summary: {res.sidecar_path}")
+    print(f"sweep cost: {cost['wall_s']:.1f} s wall, {cost['generate_calls']} generate() calls "
+          f"({cost['timed_s']:.1f} s timed); summary: {res.sidecar_path}")
     return 0

@@ -1,14 +1,16 @@
 """Sweep a config grid on a transformers VLM and write the profile that ``fastctrl.train``
 reads (``--profile``).
 
-For every request (image, prompt, optional answer) and every config of the grid, the model runs
+For every request (image, prompt, optional answer) and every config of the grid (or a random /
+Latin-hypercube sample of it per request, :mod:`fastctrl.profile.configs`), the model runs
 ``generate()`` through :func:`fastctrl.hook` with the config pinned, i.e. through exactly the
-code path a controller drives at inference time:
+code path a controller drives at inference time, one batch of requests at a time:
 
 - latency: ``warmup`` untimed rounds, then ``repeats`` timed rounds of the whole request
   (prefill plus ``max_new_tokens`` decode steps), synchronised on GPU; a round runs every
   config once (round-robin, so load drift hits all configs alike); stored per repeat in
-  ``latency_ms_<i>``; p50/p95 per config go to the ``.sweep.json`` sidecar;
+  ``latency_ms_<i>``; p50/p95 per config and what the sweep cost (wall time, generate()
+  calls, cells measured) go to the ``.sweep.json`` sidecar;
 - quality: a pluggable metric (:mod:`fastctrl.profile.metrics`) on the first timed run's
   output; with answers exact match / VQA accuracy, without answers agreement with the full
   configuration's tokens (a proxy, not accuracy);
@@ -39,6 +41,7 @@ from tqdm.auto import tqdm
 from .. import io
 from ..inengine import hook
 from ..space import ActionSpace, Config
+from .configs import ConfigSampler
 from .metrics import Metric, resolve_metric
 
 log = logging.getLogger(__name__)
@@ -58,7 +61,7 @@ class Request:
 
 @dataclass
 class SweepResult:
-    profile: Any  # fastctrl.profile.table.Profile
+    profile: Any  # fastctrl.profile.table.Profile; None when a sample left a config unmeasured
     table_path: Path
     sidecar_path: Path
     measured: int
@@ -100,17 +103,30 @@ def _fingerprint(model: nn.Module, space: ActionSpace, settings: dict[str, Any])
 
 
 def write_outputs(rows: list[dict[str, Any]], features: dict[str, tuple[list[float], list[float]]],
-                  space: ActionSpace, out_path: str | Path, sidecar: dict[str, Any]) -> Any:
+                  space: ActionSpace, out_path: str | Path, sidecar: dict[str, Any],
+                  missing_configs: str = "raise") -> Any:
     """The output stage: the table + feature store (:mod:`fastctrl.profile.table`) and a JSON
     sidecar with the swept grid and per-config latency percentiles."""
-    from .table import FeatureStore, Profile
+    from .table import FeatureStore, Profile, ProfileError, features_path_for, write_table
 
     out_path = Path(out_path)
     ids = list(features)
     store = FeatureStore(ids, np.array([features[r][0] for r in ids], dtype=np.float32),
                          np.array([features[r][1] for r in ids], dtype=np.float32))
-    profile = Profile.from_frame(pd.DataFrame(rows), space, features=store, source="sweep")
-    profile.save(out_path)
+    try:
+        profile = Profile.from_frame(pd.DataFrame(rows), space, features=store, source="sweep",
+                                     missing_configs=missing_configs)
+        profile.save(out_path)
+    except ProfileError as e:
+        if "measured for no request" not in str(e):
+            raise
+        # a sample too small to have measured every config once: the measurements are still
+        # data, written as they are; loading them needs more requests or a smaller grid
+        log.warning("%s; the table is written, but it cannot be loaded for training until "
+                    "every config is measured for some request", e)
+        write_table(pd.DataFrame(rows), space, out_path)
+        store.save(features_path_for(out_path))
+        profile = None
     io.write_json(out_path.with_suffix(SIDECAR_SUFFIX), sidecar)
     return profile
 
@@ -156,19 +172,27 @@ def run_sweep(model: nn.Module, processor: Callable[..., dict[str, torch.Tensor]
               warmup: int = 1, repeats: int = 3, max_new_tokens: int = 4,
               metric: str | Metric = "auto", have_answers: bool | None = None,
               tokens_per_crop: int | None = None, resume: bool = True, quiet: bool = False,
-              total: int | None = None) -> SweepResult:
-    """Profile ``model`` on ``dataset`` over every config of ``space``; see the module doc.
+              total: int | None = None, configs: str | ConfigSampler = "all",
+              batch_size: int = 1, seed: int = 0,
+              dataset_name: str | None = None) -> SweepResult:
+    """Profile ``model`` on ``dataset`` over the configs of ``space``; see the module doc.
 
-    ``processor(images, prompts)`` must return the model's input tensors for a batch of one;
-    it also needs ``decode(ids)`` or ``batch_decode(ids)``. ``have_answers`` (default: whether
-    the first request has an answer) picks the ``auto`` metric.
+    ``processor(images, prompts)`` must return the model's input tensors for a batch (left
+    padding); it also needs ``decode(ids)`` or ``batch_decode(ids)``. ``have_answers``
+    (default: whether the first request has an answer) picks the ``auto`` metric.
+    ``configs``: ``"all"``, ``"random N"`` or ``"lhs N"`` per request
+    (:class:`~fastctrl.profile.configs.ConfigSampler`, seeded by ``seed`` and the request
+    id). ``batch_size``: requests run together, one config at a time (a batch measures the
+    union of its requests' sampled configs); each request's latency is its batch's.
     """
-    if repeats < 1 or warmup < 0 or max_new_tokens < 1:
-        raise ValueError(f"need repeats >= 1, warmup >= 0, max_new_tokens >= 1; got {repeats}, "
-                         f"{warmup}, {max_new_tokens}")
+    if repeats < 1 or warmup < 0 or max_new_tokens < 1 or batch_size < 1:
+        raise ValueError(f"need repeats >= 1, warmup >= 0, max_new_tokens >= 1, batch_size >= 1;"
+                         f" got {repeats}, {warmup}, {max_new_tokens}, {batch_size}")
     out_path = Path(out_path)
     if out_path.suffix not in (".parquet", ".csv"):
         raise ValueError(f"out_path must end in .parquet or .csv, got {out_path}")
+    sampler = configs if isinstance(configs, ConfigSampler) else \
+        ConfigSampler.parse(configs, space, seed)
     decode = _decoder(processor)
     requests = iter(as_requests(dataset))
     first = next(requests, None)
@@ -176,94 +200,144 @@ def run_sweep(model: nn.Module, processor: Callable[..., dict[str, torch.Tensor]
         raise ValueError("the dataset is empty")
     if have_answers is None:
         have_answers = first.answer is not None
-    metric_name, metric_fn = resolve_metric(metric, have_answers)
+    metric_name, metric_fn = resolve_metric(metric, have_answers, dataset_name)
     settings = {"warmup": warmup, "repeats": repeats, "max_new_tokens": max_new_tokens,
-                "metric": metric_name, "tokens_per_crop": tokens_per_crop}
+                "metric": metric_name, "tokens_per_crop": tokens_per_crop,
+                "configs": sampler.describe(), "config_seed": sampler.seed,
+                "batch_size": batch_size}
     fp = _fingerprint(model, space, settings)
     partial = out_path.with_name(out_path.name + PARTIAL_SUFFIX)
     rows: list[dict[str, Any]] = []
     features: dict[str, tuple[list[float], list[float]]] = {}
+    cost = {"generate_calls": 0, "timed_s": 0.0, "wall_s": 0.0}
     if resume and partial.is_file():
         state = io.read_json(partial, what="partial sweep")
         if state.get("fingerprint") == fp:
             rows, features = state["rows"], {k: tuple(v) for k, v in state["features"].items()}
+            cost = state.get("cost", cost)
             log.info("resuming %s: %d requests already measured", partial, len(features))
         else:
             log.warning("%s was written with other settings; starting over", partial)
     resumed = len(features)
 
     device = next(model.parameters()).device
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    timer = _Timer(device)
     full = space.full()
-    configs = list(space.all_configs())
     measured = 0
+    t_start = time.perf_counter()
     handle = hook(model, space=space, tokens_per_crop=tokens_per_crop)
     try:
         bar = tqdm(total=total, desc="profile", unit="req", disable=quiet)
         bar.update(resumed)
 
-        def measure(inputs: dict[str, Any], prompt_len: int) -> tuple[
-                dict[Config, list[int]], dict[Config, list[float]]]:
-            """Every config of one request, round-robin: warm-up rounds, then timed rounds.
+        def measure(inputs: dict[str, Any], prompt_len: int, batch_configs: list[Config]
+                    ) -> tuple[dict[Config, list[list[int]]], dict[Config, list[float]], Any]:
+            """The batch's configs, round-robin: warm-up rounds, then timed rounds.
             Interleaving makes load drift on a shared machine hit all configs alike."""
             gen = dict(max_new_tokens=max_new_tokens, do_sample=False)
-            ids: dict[Config, list[int]] = {}
-            times: dict[Config, list[float]] = {c: [] for c in configs}
+            ids: dict[Config, list[list[int]]] = {}
+            times: dict[Config, list[float]] = {c: [] for c in batch_configs}
+            feats = None
             for rnd in range(warmup + repeats):
-                for config in configs:
+                for config in batch_configs:
                     handle.pin(config)
-                    sync()
-                    t0 = time.perf_counter()
-                    out = model.generate(**inputs, **gen)
-                    sync()
+                    out, ms = timer.time(lambda: model.generate(**inputs, **gen))
+                    cost["generate_calls"] += 1
                     if rnd >= warmup:
-                        times[config].append((time.perf_counter() - t0) * 1e3)
-                    ids.setdefault(config, out[0, prompt_len:].tolist())
-                    if config == full:  # features of the full-config prefill
-                        feats[0] = tuple(t[0].float().cpu().tolist()
-                                         for t in handle.last_features)
-            return ids, times
+                        times[config].append(ms)
+                        cost["timed_s"] += ms / 1e3
+                    ids.setdefault(config, out[:, prompt_len:].tolist())
+                    if config == full and feats is None:  # features of the full-config prefill
+                        feats = [t.float().cpu() for t in handle.last_features]
+            return ids, times, feats
 
-        feats: list[Any] = [None]
-        for req in _chain(first, requests):
-            if req.request_id in features:
-                continue
+        for batch in _batches(_chain(first, requests), batch_size, skip=set(features)):
+            batch_configs = sorted({c for r in batch for c in sampler.for_request(r.request_id)},
+                                   key=lambda c: space.flat_index(c.indices))
+            if full not in batch_configs:
+                batch_configs.append(full)
             inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v
-                      for k, v in processor([req.image], [req.prompt]).items()}
+                      for k, v in processor([r.image for r in batch],
+                                            [r.prompt for r in batch]).items()}
             prompt_len = int(inputs["input_ids"].shape[1])
             with torch.inference_mode():
-                ids, times = measure(inputs, prompt_len)
-            img, txt = feats[0]
-            for config in configs:
-                q = float(metric_fn(decode(ids[config]), req.answer, ids[config], ids[full]))
-                if not 0.0 <= q <= 1.0:
-                    raise ValueError(f"metric {metric_name} returned {q}, outside [0, 1]")
-                rows.append({"request_id": req.request_id, "task_type": req.task_type,
-                             **config.values, "quality": q,
-                             **{f"latency_ms_{i}": t for i, t in enumerate(times[config])}})
-            features[req.request_id] = (img, txt)
-            measured += 1
+                ids, times, feats = measure(inputs, prompt_len, batch_configs)
+            for b, req in enumerate(batch):
+                for config in batch_configs:
+                    pred, ref = ids[config][b], ids[full][b]
+                    q = float(metric_fn(decode(pred), req.answer, pred, ref))
+                    if not 0.0 <= q <= 1.0:
+                        raise ValueError(f"metric {metric_name} returned {q}, outside [0, 1]")
+                    rows.append({"request_id": req.request_id, "task_type": req.task_type,
+                                 **config.values, "quality": q,
+                                 **{f"latency_ms_{i}": t
+                                    for i, t in enumerate(times[config])}})
+                features[req.request_id] = (feats[0][b].tolist(), feats[1][b].tolist())
+                measured += 1
+            cost["wall_s"] += time.perf_counter() - t_start
+            t_start = time.perf_counter()
             io.write_json(partial, {"fingerprint": fp, "settings": settings,
                                     "grid": space.to_dict(), "rows": rows,
-                                    "features": features})
-            bar.update(1)
+                                    "features": features, "cost": cost})
+            bar.update(len(batch))
         bar.close()
     finally:
         handle.remove()
 
+    n_cells = len(rows)
     sidecar = {
         "format": "fastctrl-profile-sweep", "grid": space.to_dict(), "settings": settings,
         "model": type(model).__name__, "family": handle.adapter.family,
         "device": str(device), "torch_threads": torch.get_num_threads(),
-        "n_requests": len(features), "n_configs": len(configs),
+        "timer": timer.kind, "n_requests": len(features), "n_configs": space.n_configs,
+        "cells_measured": n_cells,
+        "cells_share": n_cells / max(1, len(features) * space.n_configs),
         "quality_proxy": metric_name == "agreement",
+        "cost": {**cost, "wall_s": round(cost["wall_s"], 3), "timed_s": round(cost["timed_s"], 3)},
         "configs": _config_summary(rows, space, repeats),
     }
-    profile = write_outputs(rows, features, space, out_path, sidecar)
+    missing = "impute" if n_cells < len(features) * space.n_configs else "raise"
+    profile = write_outputs(rows, features, space, out_path, sidecar, missing)
     partial.unlink(missing_ok=True)
-    log.info("wrote %s (%d requests x %d configs) and its feature store", out_path,
-             len(features), len(configs))
+    log.info("wrote %s (%d requests, %d of %d cells measured) and its feature store; sweep "
+             "cost %.1f s wall, %d generate() calls", out_path, len(features), n_cells,
+             len(features) * space.n_configs, cost["wall_s"], cost["generate_calls"])
     return SweepResult(profile, out_path, out_path.with_suffix(SIDECAR_SUFFIX), measured, resumed)
+
+
+class _Timer:
+    """Wall time of one call in ms: CUDA events around it on GPU (synchronised), else
+    ``perf_counter``."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.kind = "cuda_events" if self.cuda else "perf_counter"
+
+    def time(self, fn: Callable[[], Any]) -> tuple[Any, float]:
+        if self.cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize()
+            start.record()
+            out = fn()
+            end.record()
+            torch.cuda.synchronize()
+            return out, float(start.elapsed_time(end))
+        t0 = time.perf_counter()
+        out = fn()
+        return out, (time.perf_counter() - t0) * 1e3
+
+
+def _batches(requests: Iterable[Request], size: int, skip: set[str]) -> Iterable[list[Request]]:
+    batch: list[Request] = []
+    for r in requests:
+        if r.request_id in skip:
+            continue
+        batch.append(r)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _chain(first: Request, rest: Iterable[Request]) -> Iterable[Request]:

@@ -358,7 +358,9 @@ class Profile:
                              f"{missing_configs!r}")
         if not isinstance(df, pd.DataFrame):
             raise TypeError(f"{source}: expected a pandas DataFrame, got {type(df).__name__}")
-        knob_names = space.names if space is not None else tuple(DEFAULT_GRIDS)
+        # without a grid (a CSV carries none) the knobs are the default knob columns present
+        knob_names = space.names if space is not None else \
+            tuple(n for n in DEFAULT_GRIDS if n in df.columns) or tuple(DEFAULT_GRIDS)
         lat_cols = sorted((c for c in df.columns if _LATENCY_RE.match(str(c))),
                           key=lambda c: int(_LATENCY_RE.match(c).group(1) or -1))
         required = ["request_id", "task_type", *knob_names, "quality"]
@@ -494,15 +496,7 @@ class Profile:
     # ---- files
     def save(self, path: str | Path) -> None:
         """Write the table (``.parquet`` or ``.csv``) and, if present, its feature store."""
-        path = Path(path)
-        df = self.to_frame()
-        if path.suffix == ".parquet":
-            meta = {"fastctrl.grids": json.dumps(self.space.to_dict())}
-            io.write_with(path, lambda p: _write_parquet(df, p, meta))
-        elif path.suffix == ".csv":
-            io.write_with(path, lambda p: df.to_csv(p, index=False))
-        else:
-            raise ValueError(f"profile path must end in .parquet or .csv, got {path}")
+        write_table(self.to_frame(), self.space, path)
         if self.features is not None:
             self.features.save(features_path_for(path))
 
@@ -540,6 +534,18 @@ class Profile:
         return cls.from_frame(df, space, features=features, on_invalid=on_invalid, seed=seed,
                               train_split=train_split, test_fraction=test_fraction,
                               source=str(path), missing_configs=missing_configs)
+
+
+def write_table(df: pd.DataFrame, space: ActionSpace, path: str | Path) -> None:
+    """Write a long profile table atomically (Parquet keeps the grid in its metadata)."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        meta = {"fastctrl.grids": json.dumps(space.to_dict())}
+        io.write_with(path, lambda p: _write_parquet(df, p, meta))
+    elif path.suffix == ".csv":
+        io.write_with(path, lambda p: df.to_csv(p, index=False))
+    else:
+        raise ValueError(f"profile path must end in .parquet or .csv, got {path}")
 
 
 MISSING_CONFIGS = ("raise", "drop", "impute")

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+
 from .base import Adapter, register
 
 

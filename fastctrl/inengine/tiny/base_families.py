@@ -9,8 +9,20 @@ import torch
 from torch import nn
 
 from . import TinySpec, register_tiny
-from .common import BOS, EOS, IMAGE, PAD, VEND, VIDEO, VOCAB, VSTART, as_chw, encode_text, \
-    pad_left, qwen_patches
+from .common import (
+    BOS,
+    EOS,
+    IMAGE,
+    PAD,
+    VEND,
+    VIDEO,
+    VOCAB,
+    VSTART,
+    as_chw,
+    encode_text,
+    pad_left,
+    qwen_patches,
+)
 
 
 def tiny_llava_olmoe(seed: int = 0, *, hidden: int = 64, layers: int = 4, experts: int = 8,

@@ -1,0 +1,159 @@
+"""``python -m fastctrl.evaluate``: a trained controller live through the hook on held-out
+requests, beside the best static config (chosen on the profile's train split) and the full
+config; JSON plus figures.
+
+    python -m fastctrl.evaluate --model DIR_OR_ID --controller runs/train/controller \\
+        --profile runs/profile/p.parquet --dataset heldout.jsonl --budget_ratios 0.5 0.75 1.0
+
+Budgets: ``--budgets_ms`` (absolute), or ``--budget_ratios`` x the profile's mean full-config
+latency on train. Outputs in ``--output_dir``: ``live_eval.json`` (per budget and policy:
+accuracy, latency p50 / p95, SLO attainment, configs run, the controller's share of the
+forward), ``accuracy_vs_budget.png``, ``latency_per_budget.png``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from .. import cli, io
+from ..profile.metrics import METRICS
+
+MetricName = Literal[("auto", *METRICS)]  # type: ignore[misc]
+
+
+@dataclass
+class EvaluateArgs:
+    """Run a trained controller live through fastctrl.hook on held-out requests."""
+
+    controller: str
+    """A controller directory (Controller.save_pretrained), or a training run directory
+    holding one in controller/."""
+    model: str = "tiny-llava-olmoe"
+    """The model the controller was trained for: tiny-<family>, a hub id or a save_pretrained
+    directory."""
+    profile: str | None = None
+    """The profile the controller was trained on: picks the best static config per budget on
+    its train split, and the reference latency of --budget_ratios."""
+    dataset: str | None = None
+    """Held-out requests (JSONL / CSV / save_to_disk / image folder / hub name); default: the
+    built-in synthetic set with --seed 1000 (never the profiled one)."""
+    split: str | None = None
+    samples: int | None = None
+    """At most this many requests (synthetic default: 12)."""
+    on_error: Literal["raise", "skip"] = "raise"
+    budgets_ms: list[float] = field(default_factory=list)
+    """Absolute budgets in ms."""
+    budget_ratios: list[float] = field(default_factory=list)
+    """Budgets as ratios of the profile's mean full-config latency on train (needs
+    --profile)."""
+    metric: MetricName = "auto"  # type: ignore[valid-type]
+    """auto: the dataset's standard metric (exact match when unknown)."""
+    max_new_tokens: int = 4
+    warmup: int = 1
+    engine: Literal["auto", "torch", "int8", "triton"] = "auto"
+    seed: int = 1000
+    """Tiny model weights are seed 0 (as profiled); this seeds the held-out synthetic set."""
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    device: str | None = None
+    device_map: str | None = None
+    attn_implementation: str | None = None
+    trust_remote_code: bool = False
+    threads: int = 1
+    """Torch CPU threads (0 keeps torch's default)."""
+    missing_configs: Literal["raise", "drop", "impute"] = "raise"
+    """How to load a sampled --profile (see python -m fastctrl.train --help)."""
+    output_dir: str = "runs/evaluate"
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        cli.need(bool(self.budgets_ms) != bool(self.budget_ratios),
+                 "give --budgets_ms or --budget_ratios (one of them)")
+        cli.need(all(b > 0 for b in self.budgets_ms + self.budget_ratios),
+                 "budgets and budget ratios must be > 0")
+        cli.need(not self.budget_ratios or self.profile is not None,
+                 "--budget_ratios needs --profile (the reference latency is its full config)")
+        cli.need_at_least(self, 1, "max_new_tokens")
+        cli.need_at_least(self, 0, "warmup", "threads")
+
+
+def _controller_dir(path: str) -> Path:
+    p = Path(path)
+    for cand in (p, p / "controller"):
+        if (cand / "config.json").is_file():
+            return cand
+    raise FileNotFoundError(f"--controller {path}: no controller there (expected config.json "
+                            "written by Controller.save_pretrained, or a run directory with "
+                            "controller/)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = cli.parse(EvaluateArgs, argv, prog="python -m fastctrl.evaluate")
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    import torch
+
+    from ..policy import Controller
+    from ..profile.cli import ProfileArgs, load
+    from ..profile.loading import ModelLoadError
+    from ..profile.metrics import resolve_metric
+    from ..profile.sweep import as_requests
+    from ..profile.table import Profile
+    from .live import evaluate_live, static_configs
+    from .plots import plot_accuracy_vs_budget, plot_latency_per_budget
+
+    try:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        controller = Controller.from_pretrained(_controller_dir(args.controller)).eval()
+        # the model and data, loaded exactly as the profiler loads them
+        pa = ProfileArgs(model=args.model, dataset=args.dataset, split=args.split,
+                         samples=args.samples, on_error=args.on_error, seed=0,
+                         use_answers=True, dtype=args.dtype, device=args.device,
+                         device_map=args.device_map,
+                         attn_implementation=args.attn_implementation,
+                         trust_remote_code=args.trust_remote_code, threads=args.threads)
+        if args.dataset is None:
+            from ..profile.synthetic_vqa import synthetic_vqa
+
+            model, processor, _, _, _ = load(ProfileArgs(**{**pa.__dict__, "samples": 1}))
+            data, name = synthetic_vqa(args.samples or 12, seed=args.seed), None
+        else:
+            model, processor, data, name, _ = load(pa)
+        requests = list(as_requests(data))
+        metric_name, metric = resolve_metric(args.metric, True, name)
+        static, ref = None, None
+        budgets = list(args.budgets_ms)
+        if args.profile:
+            profile = Profile.load(args.profile, missing_configs=args.missing_configs)
+            if profile.space != controller.space:
+                raise ValueError(f"the profile's grid {profile.space} differs from the "
+                                 f"controller's {controller.space}")
+            if not budgets:
+                ref = float(profile.mean_latency[profile.split_indices("train"),
+                                                 profile.full_index].mean())
+                budgets = [r * ref for r in args.budget_ratios]
+            static, ref = static_configs(profile, budgets)
+        res = evaluate_live(model, processor, controller, requests, budgets, metric,
+                            metric_name, static=static, reference_ms=ref,
+                            max_new_tokens=args.max_new_tokens, warmup=args.warmup,
+                            engine=args.engine, quiet=args.quiet)
+    except (ValueError, TypeError, FileNotFoundError, ModelLoadError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return cli.USAGE_ERROR
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    io.write_json(out / "live_eval.json", {"args": io.to_json(args), **io.to_json(res)})
+    plot_accuracy_vs_budget(res, out / "accuracy_vs_budget.png")
+    plot_latency_per_budget(res, out / "latency_per_budget.png")
+    for b in res.budgets_ms:
+        row = res.per_budget[f"{b:g}"]
+        parts = [f"{n}: acc {r.accuracy:.3f}, p50 {r.latency_p50_ms:.1f} ms, SLO "
+                 f"{r.slo_attainment:.0%}" for n, r in row.items()]
+        print(f"budget {b:.1f} ms | " + " | ".join(parts))
+    print(f"wrote {out / 'live_eval.json'} and figures")
+    return 0

@@ -1,0 +1,181 @@
+"""A controller, the best static config and the full config, live on the same requests.
+
+For every budget and every request the three policies run ``generate()`` on the hooked model
+in turn (interleaved, so load drift on a shared machine hits them alike): the controller
+decides through the hook's one decision path; the other two are pinned. Each run is timed
+end to end (prefill + ``max_new_tokens`` decode steps; CUDA events on GPU), its answer scored
+with the dataset's metric. Per budget and policy: accuracy, latency p50 / p95, SLO attainment
+(share of requests whose latency is within the budget), the histogram of configs run and,
+for the controller, its share of the forward (``handle.stats``).
+
+The best static config per budget is chosen on the TRAIN split of the model's profile (the
+profile the controller was trained on), exactly as the table evaluation chooses it: the
+config with the best mean reward at that budget ratio (:class:`~fastctrl.env.baselines.
+StaticPolicy`). Budgets are absolute ms; a ratio is relative to the profile's mean
+full-config latency on train (the ``global`` budget baseline of training).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..env import ProfileEnv
+from ..env.baselines import StaticPolicy
+from ..inengine import hook
+from ..policy import Controller
+from ..profile.metrics import Metric
+from ..profile.sweep import Request, _decoder
+from ..profile.table import Profile
+from ..space import Config
+
+
+@dataclass
+class PolicyResult:
+    """One policy at one budget."""
+
+    accuracy: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+    slo_attainment: float
+    configs: dict[str, int]
+    """Histogram of the configs run: ``"max_crops=2,top_k=4,..."`` -> requests."""
+    latency_ms: list[float] = field(default_factory=list)
+    controller_share: float | None = None
+    """The controller's share of the forward time (controller policy only)."""
+    controller_ms_p50: float | None = None
+
+
+@dataclass
+class LiveResult:
+    budgets_ms: list[float]
+    reference_ms: float | None
+    """Mean full-config latency on the profile's train split (what ratios multiply)."""
+    metric: str
+    n_requests: int
+    max_new_tokens: int
+    per_budget: dict[str, dict[str, PolicyResult]]
+    """``"<budget ms>"`` -> policy name -> result."""
+    static_configs: dict[str, dict[str, int]]
+    """``"<budget ms>"`` -> the best static config's knob values."""
+
+
+def config_key(values: dict[str, int]) -> str:
+    return ",".join(f"{k}={v}" for k, v in values.items())
+
+
+def static_configs(profile: Profile, budgets_ms: Sequence[float]) -> tuple[dict[float, Config],
+                                                                          float]:
+    """Per budget, the best static config chosen on the profile's train split, and the
+    reference latency (train mean of the full config) budgets are relative to."""
+    ref = float(profile.mean_latency[profile.split_indices("train"), profile.full_index].mean())
+    ratios = tuple(b / ref for b in budgets_ms)
+    env = ProfileEnv(profile, "train", budget_ratios=ratios, baseline="global")
+    policy = StaticPolicy.fit(env)
+    configs = list(profile.space.all_configs())
+    out = {}
+    for b, r in zip(budgets_ms, ratios, strict=True):
+        flat = int(policy.configs[np.abs(policy.ratios - r).argmin()])
+        out[float(b)] = configs[flat]
+    return out, ref
+
+
+def _timer(device: torch.device) -> Callable[[Callable[[], Any]], tuple[Any, float]]:
+    def run(fn: Callable[[], Any]) -> tuple[Any, float]:
+        if device.type == "cuda":
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize()
+            start.record()
+            out = fn()
+            end.record()
+            torch.cuda.synchronize()
+            return out, float(start.elapsed_time(end))
+        t0 = time.perf_counter()
+        out = fn()
+        return out, (time.perf_counter() - t0) * 1e3
+
+    return run
+
+
+def evaluate_live(model: nn.Module, processor: Any, controller: Controller,
+                  requests: Sequence[Request], budgets_ms: Sequence[float], metric: Metric,
+                  metric_name: str, *, static: dict[float, Config] | None = None,
+                  reference_ms: float | None = None, max_new_tokens: int = 4,
+                  warmup: int = 1, engine: str = "auto", quiet: bool = False) -> LiveResult:
+    """Run every request at every budget under the controller, ``static`` (if given) and the
+    full config; see the module docstring."""
+    if not requests:
+        raise ValueError("no requests to evaluate")
+    budgets = [float(b) for b in budgets_ms]
+    if not budgets or any(not np.isfinite(b) or b <= 0 for b in budgets):
+        raise ValueError(f"budgets must be positive finite ms, got {list(budgets_ms)}")
+    if any(r.answer is None for r in requests):
+        raise ValueError("live evaluation scores answers: every request needs reference answers")
+    device = next(model.parameters()).device
+    timer = _timer(device)
+    decode = _decoder(processor)
+    gen = dict(max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, do_sample=False)
+    space = controller.space
+    full = space.full()
+    handle = hook(model, controller, budget_ms=budgets[0], engine=engine)
+    per_budget: dict[str, dict[str, PolicyResult]] = {}
+    try:
+        def run(req: Request, inputs: dict[str, Any], pin: Config | None, budget: float
+                ) -> tuple[float, float, str]:
+            handle.pin(pin)
+            out, ms = timer(lambda: model.generate(**inputs, **gen, budget_ms=budget,
+                                                   task_type=req.task_type))
+            pred = out[0, inputs["input_ids"].shape[1]:].tolist()
+            q = float(metric(decode(pred), req.answer, pred, pred))  # scored on answers
+            cfg = config_key(handle.last_config.values)
+            return q, ms, cfg
+
+        inputs_of = [{k: v.to(device) if isinstance(v, torch.Tensor) else v
+                      for k, v in processor([r.image], [r.prompt]).items()} for r in requests]
+        with torch.inference_mode():
+            for _ in range(warmup):  # untimed: caches, allocator, the engine's first call
+                run(requests[0], inputs_of[0], None, budgets[0])
+                run(requests[0], inputs_of[0], full, budgets[0])
+            bar = tqdm(total=len(budgets) * len(requests), desc="evaluate", unit="req",
+                       disable=quiet)
+            for b in budgets:
+                pins: dict[str, Config | None] = {"controller": None, "full": full}
+                if static is not None:
+                    pins["best_static"] = static[b]
+                acc: dict[str, list[tuple[float, float, str]]] = {n: [] for n in pins}
+                handle.stats.take_times()
+                for req, inputs in zip(requests, inputs_of, strict=True):
+                    for name, pin in pins.items():
+                        acc[name].append(run(req, inputs, pin, b))
+                    bar.update(1)
+                # only the controller's forwards decide, so only they are timed
+                ctrl_ms, fwd_ms = handle.stats.take_times()
+                res = {}
+                for name, rows in acc.items():
+                    q = np.array([r[0] for r in rows])
+                    lat = np.array([r[1] for r in rows])
+                    res[name] = PolicyResult(
+                        accuracy=float(q.mean()), latency_p50_ms=float(np.percentile(lat, 50)),
+                        latency_p95_ms=float(np.percentile(lat, 95)),
+                        slo_attainment=float((lat <= b).mean()),
+                        configs=dict(Counter(r[2] for r in rows).most_common()),
+                        latency_ms=[float(x) for x in lat])
+                if ctrl_ms:
+                    res["controller"].controller_share = float(np.sum(ctrl_ms) / np.sum(fwd_ms))
+                    res["controller"].controller_ms_p50 = float(np.median(ctrl_ms))
+                per_budget[f"{b:g}"] = res
+            bar.close()
+    finally:
+        handle.remove()
+    return LiveResult(budgets, reference_ms, metric_name, len(requests), max_new_tokens,
+                      per_budget,
+                      {f"{b:g}": c.values for b, c in (static or {}).items()})

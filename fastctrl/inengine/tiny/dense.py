@@ -1,0 +1,238 @@
+"""Tiny dense VLMs of stock transformers: Qwen3-VL, Qwen2.5-VL, Gemma 3 and Molmo2.
+
+Each is built from its transformers config classes (text hidden 64, 4 decoder layers, a
+2-layer vision tower on 32x32 images) and gets a toy processor laying out the tokens the way
+the family's processor does, with the toy ids of :mod:`.common`:
+
+- Qwen3-VL / Qwen2.5-VL: ``BOS VSTART IMAGE*16 VEND text`` (``<|vision_start|>`` /
+  ``<|vision_end|>``), Qwen-VL patches (an 8x8 patch grid merged 2x2), ``image_grid_thw`` and
+  ``mm_token_type_ids`` (:func:`.base_families.qwen_vl_inputs`). Qwen3-VL has DeepStack after
+  vision layers 0 and 1; Qwen2.5-VL uses window attention (2x2 merged-token windows) in vision
+  block 0 and full attention in block 1.
+- Gemma 3: ``BOS VSTART IMAGE*16 VEND text`` (``<start_of_image>`` ``<image_soft_token>``*16
+  ``<end_of_image>``): SigLIP on 8x8 patches average-pooled 2x2 to ``mm_tokens_per_image = 16``;
+  ``pixel_values`` ``[n_images, 3, 32, 32]`` and ``token_type_ids`` (1 at image tokens: the
+  bidirectional attention block over each image); the projector weight, zeros until a
+  checkpoint loads, is drawn at random. Decoder layers 0-2 are sliding-window
+  (window 16), layer 3 full attention.
+- Molmo2: per image a low-resolution view then one high-resolution crop, each a 32x32 crop of
+  8x8 patches pooled 2x2 into a 4x4 token grid:
+  ``BOS [7 (IMAGE*4 8)*4 VEND] [VSTART (IMAGE*4 8)*4 VEND] text``
+  (``<low_res_im_start>`` / ``<im_start>``, ``<im_patch>`` rows each followed by ``<im_col>``,
+  ``<im_end>``; 7 and 8 are the low-res start and column tokens), ``pixel_values``
+  ``[2 * n_images, 64, 48]`` (crops x patches x pixels), ``image_token_pooling``
+  ``[32 * n_images, 4]`` (patch indices pooled by each token, offset per image),
+  ``image_grids`` ``[n_images, 4]`` = (4, 4, 4, 4), ``image_num_crops`` and
+  ``mm_token_type_ids`` (1 at every image token, start / end / column tokens included: they
+  share one bidirectional block).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import TinySpec, register_tiny
+from .base_families import qwen_vl_inputs
+from .common import (
+    BOS,
+    EOS,
+    IMAGE,
+    PAD,
+    SPECIAL,
+    VEND,
+    VIDEO,
+    VOCAB,
+    VSTART,
+    as_chw,
+    encode_text,
+    pad_left,
+)
+
+#: Molmo2's ``<low_res_im_start>`` and ``<im_col>`` tokens; frame start / end (never emitted)
+MOLMO_LOW_RES_START, MOLMO_COL, MOLMO_FRAME_START, MOLMO_FRAME_END = SPECIAL[:4]
+
+
+def _is(name: str):
+    def matches(model: nn.Module) -> bool:
+        import transformers
+
+        cls = getattr(transformers, name, None)
+        return cls is not None and isinstance(model, cls)
+
+    return matches
+
+
+# --------------------------------------------------------------------------- Qwen-VL
+def tiny_qwen3_vl(seed: int = 0, *, hidden: int = 64, layers: int = 4,
+                  deepstack: Sequence[int] = (0, 1)) -> nn.Module:
+    """Qwen3-VL (dense); a 32x32 image is an 8x8 patch grid merged 2x2 into 16 vision tokens."""
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    cfg = Qwen3VLConfig(
+        text_config=dict(
+            vocab_size=VOCAB, hidden_size=hidden, intermediate_size=2 * hidden,
+            num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+            max_position_embeddings=1024, pad_token_id=PAD,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                             "mrope_section": [2, 3, 3], "mrope_interleaved": True},
+        ),
+        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2,
+                           patch_size=4, spatial_merge_size=2, temporal_patch_size=2,
+                           out_hidden_size=hidden, num_position_embeddings=64,
+                           deepstack_visual_indexes=list(deepstack)),
+        image_token_id=IMAGE, video_token_id=VIDEO, vision_start_token_id=VSTART,
+        vision_end_token_id=VEND,
+    )
+    torch.manual_seed(seed)
+    return Qwen3VLForConditionalGeneration(cfg).eval()
+
+
+def tiny_qwen2_5_vl(seed: int = 0, *, hidden: int = 64, layers: int = 4) -> nn.Module:
+    """Qwen2.5-VL; a 32x32 image is an 8x8 patch grid merged 2x2 into 16 vision tokens."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    cfg = Qwen2_5_VLConfig(
+        text_config=dict(
+            vocab_size=VOCAB, hidden_size=hidden, intermediate_size=2 * hidden,
+            num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+            max_position_embeddings=1024, pad_token_id=PAD, bos_token_id=BOS,
+            eos_token_id=EOS,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                             "mrope_section": [2, 3, 3]},
+        ),
+        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2,
+                           patch_size=4, spatial_merge_size=2, temporal_patch_size=2,
+                           out_hidden_size=hidden, window_size=16, fullatt_block_indexes=[1]),
+        image_token_id=IMAGE, video_token_id=VIDEO, vision_start_token_id=VSTART,
+        vision_end_token_id=VEND,
+    )
+    torch.manual_seed(seed)
+    return Qwen2_5_VLForConditionalGeneration(cfg).eval()
+
+
+# --------------------------------------------------------------------------- Gemma 3
+def tiny_gemma3(seed: int = 0, *, hidden: int = 64, layers: int = 4, image_size: int = 32,
+                patch: int = 4, tokens_per_image: int = 16, sliding_window: int = 16
+                ) -> nn.Module:
+    """Gemma 3: SigLIP tower, 2x2 average pool to ``tokens_per_image``; sliding-window
+    layers except every fourth (the last of 4)."""
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration
+
+    layer_types = ["full_attention" if (i + 1) % 4 == 0 else "sliding_attention"
+                   for i in range(layers)]
+    cfg = Gemma3Config(
+        text_config=dict(
+            vocab_size=VOCAB, hidden_size=hidden, intermediate_size=2 * hidden,
+            num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+            query_pre_attn_scalar=16, max_position_embeddings=1024, sliding_window=sliding_window,
+            layer_types=layer_types, pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS,
+        ),
+        vision_config=dict(model_type="siglip_vision_model", hidden_size=32,
+                           intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=image_size, patch_size=patch, vision_use_head=False),
+        mm_tokens_per_image=tokens_per_image, boi_token_index=VSTART, eoi_token_index=VEND,
+        image_token_index=IMAGE, pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS,
+    )
+    torch.manual_seed(seed)
+    model = Gemma3ForConditionalGeneration(cfg)
+    # the projector weight starts at zeros (a checkpoint sets it): random, or every merged
+    # vision token would be the zero vector
+    with torch.no_grad():
+        w = model.model.multi_modal_projector.mm_input_projection_weight
+        w.normal_(0.0, w.shape[0] ** -0.5)
+    return model.eval()
+
+
+def _gemma3_inputs(model: nn.Module, images: Sequence[np.ndarray],
+                   prompts: Sequence[str]) -> dict[str, torch.Tensor]:
+    n = int(model.config.mm_tokens_per_image)
+    size = int(model.config.vision_config.image_size)
+    ids, mask = pad_left([[BOS, VSTART] + [IMAGE] * n + [VEND] + encode_text(p)
+                          for p in prompts])
+    pix = torch.stack([as_chw(im, size) for im in images])
+    return {"input_ids": ids, "attention_mask": mask, "pixel_values": pix,
+            "token_type_ids": (ids == IMAGE).long()}
+
+
+# --------------------------------------------------------------------------- Molmo2
+def tiny_molmo2(seed: int = 0, *, hidden: int = 64, layers: int = 4, crop: int = 32,
+                patch: int = 4) -> nn.Module:
+    """Molmo2: a ViT on ``crop``-square crops, a 2x2 attention-pooling adapter; both ViT
+    layers feed the adapter (``vision_feature_layer = [-1, -2]``)."""
+    from transformers import Molmo2Config, Molmo2ForConditionalGeneration
+
+    cfg = Molmo2Config(
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=2, num_key_value_heads=2, head_dim=16,
+                           image_size=[crop, crop], patch_size=patch,
+                           num_position_embeddings=(crop // patch) ** 2),
+        adapter_config=dict(vision_feature_layer=[-1, -2], hidden_size=32,
+                            num_attention_heads=2, num_key_value_heads=2, head_dim=16,
+                            intermediate_size=64, text_hidden_size=hidden),
+        text_config=dict(hidden_size=hidden, num_attention_heads=4, num_key_value_heads=2,
+                         head_dim=16, vocab_size=VOCAB, additional_vocab_size=0,
+                         num_hidden_layers=layers, intermediate_size=2 * hidden,
+                         max_position_embeddings=1024, pad_token_id=PAD, bos_token_id=BOS,
+                         eos_token_id=EOS),
+        image_start_token_id=VSTART, low_res_image_start_token_id=MOLMO_LOW_RES_START,
+        image_end_token_id=VEND, image_patch_id=IMAGE, frame_start_token_id=MOLMO_FRAME_START,
+        frame_end_token_id=MOLMO_FRAME_END, pad_token_id=PAD, bos_token_id=BOS,
+        eos_token_id=EOS,
+    )
+    torch.manual_seed(seed)
+    return Molmo2ForConditionalGeneration(cfg).eval()
+
+
+def _molmo2_pool_index(g: int, pool: int = 2) -> torch.Tensor:
+    """``[(g/pool)^2, pool^2]``: the patch indices of a ``g x g`` grid each token pools
+    (Molmo2's ``arange_for_pooling`` for a grid that ``pool`` divides)."""
+    r = g // pool
+    return torch.arange(g * g).view(r, pool, r, pool).permute(0, 2, 1, 3).reshape(r * r, -1)
+
+
+def _molmo2_patches(img: torch.Tensor, patch: int) -> torch.Tensor:
+    """``[3, S, S]`` -> ``[(S/p)^2, p*p*3]`` (Molmo2's ``batch_pixels_to_patches``: HWC)."""
+    c, h, w = img.shape
+    x = img.permute(1, 2, 0).reshape(h // patch, patch, w // patch, patch, c)
+    return x.transpose(1, 2).reshape((h // patch) * (w // patch), patch * patch * c)
+
+
+def _molmo2_inputs(model: nn.Module, images: Sequence[np.ndarray],
+                   prompts: Sequence[str]) -> dict[str, torch.Tensor]:
+    vc = model.config.vision_config
+    crop, patch = int(vc.image_size[0]), int(vc.patch_size)
+    g = crop // patch
+    r = g // 2  # token rows / cols of each view
+    view = lambda start: [start] + ([IMAGE] * r + [MOLMO_COL]) * r + [VEND]  # noqa: E731
+    image_tokens = view(MOLMO_LOW_RES_START) + view(VSTART)
+    ids, mask = pad_left([[BOS] + image_tokens + encode_text(p) for p in prompts])
+    crops, pools = [], []
+    idx = _molmo2_pool_index(g)
+    for i, im in enumerate(images):
+        low = as_chw(im, crop)  # the low-resolution view: the whole image at crop size
+        high = as_chw(im, crop)  # one high-resolution crop (a 1x1 tiling of a crop-size canvas)
+        crops += [_molmo2_patches(low, patch), _molmo2_patches(high, patch)]
+        base = i * 2 * g * g
+        pools += [idx + base, idx + base + g * g]
+    n = len(images)
+    special = torch.tensor([IMAGE, MOLMO_COL, VSTART, MOLMO_LOW_RES_START, VEND])
+    return {"input_ids": ids, "attention_mask": mask,
+            "pixel_values": torch.stack(crops),
+            "image_token_pooling": torch.cat(pools),
+            "image_grids": torch.tensor([(r, r, r, r)] * n),
+            "image_num_crops": torch.tensor([2] * n),
+            "mm_token_type_ids": torch.isin(ids, special).long()}
+
+
+register_tiny(TinySpec("qwen3-vl", tiny_qwen3_vl, _is("Qwen3VLForConditionalGeneration"),
+                       qwen_vl_inputs))
+register_tiny(TinySpec("qwen2.5-vl", tiny_qwen2_5_vl,
+                       _is("Qwen2_5_VLForConditionalGeneration"), qwen_vl_inputs))
+register_tiny(TinySpec("gemma3", tiny_gemma3, _is("Gemma3ForConditionalGeneration"),
+                       _gemma3_inputs))
+register_tiny(TinySpec("molmo2", tiny_molmo2, _is("Molmo2ForConditionalGeneration"),
+                       _molmo2_inputs))

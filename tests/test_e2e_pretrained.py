@@ -1,0 +1,93 @@
+"""The user's path, offline, end to end: a model directory written by save_pretrained with a
+real processor (a locally trained tokenizer, the family's image processor, a chat template),
+a JSONL dataset of image files, then profile -> train -> evaluate through the CLIs, every
+model load through from_pretrained / AutoProcessor."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from fastctrl.inengine.tiny.pretrained import PRETRAINED_FAMILIES, save_tiny_pretrained
+from fastctrl.profile.synthetic_vqa import synthetic_vqa
+
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
+
+GRID = {"max_crops": [1, 4], "top_k": [2, 4], "num_active_blocks": [2, 4]}
+
+
+def write_jsonl(directory, n: int, seed: int):
+    directory.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for s in synthetic_vqa(n, seed=seed, size=40):
+        name = f"{s.request_id}.png"
+        Image.fromarray(s.image).save(directory / name)
+        rows.append({"image": name, "question": s.prompt, "answers": [s.answer],
+                     "task_type": s.task_type, "request_id": s.request_id})
+    path = directory / "data.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize("family", PRETRAINED_FAMILIES)
+def test_profile_train_evaluate_from_a_model_directory(family, tmp_path):
+    from fastctrl.evaluate.cli import main as evaluate_main
+    from fastctrl.profile import main as profile_main
+    from fastctrl.train import main as train_main
+
+    model_dir = save_tiny_pretrained(family, tmp_path / "model")
+    train_data = write_jsonl(tmp_path / "train", 10, seed=0)
+    heldout = write_jsonl(tmp_path / "heldout", 4, seed=99)
+    prof = tmp_path / "profile.parquet"
+    assert profile_main(["--model", str(model_dir), "--dataset", str(train_data),
+                         "--grid", json.dumps(GRID), "--warmup", "0", "--repeats", "2",
+                         "--max_new_tokens", "2", "--configs", "random 6", "--out", str(prof),
+                         "--device", "cpu", "--quiet"]) == 0
+    side = json.loads(prof.with_suffix(".sweep.json").read_text())
+    assert side["n_requests"] == 10 and side["cells_measured"] == 10 * 6
+    assert side["settings"]["metric"] == "exact_match" and not side["quality_proxy"]
+    run = tmp_path / "run"
+    assert train_main(["--method", "supervised", "--profile", str(prof), "--missing_configs",
+                       "impute", "--output_dir", str(run), "--max_env_steps", "2000",
+                       "--eval_every_steps", "1000", "--quiet"]) == 0
+    out = tmp_path / "eval"
+    assert evaluate_main(["--controller", str(run), "--model", str(model_dir), "--profile",
+                          str(prof), "--missing_configs", "impute", "--dataset", str(heldout),
+                          "--budget_ratios", "0.6", "1.2", "--max_new_tokens", "2",
+                          "--device", "cpu", "--output_dir", str(out), "--quiet"]) == 0
+    res = json.loads((out / "live_eval.json").read_text())
+    assert res["n_requests"] == 4 and len(res["budgets_ms"]) == 2
+    for b in res["per_budget"].values():
+        assert set(b) == {"controller", "best_static", "full"}
+        for r in b.values():
+            assert 0 <= r["accuracy"] <= 1 and 0 <= r["slo_attainment"] <= 1
+            assert sum(r["configs"].values()) == 4 and len(r["latency_ms"]) == 4
+        assert list(b["full"]["configs"]) == ["max_crops=4,top_k=4,num_active_blocks=4"]
+        assert 0 < b["controller"]["controller_share"] < 1
+    for fig in ("accuracy_vs_budget.png", "latency_per_budget.png"):
+        assert (out / fig).stat().st_size > 1000
+
+
+def test_bad_inputs_are_clear(tmp_path, capsys):
+    from fastctrl.evaluate.cli import main as evaluate_main
+    from fastctrl.profile import main as profile_main
+
+    empty = tmp_path / "not_a_model"
+    empty.mkdir()
+    data = write_jsonl(tmp_path / "d", 2, seed=0)
+    assert profile_main(["--model", str(empty), "--dataset", str(data), "--quiet"]) == 2
+    assert "no config.json" in capsys.readouterr().err
+    model_dir = save_tiny_pretrained("llava-olmoe", tmp_path / "m")
+    (model_dir / "tokenizer.json").unlink()  # a model directory without its processor
+    (model_dir / "processor_config.json").unlink(missing_ok=True)
+    assert profile_main(["--model", str(model_dir), "--dataset", str(data), "--quiet"]) == 2
+    assert "processor" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"image": "missing.png", "question": "q?", "answers": ["a"]})
+                   + "\n")
+    assert profile_main(["--dataset", str(bad), "--quiet"]) == 2
+    assert "missing.png" in capsys.readouterr().err
+    assert evaluate_main(["--controller", str(tmp_path), "--budgets_ms", "5", "--quiet"]) == 2
+    assert "no controller" in capsys.readouterr().err
