@@ -148,7 +148,7 @@ def markdown(report: dict[str, Any]) -> str:
         q = r["ratio"]
         g = r["grids"]
 
-        def f(key: str) -> str:
+        def f(key: str, q: dict[str, float] = q) -> str:
             return f"{q[key]:.2f}" if key in q else "-"
 
         half = g["num_active_blocks"][len(g["num_active_blocks"]) // 2 - 1]

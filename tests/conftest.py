@@ -1,8 +1,17 @@
 from __future__ import annotations
 
-import numpy as np
-import pytest
+import os
+
 import torch
+
+if not torch.cuda.is_available():
+    # Triton reads TRITON_INTERPRET when @triton.jit decorates the kernel (first import of
+    # fastctrl.kernels.fused_controller, see tests/test_triton_engine.py); set here, before
+    # any test module is collected, so no import order can decorate it in the other mode
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 from fastctrl import Controller, ControllerConfig
 
