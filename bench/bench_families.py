@@ -43,10 +43,15 @@ def grids(model: Any) -> dict[str, list[int]]:
 
 
 def build(family: str, hidden: int) -> Any:
+    """The tiny model at text width ``hidden``, or at its default sizes where they are tied
+    together (e.g. rotary sections to the head size) and the wider build does not run."""
     torch.set_num_threads(1)
     try:
-        return build_tiny(family, seed=0, hidden=hidden)
-    except (TypeError, ValueError):  # a family whose sizes are tied to its defaults
+        model = build_tiny(family, seed=0, hidden=hidden)
+        with torch.inference_mode():
+            model(**tiny_inputs(model, batch=1, seed=0))
+        return model
+    except (TypeError, ValueError, RuntimeError):
         return build_tiny(family, seed=0)
 
 
