@@ -15,7 +15,8 @@ from fastctrl.profile.synthetic_vqa import synthetic_vqa
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
-GRID = {"max_crops": [1, 4], "top_k": [2, 4], "num_active_blocks": [2, 4]}
+GRIDS = {"llava-olmoe": {"max_crops": [1, 4], "top_k": [2, 4], "num_active_blocks": [2, 4]},
+         "gemma3": {"max_crops": [1, 2, 4], "num_active_blocks": [1, 2, 4]}}  # dense: no top_k
 
 
 def write_jsonl(directory, n: int, seed: int):
@@ -41,8 +42,9 @@ def test_profile_train_evaluate_from_a_model_directory(family, tmp_path):
     train_data = write_jsonl(tmp_path / "train", 10, seed=0)
     heldout = write_jsonl(tmp_path / "heldout", 4, seed=99)
     prof = tmp_path / "profile.parquet"
+    grid = GRIDS[family]
     assert profile_main(["--model", str(model_dir), "--dataset", str(train_data),
-                         "--grid", json.dumps(GRID), "--warmup", "0", "--repeats", "2",
+                         "--grid", json.dumps(grid), "--warmup", "0", "--repeats", "2",
                          "--max_new_tokens", "2", "--configs", "random 6", "--out", str(prof),
                          "--device", "cpu", "--quiet"]) == 0
     side = json.loads(prof.with_suffix(".sweep.json").read_text())
@@ -64,7 +66,7 @@ def test_profile_train_evaluate_from_a_model_directory(family, tmp_path):
         for r in b.values():
             assert 0 <= r["accuracy"] <= 1 and 0 <= r["slo_attainment"] <= 1
             assert sum(r["configs"].values()) == 4 and len(r["latency_ms"]) == 4
-        assert list(b["full"]["configs"]) == ["max_crops=4,top_k=4,num_active_blocks=4"]
+        assert list(b["full"]["configs"]) == [",".join(f"{k}={v[-1]}" for k, v in grid.items())]
         assert 0 < b["controller"]["controller_share"] < 1
     for fig in ("accuracy_vs_budget.png", "latency_per_budget.png"):
         assert (out / fig).stat().st_size > 1000

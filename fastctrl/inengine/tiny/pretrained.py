@@ -20,7 +20,7 @@ from .common import VOCAB
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<image>", "<video>", "<|vision_start|>",
                   "<|vision_end|>"]
 #: the families with a pretrained-style builder here
-PRETRAINED_FAMILIES = ("llava-olmoe",)
+PRETRAINED_FAMILIES = ("llava-olmoe", "gemma3")
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}{{ '<s>' if loop.first else '' }}"
@@ -37,11 +37,11 @@ def _corpus() -> list[str]:
     from ...profile.synthetic_vqa import COLORS, QUESTIONS, SHAPES
 
     words = list(QUESTIONS.values()) + list(COLORS) + list(SHAPES)
-    words += [str(i) for i in range(100)] + ["yes", "no", "answer:", "how many", "which"]
+    words += [str(i) for i in range(100)] + ["yes", "no", "answer:", "how many", "which", "\n\n"]
     return words * 4
 
 
-def train_tokenizer() -> Any:
+def train_tokenizer(**special: str) -> Any:
     """A ``PreTrainedTokenizerFast`` (BPE, byte-level, 128 tokens) trained on the corpus."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -59,11 +59,25 @@ def train_tokenizer() -> Any:
         assert tok.token_to_id(t) == i, (t, tok.token_to_id(t))
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
-        padding_side="left", additional_special_tokens=SPECIAL_TOKENS[3:])
+        padding_side="left", additional_special_tokens=SPECIAL_TOKENS[3:],
+        extra_special_tokens=special or None)
 
 
 def build_processor(family: str, model: Any) -> Any:
     """The family's real processor class around the trained tokenizer and its image processor."""
+    if family == "gemma3":
+        from transformers import Gemma3ImageProcessorPil, Gemma3Processor
+
+        tok = train_tokenizer(boi_token="<|vision_start|>", image_token="<image>",
+                              eoi_token="<|vision_end|>")
+        size = int(model.config.vision_config.image_size)
+        ip = Gemma3ImageProcessorPil(size={"height": size, "width": size},
+                                     do_pan_and_scan=False)
+        # Gemma 3's processor expands its boi token into boi + image tokens + eoi
+        return Gemma3Processor(image_processor=ip, tokenizer=tok,
+                               image_seq_length=int(model.config.mm_tokens_per_image),
+                               chat_template=CHAT_TEMPLATE.replace("{{ image_placeholder }}",
+                                                                   "<|vision_start|>"))
     tok = train_tokenizer()
     if family == "llava-olmoe":
         from transformers import CLIPImageProcessorPil, LlavaProcessor
