@@ -247,3 +247,17 @@ def test_task_type_reaches_the_engine_per_call_and_per_request(llava):
         h.set_task_type("color")
         llava(**tiny_inputs(llava))
     assert seen == [None, [2], [1, 0], [1], [2]]
+
+
+def test_llama4_is_found_even_where_its_forward_cannot_run():
+    """Llama 4's forward raises in transformers 5.24 (so its tiny model is not in the family
+    suites there); the adapter still finds every part, and says top_k saves no compute."""
+    from fastctrl.inengine.tiny.moe_vlms import llama4_forward_works, tiny_llama4
+
+    model = tiny_llama4(seed=0)
+    a = find_adapter(model)
+    assert a.family == "llama4" and a.is_moe and not a.topk_saves_compute
+    assert len(a.routers) == a.num_layers == 4 and a.native_top_k >= 1
+    assert a.renormalises == "never"
+    from fastctrl.inengine.tiny import tiny_families
+    assert ("llama4" in tiny_families()) == llama4_forward_works()
