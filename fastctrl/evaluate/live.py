@@ -17,9 +17,8 @@ full-config latency on train (the ``global`` budget baseline of training).
 
 from __future__ import annotations
 
-import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +32,7 @@ from ..env.baselines import StaticPolicy
 from ..inengine import hook
 from ..policy import Controller
 from ..profile.metrics import Metric
-from ..profile.sweep import Request, _decoder
+from ..profile.sweep import CallTimer, Request, make_decoder
 from ..profile.table import Profile
 from ..space import Config
 
@@ -88,24 +87,6 @@ def static_configs(profile: Profile, budgets_ms: Sequence[float]) -> tuple[dict[
     return out, ref
 
 
-def _timer(device: torch.device) -> Callable[[Callable[[], Any]], tuple[Any, float]]:
-    def run(fn: Callable[[], Any]) -> tuple[Any, float]:
-        if device.type == "cuda":
-            start = torch.cuda.Event(enable_timing=True)
-            end = torch.cuda.Event(enable_timing=True)
-            torch.cuda.synchronize()
-            start.record()
-            out = fn()
-            end.record()
-            torch.cuda.synchronize()
-            return out, float(start.elapsed_time(end))
-        t0 = time.perf_counter()
-        out = fn()
-        return out, (time.perf_counter() - t0) * 1e3
-
-    return run
-
-
 def evaluate_live(model: nn.Module, processor: Any, controller: Controller,
                   requests: Sequence[Request], budgets_ms: Sequence[float], metric: Metric,
                   metric_name: str, *, static: dict[float, Config] | None = None,
@@ -121,8 +102,8 @@ def evaluate_live(model: nn.Module, processor: Any, controller: Controller,
     if any(r.answer is None for r in requests):
         raise ValueError("live evaluation scores answers: every request needs reference answers")
     device = next(model.parameters()).device
-    timer = _timer(device)
-    decode = _decoder(processor)
+    timer = CallTimer(device)
+    decode = make_decoder(processor)
     gen = dict(max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, do_sample=False)
     space = controller.space
     full = space.full()
@@ -132,7 +113,7 @@ def evaluate_live(model: nn.Module, processor: Any, controller: Controller,
         def run(req: Request, inputs: dict[str, Any], pin: Config | None, budget: float
                 ) -> tuple[float, float, str]:
             handle.pin(pin)
-            out, ms = timer(lambda: model.generate(**inputs, **gen, budget_ms=budget,
+            out, ms = timer.time(lambda: model.generate(**inputs, **gen, budget_ms=budget,
                                                    task_type=req.task_type))
             pred = out[0, inputs["input_ids"].shape[1]:].tolist()
             q = float(metric(decode(pred), req.answer, pred, pred))  # scored on answers

@@ -147,7 +147,7 @@ def _config_summary(rows: list[dict[str, Any]], space: ActionSpace, repeats: int
     return out
 
 
-def _decoder(processor: Any) -> Callable[[Sequence[int]], str]:
+def make_decoder(processor: Any) -> Callable[[Sequence[int]], str]:
     for name in ("decode", "batch_decode"):
         fn = getattr(processor, name, None)
         if callable(fn):
@@ -193,7 +193,7 @@ def run_sweep(model: nn.Module, processor: Callable[..., dict[str, torch.Tensor]
         raise ValueError(f"out_path must end in .parquet or .csv, got {out_path}")
     sampler = configs if isinstance(configs, ConfigSampler) else \
         ConfigSampler.parse(configs, space, seed)
-    decode = _decoder(processor)
+    decode = make_decoder(processor)
     requests = iter(as_requests(dataset))
     first = next(requests, None)
     if first is None:
@@ -221,7 +221,7 @@ def run_sweep(model: nn.Module, processor: Callable[..., dict[str, torch.Tensor]
     resumed = len(features)
 
     device = next(model.parameters()).device
-    timer = _Timer(device)
+    timer = CallTimer(device)
     full = space.full()
     measured = 0
     t_start = time.perf_counter()
@@ -305,7 +305,7 @@ def run_sweep(model: nn.Module, processor: Callable[..., dict[str, torch.Tensor]
     return SweepResult(profile, out_path, out_path.with_suffix(SIDECAR_SUFFIX), measured, resumed)
 
 
-class _Timer:
+class CallTimer:
     """Wall time of one call in ms: CUDA events around it on GPU (synchronised), else
     ``perf_counter``."""
 

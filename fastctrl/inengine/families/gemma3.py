@@ -11,7 +11,7 @@
   causal elsewhere; sliding-window layers AND a window): the language model receives
   ``attention_mask`` as a dict ``{"full_attention": [B, 1, L, L], "sliding_attention": ...}``,
   not ``token_type_ids``. Removing vision tokens keeps the kept rows and columns of each mask
-  (:meth:`Gemma3Adapter.select_extra`), so kept image tokens still attend bidirectionally
+  (``fastctrl.inengine.apply.gather_prepared_mask``), so kept image tokens still attend bidirectionally
   within their image and padding stays masked; position ids are the kept original positions.
 - decoder layers return the hidden states tensor, so a skipped layer is the identity.
 - vision_saving: no: the vision tower encodes every patch; max_crops removes pooled vision
@@ -20,26 +20,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
-
 from .base import Adapter, register
-
-
-def gather_mask(mask: Any, keep_idx: torch.Tensor, seq: int) -> Any:
-    """Keep the rows and columns ``keep_idx [B, L']`` of a prepared ``[B, H, seq, seq]`` mask
-    (or each mask of a dict of them); ``None``, 2-D masks and masks already over the kept
-    positions are returned as they are."""
-    if isinstance(mask, dict):
-        return {k: gather_mask(v, keep_idx, seq) for k, v in mask.items()}
-    if not isinstance(mask, torch.Tensor) or mask.ndim != 4 or mask.shape[-2:] != (seq, seq):
-        return mask
-    b, h, lq, lk = mask.shape
-    kept = keep_idx.shape[1]
-    idx = keep_idx.to(mask.device)[:, None, :]
-    rows = mask.gather(2, idx[..., None].expand(b, h, kept, lk))
-    return rows.gather(3, idx[:, :, None, :].expand(b, h, kept, kept))
 
 
 @register
@@ -55,8 +36,3 @@ class Gemma3Adapter(Adapter):
     def tokens_per_image(self) -> int:
         """Language-model vision tokens of one image (``config.mm_tokens_per_image``)."""
         return int(self.base.config.mm_tokens_per_image)
-
-    def select_extra(self, kwargs: dict[str, Any], keep_idx: torch.Tensor,
-                     keep_mask: torch.Tensor) -> None:
-        kwargs["attention_mask"] = gather_mask(kwargs.get("attention_mask"), keep_idx,
-                                               int(keep_mask.shape[1]))

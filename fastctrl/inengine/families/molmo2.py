@@ -13,7 +13,7 @@
 - attention: ``Molmo2Model`` builds the 4-D mask itself, before the language model, from the
   2-D padding mask and ``mm_token_type_ids`` (one bidirectional block over every image token at
   prefill): the language model receives ``attention_mask`` ``[B, 1, L, L]`` (or ``None``).
-  Removing vision tokens keeps its kept rows and columns (:meth:`Molmo2Adapter.select_extra`).
+  Removing vision tokens keeps its kept rows and columns (``fastctrl.inengine.apply.gather_prepared_mask``).
 - decoder layers return the hidden states tensor, so a skipped layer is the identity.
 - vision_saving: no: the vision tower encodes every crop; max_crops removes pooled vision
   tokens before the language model.
@@ -21,12 +21,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
-
 from .base import Adapter, register
-from .gemma3 import gather_mask
 
 
 @register
@@ -37,8 +32,3 @@ class Molmo2Adapter(Adapter):
     renormalises = "none"
     vision_saving = "no: the vision tower encodes every crop; max_crops removes pooled " \
                     "vision tokens before the language model"
-
-    def select_extra(self, kwargs: dict[str, Any], keep_idx: torch.Tensor,
-                     keep_mask: torch.Tensor) -> None:
-        kwargs["attention_mask"] = gather_mask(kwargs.get("attention_mask"), keep_idx,
-                                               int(keep_mask.shape[1]))

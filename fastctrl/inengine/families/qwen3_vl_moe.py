@@ -14,44 +14,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
-
-from .base import Adapter, register
+from .base import register
+from .qwen_vl import DeepStack
 
 
 @register
-class Qwen3VLMoeAdapter(Adapter):
+class Qwen3VLMoeAdapter(DeepStack):
     family = "qwen3-vl-moe"
     description = "Qwen3VLMoeForConditionalGeneration / Qwen3VLMoeModel"
     base_class = "Qwen3VLMoeModel"
-    image_feature = "vision_tower"
     renormalises = "always"
-
-    @property
-    def image_dim(self) -> int:
-        return int(self.base.config.vision_config.out_hidden_size)
-
-    def pool_images(self, args: tuple[Any, ...], kwargs: dict[str, Any],
-                    output: Any) -> tuple[torch.Tensor, list[int]]:
-        grid_thw = kwargs.get("grid_thw", args[1] if len(args) > 1 else None)
-        merged = output.pooler_output  # [sum of tokens, out_hidden]: what the LM sees
-        if grid_thw is None or grid_thw.shape[0] == 1:
-            # one image: its tokens are all of them (no host read of grid_thw, one op)
-            return merged.mean(0, keepdim=True), [int(merged.shape[0])]
-        sizes = (grid_thw.prod(-1) // self.base.visual.spatial_merge_size**2).tolist()
-        pooled = torch.stack([t.mean(0) for t in torch.split(merged, sizes)])
-        return pooled, [int(s) for s in sizes]
-
-    def select_extra(self, kwargs: dict[str, Any], keep_idx: torch.Tensor,
-                     keep_mask: torch.Tensor) -> None:
-        vis = kwargs.get("visual_pos_masks")
-        if vis is None:
-            return
-        # deepstack rows are the visual positions in row-major order: keep the same subset.
-        kept_visual = keep_mask[vis]
-        kwargs["visual_pos_masks"] = vis.gather(1, keep_idx)
-        embeds = kwargs.get("deepstack_visual_embeds")
-        if embeds is not None:
-            kwargs["deepstack_visual_embeds"] = [e[kept_visual] for e in embeds]

@@ -27,8 +27,9 @@ import torch
 from .base import Adapter, register
 
 
-class _QwenVLTower(Adapter):
-    """Shared by the dense Qwen-VL families: pool the tower's merged tokens per image."""
+class QwenVLTower(Adapter):
+    """Shared by the Qwen-VL families (dense and MoE): pool the tower's merged tokens per
+    image."""
 
     image_feature = "vision_tower"
     renormalises = "none"
@@ -50,11 +51,8 @@ class _QwenVLTower(Adapter):
         return pooled, [int(s) for s in sizes]
 
 
-@register
-class Qwen3VLAdapter(_QwenVLTower):
-    family = "qwen3-vl"
-    description = "Qwen3VLForConditionalGeneration / Qwen3VLModel (dense)"
-    base_class = "Qwen3VLModel"
+class DeepStack(QwenVLTower):
+    """Qwen3-VL's DeepStack inputs follow removed vision tokens."""
 
     def select_extra(self, kwargs: dict[str, Any], keep_idx: torch.Tensor,
                      keep_mask: torch.Tensor) -> None:
@@ -70,7 +68,14 @@ class Qwen3VLAdapter(_QwenVLTower):
 
 
 @register
-class Qwen25VLAdapter(_QwenVLTower):
+class Qwen3VLAdapter(DeepStack):
+    family = "qwen3-vl"
+    description = "Qwen3VLForConditionalGeneration / Qwen3VLModel (dense)"
+    base_class = "Qwen3VLModel"
+
+
+@register
+class Qwen25VLAdapter(QwenVLTower):
     family = "qwen2.5-vl"
     description = "Qwen2_5_VLForConditionalGeneration / Qwen2_5_VLModel"
     base_class = "Qwen2_5_VLModel"
