@@ -29,17 +29,7 @@ import torch
 
 from fastctrl import ActionSpace
 from fastctrl.inengine import find_adapter, hook
-from fastctrl.inengine.tiny import build_tiny, tiny_families, tiny_inputs
-
-
-def grids(model: Any) -> dict[str, list[int]]:
-    a = find_adapter(model)
-    g = {"max_crops": [1, 2, 4]}
-    if a.is_moe:
-        k = a.native_top_k
-        g["top_k"] = sorted({1, max(1, k // 2), k})
-    g["num_active_blocks"] = list(range(1, a.num_layers + 1))
-    return g
+from fastctrl.inengine.tiny import build_tiny, sweep_grids, tiny_families, tiny_inputs
 
 
 def build(family: str, hidden: int) -> Any:
@@ -83,7 +73,7 @@ class TowerClock:
 def knob_latencies(family: str, hidden: int, rounds: int) -> dict[str, Any]:
     model = build(family, hidden)
     a = find_adapter(model)
-    g = grids(model)
+    g = sweep_grids(model)
     full = {n: v[-1] for n, v in g.items()}
     inp = tiny_inputs(model, batch=1, seed=0)
     variants = [("full", full)] + [(f"{n}={v}", {**full, n: v}) for n, vals in g.items()
@@ -123,7 +113,7 @@ def renormalisation(family: str) -> dict[str, Any] | None:
     a = find_adapter(model)
     if not a.is_moe or not all(getattr(r, "norm_topk_prob", True) is False for r in a.routers):
         return None
-    g = grids(model)
+    g = sweep_grids(model)
     prompts = [f"what is shown {w}?" for w in ("here", "now", "left", "right", "up", "down",
                                               "in the corner", "twice")]
     inp = tiny_inputs(model, batch=len(prompts), seed=5, prompts=prompts)
@@ -178,7 +168,7 @@ def markdown(report: dict[str, Any]) -> str:
 @pytest.mark.parametrize("family", tiny_families())
 def test_full_config_forward(benchmark: Any, family: str) -> None:
     model = build(family, 128)
-    g = grids(model)
+    g = sweep_grids(model)
     inp = tiny_inputs(model, batch=1, seed=0)
     with hook(model, space=ActionSpace(g)) as h, torch.inference_mode():
         h.pin({n: v[-1] for n, v in g.items()})

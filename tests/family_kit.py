@@ -6,17 +6,10 @@ import torch
 
 from fastctrl import Controller, ControllerConfig
 from fastctrl.inengine import find_adapter
+from fastctrl.inengine.tiny import sweep_grids
 
-
-def grids_for(model) -> dict[str, list[int]]:
-    """Every knob that applies to ``model``, grid top = the unmodified model."""
-    a = find_adapter(model)
-    grids = {"max_crops": [1, 2, 4]}
-    if a.is_moe:
-        k = a.native_top_k
-        grids["top_k"] = sorted({1, max(1, k // 2), k})
-    grids["num_active_blocks"] = list(range(1, a.num_layers + 1))
-    return grids
+#: every knob that applies to a model, grid top = the unmodified model
+grids_for = sweep_grids
 
 
 def full_for(model) -> dict[str, int]:

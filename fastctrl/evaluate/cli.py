@@ -98,10 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from ..policy import Controller
-    from ..profile.cli import ProfileArgs, load
+    from ..profile.cli import load_model, load_requests
     from ..profile.loading import ModelLoadError
     from ..profile.metrics import resolve_metric
     from ..profile.sweep import as_requests
+    from ..profile.synthetic_vqa import synthetic_vqa
     from ..profile.table import Profile
     from .live import evaluate_live, static_configs
     from .plots import plot_accuracy_vs_budget, plot_latency_per_budget
@@ -110,20 +111,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.threads:
             torch.set_num_threads(args.threads)
         controller = Controller.from_pretrained(_controller_dir(args.controller)).eval()
-        # the model and data, loaded exactly as the profiler loads them
-        pa = ProfileArgs(model=args.model, dataset=args.dataset, split=args.split,
-                         samples=args.samples, on_error=args.on_error, seed=0,
-                         use_answers=True, dtype=args.dtype, device=args.device,
-                         device_map=args.device_map,
-                         attn_implementation=args.attn_implementation,
-                         trust_remote_code=args.trust_remote_code, threads=args.threads)
+        # the model and data, loaded exactly as the profiler loads them (tiny weights: seed 0)
+        model, processor = load_model(args.model, dtype=args.dtype, device=args.device,
+                                      device_map=args.device_map,
+                                      attn_implementation=args.attn_implementation,
+                                      trust_remote_code=args.trust_remote_code)
         if args.dataset is None:
-            from ..profile.synthetic_vqa import synthetic_vqa
-
-            model, processor, _, _, _ = load(ProfileArgs(**{**pa.__dict__, "samples": 1}))
             data, name = synthetic_vqa(args.samples or 12, seed=args.seed), None
         else:
-            model, processor, data, name, _ = load(pa)
+            data, name = load_requests(args.dataset, split=args.split, samples=args.samples,
+                                       on_error=args.on_error)
         requests = list(as_requests(data))
         metric_name, metric = resolve_metric(args.metric, True, name)
         static, ref = None, None

@@ -275,9 +275,12 @@ class HookHandle:
         ctx = self._ctx = ForwardCapture(
             budget=budget,
             attention_mask=am if isinstance(am, torch.Tensor) and am.ndim == 2 else None)
-        pending, self._pending_vision = self._pending_vision, _empty_capture()
-        if kwargs.get("mm_encoder_outputs"):  # encoded before this forward (generate())
-            ctx.image_feats, ctx.tokens_per_image = pending.image_feats, pending.tokens_per_image
+        pending = self._pending_vision
+        if pending.image_feats:  # the tower ran outside a forward since the last prefill
+            self._pending_vision = _empty_capture()
+            if kwargs.get("mm_encoder_outputs"):  # encoded for this forward (generate())
+                ctx.image_feats, ctx.tokens_per_image = pending.image_feats, \
+                    pending.tokens_per_image
         ctx.task = task
         ctx.t0 = now(self._device)
         if self._tiles is not None:

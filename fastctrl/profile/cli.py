@@ -129,37 +129,55 @@ def auto_grid(model: Any) -> dict[str, list[int]]:
     return grid
 
 
-def load(args: ProfileArgs) -> tuple[Any, Any, Any, str | None, int]:
-    """(model, processor, dataset, dataset name, n requests) from the arguments."""
-    from .synthetic_vqa import synthetic_vqa
-
-    if args.model.startswith(TINY_PREFIX):
+def load_model(model_id: str, *, seed: int = 0, dtype: str = "auto",
+               device: str | None = None, device_map: str | None = None,
+               attn_implementation: str | None = None, trust_remote_code: bool = False
+               ) -> tuple[Any, Any]:
+    """(model, processor): a built-in ``tiny-<family>`` (weights from ``seed``) or a hub id /
+    save_pretrained directory (:func:`fastctrl.profile.loading.load_model`)."""
+    if model_id.startswith(TINY_PREFIX):
         from ..inengine.tiny import TinyProcessor, build_tiny
 
-        model = build_tiny(args.model.removeprefix(TINY_PREFIX), seed=args.seed)
-        processor: Any = TinyProcessor(model)
-        if args.device:
-            model.to(args.device)
-    else:
-        from .loading import load_model
+        model = build_tiny(model_id.removeprefix(TINY_PREFIX), seed=seed)
+        if device:
+            model.to(device)
+        return model, TinyProcessor(model)
+    from .loading import load_model as load_pretrained
 
-        model, processor = load_model(args.model, dtype=args.dtype, device=args.device,
-                                      device_map=args.device_map,
-                                      attn_implementation=args.attn_implementation,
-                                      trust_remote_code=args.trust_remote_code)
+    return load_pretrained(model_id, dtype=dtype, device=device, device_map=device_map,
+                           attn_implementation=attn_implementation,
+                           trust_remote_code=trust_remote_code)
+
+
+def load_requests(dataset: str, *, split: str | None, samples: int | None,
+                  on_error: str) -> tuple[Any, str]:
+    """A --dataset (:func:`fastctrl.profile.datasets.load_vqa_dataset`) and its name; skipped
+    rows are logged with their count."""
+    from .datasets import load_vqa_dataset
+
+    data = load_vqa_dataset(dataset, split=split, max_samples=samples, on_error=on_error)
+    if data.skipped:
+        logging.getLogger(__name__).warning(data.summary())
+    return data, data.name
+
+
+def load(args: ProfileArgs) -> tuple[Any, Any, Any, str | None, int]:
+    """(model, processor, dataset, dataset name, n requests) from the arguments."""
+    model, processor = load_model(args.model, seed=args.seed, dtype=args.dtype,
+                                  device=args.device, device_map=args.device_map,
+                                  attn_implementation=args.attn_implementation,
+                                  trust_remote_code=args.trust_remote_code)
     if args.dataset is None:
+        from .synthetic_vqa import synthetic_vqa
+
         n = args.samples or 12
         tiny = args.model.startswith(TINY_PREFIX)
         data: Any = synthetic_vqa(n, seed=args.seed,
                                   with_answers=args.use_answers or not tiny)
         return model, processor, data, None, n
-    from .datasets import load_vqa_dataset
-
-    data = load_vqa_dataset(args.dataset, split=args.split, max_samples=args.samples,
-                            on_error=args.on_error)
-    if data.skipped:
-        logging.getLogger(__name__).warning(data.summary())
-    return model, processor, data, data.name, len(data)
+    data, name = load_requests(args.dataset, split=args.split, samples=args.samples,
+                               on_error=args.on_error)
+    return model, processor, data, name, len(data)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

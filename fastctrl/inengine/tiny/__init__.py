@@ -69,6 +69,21 @@ def tiny_spec(name_or_model: str | nn.Module) -> TinySpec:
     raise TypeError(f"no tiny model spec matches {type(name_or_model).__name__}")
 
 
+def sweep_grids(model: nn.Module) -> dict[str, list[int]]:
+    """Every knob that applies to ``model`` on the grid the family tests and benchmarks sweep
+    (its top = the unmodified model): max_crops [1, 2, 4], top_k [1, k/2, k] on MoE models,
+    every block count."""
+    from ..families import find_adapter
+
+    a = find_adapter(model)
+    grids = {"max_crops": [1, 2, 4]}
+    if a.is_moe:
+        k = a.native_top_k
+        grids["top_k"] = sorted({1, max(1, k // 2), k})
+    grids["num_active_blocks"] = list(range(1, a.num_layers + 1))
+    return grids
+
+
 def build_tiny(family: str, seed: int = 0, **kwargs: Any) -> nn.Module:
     return tiny_spec(family).build(seed, **kwargs)
 
@@ -115,5 +130,5 @@ for _mod in ["base_families"] + sorted(m.name for m in pkgutil.iter_modules(__pa
 FAMILIES = tiny_families()
 
 __all__ = ["BOS", "EOS", "FAMILIES", "IMAGE", "PAD", "VEND", "VIDEO", "VOCAB", "VSTART",
-           "TinyProcessor", "TinySpec", "build_tiny", "decode_text",
+           "TinyProcessor", "TinySpec", "sweep_grids", "build_tiny", "decode_text",
            "encode_text", "register_tiny", "tiny_families", "tiny_inputs", "tiny_spec"]

@@ -20,8 +20,10 @@ from .common import (
     VSTART,
     as_chw,
     encode_text,
+    is_instance_of,
     pad_left,
-    qwen_patches,
+    qwen3_vision_config,
+    qwen_grid_inputs,
 )
 
 
@@ -63,22 +65,12 @@ def tiny_qwen3_vl_moe(seed: int = 0, *, hidden: int = 64, layers: int = 4, exper
             rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
                              "mrope_section": [2, 3, 3], "mrope_interleaved": True},
         ),
-        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2,
-                           patch_size=4, spatial_merge_size=2, temporal_patch_size=2,
-                           out_hidden_size=hidden, num_position_embeddings=64,
-                           deepstack_visual_indexes=list(deepstack)),
+        vision_config=qwen3_vision_config(hidden, deepstack),
         image_token_id=IMAGE, video_token_id=VIDEO, vision_start_token_id=VSTART,
         vision_end_token_id=VEND,
     )
     torch.manual_seed(seed)
     return Qwen3VLMoeForConditionalGeneration(cfg).eval()
-
-
-def _is_llava_olmoe(model: nn.Module) -> bool:
-    from transformers import LlavaForConditionalGeneration
-
-    return isinstance(model, LlavaForConditionalGeneration) and \
-        model.config.text_config.model_type == "olmoe"
 
 
 def _llava_olmoe_inputs(model: nn.Module, images: Sequence[np.ndarray],
@@ -90,28 +82,19 @@ def _llava_olmoe_inputs(model: nn.Module, images: Sequence[np.ndarray],
     return {"input_ids": ids, "attention_mask": mask, "pixel_values": pix}
 
 
-def _is_qwen3_vl_moe(model: nn.Module) -> bool:
-    from transformers import Qwen3VLMoeForConditionalGeneration
-
-    return isinstance(model, Qwen3VLMoeForConditionalGeneration)
-
-
 def qwen_vl_inputs(model: nn.Module, images: Sequence[np.ndarray], prompts: Sequence[str],
                    size: int = 32) -> dict[str, torch.Tensor]:
     """Inputs for a Qwen-VL-style model (Qwen2.5-VL, Qwen3-VL(-MoE)): each image a
     ``size x size`` patch grid merged ``spatial_merge_size``-square."""
-    vc = model.config.vision_config
-    patch, merge = int(vc.patch_size), int(vc.spatial_merge_size)
-    g = size // patch
-    n = g * g // merge**2
-    ids, mask = pad_left([[BOS, VSTART] + [IMAGE] * n + [VEND] + encode_text(p)
-                          for p in prompts])
-    pix = torch.cat([qwen_patches(as_chw(im, size), patch, merge, int(vc.temporal_patch_size))
-                     for im in images])
+    ids, mask, pix, grid = qwen_grid_inputs(model, images, prompts,
+                                            int(model.config.vision_config.temporal_patch_size),
+                                            size)
     return {"input_ids": ids, "attention_mask": mask, "pixel_values": pix,
-            "image_grid_thw": torch.tensor([(1, g, g)] * len(images)),
-            "mm_token_type_ids": (ids == IMAGE).long()}
+            "image_grid_thw": grid, "mm_token_type_ids": (ids == IMAGE).long()}
 
 
-register_tiny(TinySpec("llava-olmoe", tiny_llava_olmoe, _is_llava_olmoe, _llava_olmoe_inputs))
-register_tiny(TinySpec("qwen3-vl-moe", tiny_qwen3_vl_moe, _is_qwen3_vl_moe, qwen_vl_inputs))
+register_tiny(TinySpec("llava-olmoe", tiny_llava_olmoe,
+                       is_instance_of("LlavaForConditionalGeneration", "olmoe"),
+                       _llava_olmoe_inputs))
+register_tiny(TinySpec("qwen3-vl-moe", tiny_qwen3_vl_moe,
+                       is_instance_of("Qwen3VLMoeForConditionalGeneration"), qwen_vl_inputs))

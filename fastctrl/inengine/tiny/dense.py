@@ -49,21 +49,13 @@ from .common import (
     VSTART,
     as_chw,
     encode_text,
+    is_instance_of,
     pad_left,
+    qwen3_vision_config,
 )
 
 #: Molmo2's ``<low_res_im_start>`` and ``<im_col>`` tokens; frame start / end (never emitted)
 MOLMO_LOW_RES_START, MOLMO_COL, MOLMO_FRAME_START, MOLMO_FRAME_END = SPECIAL[:4]
-
-
-def _is(name: str):
-    def matches(model: nn.Module) -> bool:
-        import transformers
-
-        cls = getattr(transformers, name, None)
-        return cls is not None and isinstance(model, cls)
-
-    return matches
 
 
 # --------------------------------------------------------------------------- Qwen-VL
@@ -80,10 +72,7 @@ def tiny_qwen3_vl(seed: int = 0, *, hidden: int = 64, layers: int = 4,
             rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
                              "mrope_section": [2, 3, 3], "mrope_interleaved": True},
         ),
-        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2,
-                           patch_size=4, spatial_merge_size=2, temporal_patch_size=2,
-                           out_hidden_size=hidden, num_position_embeddings=64,
-                           deepstack_visual_indexes=list(deepstack)),
+        vision_config=qwen3_vision_config(hidden, deepstack),
         image_token_id=IMAGE, video_token_id=VIDEO, vision_start_token_id=VSTART,
         vision_end_token_id=VEND,
     )
@@ -228,11 +217,11 @@ def _molmo2_inputs(model: nn.Module, images: Sequence[np.ndarray],
             "mm_token_type_ids": torch.isin(ids, special).long()}
 
 
-register_tiny(TinySpec("qwen3-vl", tiny_qwen3_vl, _is("Qwen3VLForConditionalGeneration"),
+register_tiny(TinySpec("qwen3-vl", tiny_qwen3_vl, is_instance_of("Qwen3VLForConditionalGeneration"),
                        qwen_vl_inputs))
 register_tiny(TinySpec("qwen2.5-vl", tiny_qwen2_5_vl,
-                       _is("Qwen2_5_VLForConditionalGeneration"), qwen_vl_inputs))
-register_tiny(TinySpec("gemma3", tiny_gemma3, _is("Gemma3ForConditionalGeneration"),
+                       is_instance_of("Qwen2_5_VLForConditionalGeneration"), qwen_vl_inputs))
+register_tiny(TinySpec("gemma3", tiny_gemma3, is_instance_of("Gemma3ForConditionalGeneration"),
                        _gemma3_inputs))
-register_tiny(TinySpec("molmo2", tiny_molmo2, _is("Molmo2ForConditionalGeneration"),
+register_tiny(TinySpec("molmo2", tiny_molmo2, is_instance_of("Molmo2ForConditionalGeneration"),
                        _molmo2_inputs))

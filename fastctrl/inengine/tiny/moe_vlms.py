@@ -41,8 +41,9 @@ from .common import (
     VSTART,
     as_chw,
     encode_text,
+    is_instance_of,
     pad_left,
-    qwen_patches,
+    qwen_grid_inputs,
 )
 
 #: Llama 4's ``<|image|>`` marker before an image's patch tokens
@@ -51,32 +52,6 @@ LLAMA4_IMAGE_MARKER = SPECIAL[0]
 VIDEO_START, VIDEO_END = SPECIAL[0], SPECIAL[1]
 
 
-def _is(name: str):
-    def matches(model: nn.Module) -> bool:
-        import transformers
-
-        cls = getattr(transformers, name, None)
-        return cls is not None and isinstance(model, cls)
-
-    return matches
-
-
-def _grid_inputs(model: nn.Module, images: Sequence[np.ndarray], prompts: Sequence[str],
-                 temporal: int, size: int = 32) -> tuple[torch.Tensor, torch.Tensor,
-                                                          torch.Tensor, torch.Tensor]:
-    """``input_ids``, ``attention_mask``, Qwen-VL-layout patches and ``image_grid_thw`` for
-    ``BOS VSTART IMAGE*n VEND text`` with one ``size x size`` image per prompt."""
-    vc = model.config.vision_config
-    patch, merge = int(vc.patch_size), int(vc.spatial_merge_size)
-    g = size // patch
-    n = g * g // merge**2
-    ids, mask = pad_left([[BOS, VSTART] + [IMAGE] * n + [VEND] + encode_text(p)
-                          for p in prompts])
-    pix = torch.cat([qwen_patches(as_chw(im, size), patch, merge, temporal) for im in images])
-    return ids, mask, pix, torch.tensor([(1, g, g)] * len(images))
-
-
-# ---------------------------------------------------------------------- GLM-4.5V
 def tiny_glm4v_moe(seed: int = 0, *, hidden: int = 64, layers: int = 4, experts: int = 8,
                    top_k: int = 4, dense_layers: int = 1) -> nn.Module:
     """GLM-4.5V: first ``dense_layers`` decoder layers dense, the rest MoE (sigmoid router with
@@ -110,7 +85,7 @@ def tiny_glm4v_moe(seed: int = 0, *, hidden: int = 64, layers: int = 4, experts:
 
 def _glm4v_moe_inputs(model: nn.Module, images: Sequence[np.ndarray],
                       prompts: Sequence[str]) -> dict[str, torch.Tensor]:
-    ids, mask, pix, grid = _grid_inputs(model, images, prompts,
+    ids, mask, pix, grid = qwen_grid_inputs(model, images, prompts,
                                         int(model.config.vision_config.temporal_patch_size))
     return {"input_ids": ids, "attention_mask": mask, "pixel_values": pix,
             "image_grid_thw": grid, "mm_token_type_ids": (ids == IMAGE).long()}
@@ -149,7 +124,7 @@ def tiny_ernie4_5_vl_moe(seed: int = 0, *, hidden: int = 64, layers: int = 4,
 
 def _ernie4_5_vl_moe_inputs(model: nn.Module, images: Sequence[np.ndarray],
                             prompts: Sequence[str]) -> dict[str, torch.Tensor]:
-    ids, mask, pix, grid = _grid_inputs(model, images, prompts, temporal=1)
+    ids, mask, pix, grid = qwen_grid_inputs(model, images, prompts, temporal=1)
     image = ids == IMAGE
     return {"input_ids": ids, "attention_mask": mask, "pixel_values": pix,
             "image_grid_thw": grid, "mm_token_type_ids": image.long(),
@@ -254,11 +229,11 @@ def _aria_inputs(model: nn.Module, images: Sequence[np.ndarray],
             "pixel_mask": pixel_mask}
 
 
-register_tiny(TinySpec("glm4v-moe", tiny_glm4v_moe, _is("Glm4vMoeForConditionalGeneration"),
+register_tiny(TinySpec("glm4v-moe", tiny_glm4v_moe, is_instance_of("Glm4vMoeForConditionalGeneration"),
                        _glm4v_moe_inputs))
 register_tiny(TinySpec("ernie4_5-vl-moe", tiny_ernie4_5_vl_moe,
-                       _is("Ernie4_5_VLMoeForConditionalGeneration"), _ernie4_5_vl_moe_inputs))
+                       is_instance_of("Ernie4_5_VLMoeForConditionalGeneration"), _ernie4_5_vl_moe_inputs))
 if llama4_forward_works():
-    register_tiny(TinySpec("llama4", tiny_llama4, _is("Llama4ForConditionalGeneration"),
+    register_tiny(TinySpec("llama4", tiny_llama4, is_instance_of("Llama4ForConditionalGeneration"),
                            _llama4_inputs))
-register_tiny(TinySpec("aria", tiny_aria, _is("AriaForConditionalGeneration"), _aria_inputs))
+register_tiny(TinySpec("aria", tiny_aria, is_instance_of("AriaForConditionalGeneration"), _aria_inputs))

@@ -34,7 +34,20 @@ import torch
 from torch import nn
 
 from . import TinySpec, register_tiny
-from .common import BOS, EOS, IMAGE, PAD, VEND, VIDEO, VOCAB, VSTART, as_chw, encode_text, pad_left
+from .common import (
+    BOS,
+    EOS,
+    IMAGE,
+    PAD,
+    VEND,
+    VIDEO,
+    VOCAB,
+    VSTART,
+    as_chw,
+    encode_text,
+    is_instance_of,
+    pad_left,
+)
 
 SIZE = 32
 
@@ -92,17 +105,6 @@ def _never_emit_placeholders(model: nn.Module, *ids: int) -> nn.Module:
     token the hook counts as vision). A trained model never emits them."""
     model.generation_config.suppress_tokens = sorted(set(ids))
     return model
-
-
-def _is(cls_name: str, text_type: str) -> Callable[[nn.Module], bool]:
-    def matches(model: nn.Module) -> bool:
-        import transformers
-
-        cls = getattr(transformers, cls_name, None)
-        return cls is not None and isinstance(model, cls) and \
-            getattr(model.config.text_config, "model_type", None) == text_type
-
-    return matches
 
 
 # ---------------------------------------------------------------------- LLaVA
@@ -272,4 +274,4 @@ _PAIRINGS = (
 for _family, _fn, _cls, _process, _texts in _PAIRINGS:
     for _text in _texts:
         register_tiny(TinySpec(f"{_family}-{_text.replace('_', '-')}", _builder(_fn, _text),
-                               _is(_cls, _text), _process))
+                               is_instance_of(_cls, _text), _process))
