@@ -2,9 +2,12 @@
 
 All methods share the observation space, action space, reward, latency measurements, budgets
 and an env-step budget; each (method, seed) is an independent ``fastctrl.train`` run in its own
-directory under ``<output_dir>/runs``, executed in parallel over ``--jobs`` processes. Finished
-runs are reused (an interrupted compare picks them up; a run killed mid-way resumes from its
-last checkpoint), so rerunning the command completes what is missing.
+directory under ``<output_dir>/runs``, executed in parallel over ``--jobs`` processes, or as Ray
+tasks of ``--cpus_per_task`` CPUs each with ``--backend ray`` (:func:`fastctrl.distributed.
+map_jobs`; the runs write into ``--output_dir``, so on a multi-node cluster it must be a
+filesystem every node sees). Finished runs are reused (an interrupted compare picks them up;
+a run killed mid-way resumes from its last checkpoint), so rerunning the command completes
+what is missing.
 
 Every run shares one dataset (``--data_seed``), so the spread across training seeds is
 training variation only. ``e5_statistics.json`` holds the IQM and 95% stratified-bootstrap CI
@@ -16,17 +19,18 @@ data (``--expected_findings``, :mod:`.findings`).
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tyro
+
 from .. import cli, io
-from ..cli import need, need_at_least
+from ..cli import need, need_at_least, need_positive
+from ..distributed.backend import BackendArgs, map_jobs, parallel_slots
 from ..train.config import DataConfig, RunConfig, TrainConfig, loop_for
 from ..train.methods import METHOD_NAMES, MethodName
 from ..train.records import EVAL_FILE, STATS_FILE
@@ -60,7 +64,11 @@ class CompareArgs:
     """Seed of the data (the synthetic profile and the splits), the same for every run: the
     seeds vary training only."""
     jobs: int = 2
-    """Runs executed in parallel."""
+    """Runs executed in parallel on this machine (1: in this process); with --backend ray the
+    cluster's CPUs / --cpus_per_task bound it instead."""
+    cpus_per_task: float = 1.0
+    """With --backend ray: CPUs each run reserves (a run trains on one torch thread)."""
+    execution: tyro.conf.OmitArgPrefixes[BackendArgs] = field(default_factory=BackendArgs)
     output_dir: str = "runs/e5"
     """Where the runs, the JSON, the figures and e5_report.md go."""
     profile: str | None = None
@@ -97,6 +105,7 @@ class CompareArgs:
         need_at_least(self, 1, "seeds", "jobs", "max_env_steps", "eval_every_steps",
                       "synthetic_requests", "bootstrap_reps")
         need_at_least(self, 0, "num_epochs")
+        need_positive(self, "cpus_per_task")
         need(0 <= self.slo_threshold <= 1,
              f"--slo_threshold must be in [0, 1], got {self.slo_threshold}")
         need(0 < self.quality_fraction <= 1,
@@ -170,6 +179,29 @@ def _reusable(run_dir: Path, cfg: TrainConfig) -> bool:
         return False
 
 
+def _run_all(todo: dict[tuple[str, int], TrainConfig], args: CompareArgs, total: int
+             ) -> tuple[list[tuple[tuple[str, int], str]], int]:
+    """Run every config of ``todo`` on the chosen backend: (failures, runs at once)."""
+    ex, t0, failures = args.execution, time.perf_counter(), []
+    if not todo:
+        log.info("E5: all %d runs already done", total)
+        return failures, args.jobs
+    with ex.session():
+        slots = parallel_slots(ex.backend, args.jobs, args.cpus_per_task)
+        log.info("E5: %d runs, %d already done, %d to run %s", total, total - len(todo),
+                 len(todo), f"as Ray tasks ({slots} at once)" if ex.backend == "ray" else
+                 f"on {args.jobs} processes")
+        keys = list(todo)
+        for r in map_jobs(_run_one, [todo[k].to_dict() for k in keys], backend=ex.backend,
+                          jobs=args.jobs, num_cpus=args.cpus_per_task):
+            if r.error is None:
+                log.info("done %s seed %d (%.0f s)", *keys[r.index], time.perf_counter() - t0)
+            else:  # one failed run must not lose the others
+                failures.append((keys[r.index], repr(r.error)))
+                log.error("run %s seed %d failed: %s", *keys[r.index], r.error)
+    return failures, slots
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = _split_commas(sys.argv[1:] if argv is None else argv)
     args = cli.parse(CompareArgs, argv, prog="python -m fastctrl.compare")
@@ -187,30 +219,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for c in todo.values():
         if (Path(c.run.output_dir) / "last_checkpoint.pt").is_file():
             c.run.resume = c.run.output_dir
-    log.info("E5: %d runs, %d already done, %d to run on %d processes", len(configs),
-             len(configs) - len(todo), len(todo), args.jobs)
     t0 = time.perf_counter()
-    failures = []
-    if todo and args.jobs == 1:  # in this process: no worker start-up (torch imports)
-        for key, c in todo.items():
-            try:
-                _run_one(c.to_dict())
-                log.info("done %s seed %d (%.0f s)", *key, time.perf_counter() - t0)
-            except Exception as e:  # one failed run must not lose the others
-                failures.append((key, repr(e)))
-                log.error("run %s seed %d failed: %s", *key, e)
-    elif todo:
-        with ProcessPoolExecutor(max_workers=args.jobs,
-                                 mp_context=mp.get_context("spawn")) as pool:
-            futs = {pool.submit(_run_one, c.to_dict()): k for k, c in todo.items()}
-            for f in as_completed(futs):
-                key = futs[f]
-                try:
-                    f.result()
-                    log.info("done %s seed %d (%.0f s)", *key, time.perf_counter() - t0)
-                except Exception as e:  # one failed run must not lose the others
-                    failures.append((key, repr(e)))
-                    log.error("run %s seed %d failed: %s", *key, e)
+    try:
+        failures, slots = _run_all(todo, args, len(configs))
+    except ValueError as e:  # --ray_address: no cluster there
+        return cli.fail(str(e))
     if failures:
         print(f"error: {len(failures)} runs failed: {failures}", file=sys.stderr)
         return 1
@@ -230,7 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       for m in methods} if args.tuned_dir else None,
             "expected_findings": str(args.expected_findings or "fastctrl/compare/"
                                      "expected_findings.json"),
-            "wall_time_s": time.perf_counter() - t0, "jobs": args.jobs,
+            "wall_time_s": time.perf_counter() - t0, "jobs": slots,
+            "backend": args.execution.backend,
             "command": "python -m fastctrl.compare " + " ".join(argv)}
     curves = analysis.training_curves(runs)
     eff = analysis.sample_efficiency(runs, args.slo_threshold, args.quality_fraction)

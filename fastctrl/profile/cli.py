@@ -10,7 +10,8 @@ the grid per request (always the full and the cheapest config).
 The table (Parquet/CSV), its feature store (``.features.safetensors``) and a ``.sweep.json``
 sidecar (grid, settings, p50/p95 per config, what the sweep cost) are what
 ``python -m fastctrl.train --profile`` reads. An interrupted run resumes where it stopped
-(``--no_resume`` starts over).
+(``--no_resume`` starts over). ``--backend ray`` sweeps on a Ray cluster, one model replica
+per worker (:mod:`fastctrl.distributed.ray_profile`), into the same files.
 
 Quality: with ``--metric auto`` it is the dataset's standard metric when its name is known
 (VQA accuracy for VQAv2 / TextVQA, ANLS for DocVQA, relaxed accuracy for ChartQA, ...), exact
@@ -26,11 +27,13 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import tyro
+
 from .. import cli
-from ..inengine.tiny import tiny_families
+from ..distributed.backend import BackendArgs
 from ..space import ActionSpace
 from .metrics import METRICS
 
@@ -100,15 +103,36 @@ class ProfileArgs:
     """Continue a partial earlier run of the same sweep (--no_resume starts over)."""
     quiet: bool = False
     """No progress bar, warnings only."""
+    execution: tyro.conf.OmitArgPrefixes[BackendArgs] = field(default_factory=BackendArgs)
+    num_workers: int | None = None
+    """With --backend ray: model replicas (Ray actors) sweeping at once; None: as many as the
+    cluster's GPUs (or, without GPUs, its CPUs) hold."""
+    gpus_per_worker: float | None = None
+    """With --backend ray: GPUs each worker reserves (0.5: two share one); None: 1 on a cluster
+    with GPUs, else 0."""
+    shard_size: int | None = None
+    """With --backend ray: requests per shard (what a worker is handed, and what is written and
+    resumed), a multiple of --batch_size; None: about 4 shards per worker."""
 
     def __post_init__(self) -> None:
-        for name in ("samples", "repeats", "max_new_tokens", "batch_size"):
+        for name in ("samples", "repeats", "max_new_tokens", "batch_size", "num_workers",
+                     "shard_size"):
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"--{name} must be >= 1, got {v}")
+        if self.gpus_per_worker is not None and not self.gpus_per_worker >= 0:
+            raise ValueError(f"--gpus_per_worker must be >= 0, got {self.gpus_per_worker}")
+        if self.execution.backend != "ray":
+            for name in ("num_workers", "gpus_per_worker", "shard_size"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"--{name} needs --backend ray")
         for name in ("warmup", "threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
+        # imported here, not at the top: the tiny models import transformers' model classes
+        # (seconds), and every stage that reads a profile table imports this module
+        from ..inengine.tiny import tiny_families
+
         if self.model.startswith(TINY_PREFIX) and \
                 self.model.removeprefix(TINY_PREFIX) not in tiny_families():
             raise ValueError(f"--model {self.model}: no such tiny model; built-in: "
@@ -134,7 +158,13 @@ def load_model(model_id: str, *, seed: int = 0, dtype: str = "auto",
                attn_implementation: str | None = None, trust_remote_code: bool = False
                ) -> tuple[Any, Any]:
     """(model, processor): a built-in ``tiny-<family>`` (weights from ``seed``) or a hub id /
-    save_pretrained directory (:func:`fastctrl.profile.loading.load_model`)."""
+    save_pretrained directory (:func:`fastctrl.profile.loading.load_model`);
+    ``fastctrl-digits`` is the trained digits VLM shipped in the package
+    (:mod:`fastctrl.digits`)."""
+    from ..digits import DIGITS_MODEL, pretrained_dir
+
+    if model_id == DIGITS_MODEL:
+        model_id = str(pretrained_dir())
     if model_id.startswith(TINY_PREFIX):
         from ..inengine.tiny import TinyProcessor, build_tiny
 
@@ -163,10 +193,19 @@ def load_requests(dataset: str, *, split: str | None, samples: int | None,
 
 def load(args: ProfileArgs) -> tuple[Any, Any, Any, str | None, int]:
     """(model, processor, dataset, dataset name, n requests) from the arguments."""
-    model, processor = load_model(args.model, seed=args.seed, dtype=args.dtype,
-                                  device=args.device, device_map=args.device_map,
-                                  attn_implementation=args.attn_implementation,
-                                  trust_remote_code=args.trust_remote_code)
+    model, processor = load_args_model(args)
+    return (model, processor, *load_data(args))
+
+
+def load_args_model(args: ProfileArgs) -> tuple[Any, Any]:
+    """(model, processor) of ``--model`` (what every sweep worker loads once)."""
+    return load_model(args.model, seed=args.seed, dtype=args.dtype, device=args.device,
+                      device_map=args.device_map, attn_implementation=args.attn_implementation,
+                      trust_remote_code=args.trust_remote_code)
+
+
+def load_data(args: ProfileArgs) -> tuple[Any, str | None, int]:
+    """(dataset, dataset name, n requests) from the arguments."""
     if args.dataset is None:
         from .synthetic_vqa import synthetic_vqa
 
@@ -174,10 +213,15 @@ def load(args: ProfileArgs) -> tuple[Any, Any, Any, str | None, int]:
         tiny = args.model.startswith(TINY_PREFIX)
         data: Any = synthetic_vqa(n, seed=args.seed,
                                   with_answers=args.use_answers or not tiny)
-        return model, processor, data, None, n
+        return data, None, n
     data, name = load_requests(args.dataset, split=args.split, samples=args.samples,
                                on_error=args.on_error)
-    return model, processor, data, name, len(data)
+    return data, name, len(data)
+
+
+def args_space(args: ProfileArgs, model: Any) -> ActionSpace:
+    """The swept grid: ``--grid`` JSON, or :func:`auto_grid` of the model."""
+    return ActionSpace(auto_grid(model) if args.grid == "auto" else json.loads(args.grid))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -190,15 +234,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .sweep import run_sweep
 
     try:
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        model, processor, data, name, n = load(args)
-        space = ActionSpace(auto_grid(model) if args.grid == "auto" else json.loads(args.grid))
-        res = run_sweep(model, processor, data, space, args.out, warmup=args.warmup,
-                        repeats=args.repeats, max_new_tokens=args.max_new_tokens,
-                        metric=args.metric, tokens_per_crop=args.tokens_per_crop,
-                        resume=args.resume, quiet=args.quiet, total=n, configs=args.configs,
-                        batch_size=args.batch_size, seed=args.seed, dataset_name=name)
+        if args.execution.backend == "ray":
+            from ..distributed.ray_profile import WorkerError, ray_sweep
+
+            data, name, n = load_data(args)
+            try:
+                res = ray_sweep(args, data, dataset_name=name, total=n)
+            except WorkerError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 1
+        else:
+            if args.threads:
+                torch.set_num_threads(args.threads)
+            model, processor, data, name, n = load(args)
+            res = run_sweep(model, processor, data, args_space(args, model), args.out,
+                            warmup=args.warmup, repeats=args.repeats,
+                            max_new_tokens=args.max_new_tokens, metric=args.metric,
+                            tokens_per_crop=args.tokens_per_crop, resume=args.resume,
+                            quiet=args.quiet, total=n, configs=args.configs,
+                            batch_size=args.batch_size, seed=args.seed, dataset_name=name)
     except (ValueError, TypeError, FileNotFoundError, ModelLoadError) as e:
         print(f"error: {e}", file=sys.stderr)
         return cli.USAGE_ERROR

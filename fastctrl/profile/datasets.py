@@ -33,6 +33,9 @@ up under these names, first match wins):
   dicts (VQAv2-style) and ``ClassLabel`` ints are unpacked. ``Request.answer`` is always a
   ``list[str]`` (or ``None`` when ``require_answers=False`` and the row has none);
 - task_type (optional, default ``"vqa"``): ``task_type``, ``task``;
+- split (optional): the profile split of the request, ``train`` / ``val`` / ``test`` (e.g. to
+  keep a benchmark's own test requests out of training); empty -> assigned by seed when the
+  profile is loaded: ``profile_split``;
 - request_id (optional, default ``<source stem>-<row index>``, the row index being the row's
   position in the source, so ids do not change with ``shuffle``/``max_samples``):
   ``request_id``, ``question_id``, ``id``.
@@ -90,6 +93,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "question": ("question", "query", "prompt"),
     "answers": ("answers", "answer", "label"),
     "task_type": ("task_type", "task"),
+    "split": ("profile_split",),
     "request_id": ("request_id", "question_id", "id"),
 }
 
@@ -103,6 +107,7 @@ class ColumnMap:
     question: str | None = None
     answers: str | None = None
     task_type: str | None = None
+    split: str | None = None
     request_id: str | None = None
 
 
@@ -504,6 +509,7 @@ class _Row:
     answer: list[str] | None
     task_type: str
     image: Any  # Path | bytes | PIL image | ndarray | _HFImage
+    split: str = ""
 
 
 class VQADataset(Sequence[Request]):
@@ -546,7 +552,7 @@ class VQADataset(Sequence[Request]):
             raise ValueError(f"{self.name}: row {r.index} (request_id {r.request_id!r}), column "
                              f"{self.columns['image']!r}: could not decode the image: "
                              f"{type(e).__name__}: {e}") from e
-        return Request(r.request_id, image, r.prompt, r.answer, r.task_type)
+        return Request(r.request_id, image, r.prompt, r.answer, r.task_type, r.split)
 
     def __iter__(self) -> Iterator[Request]:
         for i in range(len(self)):
@@ -615,6 +621,10 @@ def _build_row(t: _Table, i: int, cols: dict[str, str | None], require_answers: 
 
     tt = cell("task_type")
     task_type = "vqa" if _is_missing(tt) or not str(tt).strip() else str(tt)
+    sp = cell("split")
+    split = "" if _is_missing(sp) else str(sp).strip()
+    if split not in ("", "train", "val", "test"):
+        raise _RowError(cols["split"], f"expected train, val, test or empty, got {split!r}")
 
     try:
         ref = _image_ref(cell("image"), t.base_dir)
@@ -623,7 +633,7 @@ def _build_row(t: _Table, i: int, cols: dict[str, str | None], require_answers: 
         raise _RowError(cols["image"], e.message) from None
     if t.hf is not None and not isinstance(ref, Path):
         ref = _HFImage(t.hf, i, cols["image"], t.base_dir)  # type: ignore[arg-type]
-    return _Row(i, rid, q, answer, task_type, ref)
+    return _Row(i, rid, q, answer, task_type, ref, split)
 
 
 def load_vqa_dataset(

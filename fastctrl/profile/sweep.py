@@ -19,6 +19,10 @@ code path a controller drives at inference time, one batch of requests at a time
 
 Resumable: after each request the rows and features so far are written atomically to
 ``<out>.partial.json``; a new run with the same settings skips the requests already there.
+
+One code path measures: :class:`BatchMeasurer` (one batch on one hooked model). The local sweep
+runs it in this process; ``--backend ray`` (:mod:`fastctrl.distributed.ray_profile`) runs it in
+every worker, and both write their result with :func:`finish_sweep`.
 """
 
 from __future__ import annotations
@@ -57,6 +61,9 @@ class Request:
     prompt: str
     answer: str | Sequence[str] | None
     task_type: str
+    #: the profile split (``train`` / ``val`` / ``test``) the request belongs to; empty: the
+    #: profile assigns one by seed when it is loaded
+    split: str = ""
 
 
 @dataclass
@@ -74,24 +81,29 @@ def as_requests(dataset: Iterable[Any]) -> Iterable[Request]:
     """Accept samples with attributes (``request_id``, ``image``, ``prompt``, ``answer``,
     ``task_type``), dicts with those keys, or tuples ``(image, prompt[, answer])``."""
     for i, item in enumerate(dataset):
-        if isinstance(item, dict):
-            get = item.get
-        elif hasattr(item, "image") and hasattr(item, "prompt"):
-            def get(k: str, default: Any = None, _it: Any = item) -> Any:
-                return getattr(_it, k, default)
-        elif isinstance(item, (tuple, list)) and len(item) in (2, 3):
-            vals = dict(zip(("image", "prompt", "answer"), item, strict=False))
-            get = vals.get
-        else:
-            raise TypeError(
-                f"dataset item {i}: expected (image, prompt[, answer]), a dict or a sample "
-                f"object with image/prompt attributes, got {type(item).__name__}"
-            )
-        prompt = get("prompt")
-        if not isinstance(prompt, str):
-            raise TypeError(f"dataset item {i}: prompt must be a str, got {type(prompt).__name__}")
-        yield Request(str(get("request_id") or f"req-{i:05d}"), get("image"), prompt,
-                      get("answer"), str(get("task_type") or "vqa"))
+        yield as_request(item, i)
+
+
+def as_request(item: Any, i: int) -> Request:
+    """Dataset item ``i`` as a :class:`Request` (see :func:`as_requests`)."""
+    if isinstance(item, dict):
+        get = item.get
+    elif hasattr(item, "image") and hasattr(item, "prompt"):
+        def get(k: str, default: Any = None, _it: Any = item) -> Any:
+            return getattr(_it, k, default)
+    elif isinstance(item, (tuple, list)) and len(item) in (2, 3):
+        vals = dict(zip(("image", "prompt", "answer"), item, strict=False))
+        get = vals.get
+    else:
+        raise TypeError(
+            f"dataset item {i}: expected (image, prompt[, answer]), a dict or a sample "
+            f"object with image/prompt attributes, got {type(item).__name__}"
+        )
+    prompt = get("prompt")
+    if not isinstance(prompt, str):
+        raise TypeError(f"dataset item {i}: prompt must be a str, got {type(prompt).__name__}")
+    return Request(str(get("request_id") or f"req-{i:05d}"), get("image"), prompt,
+                   get("answer"), str(get("task_type") or "vqa"), str(get("split") or ""))
 
 
 def _fingerprint(model: nn.Module, space: ActionSpace, settings: dict[str, Any]) -> str:
@@ -167,6 +179,171 @@ def _accepts_skip(fn: Callable[..., Any]) -> bool:
         return True
 
 
+@dataclass(frozen=True)
+class SweepSetup:
+    """How a sweep measures, apart from the model: built the same way by the local sweep and
+    every worker, and hashed (with the model and the grid) into the fingerprint a resumed sweep
+    must match."""
+
+    space: ActionSpace
+    sampler: ConfigSampler
+    metric_name: str
+    metric_fn: Metric
+    warmup: int
+    repeats: int
+    max_new_tokens: int
+    tokens_per_crop: int | None
+    batch_size: int
+
+    @classmethod
+    def create(cls, space: ActionSpace, *, have_answers: bool, warmup: int = 1,
+               repeats: int = 3, max_new_tokens: int = 4, metric: str | Metric = "auto",
+               tokens_per_crop: int | None = None, configs: str | ConfigSampler = "all",
+               batch_size: int = 1, seed: int = 0, dataset_name: str | None = None
+               ) -> SweepSetup:
+        check_sweep_numbers(warmup, repeats, max_new_tokens, batch_size)
+        sampler = configs if isinstance(configs, ConfigSampler) else \
+            ConfigSampler.parse(configs, space, seed)
+        metric_name, metric_fn = resolve_metric(metric, have_answers, dataset_name)
+        return cls(space, sampler, metric_name, metric_fn, warmup, repeats, max_new_tokens,
+                   tokens_per_crop, batch_size)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {"warmup": self.warmup, "repeats": self.repeats,
+                "max_new_tokens": self.max_new_tokens, "metric": self.metric_name,
+                "tokens_per_crop": self.tokens_per_crop, "configs": self.sampler.describe(),
+                "config_seed": self.sampler.seed, "batch_size": self.batch_size}
+
+    def fingerprint(self, model: nn.Module) -> str:
+        return _fingerprint(model, self.space, self.settings)
+
+    def batch_configs(self, request_ids: Sequence[str]) -> list[Config]:
+        """What a batch measures: the union of its requests' sampled configs, and the full
+        one (the features and the agreement reference come from it)."""
+        configs = sorted({c for r in request_ids for c in self.sampler.for_request(r)},
+                         key=lambda c: self.space.flat_index(c.indices))
+        full = self.space.full()
+        return configs if full in configs else [*configs, full]
+
+
+def check_sweep_numbers(warmup: int, repeats: int, max_new_tokens: int, batch_size: int) -> None:
+    if repeats < 1 or warmup < 0 or max_new_tokens < 1 or batch_size < 1:
+        raise ValueError(f"need repeats >= 1, warmup >= 0, max_new_tokens >= 1, batch_size >= 1;"
+                         f" got {repeats}, {warmup}, {max_new_tokens}, {batch_size}")
+
+
+def check_out_path(out_path: str | Path) -> Path:
+    out_path = Path(out_path)
+    if out_path.suffix not in (".parquet", ".csv"):
+        raise ValueError(f"out_path must end in .parquet or .csv, got {out_path}")
+    return out_path
+
+
+class BatchMeasurer:
+    """Measures batches of requests on one hooked model: the one measuring code path (the
+    local sweep calls it in this process, each Ray worker in its own). ``cost`` counts the
+    ``generate()`` calls and the timed seconds of everything measured so far."""
+
+    def __init__(self, model: nn.Module, processor: Callable[..., dict[str, torch.Tensor]],
+                 setup: SweepSetup) -> None:
+        self.model, self.processor, self.setup = model, processor, setup
+        self.decode = make_decoder(processor)
+        self.device = next(model.parameters()).device
+        self.timer = CallTimer(self.device)
+        self.cost: dict[str, float] = {"generate_calls": 0, "timed_s": 0.0}
+        self.handle = hook(model, space=setup.space, tokens_per_crop=setup.tokens_per_crop)
+
+    def close(self) -> None:
+        self.handle.remove()
+
+    def __enter__(self) -> BatchMeasurer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def describe(self) -> dict[str, Any]:
+        """The sidecar's description of where the measuring ran."""
+        return {"model": type(self.model).__name__, "family": self.handle.adapter.family,
+                "device": str(self.device), "torch_threads": torch.get_num_threads(),
+                "timer": self.timer.kind}
+
+    def measure(self, batch: Sequence[Request]
+                ) -> tuple[list[dict[str, Any]], dict[str, tuple[list[float], list[float]]]]:
+        """The batch's rows (one per request and config) and features (per request)."""
+        s = self.setup
+        batch_configs = s.batch_configs([r.request_id for r in batch])
+        full = s.space.full()
+        inputs = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v
+                  for k, v in self.processor([r.image for r in batch],
+                                             [r.prompt for r in batch]).items()}
+        prompt_len = int(inputs["input_ids"].shape[1])
+        with torch.inference_mode():
+            ids, times, feats = self._rounds(inputs, prompt_len, batch_configs)
+        rows: list[dict[str, Any]] = []
+        features: dict[str, tuple[list[float], list[float]]] = {}
+        for b, req in enumerate(batch):
+            for config in batch_configs:
+                pred, ref = ids[config][b], ids[full][b]
+                q = float(s.metric_fn(self.decode(pred), req.answer, pred, ref))
+                if not 0.0 <= q <= 1.0:
+                    raise ValueError(f"metric {s.metric_name} returned {q}, outside [0, 1]")
+                rows.append({"request_id": req.request_id, "task_type": req.task_type,
+                             **config.values, "quality": q,
+                             **{f"latency_ms_{i}": t for i, t in enumerate(times[config])}})
+            features[req.request_id] = (feats[0][b].tolist(), feats[1][b].tolist())
+        return rows, features
+
+    def _rounds(self, inputs: dict[str, Any], prompt_len: int, batch_configs: list[Config]
+                ) -> tuple[dict[Config, list[list[int]]], dict[Config, list[float]], Any]:
+        """The batch's configs, round-robin: warm-up rounds, then timed rounds.
+        Interleaving makes load drift on a shared machine hit all configs alike."""
+        s, full = self.setup, self.setup.space.full()
+        gen = dict(max_new_tokens=s.max_new_tokens, do_sample=False)
+        ids: dict[Config, list[list[int]]] = {}
+        times: dict[Config, list[float]] = {c: [] for c in batch_configs}
+        feats = None
+        for rnd in range(s.warmup + s.repeats):
+            for config in batch_configs:
+                self.handle.pin(config)
+                out, ms = self.timer.time(lambda: self.model.generate(**inputs, **gen))
+                self.cost["generate_calls"] += 1
+                if rnd >= s.warmup:
+                    times[config].append(ms)
+                    self.cost["timed_s"] += ms / 1e3
+                ids.setdefault(config, out[:, prompt_len:].tolist())
+                if config == full and feats is None:  # features of the full-config prefill
+                    feats = [t.float().cpu() for t in self.handle.last_features]
+        return ids, times, feats
+
+
+def finish_sweep(rows: list[dict[str, Any]],
+                 features: dict[str, tuple[list[float], list[float]]], setup: SweepSetup,
+                 out_path: Path, *, cost: dict[str, float], where: dict[str, Any],
+                 backend: dict[str, Any] | None = None) -> Any:
+    """Write the table, its feature store and the ``.sweep.json`` sidecar from the measured
+    rows (any backend); ``where``: :meth:`BatchMeasurer.describe`. Returns the profile (None
+    when a sample left a config unmeasured)."""
+    space, n_cells = setup.space, len(rows)
+    sidecar = {
+        "format": "fastctrl-profile-sweep", "grid": space.to_dict(), "settings": setup.settings,
+        **where, "n_requests": len(features), "n_configs": space.n_configs,
+        "cells_measured": n_cells,
+        "cells_share": n_cells / max(1, len(features) * space.n_configs),
+        "quality_proxy": setup.metric_name == "agreement",
+        "cost": {k: round(v, 3) if isinstance(v, float) else v for k, v in cost.items()},
+        "configs": _config_summary(rows, space, setup.repeats),
+        "backend": backend or {"name": "local"},
+    }
+    missing = "impute" if n_cells < len(features) * space.n_configs else "raise"
+    profile = write_outputs(rows, features, space, out_path, sidecar, missing)
+    log.info("wrote %s (%d requests, %d of %d cells measured) and its feature store; sweep "
+             "cost %.1f s wall, %d generate() calls", out_path, len(features), n_cells,
+             len(features) * space.n_configs, cost["wall_s"], cost["generate_calls"])
+    return profile
+
+
 def run_sweep(model: nn.Module, processor: Callable[..., dict[str, torch.Tensor]],
               dataset: Iterable[Any], space: ActionSpace, out_path: str | Path, *,
               warmup: int = 1, repeats: int = 3, max_new_tokens: int = 4,
@@ -185,27 +362,21 @@ def run_sweep(model: nn.Module, processor: Callable[..., dict[str, torch.Tensor]
     id). ``batch_size``: requests run together, one config at a time (a batch measures the
     union of its requests' sampled configs); each request's latency is its batch's.
     """
-    if repeats < 1 or warmup < 0 or max_new_tokens < 1 or batch_size < 1:
-        raise ValueError(f"need repeats >= 1, warmup >= 0, max_new_tokens >= 1, batch_size >= 1;"
-                         f" got {repeats}, {warmup}, {max_new_tokens}, {batch_size}")
-    out_path = Path(out_path)
-    if out_path.suffix not in (".parquet", ".csv"):
-        raise ValueError(f"out_path must end in .parquet or .csv, got {out_path}")
-    sampler = configs if isinstance(configs, ConfigSampler) else \
-        ConfigSampler.parse(configs, space, seed)
-    decode = make_decoder(processor)
+    check_sweep_numbers(warmup, repeats, max_new_tokens, batch_size)
+    out_path = check_out_path(out_path)
+    if not isinstance(configs, ConfigSampler):
+        configs = ConfigSampler.parse(configs, space, seed)
+    make_decoder(processor)  # a processor that cannot decode fails before the dataset is read
     requests = iter(as_requests(dataset))
     first = next(requests, None)
     if first is None:
         raise ValueError("the dataset is empty")
-    if have_answers is None:
-        have_answers = first.answer is not None
-    metric_name, metric_fn = resolve_metric(metric, have_answers, dataset_name)
-    settings = {"warmup": warmup, "repeats": repeats, "max_new_tokens": max_new_tokens,
-                "metric": metric_name, "tokens_per_crop": tokens_per_crop,
-                "configs": sampler.describe(), "config_seed": sampler.seed,
-                "batch_size": batch_size}
-    fp = _fingerprint(model, space, settings)
+    setup = SweepSetup.create(
+        space, have_answers=first.answer is not None if have_answers is None else have_answers,
+        warmup=warmup, repeats=repeats, max_new_tokens=max_new_tokens, metric=metric,
+        tokens_per_crop=tokens_per_crop, configs=configs, batch_size=batch_size,
+        dataset_name=dataset_name)
+    fp = setup.fingerprint(model)
     partial = out_path.with_name(out_path.name + PARTIAL_SUFFIX)
     rows: list[dict[str, Any]] = []
     features: dict[str, tuple[list[float], list[float]]] = {}
@@ -219,89 +390,28 @@ def run_sweep(model: nn.Module, processor: Callable[..., dict[str, torch.Tensor]
         else:
             log.warning("%s was written with other settings; starting over", partial)
     resumed = len(features)
-
-    device = next(model.parameters()).device
-    timer = CallTimer(device)
-    full = space.full()
+    before = dict(cost)
     measured = 0
     t_start = time.perf_counter()
-    handle = hook(model, space=space, tokens_per_crop=tokens_per_crop)
-    try:
+    with BatchMeasurer(model, processor, setup) as measurer:
         bar = tqdm(total=total, desc="profile", unit="req", disable=quiet)
         bar.update(resumed)
-
-        def measure(inputs: dict[str, Any], prompt_len: int, batch_configs: list[Config]
-                    ) -> tuple[dict[Config, list[list[int]]], dict[Config, list[float]], Any]:
-            """The batch's configs, round-robin: warm-up rounds, then timed rounds.
-            Interleaving makes load drift on a shared machine hit all configs alike."""
-            gen = dict(max_new_tokens=max_new_tokens, do_sample=False)
-            ids: dict[Config, list[list[int]]] = {}
-            times: dict[Config, list[float]] = {c: [] for c in batch_configs}
-            feats = None
-            for rnd in range(warmup + repeats):
-                for config in batch_configs:
-                    handle.pin(config)
-                    out, ms = timer.time(lambda: model.generate(**inputs, **gen))
-                    cost["generate_calls"] += 1
-                    if rnd >= warmup:
-                        times[config].append(ms)
-                        cost["timed_s"] += ms / 1e3
-                    ids.setdefault(config, out[:, prompt_len:].tolist())
-                    if config == full and feats is None:  # features of the full-config prefill
-                        feats = [t.float().cpu() for t in handle.last_features]
-            return ids, times, feats
-
-        for batch in _batches(_chain(first, requests), batch_size, skip=set(features)):
-            batch_configs = sorted({c for r in batch for c in sampler.for_request(r.request_id)},
-                                   key=lambda c: space.flat_index(c.indices))
-            if full not in batch_configs:
-                batch_configs.append(full)
-            inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v
-                      for k, v in processor([r.image for r in batch],
-                                            [r.prompt for r in batch]).items()}
-            prompt_len = int(inputs["input_ids"].shape[1])
-            with torch.inference_mode():
-                ids, times, feats = measure(inputs, prompt_len, batch_configs)
-            for b, req in enumerate(batch):
-                for config in batch_configs:
-                    pred, ref = ids[config][b], ids[full][b]
-                    q = float(metric_fn(decode(pred), req.answer, pred, ref))
-                    if not 0.0 <= q <= 1.0:
-                        raise ValueError(f"metric {metric_name} returned {q}, outside [0, 1]")
-                    rows.append({"request_id": req.request_id, "task_type": req.task_type,
-                                 **config.values, "quality": q,
-                                 **{f"latency_ms_{i}": t
-                                    for i, t in enumerate(times[config])}})
-                features[req.request_id] = (feats[0][b].tolist(), feats[1][b].tolist())
-                measured += 1
-            cost["wall_s"] += time.perf_counter() - t_start
-            t_start = time.perf_counter()
-            io.write_json(partial, {"fingerprint": fp, "settings": settings,
+        for batch in batches(_chain(first, requests), batch_size, skip=set(features)):
+            batch_rows, batch_features = measurer.measure(batch)
+            rows += batch_rows
+            features.update(batch_features)
+            measured += len(batch)
+            cost = {"generate_calls": before["generate_calls"] + measurer.cost["generate_calls"],
+                    "timed_s": before["timed_s"] + measurer.cost["timed_s"],
+                    "wall_s": before["wall_s"] + time.perf_counter() - t_start}
+            io.write_json(partial, {"fingerprint": fp, "settings": setup.settings,
                                     "grid": space.to_dict(), "rows": rows,
                                     "features": features, "cost": cost})
             bar.update(len(batch))
         bar.close()
-    finally:
-        handle.remove()
-
-    n_cells = len(rows)
-    sidecar = {
-        "format": "fastctrl-profile-sweep", "grid": space.to_dict(), "settings": settings,
-        "model": type(model).__name__, "family": handle.adapter.family,
-        "device": str(device), "torch_threads": torch.get_num_threads(),
-        "timer": timer.kind, "n_requests": len(features), "n_configs": space.n_configs,
-        "cells_measured": n_cells,
-        "cells_share": n_cells / max(1, len(features) * space.n_configs),
-        "quality_proxy": metric_name == "agreement",
-        "cost": {**cost, "wall_s": round(cost["wall_s"], 3), "timed_s": round(cost["timed_s"], 3)},
-        "configs": _config_summary(rows, space, repeats),
-    }
-    missing = "impute" if n_cells < len(features) * space.n_configs else "raise"
-    profile = write_outputs(rows, features, space, out_path, sidecar, missing)
+        where = measurer.describe()
+    profile = finish_sweep(rows, features, setup, out_path, cost=cost, where=where)
     partial.unlink(missing_ok=True)
-    log.info("wrote %s (%d requests, %d of %d cells measured) and its feature store; sweep "
-             "cost %.1f s wall, %d generate() calls", out_path, len(features), n_cells,
-             len(features) * space.n_configs, cost["wall_s"], cost["generate_calls"])
     return SweepResult(profile, out_path, out_path.with_suffix(SIDECAR_SUFFIX), measured, resumed)
 
 
@@ -327,7 +437,8 @@ class CallTimer:
         return out, (time.perf_counter() - t0) * 1e3
 
 
-def _batches(requests: Iterable[Request], size: int, skip: set[str]) -> Iterable[list[Request]]:
+def batches(requests: Iterable[Request], size: int, skip: set[str]) -> Iterable[list[Request]]:
+    """Consecutive batches of ``size`` requests, leaving out the ids in ``skip``."""
     batch: list[Request] = []
     for r in requests:
         if r.request_id in skip:

@@ -8,6 +8,13 @@ number continues the study (its SQLite storage is in ``output_dir``). The sample
 from ``(--seed, trials finished)`` before each trial, so a resumed study suggests exactly what an
 uninterrupted one would.
 
+``--parallel_trials P`` runs P trials at once: each batch is asked from the same finished
+history, trial ``i`` of it with the sampler seeded from ``(--seed, trials finished + i)``
+(P=1 is the sequential study above), so the same seed and P give the same study on every
+backend: this process / a process pool (``--backend local``) or Ray tasks (``--backend ray``,
+each reserving ``--cpus_per_task``). The study stays in the driver's SQLite file; a trial
+needs no filesystem shared with the driver.
+
 Outputs in ``output_dir`` (each written atomically after every trial):
   study.db           the Optuna study (SQLite; what a rerun continues)
   trials.json        every trial: state, params, value, duration, env_steps, best metrics
@@ -21,21 +28,22 @@ from __future__ import annotations
 
 import logging
 import sys
-import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
+import tyro
 from optuna.trial import TrialState
 
 from .. import cli, io
-from ..cli import need, need_at_least
+from ..cli import need, need_at_least, need_positive
+from ..distributed.backend import BackendArgs, map_jobs
 from ..train.config import DataConfig, RunConfig, TrainConfig, loop_for
 from ..train.methods import METHODS, MethodName
-from .runner import run_trial
+from .runner import run_trial_job
 from .space import describe, suggest
 
 log = logging.getLogger(__name__)
@@ -69,12 +77,19 @@ class TuneArgs:
     """Optional cap on data passes of every trial (0: none)."""
     quiet: bool = False
     """Warnings only."""
+    parallel_trials: int = 1
+    """Trials run at once, each batch asked from the same finished trials (1: sequential);
+    the same value gives the same study on every --backend."""
+    cpus_per_task: float = 1.0
+    """With --backend ray: CPUs each trial reserves (a trial trains on one torch thread)."""
+    execution: tyro.conf.OmitArgPrefixes[BackendArgs] = field(default_factory=BackendArgs)
 
     def __post_init__(self) -> None:
         need(self.method in METHODS, f"--method must be one of {tuple(METHODS)}, got "
                                      f"{self.method!r}")
         need_at_least(self, 1, "trials", "synthetic_requests", "max_env_steps",
-                      "eval_every_steps")
+                      "eval_every_steps", "parallel_trials")
+        need_positive(self, "cpus_per_task")
         need_at_least(self, 0, "num_epochs")
         if self.output_dir is None:
             self.output_dir = str(Path("runs") / "tune" / self.method)
@@ -217,27 +232,37 @@ def tune(args: TuneArgs) -> dict[str, Any] | None:
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study.tell(t.number, state=TrialState.FAIL)  # interrupted: not counted, not reused
     base_dict = base.to_dict()
-    while (done := len(_counted(study))) < args.trials:
-        study.sampler = _sampler(args.seed, done)
-        trial = study.ask()
-        params = suggest(trial, args.method)
-        try:
-            with tempfile.TemporaryDirectory(prefix=".trial-", dir=out) as work:
-                res = run_trial(base_dict, params, work)
-        except Exception as e:  # a failed trial is recorded and counted, the study goes on
-            log.error("trial %d failed: %r", trial.number, e)
-            trial.set_user_attr("error", repr(e))
-            trial.set_user_attr("counted", True)
-            study.tell(trial, state=TrialState.FAIL)
-        else:
-            for k in ("best_env_steps", "env_steps", "train_time_s", "duration_s", "metrics"):
-                trial.set_user_attr(k, res[k])
-            trial.set_user_attr("counted", True)
-            study.tell(trial, res["value"])
-            log.info("trial %d/%d: validation utility %.4f (%.0f s) %s", done + 1, args.trials,
-                     res["value"], res["duration_s"], params)
-        write_outputs(study, args)
+    ex = args.execution
+    with ex.session():  # one cluster connection for every batch
+        while (done := len(_counted(study))) < args.trials:
+            batch = []
+            for i in range(min(args.parallel_trials, args.trials - done)):
+                study.sampler = _sampler(args.seed, done + i)
+                trial = study.ask()
+                batch.append((trial, suggest(trial, args.method)))
+            jobs = [(base_dict, params, str(out)) for _, params in batch]
+            for r in map_jobs(run_trial_job, jobs, backend=ex.backend, jobs=len(jobs),
+                              num_cpus=args.cpus_per_task, ray_address=ex.ray_address):
+                _tell(study, *batch[r.index], r.value, r.error)
+                write_outputs(study, args)
     return write_outputs(study, args)
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, params: dict[str, Any],
+          res: dict[str, Any] | None, error: BaseException | None) -> None:
+    """Record a finished trial; a failed one is recorded and counted, the study goes on."""
+    trial.set_user_attr("counted", True)
+    if error is not None:
+        log.error("trial %d failed: %r", trial.number, error)
+        trial.set_user_attr("error", repr(error))
+        study.tell(trial, state=TrialState.FAIL)
+        return
+    assert res is not None
+    for k in ("best_env_steps", "env_steps", "train_time_s", "duration_s", "metrics"):
+        trial.set_user_attr(k, res[k])
+    study.tell(trial, res["value"])
+    log.info("trial %d: validation utility %.4f (%.0f s) %s", trial.number, res["value"],
+             res["duration_s"], params)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,6 +5,7 @@ it."""
 from __future__ import annotations
 
 import copy
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -37,3 +38,13 @@ def run_trial(config: dict[str, Any], params: dict[str, Any], workdir: str | Pat
     return {"value": float(run.best["utility"]), "best_env_steps": int(run.best["env_steps"]),
             "env_steps": int(run.train_env.env_steps), "train_time_s": float(train_time),
             "duration_s": time.perf_counter() - t0, "metrics": io.to_json(run.best["metrics"])}
+
+
+def run_trial_job(job: tuple[dict[str, Any], dict[str, Any], str]) -> dict[str, Any]:
+    """:func:`run_trial` of ``(config, params, parent_dir)`` with its checkpoints in a
+    temporary directory under ``parent_dir``, removed afterwards (one picklable argument:
+    what :func:`fastctrl.distributed.map_jobs` calls on any backend)."""
+    config, params, parent = job
+    Path(parent).mkdir(parents=True, exist_ok=True)  # on a Ray node it may not exist yet
+    with tempfile.TemporaryDirectory(prefix=".trial-", dir=parent) as work:
+        return run_trial(config, params, work)

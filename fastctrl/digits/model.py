@@ -1,0 +1,180 @@
+"""The digits VLM: stock transformers classes (LLaVA around an OLMoE text model, a CLIP vision
+tower), its real processor (``LlavaProcessor``: a word-level tokenizer built with the
+``tokenizers`` library, ``CLIPImageProcessorPil``, a chat template), and the batch encoder the
+trainer uses, checked equal to the processor.
+
+Sizes: CLIP ViT 2 layers, hidden 64, 8x8 patches of the 32x32 page (16 vision tokens); OLMoE
+8 layers, hidden 128, 8 experts of width 128, top-k 4 (the full config).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .pages import ANSWERS, MAX_GRID, PAGE
+
+SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<image>")
+PAD, BOS, EOS, IMAGE = range(4)
+#: question words; with the answers and the special tokens, the whole vocabulary
+WORDS = ("digit", "at", "row", "column", "is", "there", "a", "how", "many", "largest", "sum",
+         "of", "?", "answer:")
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ '<s>' if loop.first else '' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}<image>"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %} answer:{% endif %}"
+)
+#: the answer-token ids: generation is restricted to them (see ``bad_words``)
+assert MAX_GRID * MAX_GRID <= 36 and PAGE == 32
+
+
+@dataclass(frozen=True)
+class DigitsModelConfig:
+    vision_hidden: int = 64
+    vision_layers: int = 2
+    patch: int = 8
+    hidden: int = 128
+    layers: int = 8
+    heads: int = 4
+    experts: int = 8
+    expert_width: int = 128
+    top_k: int = 4
+
+    @property
+    def vision_tokens(self) -> int:
+        return (PAGE // self.patch) ** 2
+
+
+def vocabulary() -> dict[str, int]:
+    words = [*SPECIAL_TOKENS, *WORDS, *ANSWERS]
+    if len(set(words)) != len(words):
+        raise AssertionError("duplicate words in the digits vocabulary")
+    return {w: i for i, w in enumerate(words)}
+
+
+def build_tokenizer() -> Any:
+    """A ``PreTrainedTokenizerFast``: one token per whitespace-separated word."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel(vocab=vocabulary(), unk_token="<pad>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+        padding_side="left", extra_special_tokens={"image_token": "<image>"})
+
+
+def build_model(cfg: DigitsModelConfig = DigitsModelConfig(), seed: int = 0) -> nn.Module:
+    from transformers import (
+        CLIPVisionConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        OlmoeConfig,
+    )
+
+    vocab = len(vocabulary())
+    vc = CLIPVisionConfig(hidden_size=cfg.vision_hidden, intermediate_size=2 * cfg.vision_hidden,
+                          num_hidden_layers=cfg.vision_layers, num_attention_heads=2,
+                          image_size=PAGE, patch_size=cfg.patch, projection_dim=cfg.vision_hidden)
+    tc = OlmoeConfig(vocab_size=vocab, hidden_size=cfg.hidden, intermediate_size=cfg.expert_width,
+                     num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads,
+                     num_key_value_heads=cfg.heads, num_experts=cfg.experts,
+                     num_experts_per_tok=cfg.top_k, max_position_embeddings=128,
+                     pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS,
+                     router_aux_loss_coef=0.01)
+    config = LlavaConfig(vision_config=vc, text_config=tc, image_token_index=IMAGE,
+                         image_seq_length=cfg.vision_tokens, projector_hidden_act="gelu")
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config)
+    gc = model.generation_config
+    gc.pad_token_id, gc.bos_token_id, gc.eos_token_id = PAD, BOS, EOS
+    gc.max_new_tokens, gc.do_sample = 1, False
+    # the answer is one word: generation may only emit answer words (and end of sequence)
+    vocab_ids = vocabulary()
+    allowed = {vocab_ids[a] for a in ANSWERS} | {EOS}
+    gc.suppress_tokens = [i for i in range(vocab) if i not in allowed]
+    model.config.fastctrl_digits = asdict(cfg)
+    return model.eval()
+
+
+def build_processor(cfg: DigitsModelConfig = DigitsModelConfig()) -> Any:
+    from transformers import CLIPImageProcessorPil, LlavaProcessor
+
+    ip = CLIPImageProcessorPil(size={"shortest_edge": PAGE},
+                               crop_size={"height": PAGE, "width": PAGE})
+    # CLIP adds a CLS token (num_additional_image_tokens=1) that "default" drops again
+    return LlavaProcessor(image_processor=ip, tokenizer=build_tokenizer(), patch_size=cfg.patch,
+                          num_additional_image_tokens=1,
+                          vision_feature_select_strategy="default", chat_template=CHAT_TEMPLATE)
+
+
+class BatchEncoder:
+    """Model inputs for pages without going through PIL per sample (the trainer's hot path).
+
+    Equal to ``ChatProcessor(processor)`` on the same pages (checked by :meth:`check`): pixels
+    are CLIP-normalised grey pages replicated to RGB; ids are ``<s> <image>*N question
+    answer:``, left-padded.
+    """
+
+    def __init__(self, processor: Any, cfg: DigitsModelConfig) -> None:
+        ip = processor.image_processor
+        self.mean = torch.tensor(ip.image_mean, dtype=torch.float32)[:, None, None]
+        self.std = torch.tensor(ip.image_std, dtype=torch.float32)[:, None, None]
+        self.scale = float(ip.rescale_factor)
+        self.vocab = vocabulary()
+        self.n_vision = cfg.vision_tokens
+        self._ids: dict[str, list[int]] = {}
+
+    def prompt_ids(self, question: str) -> list[int]:
+        ids = self._ids.get(question)
+        if ids is None:
+            words = question.split() + ["answer:"]
+            unknown = [w for w in words if w not in self.vocab]
+            if unknown:
+                raise ValueError(f"question {question!r}: words {unknown} not in the vocabulary")
+            ids = [BOS] + [IMAGE] * self.n_vision + [self.vocab[w] for w in words]
+            self._ids[question] = ids
+        return ids
+
+    def pixels(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        x = torch.as_tensor(np.stack(images)).float()[:, None] * self.scale  # [B, 1, H, W]
+        return (x.expand(-1, 3, -1, -1) - self.mean) / self.std
+
+    def __call__(self, images: Sequence[np.ndarray], questions: Sequence[str]
+                 ) -> dict[str, torch.Tensor]:
+        seqs = [self.prompt_ids(q) for q in questions]
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), PAD, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, width - len(s):] = torch.tensor(s)
+            mask[i, width - len(s):] = 1
+        return {"input_ids": ids, "attention_mask": mask, "pixel_values": self.pixels(images)}
+
+    def answer_ids(self, answers: Sequence[str]) -> torch.Tensor:
+        return torch.tensor([self.vocab[a] for a in answers], dtype=torch.long)
+
+    def check(self, processor: Any, images: Sequence[np.ndarray], questions: Sequence[str]
+              ) -> None:
+        """Raise unless this encoder gives the processor's inputs (ids exactly, pixels to
+        1e-5)."""
+        from ..profile.loading import ChatProcessor
+
+        ref = ChatProcessor(processor)([np.repeat(im[..., None], 3, -1) for im in images],
+                                       list(questions))
+        mine = self(images, questions)
+        for k in ("input_ids", "attention_mask"):
+            if not torch.equal(ref[k], mine[k]):
+                raise AssertionError(f"BatchEncoder {k} differs from the processor's")
+        if not torch.allclose(ref["pixel_values"], mine["pixel_values"], atol=1e-5):
+            raise AssertionError("BatchEncoder pixel_values differ from the processor's")

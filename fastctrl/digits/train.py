@@ -1,0 +1,258 @@
+"""``python -m fastctrl.digits.train``: train the digits VLM from scratch, elastically.
+
+Two stages. First ``--vision_steps`` steps train the vision tower and the projector alone on a
+dense target: a training-only linear head on the projector's output predicts, per vision
+token, the digit under its patch (or none). Trained end to end from the start, the model sits
+at the answer prior for hundreds of steps (measured: 0.30 validation accuracy after 500 steps);
+with readable vision tokens the language model only has to learn where to look.
+
+Then every step trains the full config and ``--sampled`` random reduced configs on the same batch of
+``train``-pool pages (the "sandwich" of slimmable networks; LayerSkip / Ada-K / AdaLLaVA train
+the same knobs): a ``top_k`` from 1 to the full top-k, a depth (the model exits after that
+block through the final norm and the LM head) and a vision-token budget (``max_crops`` of a
+4-unit grid: a quarter to all of the 16 vision tokens). Reduced configs are applied by
+:func:`fastctrl.hook` with the config pinned, i.e. by exactly the code that applies them at
+inference, so what is trained is what is served. Loss: cross-entropy of the one answer token,
+the reduced configs' losses weighted ``--reduced_weight`` each, plus the dense vision loss
+weighted ``--aux_weight``. The head is not part of the saved model.
+
+Seeded (weights, pages, sampled configs); ``--threads`` torch threads; a tqdm bar; at the end
+the model (``model.safetensors``, float32), its processor and ``training.json`` (settings,
+loss curve, validation accuracy per config, wall time) are written with ``save_pretrained``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .. import cli, io
+from ..space import ActionSpace, Config
+from .model import BatchEncoder, DigitsModelConfig, build_model, build_processor
+from .pages import NO_DIGIT, PageGenerator, patch_labels
+
+log = logging.getLogger(__name__)
+
+#: the grid the trainer samples from (and the widest the profiler can sweep)
+def training_space(cfg: DigitsModelConfig) -> ActionSpace:
+    return ActionSpace.from_dict({"max_crops": [1, 2, 3, 4],
+                                  "top_k": list(range(1, cfg.top_k + 1)),
+                                  "num_active_blocks": list(range(1, cfg.layers + 1))})
+
+
+@dataclass
+class DigitsTrainArgs:
+    """Train the digits VLM (LLaVA + OLMoE, stock transformers classes) from scratch on CPU."""
+
+    output_dir: str = "runs/digits/model"
+    steps: int = 3000
+    batch_size: int = 48
+    lr: float = 2e-3
+    warmup_steps: int = 150
+    weight_decay: float = 0.01
+    sampled: int = 1
+    """Random reduced configs trained per step besides the full one."""
+    reduced_weight: float = 1.0
+    vision_steps: int = 1000
+    """First-stage steps: vision tower + projector on the dense per-token digit loss."""
+    vision_batch_size: int = 128
+    aux_weight: float = 0.5
+    """Weight of the dense per-vision-token digit loss in the second stage (0: off)."""
+    seed: int = 0
+    threads: int = 2
+    eval_every: int = 500
+    eval_pages: int = 512
+    """Validation-pool pages for the accuracy checks during and after training."""
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        cli.need_at_least(self, 1, "steps", "batch_size", "threads", "eval_every", "eval_pages")
+        cli.need_at_least(self, 0, "sampled", "warmup_steps", "vision_steps")
+        cli.need_at_least(self, 1, "vision_batch_size")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"--lr must be a positive number, got {self.lr}")
+
+
+def sample_config(space: ActionSpace, rng: np.random.Generator) -> Config:
+    return space.config([int(rng.integers(len(space[n].values))) for n in space.names])
+
+
+@torch.no_grad()
+def accuracy(model: Any, handle: Any, encoder: BatchEncoder, pages: list, config: Config,
+             batch: int = 128) -> float:
+    handle.pin(config)
+    right = 0
+    for i in range(0, len(pages), batch):
+        chunk = pages[i:i + batch]
+        inputs = encoder([p.image for p in chunk], [p.question for p in chunk])
+        logits = model(**inputs, logits_to_keep=1).logits[:, -1]
+        pred = allowed_argmax(model, logits)
+        right += int((pred == encoder.answer_ids([p.answer for p in chunk])).sum())
+    return right / len(pages)
+
+
+def allowed_argmax(model: Any, logits: torch.Tensor) -> torch.Tensor:
+    """Greedy choice among the tokens generation may emit (what ``generate`` returns)."""
+    banned = model.generation_config.suppress_tokens or []
+    logits = logits.clone()
+    logits[:, banned] = -math.inf
+    return logits.argmax(-1)
+
+
+def lr_at(step: int, args: DigitsTrainArgs, steps: int | None = None) -> float:
+    steps = args.steps if steps is None else steps
+    if step < args.warmup_steps:
+        return args.lr * (step + 1) / args.warmup_steps
+    t = (step - args.warmup_steps) / max(1, steps - args.warmup_steps)
+    return args.lr * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def vision_tokens(model: Any, pixels: torch.Tensor) -> torch.Tensor:
+    """``[B, N, hidden]``: the projector's output, what the language model receives."""
+    out = model.model.get_image_features(pixel_values=pixels)
+    feats = getattr(out, "pooler_output", out)
+    if isinstance(feats, (list, tuple)):
+        feats = torch.stack(list(feats))
+    return feats.reshape(pixels.shape[0], -1, feats.shape[-1])
+
+
+def pretrain_vision(model: Any, head: torch.nn.Module, encoder: BatchEncoder,
+                    gen: PageGenerator, args: DigitsTrainArgs, cfg: DigitsModelConfig) -> float:
+    """Stage 1: vision tower + projector + head on the per-token digit target; returns the
+    digit accuracy on the last batch's digit patches."""
+    params = [*model.model.vision_tower.parameters(),
+              *model.model.multi_modal_projector.parameters(), *head.parameters()]
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    model.train()
+    acc = float("nan")
+    bs = args.vision_batch_size
+    for step in tqdm(range(args.vision_steps), desc="vision", disable=args.quiet):
+        pages = [gen.page(step * bs + j) for j in range(bs)]
+        target = torch.as_tensor(np.stack([patch_labels(p.digits, cfg.patch) for p in pages]))
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, args, args.vision_steps)
+        logits = head(vision_tokens(model, encoder.pixels([p.image for p in pages])))
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step + 1 == args.vision_steps:
+            digit = target < NO_DIGIT
+            acc = float((logits.argmax(-1) == target)[digit].float().mean())
+    return acc
+
+
+def train(args: DigitsTrainArgs) -> dict[str, Any]:
+    from .. import hook
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    cfg = DigitsModelConfig()
+    model = build_model(cfg, seed=args.seed)
+    processor = build_processor(cfg)
+    encoder = BatchEncoder(processor, cfg)
+    space = training_space(cfg)
+    gen = PageGenerator("train", args.seed)
+    val = [p for _, p in zip(range(args.eval_pages), PageGenerator("val", args.seed + 1))]
+    encoder.check(processor, [p.image for p in val[:8]], [p.question for p in val[:8]])
+    rng = np.random.default_rng([args.seed, 1])
+    aux_head = torch.nn.Linear(cfg.hidden, NO_DIGIT + 1)
+    t0 = time.perf_counter()
+    vision_acc = pretrain_vision(model, aux_head, encoder, gen, args, cfg) \
+        if args.vision_steps else None
+    page_i = args.vision_steps * args.vision_batch_size
+    projected: list[torch.Tensor] = []  # the projector's output of the current forward
+    capture = model.model.multi_modal_projector.register_forward_hook(
+        lambda mod, args, out: projected.append(out))
+    named = [*model.named_parameters(), *aux_head.named_parameters(prefix="aux")]
+    decay = [p for n, p in named if p.ndim >= 2 and "embed" not in n]
+    other = [p for n, p in named if not (p.ndim >= 2 and "embed" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                             {"params": other, "weight_decay": 0.0}], lr=args.lr)
+    handle = hook(model, space=space)
+    full, cheapest = space.full(), space.config([0] * len(space.names))
+    curve: list[dict[str, float]] = []
+    try:
+        bar = tqdm(range(args.steps), desc="digits", disable=args.quiet)
+        for step in bar:
+            pages = [gen.page(page_i + j) for j in range(args.batch_size)]
+            page_i += args.batch_size
+            inputs = encoder([p.image for p in pages], [p.question for p in pages])
+            target = encoder.answer_ids([p.answer for p in pages])
+            patch_target = torch.as_tensor(np.stack([patch_labels(p.digits, cfg.patch)
+                                                     for p in pages]))
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, args)
+            model.train()
+            opt.zero_grad(set_to_none=True)
+            losses = []
+            for j, config in enumerate([full] + [sample_config(space, rng)
+                                                 for _ in range(args.sampled)]):
+                handle.pin(config)
+                projected.clear()
+                logits = model(**inputs, logits_to_keep=1).logits[:, -1]
+                loss = torch.nn.functional.cross_entropy(logits.float(), target)
+                total = loss * (1.0 if j == 0 else args.reduced_weight)
+                if j == 0 and args.aux_weight > 0:  # the vision side is the same in every config
+                    aux = aux_head(projected[-1]).flatten(0, 1)
+                    total = total + args.aux_weight * torch.nn.functional.cross_entropy(
+                        aux.float(), patch_target.flatten())
+                total.backward()
+                losses.append(float(loss.detach()))
+            torch.nn.utils.clip_grad_norm_([p for _, p in named], 1.0)
+            opt.step()
+            bar.set_postfix(full=f"{losses[0]:.3f}", reduced=f"{np.mean(losses[1:] or [0]):.3f}")
+            if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
+                model.eval()
+                point = {"step": step + 1, "wall_s": round(time.perf_counter() - t0, 1),
+                         "loss_full": losses[0],
+                         "val_acc_full": accuracy(model, handle, encoder, val, full),
+                         "val_acc_cheapest": accuracy(model, handle, encoder, val, cheapest)}
+                curve.append(point)
+                log.info("step %d: %s", step + 1, point)
+                bar.write(f"step {step + 1}: val accuracy full {point['val_acc_full']:.3f}, "
+                          f"cheapest {point['val_acc_cheapest']:.3f}")
+        wall = time.perf_counter() - t0
+        model.eval()
+        per_knob = {}
+        for name in space.names:  # each knob alone, the others at full
+            for v in space[name].values:
+                c = space.config_from_values(**{**full.values, name: v})
+                per_knob[f"{name}={v}"] = accuracy(model, handle, encoder, val, c)
+    finally:
+        handle.remove()
+        capture.remove()
+    out = Path(args.output_dir)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    report = {"args": asdict(args), "model": asdict(cfg), "space": space.to_dict(),
+              "parameters": sum(p.numel() for p in model.parameters()),
+              "train_wall_s": round(wall, 1), "torch_threads": args.threads,
+              "pages_seen": page_i, "vision_patch_accuracy": vision_acc, "curve": curve,
+              "val_accuracy_per_knob": per_knob}
+    io.write_json(out / "training.json", report)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    import tyro
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = tyro.cli(DigitsTrainArgs, args=argv)
+    report = train(args)
+    print(f"trained in {report['train_wall_s']} s; validation accuracy per knob (others full):")
+    for k, v in report["val_accuracy_per_knob"].items():
+        print(f"  {k:22s} {v:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,142 @@
+"""The digits benchmark's data, processor and datasets (the shipped model: test_digits_model)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fastctrl.digits.model import BatchEncoder, DigitsModelConfig, build_processor, vocabulary
+from fastctrl.digits.pages import (
+    ANSWERS,
+    MAX_GRID,
+    PAGE,
+    TASK_TYPES,
+    PageGenerator,
+    ask,
+    load_scans,
+    profile_pages,
+    scan_pool,
+    write_dataset,
+)
+from fastctrl.profile.datasets import load_vqa_dataset
+
+
+def test_scan_pools_are_disjoint_and_cover_every_scan():
+    pools = [set(scan_pool(s).tolist()) for s in ("train", "val", "test")]
+    assert not (pools[0] & pools[1]) and not (pools[0] & pools[2]) and not (pools[1] & pools[2])
+    assert sum(len(p) for p in pools) == len(load_scans()[1]) == 1797
+    with pytest.raises(ValueError, match="split must be one of"):
+        scan_pool("dev")
+
+
+def test_pages_are_deterministic_and_seed_dependent():
+    a, b = PageGenerator("val", 3).page(17), PageGenerator("val", 3).page(17)
+    assert a.request_id == b.request_id and np.array_equal(a.image, b.image)
+    assert (a.question, a.answer, a.digits) == (b.question, b.answer, b.digits)
+    c = PageGenerator("val", 4).page(17)
+    assert not np.array_equal(a.image, c.image) or a.digits != c.digits
+
+
+def test_pages_show_only_their_pools_scans():
+    """Each drawn cell is a scan of the page's own pool, and the pixels are that scan."""
+    scans, labels = load_scans()
+    for split in ("train", "test"):
+        gen = PageGenerator(split, 0)
+        pool = set(scan_pool(split).tolist())
+        for i in range(50):
+            rng = np.random.default_rng([0, ("train", "val", "test").index(split), i])
+            digits, cells = gen.layout(rng)
+            drawn = cells[cells >= 0]
+            assert set(drawn.tolist()) <= pool
+            assert np.array_equal(labels[drawn], digits[digits >= 0])
+
+
+def _answer(page):
+    d = np.array(page.digits)
+    present = d[d >= 0]
+    q = page.question.split()
+    if page.task_type == "read":
+        return str(d[int(q[3]) - 1, int(q[5]) - 1])
+    if page.task_type == "exists":
+        return "yes" if int(q[3]) in present else "no"
+    if page.task_type == "count":
+        return str(int((present == int(q[2])).sum()))
+    if page.task_type == "largest":
+        return str(present.max())
+    line = d[int(q[3]) - 1] if q[2] == "row" else d[:, int(q[3]) - 1]
+    return str(int(line[line >= 0].sum()))
+
+
+def test_answers_are_exact_and_layouts_valid():
+    gen = PageGenerator("train", 1)
+    seen_tasks, n_digits = set(), set()
+    for i in range(400):
+        p = gen.page(i)
+        d = np.array(p.digits)
+        rows, cols = d.shape
+        assert 1 <= rows <= MAX_GRID and 1 <= cols <= MAX_GRID
+        assert (d >= 0).any(1).all() and (d >= 0).any(0).all(), "an empty row or column"
+        assert p.image.shape == (PAGE, PAGE) and p.image.dtype == np.uint8
+        assert p.answer in ANSWERS and p.answer == _answer(p), (p.question, p.digits)
+        seen_tasks.add(p.task_type)
+        n_digits.add(p.n_digits)
+    assert seen_tasks == set(TASK_TYPES)
+    assert min(n_digits) == 1 and max(n_digits) == 16
+
+
+def test_exists_is_balanced_and_unknown_task_refused():
+    gen = PageGenerator("val", 0, task_types=["exists"])
+    yes = np.mean([gen.page(i).answer == "yes" for i in range(400)])
+    assert 0.4 < yes < 0.6
+    with pytest.raises(ValueError, match="task must be one of"):
+        ask("median", np.array([[1]]), np.random.default_rng(0))
+    with pytest.raises(ValueError, match="task_types must be"):
+        PageGenerator("val", 0, task_types=["median"])
+
+
+def test_every_question_word_is_in_the_vocabulary():
+    vocab = vocabulary()
+    gen = PageGenerator("train", 2)
+    for i in range(300):
+        p = gen.page(i)
+        assert all(w in vocab for w in p.question.split()) and p.answer in vocab
+
+
+def test_batch_encoder_equals_the_processor():
+    cfg = DigitsModelConfig()
+    proc = build_processor(cfg)
+    pages = [PageGenerator("test", 0).page(i) for i in range(6)]
+    enc = BatchEncoder(proc, cfg)
+    enc.check(proc, [p.image for p in pages], [p.question for p in pages])  # raises if not
+    inputs = enc([p.image for p in pages], [p.question for p in pages])
+    assert int((inputs["input_ids"][0] == 3).sum()) == cfg.vision_tokens
+    with pytest.raises(ValueError, match="not in the vocabulary"):
+        enc.prompt_ids("what is this ?")
+
+
+def test_profile_pages_split_and_load_with_their_split(tmp_path):
+    pages = profile_pages(8, 4, seed=0, train_share=0.75)
+    assert [s for _, s in pages] == ["train"] * 6 + ["val"] * 2 + ["test"] * 4
+    assert {p.split for p, s in pages if s != "test"} == {"val"}
+    path = write_dataset(tmp_path, pages)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(rows) == 12 and all((tmp_path / r["image"]).is_file() for r in rows)
+    ds = load_vqa_dataset(str(path))
+    reqs = list(ds)
+    assert [r.split for r in reqs] == [s for _, s in pages]
+    assert [r.task_type for r in reqs] == [p.task_type for p, _ in pages]
+    assert np.array_equal(np.asarray(reqs[0].image.convert("L")), pages[0][0].image)
+    with pytest.raises(ValueError, match="n_val >= 2"):
+        profile_pages(1, 1)
+
+
+def test_a_bad_profile_split_value_names_the_column(tmp_path):
+    path = write_dataset(tmp_path, profile_pages(2, 1))
+    lines = path.read_text().splitlines()
+    row = json.loads(lines[0])
+    row["profile_split"] = "holdout"
+    path.write_text("\n".join([json.dumps(row), *lines[1:]]) + "\n")
+    with pytest.raises(ValueError, match="profile_split.*train, val, test"):
+        load_vqa_dataset(str(path))
