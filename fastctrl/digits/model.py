@@ -3,7 +3,7 @@ tower), its real processor (``LlavaProcessor``: a word-level tokenizer built wit
 ``tokenizers`` library, ``CLIPImageProcessorPil``, a chat template), and the batch encoder the
 trainer uses, checked equal to the processor.
 
-Sizes: CLIP ViT 2 layers, hidden 64, 8x8 patches of the 32x32 page (16 vision tokens); OLMoE
+Sizes: CLIP ViT 4 layers, hidden 96, 8x8 patches of the 32x32 page (16 vision tokens); OLMoE
 8 layers, hidden 128, 8 experts of width 128, top-k 4 (the full config).
 """
 
@@ -39,8 +39,8 @@ assert MAX_GRID * MAX_GRID <= 36 and PAGE == 32
 
 @dataclass(frozen=True)
 class DigitsModelConfig:
-    vision_hidden: int = 64
-    vision_layers: int = 2
+    vision_hidden: int = 96
+    vision_layers: int = 4
     patch: int = 8
     hidden: int = 128
     layers: int = 8
@@ -92,8 +92,10 @@ def build_model(cfg: DigitsModelConfig = DigitsModelConfig(), seed: int = 0) -> 
                      num_experts_per_tok=cfg.top_k, max_position_embeddings=128,
                      pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS,
                      router_aux_loss_coef=0.01)
+    # vision_feature_layer -1: LLaVA's default (-2) would leave the last CLIP layer unused
     config = LlavaConfig(vision_config=vc, text_config=tc, image_token_index=IMAGE,
-                         image_seq_length=cfg.vision_tokens, projector_hidden_act="gelu")
+                         image_seq_length=cfg.vision_tokens, projector_hidden_act="gelu",
+                         vision_feature_layer=-1)
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config)
     gc = model.generation_config

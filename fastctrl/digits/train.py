@@ -41,8 +41,8 @@ from .pages import NO_DIGIT, PageGenerator, patch_labels
 
 log = logging.getLogger(__name__)
 
-#: the grid the trainer samples from (and the widest the profiler can sweep)
 def training_space(cfg: DigitsModelConfig) -> ActionSpace:
+    """The grid the trainer samples from (and the widest the profiler can sweep)."""
     return ActionSpace.from_dict({"max_crops": [1, 2, 3, 4],
                                   "top_k": list(range(1, cfg.top_k + 1)),
                                   "num_active_blocks": list(range(1, cfg.layers + 1))})
@@ -53,22 +53,22 @@ class DigitsTrainArgs:
     """Train the digits VLM (LLaVA + OLMoE, stock transformers classes) from scratch on CPU."""
 
     output_dir: str = "runs/digits/model"
-    steps: int = 3000
+    steps: int = 1200
     batch_size: int = 48
     lr: float = 2e-3
-    warmup_steps: int = 150
+    warmup_steps: int = 50
     weight_decay: float = 0.01
     sampled: int = 1
     """Random reduced configs trained per step besides the full one."""
     reduced_weight: float = 1.0
-    vision_steps: int = 1000
+    vision_steps: int = 2000
     """First-stage steps: vision tower + projector on the dense per-token digit loss."""
     vision_batch_size: int = 128
     aux_weight: float = 0.5
     """Weight of the dense per-vision-token digit loss in the second stage (0: off)."""
     seed: int = 0
     threads: int = 2
-    eval_every: int = 500
+    eval_every: int = 300
     eval_pages: int = 512
     """Validation-pool pages for the accuracy checks during and after training."""
     quiet: bool = False
@@ -161,7 +161,8 @@ def train(args: DigitsTrainArgs) -> dict[str, Any]:
     encoder = BatchEncoder(processor, cfg)
     space = training_space(cfg)
     gen = PageGenerator("train", args.seed)
-    val = [p for _, p in zip(range(args.eval_pages), PageGenerator("val", args.seed + 1))]
+    val_gen = PageGenerator("val", args.seed + 1)
+    val = [val_gen.page(i) for i in range(args.eval_pages)]
     encoder.check(processor, [p.image for p in val[:8]], [p.question for p in val[:8]])
     rng = np.random.default_rng([args.seed, 1])
     aux_head = torch.nn.Linear(cfg.hidden, NO_DIGIT + 1)

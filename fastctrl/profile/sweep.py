@@ -290,6 +290,7 @@ class BatchMeasurer:
                 if not 0.0 <= q <= 1.0:
                     raise ValueError(f"metric {s.metric_name} returned {q}, outside [0, 1]")
                 rows.append({"request_id": req.request_id, "task_type": req.task_type,
+                             **({"split": req.split} if req.split else {}),
                              **config.values, "quality": q,
                              **{f"latency_ms_{i}": t for i, t in enumerate(times[config])}})
             features[req.request_id] = (feats[0][b].tolist(), feats[1][b].tolist())
