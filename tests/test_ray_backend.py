@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+import ray  # in the test extra: without Ray this file fails, it is not skipped
 
 from fastctrl import cli
 from fastctrl.compare import main as compare_main
@@ -23,8 +24,6 @@ from fastctrl.profile import main as profile_main
 from fastctrl.profile.cli import ProfileArgs, load_data
 from fastctrl.profile.sweep import as_request
 from fastctrl.tune import main as tune_main
-
-ray = pytest.importorskip("ray")
 
 GRID = json.dumps({"max_crops": [1, 4], "top_k": [2, 4], "num_active_blocks": [2, 4]})
 PROFILE = ["--grid", GRID, "--warmup", "0", "--repeats", "1", "--max_new_tokens", "2",

@@ -33,8 +33,8 @@ CHAT_TEMPLATE = (
     "{% endfor %}{% endif %}{% endfor %}"
     "{% if add_generation_prompt %} answer:{% endif %}"
 )
-#: the answer-token ids: generation is restricted to them (see ``bad_words``)
-assert MAX_GRID * MAX_GRID <= 36 and PAGE == 32
+# every count (<= 16 digits) and row / column sum (<= 4 x 9) is an answer word
+assert MAX_GRID * MAX_GRID <= 36 and MAX_GRID * 9 <= 36
 
 
 @dataclass(frozen=True)
@@ -154,13 +154,11 @@ class BatchEncoder:
 
     def __call__(self, images: Sequence[np.ndarray], questions: Sequence[str]
                  ) -> dict[str, torch.Tensor]:
-        seqs = [self.prompt_ids(q) for q in questions]
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), PAD, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for i, s in enumerate(seqs):
-            ids[i, width - len(s):] = torch.tensor(s)
-            mask[i, width - len(s):] = 1
+        from ..inengine.tiny.common import PAD as TINY_PAD
+        from ..inengine.tiny.common import pad_left
+
+        assert TINY_PAD == PAD  # left padding with the same id as the tokenizer's <pad>
+        ids, mask = pad_left([self.prompt_ids(q) for q in questions])
         return {"input_ids": ids, "attention_mask": mask, "pixel_values": self.pixels(images)}
 
     def answer_ids(self, answers: Sequence[str]) -> torch.Tensor:
