@@ -51,10 +51,11 @@ def write(args: DigitsDataArgs) -> tuple[Path, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import tyro
-
-    args = tyro.cli(DigitsDataArgs, args=argv)
-    profile, live = write(args)
+    args = cli.parse(DigitsDataArgs, argv, prog="python -m fastctrl.digits.data")
+    try:
+        profile, live = write(args)
+    except (ValueError, ImportError, OSError) as e:
+        cli.fail(str(e))
     print(f"wrote {profile} ({args.val_pages + args.test_pages} pages) and {live} "
           f"({args.live_pages} pages)")
     return 0

@@ -24,15 +24,6 @@ PAD, BOS, EOS, IMAGE = range(4)
 #: question words; with the answers and the special tokens, the whole vocabulary
 WORDS = ("digit", "at", "row", "column", "is", "there", "a", "how", "many", "largest", "sum",
          "of", "?", "answer:")
-CHAT_TEMPLATE = (
-    "{% for message in messages %}{{ '<s>' if loop.first else '' }}"
-    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for part in message['content'] %}"
-    "{% if part['type'] == 'image' %}<image>"
-    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
-    "{% endfor %}{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %} answer:{% endif %}"
-)
 # every count (<= 16 digits) and row / column sum (<= 4 x 9) is an answer word
 assert MAX_GRID * MAX_GRID <= 36 and MAX_GRID * 9 <= 36
 
@@ -74,13 +65,13 @@ def build_tokenizer() -> Any:
         padding_side="left", extra_special_tokens={"image_token": "<image>"})
 
 
-def build_model(cfg: DigitsModelConfig = DigitsModelConfig(), seed: int = 0) -> nn.Module:
-    from transformers import (
-        CLIPVisionConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        OlmoeConfig,
-    )
+def build_config(cfg: DigitsModelConfig = DigitsModelConfig()) -> Any:
+    """The ``LlavaConfig`` (CLIP vision tower, OLMoE text model) of ``cfg``."""
+    try:
+        from transformers import CLIPVisionConfig, LlavaConfig, OlmoeConfig
+    except ImportError as e:
+        raise ImportError('the digits model needs transformers: pip install "fastctrl[digits]"'
+                          ) from e
 
     vocab = len(vocabulary())
     vc = CLIPVisionConfig(hidden_size=cfg.vision_hidden, intermediate_size=2 * cfg.vision_hidden,
@@ -93,11 +84,17 @@ def build_model(cfg: DigitsModelConfig = DigitsModelConfig(), seed: int = 0) -> 
                      pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS,
                      router_aux_loss_coef=0.01)
     # vision_feature_layer -1: LLaVA's default (-2) would leave the last CLIP layer unused
-    config = LlavaConfig(vision_config=vc, text_config=tc, image_token_index=IMAGE,
-                         image_seq_length=cfg.vision_tokens, projector_hidden_act="gelu",
-                         vision_feature_layer=-1)
+    return LlavaConfig(vision_config=vc, text_config=tc, image_token_index=IMAGE,
+                       image_seq_length=cfg.vision_tokens, projector_hidden_act="gelu",
+                       vision_feature_layer=-1)
+
+
+def build_model(cfg: DigitsModelConfig = DigitsModelConfig(), seed: int = 0) -> nn.Module:
+    from transformers import LlavaForConditionalGeneration
+
     torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(config)
+    model = LlavaForConditionalGeneration(build_config(cfg))
+    vocab = model.config.text_config.vocab_size
     gc = model.generation_config
     gc.pad_token_id, gc.bos_token_id, gc.eos_token_id = PAD, BOS, EOS
     gc.max_new_tokens, gc.do_sample = 1, False
@@ -110,14 +107,11 @@ def build_model(cfg: DigitsModelConfig = DigitsModelConfig(), seed: int = 0) -> 
 
 
 def build_processor(cfg: DigitsModelConfig = DigitsModelConfig()) -> Any:
-    from transformers import CLIPImageProcessorPil, LlavaProcessor
+    """The model's ``LlavaProcessor`` (the one the tiny pretrained LLaVA uses, with the
+    word-level tokenizer): ``<s><image>question answer:``."""
+    from ..inengine.tiny.pretrained import llava_processor
 
-    ip = CLIPImageProcessorPil(size={"shortest_edge": PAGE},
-                               crop_size={"height": PAGE, "width": PAGE})
-    # CLIP adds a CLS token (num_additional_image_tokens=1) that "default" drops again
-    return LlavaProcessor(image_processor=ip, tokenizer=build_tokenizer(), patch_size=cfg.patch,
-                          num_additional_image_tokens=1,
-                          vision_feature_select_strategy="default", chat_template=CHAT_TEMPLATE)
+    return llava_processor(build_tokenizer(), build_config(cfg))
 
 
 class BatchEncoder:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import io
+from .. import cli, io
 from ..profile.table import Profile
 from ..space import ActionSpace, Config
 from .pages import TASK_TYPES
@@ -81,10 +81,11 @@ class DigitsReportArgs:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import tyro
-
-    args = tyro.cli(DigitsReportArgs, args=argv)
-    table = knob_table(Profile.load(args.profile), args.split)
+    args = cli.parse(DigitsReportArgs, argv, prog="python -m fastctrl.digits.report")
+    try:
+        table = knob_table(Profile.load(args.profile), args.split)
+    except (ValueError, FileNotFoundError) as e:
+        cli.fail(str(e))
     md = to_markdown(table)
     print(md)
     if args.output:

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from .. import cli, io
 from ..space import ActionSpace, Config
+from ..train.schedules import lr_factor
 from .model import BatchEncoder, DigitsModelConfig, build_model, build_processor
 from .pages import NO_DIGIT, PageGenerator, patch_labels
 
@@ -86,18 +87,27 @@ def sample_config(space: ActionSpace, rng: np.random.Generator) -> Config:
     return space.config([int(rng.integers(len(space[n].values))) for n in space.names])
 
 
-@torch.no_grad()
-def accuracy(model: Any, handle: Any, encoder: BatchEncoder, pages: list, config: Config,
-             batch: int = 128) -> float:
-    handle.pin(config)
-    right = 0
+def encode_batches(encoder: BatchEncoder, pages: list, batch: int = 128
+                   ) -> list[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+    """``(inputs, answer ids)`` per batch of ``pages``, encoded once for every evaluation."""
+    out = []
     for i in range(0, len(pages), batch):
         chunk = pages[i:i + batch]
-        inputs = encoder([p.image for p in chunk], [p.question for p in chunk])
+        out.append((encoder([p.image for p in chunk], [p.question for p in chunk]),
+                     encoder.answer_ids([p.answer for p in chunk])))
+    return out
+
+
+@torch.no_grad()
+def accuracy(model: Any, handle: Any, batches: list[tuple[dict[str, torch.Tensor], torch.Tensor]],
+             config: Config) -> float:
+    handle.pin(config)
+    right = total = 0
+    for inputs, answers in batches:
         logits = model(**inputs, logits_to_keep=1).logits[:, -1]
-        pred = allowed_argmax(model, logits)
-        right += int((pred == encoder.answer_ids([p.answer for p in chunk])).sum())
-    return right / len(pages)
+        right += int((allowed_argmax(model, logits) == answers).sum())
+        total += len(answers)
+    return right / total
 
 
 def allowed_argmax(model: Any, logits: torch.Tensor) -> torch.Tensor:
@@ -113,7 +123,7 @@ def lr_at(step: int, args: DigitsTrainArgs, steps: int | None = None) -> float:
     if step < args.warmup_steps:
         return args.lr * (step + 1) / args.warmup_steps
     t = (step - args.warmup_steps) / max(1, steps - args.warmup_steps)
-    return args.lr * 0.5 * (1 + math.cos(math.pi * t))
+    return args.lr * lr_factor("cosine", t)
 
 
 def vision_tokens(model: Any, pixels: torch.Tensor) -> torch.Tensor:
@@ -165,6 +175,7 @@ def train(args: DigitsTrainArgs) -> dict[str, Any]:
     val_gen = PageGenerator("val", args.seed + 1)
     val = [val_gen.page(i) for i in range(args.eval_pages)]
     encoder.check(processor, [p.image for p in val[:8]], [p.question for p in val[:8]])
+    val_batches = encode_batches(encoder, val)
     rng = np.random.default_rng([args.seed, 1])
     aux_head = torch.nn.Linear(cfg.hidden, NO_DIGIT + 1)
     t0 = time.perf_counter()
@@ -216,8 +227,8 @@ def train(args: DigitsTrainArgs) -> dict[str, Any]:
                 model.eval()
                 point = {"step": step + 1, "wall_s": round(time.perf_counter() - t0, 1),
                          "loss_full": losses[0],
-                         "val_acc_full": accuracy(model, handle, encoder, val, full),
-                         "val_acc_cheapest": accuracy(model, handle, encoder, val, cheapest)}
+                         "val_acc_full": accuracy(model, handle, val_batches, full),
+                         "val_acc_cheapest": accuracy(model, handle, val_batches, cheapest)}
                 curve.append(point)
                 log.info("step %d: %s", step + 1, point)
                 bar.write(f"step {step + 1}: val accuracy full {point['val_acc_full']:.3f}, "
@@ -228,7 +239,7 @@ def train(args: DigitsTrainArgs) -> dict[str, Any]:
         for name in space.names:  # each knob alone, the others at full
             for v in space[name].values:
                 c = space.config_from_values(**{**full.values, name: v})
-                per_knob[f"{name}={v}"] = accuracy(model, handle, encoder, val, c)
+                per_knob[f"{name}={v}"] = accuracy(model, handle, val_batches, c)
     finally:
         handle.remove()
         capture.remove()
@@ -245,11 +256,12 @@ def train(args: DigitsTrainArgs) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import tyro
-
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    args = tyro.cli(DigitsTrainArgs, args=argv)
-    report = train(args)
+    args = cli.parse(DigitsTrainArgs, argv, prog="python -m fastctrl.digits.train")
+    try:
+        report = train(args)
+    except (ValueError, ImportError) as e:
+        cli.fail(str(e))
     print(f"trained in {report['train_wall_s']} s; validation accuracy per knob (others full):")
     for k, v in report["val_accuracy_per_knob"].items():
         print(f"  {k:22s} {v:.3f}")

@@ -63,6 +63,24 @@ def train_tokenizer(**special: str) -> Any:
         extra_special_tokens=special or None)
 
 
+def llava_processor(tokenizer: Any, config: Any) -> Any:
+    """A real ``LlavaProcessor`` for a LLaVA ``config`` with a CLIP vision tower: the CLIP
+    image processor at the tower's size, ``<image>`` expanded to one token per kept patch,
+    :data:`CHAT_TEMPLATE`."""
+    from transformers import CLIPImageProcessorPil, LlavaProcessor
+
+    vc = config.vision_config
+    size = int(vc.image_size)
+    ip = CLIPImageProcessorPil(size={"shortest_edge": size},
+                               crop_size={"height": size, "width": size})
+    # CLIP adds a CLS token (num_additional_image_tokens=1) that "default" drops again
+    return LlavaProcessor(image_processor=ip, tokenizer=tokenizer, patch_size=int(vc.patch_size),
+                          num_additional_image_tokens=1,
+                          vision_feature_select_strategy=config.vision_feature_select_strategy,
+                          chat_template=CHAT_TEMPLATE.replace("{{ image_placeholder }}",
+                                                              "<image>"))
+
+
 def build_processor(family: str, model: Any) -> Any:
     """The family's real processor class around the trained tokenizer and its image processor."""
     if family == "gemma3":
@@ -78,21 +96,8 @@ def build_processor(family: str, model: Any) -> Any:
                                image_seq_length=int(model.config.mm_tokens_per_image),
                                chat_template=CHAT_TEMPLATE.replace("{{ image_placeholder }}",
                                                                    "<|vision_start|>"))
-    tok = train_tokenizer()
     if family == "llava-olmoe":
-        from transformers import CLIPImageProcessorPil, LlavaProcessor
-
-        vc = model.config.vision_config
-        size = int(vc.image_size)
-        ip = CLIPImageProcessorPil(size={"shortest_edge": size},
-                                   crop_size={"height": size, "width": size})
-        # CLIP adds a CLS token (num_additional_image_tokens=1) that "default" drops again
-        return LlavaProcessor(image_processor=ip, tokenizer=tok, patch_size=int(vc.patch_size),
-                              num_additional_image_tokens=1,
-                              vision_feature_select_strategy=model.config
-                              .vision_feature_select_strategy,
-                              chat_template=CHAT_TEMPLATE.replace("{{ image_placeholder }}",
-                                                                  "<image>"))
+        return llava_processor(train_tokenizer(), model.config)
     raise ValueError(f"no pretrained-style builder for {family!r}; choose one of "
                      f"{PRETRAINED_FAMILIES}")
 
