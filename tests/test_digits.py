@@ -10,12 +10,15 @@ import pytest
 from fastctrl.digits.model import BatchEncoder, DigitsModelConfig, build_processor, vocabulary
 from fastctrl.digits.pages import (
     ANSWERS,
+    CELL,
     MAX_GRID,
+    NO_DIGIT,
     PAGE,
     TASK_TYPES,
     PageGenerator,
     ask,
     load_scans,
+    patch_labels,
     profile_pages,
     scan_pool,
     write_dataset,
@@ -84,6 +87,26 @@ def test_answers_are_exact_and_layouts_valid():
         n_digits.add(p.n_digits)
     assert seen_tasks == set(TASK_TYPES)
     assert min(n_digits) == 1 and max(n_digits) == 16
+
+
+def test_each_digit_lies_inside_its_own_cell_and_patch_labels_name_it():
+    """Ink only in filled cells (one vision patch each), drawn at one per-page size of
+    MIN_SIZE..CELL pixels; the dense vision target is the cell's digit."""
+    gen = PageGenerator("val", 2)
+    sizes = set()
+    for i in range(60):
+        p = gen.page(i)
+        d = np.full((MAX_GRID, MAX_GRID), -1)
+        d[:len(p.digits), :len(p.digits[0])] = p.digits
+        cells = p.image.reshape(MAX_GRID, CELL, MAX_GRID, CELL).transpose(0, 2, 1, 3)
+        ink = cells.reshape(MAX_GRID, MAX_GRID, -1).max(-1) > 0
+        assert not ink[d < 0].any(), "ink in an empty cell"
+        assert ink[d >= 0].all(), "a digit cell without ink"
+        rows, cols = np.nonzero(cells.max(axis=(0, 1)) > 0)  # union of ink over cells
+        sizes.add(int(max(np.ptp(rows), np.ptp(cols))) + 1)
+        labels = patch_labels(p.digits, CELL).reshape(MAX_GRID, MAX_GRID)
+        assert np.array_equal(labels, np.where(d >= 0, d, NO_DIGIT))
+    assert max(sizes) <= CELL and len(sizes) > 3  # the drawn size varies from page to page
 
 
 def test_exists_is_balanced_and_unknown_task_refused():

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from PIL import Image
 
 from fastctrl.inengine.tiny.pretrained import PRETRAINED_FAMILIES, save_tiny_pretrained
@@ -50,6 +51,8 @@ def test_profile_train_evaluate_from_a_model_directory(family, tmp_path):
     side = json.loads(prof.with_suffix(".sweep.json").read_text())
     assert side["n_requests"] == 10 and side["cells_measured"] == 10 * 6
     assert side["settings"]["metric"] == "exact_match" and not side["quality_proxy"]
+    where = side["machine"]  # latencies travel with the machine they were measured on
+    assert where["cpu"] and where["cpu_count"] >= 1 and where["torch"] == torch.__version__
     run = tmp_path / "run"
     assert train_main(["--method", "supervised", "--profile", str(prof), "--missing_configs",
                        "impute", "--output_dir", str(run), "--max_env_steps", "2000",

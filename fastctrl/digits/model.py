@@ -3,8 +3,9 @@ tower), its real processor (``LlavaProcessor``: a word-level tokenizer built wit
 ``tokenizers`` library, ``CLIPImageProcessorPil``, a chat template), and the batch encoder the
 trainer uses, checked equal to the processor.
 
-Sizes: CLIP ViT 4 layers, hidden 96, 8x8 patches of the 32x32 page (16 vision tokens); OLMoE
-8 layers, hidden 128, 8 experts of width 128, top-k 4 (the full config).
+Sizes: CLIP ViT 2 layers, hidden 96, 16x16 patches of the 64x64 page (16 vision tokens, one
+per page cell); OLMoE 8 layers, hidden 128, 16 experts of width 128, top-k 4 (the full
+config).
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ assert MAX_GRID * MAX_GRID <= 36 and MAX_GRID * 9 <= 36
 @dataclass(frozen=True)
 class DigitsModelConfig:
     vision_hidden: int = 96
-    vision_layers: int = 4
-    patch: int = 8
+    vision_layers: int = 2
+    patch: int = 16
     hidden: int = 128
     layers: int = 8
     heads: int = 4
-    experts: int = 8
+    experts: int = 16
     expert_width: int = 128
     top_k: int = 4
 

@@ -6,10 +6,12 @@ split once, by a fixed permutation, into disjoint ``train`` / ``val`` / ``test``
 (60 / 20 / 20 %): a page of a split only ever shows scans of that split's pool.
 
 A page is a ``PAGE x PAGE`` grey image (white ink on black, like the scans) holding a grid of
-``rows x cols`` cells (1..4 each), every cell ``PAGE // max(rows, cols)`` pixels square (digits
-drawn at 1x to 4x their scanned size), the grid in the top-left corner. Each cell holds
-a digit with a per-page probability; every row and every column holds at least one, so grid
-positions are readable from the image. 1 to 16 digits per page.
+``rows x cols`` cells (1..4 each) in its top-left corner. Cells are ``CELL`` pixels square, one
+vision patch of the digits model each, so that dropping vision tokens drops whole cells; the
+digits are drawn at a per-page size of ``MIN_SIZE..CELL`` pixels (1.25x to 2x their scanned
+size) at a random offset inside their cell. Each cell holds a digit with a per-page
+probability; every row and every column holds at least one, so the grid's extent is readable
+from the image. 1 to 16 digits per page.
 
 Questions, by ``task_type`` (graded: one digit; one digit among many; all digits; one row or
 column of digits), each with exactly one answer, a single word:
@@ -35,8 +37,12 @@ import numpy as np
 
 from .. import io
 
-PAGE = 32
+PAGE = 64
 MAX_GRID = 4
+#: a cell's side in pixels (the digits model's patch size)
+CELL = PAGE // MAX_GRID
+#: the smallest drawn digit size in pixels (the scans are 8x8)
+MIN_SIZE = 10
 SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = (0.6, 0.2, 0.2)
 #: the fixed permutation that assigns scans to splits (never changes with a run's seed)
@@ -130,21 +136,23 @@ class PageGenerator:
         digits = np.where(filled, self.labels[np.maximum(scans, 0)], -1)
         return digits, scans
 
-    def render(self, scans: np.ndarray) -> np.ndarray:
+    def render(self, scans: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The page of a layout: one size per page, one random offset per digit."""
         rows, cols = scans.shape
-        size = PAGE // max(rows, cols)
+        size = int(rng.integers(MIN_SIZE, CELL + 1))
+        offsets = rng.integers(0, CELL - size + 1, size=(rows, cols, 2))
         page = np.zeros((PAGE, PAGE), np.uint8)
         for r in range(rows):
             for c in range(cols):
                 if scans[r, c] >= 0:
-                    y, x = r * size, c * size
+                    y, x = r * CELL + offsets[r, c, 0], c * CELL + offsets[r, c, 1]
                     page[y:y + size, x:x + size] = self._scan(int(scans[r, c]), size)
         return page
 
     def page(self, i: int) -> Page:
         rng = np.random.default_rng([self.seed, SPLITS.index(self.split), int(i)])
         digits, scans = self.layout(rng)
-        image = self.render(scans)
+        image = self.render(scans, rng)
         task = str(rng.choice(self.task_types, p=self.task_p))
         question, answer = ask(task, digits, rng)
         return Page(request_id=f"digits-{self.split}-{self.seed}-{i}", split=self.split,
@@ -163,12 +171,12 @@ NO_DIGIT = 10
 
 
 def patch_labels(digits: Sequence[Sequence[int]], patch: int) -> np.ndarray:
-    """The digit under each ``patch x patch`` patch's centre, raster order (``NO_DIGIT``
-    where there is none): the dense target of the trainer's auxiliary vision loss."""
+    """The digit of the cell under each ``patch x patch`` patch's centre, raster order
+    (``NO_DIGIT`` where there is none): the dense target of the trainer's auxiliary vision
+    loss."""
     d = np.asarray(digits)
-    size = PAGE // max(d.shape)
     centres = np.arange(patch // 2, PAGE, patch)
-    r, c = np.meshgrid(centres // size, centres // size, indexing="ij")
+    r, c = np.meshgrid(centres // CELL, centres // CELL, indexing="ij")
     inside = (r < d.shape[0]) & (c < d.shape[1])
     labels = np.full(r.shape, NO_DIGIT, np.int64)
     labels[inside] = d[r[inside], c[inside]]

@@ -160,11 +160,13 @@ def load_model(model_id: str, *, seed: int = 0, dtype: str = "auto",
     """(model, processor): a built-in ``tiny-<family>`` (weights from ``seed``) or a hub id /
     save_pretrained directory (:func:`fastctrl.profile.loading.load_model`);
     ``fastctrl-digits`` is the trained digits VLM shipped in the package
-    (:mod:`fastctrl.digits`)."""
+    (:mod:`fastctrl.digits`); its weights are stored in bfloat16 to halve the file, and
+    ``auto`` runs it in float32, the dtype it was profiled in."""
     from ..digits import DIGITS_MODEL, pretrained_dir
 
     if model_id == DIGITS_MODEL:
         model_id = str(pretrained_dir())
+        dtype = "float32" if dtype == "auto" else dtype
     if model_id.startswith(TINY_PREFIX):
         from ..inengine.tiny import TinyProcessor, build_tiny
 
