@@ -15,6 +15,7 @@ from fastctrl.digits.pages import (
     NO_DIGIT,
     PAGE,
     TASK_TYPES,
+    Page,
     PageGenerator,
     ask,
     load_scans,
@@ -107,6 +108,41 @@ def test_each_digit_lies_inside_its_own_cell_and_patch_labels_name_it():
         labels = patch_labels(p.digits, CELL).reshape(MAX_GRID, MAX_GRID)
         assert np.array_equal(labels, np.where(d >= 0, d, NO_DIGIT))
     assert max(sizes) <= CELL and len(sizes) > 3  # the drawn size varies from page to page
+
+
+def test_conversations_ask_exact_questions_about_one_page_first_the_served_one():
+    gen = PageGenerator("train", 3)
+    for i in range(40):
+        page, qa = gen.conversation(i, 5)
+        again = gen.page(i)
+        assert page.digits == again.digits and np.array_equal(page.image, again.image)
+        assert qa[0] == (page.task_type, page.question, page.answer)
+        assert len(qa) == 5 and qa == gen.conversation(i, 5)[1]
+        for task, question, answer in qa:
+            assert _answer(Page(page.request_id, page.split, page.image, page.digits, task,
+                                question, answer)) == answer
+    with pytest.raises(ValueError, match="turns must be >= 1"):
+        gen.conversation(0, 0)
+
+
+def test_conversation_inputs_put_each_answer_after_its_prompt():
+    """Turn one is the served prompt exactly; each answer position holds ``answer:`` and the
+    next token (teacher-forced) is that turn's answer."""
+    cfg = DigitsModelConfig()
+    enc = BatchEncoder(build_processor(cfg), cfg)
+    talks = [PageGenerator("train", 0).conversation(i, 3) for i in range(5)]
+    inputs, rows, pos = enc.conversations([p.image for p, _ in talks],
+                                          [[(q, a) for _, q, a in qa] for _, qa in talks])
+    ids, vocab = inputs["input_ids"], vocabulary()
+    assert rows.tolist() == [b for b in range(5) for _ in range(3)]
+    assert (ids[rows, pos] == vocab["answer:"]).all()
+    answers = [a for _, qa in talks for _, _, a in qa]
+    inner = [k for k in range(len(answers)) if k % 3 != 2]  # the last answer is not an input
+    assert ids[rows[inner], pos[inner] + 1].tolist() == [vocab[answers[k]] for k in inner]
+    served = enc([p.image for p, _ in talks], [p.question for p, _ in talks])["input_ids"]
+    for b in range(5):
+        first_turn = ids[b, :pos[3 * b] + 1]
+        assert first_turn[first_turn != 0].tolist() == served[b][served[b] != 0].tolist()
 
 
 def test_exists_is_balanced_and_unknown_task_refused():

@@ -8,8 +8,8 @@ reproduced on a laptop CPU.
 - :mod:`.data`: the profiling / evaluation datasets (``python -m fastctrl.digits.data``);
 - :mod:`.report`: accuracy and latency per question type x config from a profile.
 
-The trained model ships in ``fastctrl/digits/pretrained`` (``--model fastctrl-digits`` in the
-CLIs).
+Once trained to its targets, the model ships in ``fastctrl/digits/pretrained``
+(``--model fastctrl-digits`` in the CLIs).
 """
 
 from __future__ import annotations

@@ -156,6 +156,31 @@ class BatchEncoder:
         ids, mask = pad_left([self.prompt_ids(q) for q in questions])
         return {"input_ids": ids, "attention_mask": mask, "pixel_values": self.pixels(images)}
 
+    def conversations(self, images: Sequence[np.ndarray],
+                      turns: Sequence[Sequence[tuple[str, str]]]
+                      ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Training inputs for multi-turn conversations ``<s> <image>*N q1 answer: a1 q2
+        answer: a2 ...``: ``(inputs, rows, positions)`` with, per answer, the batch row and
+        the position of the ``answer:`` token that predicts it. The first turn is exactly the
+        served prompt."""
+        seqs, where = [], []
+        for b, qa in enumerate(turns):
+            ids: list[int] = []
+            for j, (question, answer) in enumerate(qa):
+                ids += self.prompt_ids(question)[0 if j == 0 else 1 + self.n_vision:]
+                where.append((b, len(ids) - 1))
+                if j + 1 < len(qa):
+                    ids.append(self.vocab[answer])
+            seqs.append(ids)
+        from ..inengine.tiny.common import pad_left
+
+        ids_t, mask = pad_left(seqs)
+        width = ids_t.shape[1]
+        rows = torch.tensor([b for b, _ in where])
+        pos = torch.tensor([width - len(seqs[b]) + p for b, p in where])
+        return ({"input_ids": ids_t, "attention_mask": mask, "pixel_values": self.pixels(images)},
+                rows, pos)
+
     def answer_ids(self, answers: Sequence[str]) -> torch.Tensor:
         return torch.tensor([self.vocab[a] for a in answers], dtype=torch.long)
 

@@ -159,6 +159,21 @@ class PageGenerator:
                     image=image, digits=tuple(tuple(int(d) for d in row) for row in digits),
                     task_type=task, question=question, answer=answer)
 
+    def conversation(self, i: int, turns: int) -> tuple[Page, list[tuple[str, str, str]]]:
+        """Page ``i`` and ``turns`` ``(task_type, question, answer)`` about it: the page's own
+        question first, then ``turns - 1`` more drawn for the same layout (a multi-turn
+        conversation about one image, as LLaVA's instruction data has)."""
+        if turns < 1:
+            raise ValueError(f"turns must be >= 1, got {turns}")
+        page = self.page(i)
+        rng = np.random.default_rng([self.seed, SPLITS.index(self.split), int(i), 1])
+        digits = np.asarray(page.digits)
+        qa = [(page.task_type, page.question, page.answer)]
+        for _ in range(turns - 1):
+            task = str(rng.choice(self.task_types, p=self.task_p))
+            qa.append((task, *ask(task, digits, rng)))
+        return page, qa
+
     def __iter__(self) -> Iterator[Page]:
         i = 0
         while True:
