@@ -11,9 +11,9 @@ Then every step trains the full config and ``--sampled`` random reduced configs 
 "sandwich" of slimmable networks; LayerSkip / Ada-K / AdaLLaVA train the same knobs) on the
 same batch of ``train``-pool pages: a ``top_k`` from 1 to the full top-k, a depth (the model
 exits after that block through the final norm and the LM head) and a vision-token budget
-(``max_crops`` of a 4-unit grid: a quarter to all of the 16 vision tokens). Reduced configs are applied by
-:func:`fastctrl.hook` with the config pinned, i.e. by exactly the code that applies them at
-inference, so what is trained is what is served. Loss: cross-entropy of the answer tokens,
+(``max_crops`` of a 4-unit grid: a quarter to all of the 16 vision tokens). Reduced configs
+are applied by :func:`fastctrl.hook` with the config pinned, i.e. by exactly the code that
+applies them at inference, so what is trained is what is served. Loss: cross-entropy of the answer tokens,
 the reduced configs' losses weighted ``--reduced_weight`` each, plus the dense vision loss
 weighted ``--aux_weight``. The head is not part of the saved model.
 
