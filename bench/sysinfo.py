@@ -1,16 +1,7 @@
-"""Host facts every benchmark records in ``extra_info``."""
+"""Host facts every benchmark records in ``extra_info`` (the library's own helper)."""
 
 from __future__ import annotations
 
-import platform
-from pathlib import Path
+from fastctrl.sysinfo import cpu_model
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+__all__ = ["cpu_model"]

@@ -149,11 +149,15 @@ class BatchEncoder:
 
     def __call__(self, images: Sequence[np.ndarray], questions: Sequence[str]
                  ) -> dict[str, torch.Tensor]:
+        return self._inputs(images, [self.prompt_ids(q) for q in questions])
+
+    def _inputs(self, images: Sequence[np.ndarray], seqs: Sequence[Sequence[int]]
+                ) -> dict[str, torch.Tensor]:
         from ..inengine.tiny.common import PAD as TINY_PAD
         from ..inengine.tiny.common import pad_left
 
         assert TINY_PAD == PAD  # left padding with the same id as the tokenizer's <pad>
-        ids, mask = pad_left([self.prompt_ids(q) for q in questions])
+        ids, mask = pad_left(seqs)
         return {"input_ids": ids, "attention_mask": mask, "pixel_values": self.pixels(images)}
 
     def conversations(self, images: Sequence[np.ndarray],
@@ -172,14 +176,11 @@ class BatchEncoder:
                 if j + 1 < len(qa):
                     ids.append(self.vocab[answer])
             seqs.append(ids)
-        from ..inengine.tiny.common import pad_left
-
-        ids_t, mask = pad_left(seqs)
-        width = ids_t.shape[1]
+        inputs = self._inputs(images, seqs)
+        width = inputs["input_ids"].shape[1]  # left padding shifts every position
         rows = torch.tensor([b for b, _ in where])
         pos = torch.tensor([width - len(seqs[b]) + p for b, p in where])
-        return ({"input_ids": ids_t, "attention_mask": mask, "pixel_values": self.pixels(images)},
-                rows, pos)
+        return inputs, rows, pos
 
     def answer_ids(self, answers: Sequence[str]) -> torch.Tensor:
         return torch.tensor([self.vocab[a] for a in answers], dtype=torch.long)

@@ -284,7 +284,6 @@ def train(args: DigitsTrainArgs) -> dict[str, Any]:
         capture.remove()
     out = Path(args.output_dir)
     model.to(save_dtype).save_pretrained(out)
-    model.float()
     processor.save_pretrained(out)
     report = {"args": asdict(args), "model": asdict(cfg), "space": space.to_dict(),
               "parameters": sum(p.numel() for p in model.parameters()),

@@ -30,8 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import platform
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -47,6 +45,7 @@ from tqdm.auto import tqdm
 from .. import io
 from ..inengine import hook
 from ..space import ActionSpace, Config
+from ..sysinfo import machine
 from .configs import ConfigSampler
 from .metrics import Metric, resolve_metric
 
@@ -320,25 +319,6 @@ class BatchMeasurer:
                 if config == full and feats is None:  # features of the full-config prefill
                     feats = [t.float().cpu() for t in self.handle.last_features]
         return ids, times, feats
-
-
-def machine(device: torch.device | str) -> dict[str, Any]:
-    """CPU model, core count, platform and library versions; the GPU's name on CUDA."""
-    import transformers
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f
-                        if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    out = {"cpu": cpu, "cpu_count": os.cpu_count(), "platform": platform.platform(),
-           "python": platform.python_version(), "torch": torch.__version__,
-           "transformers": transformers.__version__}
-    if str(device).startswith("cuda") and torch.cuda.is_available():
-        out["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    return out
 
 
 def finish_sweep(rows: list[dict[str, Any]],
