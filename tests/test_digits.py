@@ -21,6 +21,7 @@ from fastctrl.digits.pages import (
     load_scans,
     patch_labels,
     profile_pages,
+    relevant_patches,
     scan_pool,
     write_dataset,
 )
@@ -143,6 +144,48 @@ def test_conversation_inputs_put_each_answer_after_its_prompt():
     for b in range(5):
         first_turn = ids[b, :pos[3 * b] + 1]
         assert first_turn[first_turn != 0].tolist() == served[b][served[b] != 0].tolist()
+
+
+def test_relevant_patches_mark_the_cells_each_question_is_about():
+    digits = [[3, -1, 7], [7, 9, 1]]  # 2 x 3 grid in the top-left of the 4 x 4 patch raster
+
+    def marked(question):
+        grid = relevant_patches(question, digits, CELL).reshape(MAX_GRID, MAX_GRID)
+        return sorted(map(tuple, np.argwhere(grid).tolist()))
+
+    assert marked("digit at row 2 column 3 ?") == [(1, 2)]
+    assert marked("is there a 7 ?") == marked("how many 7 ?") == [(0, 2), (1, 0)]
+    assert marked("is there a 5 ?") == []
+    assert marked("largest digit ?") == [(1, 1)]
+    assert marked("sum of row 1 ?") == [(0, 0), (0, 2)]  # the empty cell is not marked
+    assert marked("sum of column 2 ?") == [(1, 1)]
+    gen = PageGenerator("train", 5)
+    for i in range(200):  # every generated question parses; read marks exactly one cell
+        p = gen.page(i)
+        hits = relevant_patches(p.question, p.digits, CELL)
+        if p.task_type == "read":
+            assert hits.sum() == 1
+        if p.task_type == "count":
+            assert hits.sum() == int(p.answer)
+        if p.task_type == "exists":
+            assert bool(hits.any()) == (p.answer == "yes")
+    with pytest.raises(ValueError, match="not a digits question"):
+        relevant_patches("what is this ?", digits, CELL)
+
+
+def test_the_prompt_puts_the_question_before_the_image():
+    """``<s> question <image>*16 answer:``: the vision tokens can attend to the question."""
+    cfg = DigitsModelConfig()
+    proc = build_processor(cfg)
+    page = PageGenerator("val", 0).page(3)
+    from fastctrl.profile.loading import ChatProcessor
+
+    ids = ChatProcessor(proc)([np.repeat(page.image[..., None], 3, -1)],
+                              [page.question])["input_ids"][0].tolist()
+    vocab = vocabulary()
+    words = [vocab[w] for w in page.question.split()]
+    assert ids == [vocab["<s>"], *words, *[vocab["<image>"]] * cfg.vision_tokens,
+                   vocab["answer:"]]
 
 
 def test_exists_is_balanced_and_unknown_task_refused():

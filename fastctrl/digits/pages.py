@@ -199,6 +199,32 @@ def patch_labels(digits: Sequence[Sequence[int]], patch: int) -> np.ndarray:
     return labels.reshape(-1)
 
 
+def relevant_patches(question: str, digits: Sequence[Sequence[int]], patch: int) -> np.ndarray:
+    """Per ``patch x patch`` patch (raster order), whether the digit under it is one that
+    ``question`` is about: the asked cell (``read``), digits equal to the asked one
+    (``exists``, ``count``), the largest digits (``largest``), the digits of the asked row or
+    column (``sum``). The dense target of the trainer's question-to-vision-token match loss."""
+    labels = patch_labels(digits, patch)
+    side = PAGE // patch
+    centres = np.arange(patch // 2, PAGE, patch) // CELL
+    rows, cols = np.meshgrid(centres, centres, indexing="ij")
+    rows, cols = rows.reshape(-1), cols.reshape(-1)
+    has = labels < NO_DIGIT
+    w = question.split()
+    if w[:2] == ["digit", "at"]:  # digit at row R column C ?
+        hit = (rows == int(w[3]) - 1) & (cols == int(w[5]) - 1)
+    elif w[:3] == ["is", "there", "a"] or w[:2] == ["how", "many"]:
+        hit = labels == int(w[-2])
+    elif w[:1] == ["largest"]:
+        hit = labels == labels[has].max() if has.any() else np.zeros_like(has)
+    elif w[:2] == ["sum", "of"]:
+        hit = (rows if w[2] == "row" else cols) == int(w[3]) - 1
+    else:
+        raise ValueError(f"not a digits question: {question!r}")
+    assert hit.shape == (side * side,)
+    return hit & has
+
+
 def ask(task: str, digits: np.ndarray, rng: np.random.Generator) -> tuple[str, str]:
     """A question of type ``task`` about ``digits`` and its exact answer."""
     present = digits[digits >= 0]

@@ -47,8 +47,8 @@ from tqdm.auto import tqdm
 from .. import cli, io
 from ..space import ActionSpace, Config
 from ..train.schedules import lr_factor
-from .model import BatchEncoder, DigitsModelConfig, build_model, build_processor
-from .pages import NO_DIGIT, PageGenerator, patch_labels
+from .model import IMAGE, BatchEncoder, DigitsModelConfig, build_model, build_processor
+from .pages import NO_DIGIT, PageGenerator, patch_labels, relevant_patches
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +64,15 @@ class DigitsTrainArgs:
     """Train the digits VLM (LLaVA + OLMoE, stock transformers classes) from scratch on CPU."""
 
     output_dir: str = "runs/digits/model"
-    steps: int = 900
-    batch_size: int = 48
+    steps: int = 1400
+    batch_size: int = 96
     lr: float = 2e-3
     warmup_steps: int = 50
     weight_decay: float = 0.01
-    turns: int = 4
-    """Questions per training page (a multi-turn conversation about one image: the first
-    turn is the served prompt; every answer is a training target)."""
+    turns: int = 1
+    """Questions per training page (>1: a multi-turn conversation about one image, the first
+    turn the served prompt, every answer a target; measured slower to learn ``read``, whose
+    later turns sit at a varying distance from the vision tokens)."""
     sampled: int = 1
     """Random reduced configs trained per step besides the full one."""
     reduced_weight: float = 1.0
@@ -80,12 +81,17 @@ class DigitsTrainArgs:
     vision_batch_size: int = 128
     aux_weight: float = 0.5
     """Weight of the dense per-vision-token digit loss in the second stage (0: off)."""
+    match_weight: float = 1.0
+    """Weight of the dense question-to-vision-token match loss (0: off): a training-only
+    head on the language model's ``match_layer`` output predicts, per vision token, whether
+    its cell is one the first question is about (:func:`relevant_patches`)."""
+    match_layer: int = 3
     save_dtype: str = "bfloat16"
     """Dtype of the saved weights (``bfloat16`` halves the shipped file); the final per-knob
     accuracies are measured on the weights rounded to it."""
     seed: int = 0
     threads: int = 2
-    eval_every: int = 300
+    eval_every: int = 350
     eval_pages: int = 512
     """Validation-pool pages for the accuracy checks during and after training."""
     quiet: bool = False
@@ -94,7 +100,7 @@ class DigitsTrainArgs:
         cli.need_at_least(self, 1, "steps", "batch_size", "threads", "eval_every", "eval_pages",
                           "turns")
         cli.need_at_least(self, 0, "sampled", "warmup_steps", "vision_steps")
-        cli.need_at_least(self, 1, "vision_batch_size")
+        cli.need_at_least(self, 1, "vision_batch_size", "match_layer")
         if self.save_dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"--save_dtype must be float32, bfloat16 or float16, got "
                              f"{self.save_dtype!r}")
@@ -207,7 +213,11 @@ def train(args: DigitsTrainArgs) -> dict[str, Any]:
     val_batches = encode_batches(encoder, val)
     val_tasks = [p.task_type for p in val]
     rng = np.random.default_rng([args.seed, 1])
+    if args.match_layer > cfg.layers:
+        raise ValueError(f"--match_layer must be at most the model's {cfg.layers} layers, got "
+                         f"{args.match_layer}")
     aux_head = torch.nn.Linear(cfg.hidden, NO_DIGIT + 1)
+    match_head = torch.nn.Linear(cfg.hidden, 1)
     t0 = time.perf_counter()
     vision_acc = pretrain_vision(model, aux_head, encoder, gen, args, cfg) \
         if args.vision_steps else None
@@ -215,7 +225,8 @@ def train(args: DigitsTrainArgs) -> dict[str, Any]:
     projected: list[torch.Tensor] = []  # the projector's output of the current forward
     capture = model.model.multi_modal_projector.register_forward_hook(
         lambda mod, args, out: projected.append(out))
-    named = [*model.named_parameters(), *aux_head.named_parameters(prefix="aux")]
+    named = [*model.named_parameters(), *aux_head.named_parameters(prefix="aux"),
+             *match_head.named_parameters(prefix="match")]
     decay = [p for n, p in named if p.ndim >= 2 and "embed" not in n]
     other = [p for n, p in named if not (p.ndim >= 2 and "embed" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
@@ -223,6 +234,7 @@ def train(args: DigitsTrainArgs) -> dict[str, Any]:
     handle = hook(model, space=space)
     full, cheapest = space.full(), space.config([0] * len(space.names))
     curve: list[dict[str, float]] = []
+    match_loss = float("nan")
     try:
         bar = tqdm(range(args.steps), desc="digits", disable=args.quiet)
         for step in bar:
@@ -234,6 +246,8 @@ def train(args: DigitsTrainArgs) -> dict[str, Any]:
             target = encoder.answer_ids([a for _, qa in talks for _, _, a in qa])
             patch_target = torch.as_tensor(np.stack([patch_labels(p.digits, cfg.patch)
                                                      for p in pages]))
+            match_target = torch.as_tensor(np.stack([
+                relevant_patches(qa[0][1], p.digits, cfg.patch) for p, qa in talks])).float()
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, args)
             model.train()
@@ -243,16 +257,25 @@ def train(args: DigitsTrainArgs) -> dict[str, Any]:
                                                  for _ in range(args.sampled)]):
                 handle.pin(config)
                 projected.clear()
-                logits = model(**inputs).logits
+                dense = j == 0  # the vision side and the layers up to match_layer: full
+                out = model(**inputs, output_hidden_states=dense and args.match_weight > 0)
+                logits = out.logits
                 # a reduced config drops image tokens, all before the first answer
                 shift = inputs["input_ids"].shape[1] - logits.shape[1]
                 loss = torch.nn.functional.cross_entropy(logits[rows, pos - shift].float(),
                                                          target)
                 total = loss * (1.0 if j == 0 else args.reduced_weight)
-                if j == 0 and args.aux_weight > 0:  # the vision side is the same in every config
+                if dense and args.aux_weight > 0:
                     aux = aux_head(projected[-1]).flatten(0, 1)
                     total = total + args.aux_weight * torch.nn.functional.cross_entropy(
                         aux.float(), patch_target.flatten())
+                if dense and args.match_weight > 0:
+                    h = out.hidden_states[args.match_layer]
+                    vis = h[inputs["input_ids"] == IMAGE].reshape(len(pages), -1, h.shape[-1])
+                    match = torch.nn.functional.binary_cross_entropy_with_logits(
+                        match_head(vis).squeeze(-1).float(), match_target)
+                    total = total + args.match_weight * match
+                    match_loss = float(match.detach())
                 total.backward()
                 losses.append(float(loss.detach()))
             torch.nn.utils.clip_grad_norm_([p for _, p in named], 1.0)
@@ -262,7 +285,8 @@ def train(args: DigitsTrainArgs) -> dict[str, Any]:
                 model.eval()
                 right = correct(model, handle, val_batches, full)
                 point = {"step": step + 1, "wall_s": round(time.perf_counter() - t0, 1),
-                         "loss_full": losses[0], "val_acc_full": float(right.mean()),
+                         "loss_full": losses[0], "loss_match": match_loss,
+                         "val_acc_full": float(right.mean()),
                          "val_acc_full_per_task": per_task(right, val_tasks),
                          "val_acc_cheapest": accuracy(model, handle, val_batches, cheapest)}
                 curve.append(point)

@@ -63,10 +63,10 @@ def train_tokenizer(**special: str) -> Any:
         extra_special_tokens=special or None)
 
 
-def llava_processor(tokenizer: Any, config: Any) -> Any:
+def llava_processor(tokenizer: Any, config: Any, chat_template: str | None = None) -> Any:
     """A real ``LlavaProcessor`` for a LLaVA ``config`` with a CLIP vision tower: the CLIP
     image processor at the tower's size, ``<image>`` expanded to one token per kept patch,
-    :data:`CHAT_TEMPLATE`."""
+    ``chat_template`` (default :data:`CHAT_TEMPLATE`)."""
     from transformers import CLIPImageProcessorPil, LlavaProcessor
 
     vc = config.vision_config
@@ -77,8 +77,8 @@ def llava_processor(tokenizer: Any, config: Any) -> Any:
     return LlavaProcessor(image_processor=ip, tokenizer=tokenizer, patch_size=int(vc.patch_size),
                           num_additional_image_tokens=1,
                           vision_feature_select_strategy=config.vision_feature_select_strategy,
-                          chat_template=CHAT_TEMPLATE.replace("{{ image_placeholder }}",
-                                                              "<image>"))
+                          chat_template=(chat_template or CHAT_TEMPLATE).replace(
+                              "{{ image_placeholder }}", "<image>"))
 
 
 def build_processor(family: str, model: Any) -> Any:
