@@ -13,17 +13,20 @@ same batch of ``train``-pool pages: a ``top_k`` from 1 to the full top-k, a dept
 exits after that block through the final norm and the LM head) and a vision-token budget
 (``max_crops`` of a 4-unit grid: a quarter to all of the 16 vision tokens). Reduced configs
 are applied by :func:`fastctrl.hook` with the config pinned, i.e. by exactly the code that
-applies them at inference, so what is trained is what is served. Loss: cross-entropy of the answer tokens,
-the reduced configs' losses weighted ``--reduced_weight`` each, plus the dense vision loss
-weighted ``--aux_weight``. The head is not part of the saved model.
+applies them at inference, so what is trained is what is served. Loss: cross-entropy of the
+answer tokens, the reduced configs' losses weighted ``--reduced_weight`` each, plus the dense
+vision loss weighted ``--aux_weight`` and the match loss below.
 
-Each page is a ``--turns``-question conversation (LLaVA's multi-turn instruction format:
-``<s><image> q1 answer: a1 q2 answer: a2 ...``; the first turn is exactly the served prompt,
-every answer is a target): four times the supervision per image for ~1.5x the step time.
-Measured (README, "the digits benchmark"): one question per page, 1,300 steps, 0.453
-validation accuracy with ``exists`` at chance; four turns, 900 steps, 0.475 with ``exists``
-at 0.556. A small gain: the binding of a question's digit or cell to a vision token is still
-what the language model fails to learn in this budget.
+The prompt puts the question before the image (``<s> question <image>*16 answer:``, the
+processor's chat template), so that the vision tokens can attend to it, and a second dense
+loss, weighted ``--match_weight``, asks the language model for that: a training-only head on
+its layer-``--match_layer`` output predicts, per vision token, whether the token's cell is one
+the question is about (the asked cell, the cells holding the asked digit or the largest one,
+the cells of the asked row or column: :func:`~fastctrl.digits.pages.relevant_patches`).
+Without it the model answered ``exists`` and ``count`` at their priors in every variant tried
+(README, "the digits benchmark"). One question per page by default (``--turns``): in
+multi-turn conversations a later turn's ``answer:`` sits at a varying distance from the
+vision tokens, which measured slower for ``read``. Neither training-only head is saved.
 
 Seeded (weights, pages, sampled configs); ``--threads`` torch threads; a tqdm bar; at the end
 the model (``model.safetensors``, ``--save_dtype``), its processor and ``training.json``
