@@ -8,8 +8,8 @@ reproduced on a laptop CPU.
 - :mod:`.data`: the profiling / evaluation datasets (``python -m fastctrl.digits.data``);
 - :mod:`.report`: accuracy and latency per question type x config from a profile.
 
-Once trained to its targets, the model ships in ``fastctrl/digits/pretrained``
-(``--model fastctrl-digits`` in the CLIs).
+The trained model ships in ``fastctrl/digits/pretrained`` (``--model fastctrl-digits`` in the
+CLIs) and its measured profile in ``fastctrl/digits/profile`` (``--profile fastctrl-digits``).
 """
 
 from __future__ import annotations
@@ -28,3 +28,13 @@ def pretrained_dir() -> Path:
             f"{d} holds no trained digits model (config.json missing); train one with "
             "`python -m fastctrl.digits.train --output_dir fastctrl/digits/pretrained`")
     return d
+
+
+def shipped_profile() -> Path:
+    """The shipped measured profile of the digits VLM (table; its feature store and sweep
+    sidecar, which records the machine it was measured on, beside it)."""
+    p = Path(__file__).resolve().parent / "profile" / "digits.parquet"
+    if not p.is_file():
+        raise FileNotFoundError(f"{p} missing: profile the digits model with `python -m "
+                                "fastctrl.profile --model fastctrl-digits ...` (README)")
+    return p
