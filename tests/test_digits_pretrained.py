@@ -1,0 +1,81 @@
+"""The shipped digits VLM (``--model fastctrl-digits``): it loads like a checkpoint, answers
+test-pool pages it never saw, and each knob costs accuracy. Thresholds sit below what the
+shipped weights measure on these 160 fixed pages, one left-padded batch (full config 0.888,
+read 0.935; max_crops 1: 0.300, one block: 0.375, top_k 1: 0.900), as regression guards: a
+broken processor, template or hook drops them towards chance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fastctrl import hook
+from fastctrl.digits import DIGITS_MODEL, pretrained_dir
+from fastctrl.digits.pages import PageGenerator
+from fastctrl.digits.model import DigitsModelConfig, vocabulary
+from fastctrl.digits.train import training_space
+from fastctrl.profile.cli import load_model
+
+PAGES = 160
+
+
+@pytest.fixture(scope="module")
+def served():
+    torch.set_num_threads(1)
+    model, proc = load_model(DIGITS_MODEL)
+    pages = [PageGenerator("test", 7).page(i) for i in range(PAGES)]
+    inputs = proc([np.repeat(p.image[..., None], 3, -1) for p in pages],
+                  [p.question for p in pages])
+    return model, inputs, pages
+
+
+def accuracy(model, inputs, pages, handle, config) -> tuple[float, dict[str, float]]:
+    handle.pin(config)
+    with torch.inference_mode():
+        out = model.generate(**inputs, max_new_tokens=1, do_sample=False)
+    words = {i: w for w, i in vocabulary().items()}
+    said = [words[int(t)] for t in out[:, inputs["input_ids"].shape[1]]]
+    right = np.array([s == p.answer for s, p in zip(said, pages)])
+    per = {t: float(right[[p.task_type == t for p in pages]].mean())
+           for t in dict.fromkeys(p.task_type for p in pages)}
+    return float(right.mean()), per
+
+
+def test_shipped_files_are_safetensors_with_a_processor():
+    d = pretrained_dir()
+    assert (d / "model.safetensors").is_file() and not list(d.glob("*.bin"))
+    assert (d / "tokenizer.json").is_file() and (d / "chat_template.jinja").is_file()
+
+
+def test_shipped_model_reads_unseen_pages_and_every_knob_costs_accuracy(served):
+    model, inputs, pages = served
+    space = training_space(DigitsModelConfig(**model.config.fastctrl_digits))
+    handle = hook(model, space=space)
+    try:
+        full, per_task = accuracy(model, inputs, pages, handle, space.full())
+        lowered = {name: accuracy(model, inputs, pages, handle, space.config_from_values(
+            **{**space.full().values, name: space[name].values[0]}))[0] for name in space.names}
+    finally:
+        handle.remove()
+    assert full >= 0.7 and per_task["read"] >= 0.85, (full, per_task)
+    assert lowered["max_crops"] < full - 0.2  # a quarter of the cells
+    assert lowered["num_active_blocks"] < full - 0.2  # one block of eight
+    assert lowered["top_k"] <= full + 0.02
+
+
+def test_the_shipped_profile_loads_by_name_with_its_splits_and_machine():
+    import json
+
+    from fastctrl.digits import shipped_profile
+    from fastctrl.profile.table import Profile
+
+    prof = Profile.load(DIGITS_MODEL)
+    assert prof.n_requests == 720 and prof.space.n_configs == 72 and prof.features is not None
+    assert {s: int((prof.splits == s).sum()) for s in ("train", "val", "test")} == {
+        "train": 360, "val": 120, "test": 240}
+    sidecar = json.loads(shipped_profile().with_suffix(".sweep.json").read_text())
+    assert sidecar["torch_threads"] == 1 and sidecar["machine"]["cpu_count"] >= 1
+    # the profiled model is the shipped one: its full config answers most test pages right
+    test = prof.split_indices("test")
+    assert prof.quality[test, prof.full_index].mean() >= 0.8
