@@ -12,8 +12,8 @@ import torch
 
 from fastctrl import hook
 from fastctrl.digits import DIGITS_MODEL, pretrained_dir
-from fastctrl.digits.pages import PageGenerator
 from fastctrl.digits.model import DigitsModelConfig, vocabulary
+from fastctrl.digits.pages import PageGenerator
 from fastctrl.digits.train import training_space
 from fastctrl.profile.cli import load_model
 
@@ -36,7 +36,7 @@ def accuracy(model, inputs, pages, handle, config) -> tuple[float, dict[str, flo
         out = model.generate(**inputs, max_new_tokens=1, do_sample=False)
     words = {i: w for w, i in vocabulary().items()}
     said = [words[int(t)] for t in out[:, inputs["input_ids"].shape[1]]]
-    right = np.array([s == p.answer for s, p in zip(said, pages)])
+    right = np.array([s == p.answer for s, p in zip(said, pages, strict=True)])
     per = {t: float(right[[p.task_type == t for p in pages]].mean())
            for t in dict.fromkeys(p.task_type for p in pages)}
     return float(right.mean()), per
