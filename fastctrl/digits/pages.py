@@ -185,18 +185,25 @@ class PageGenerator:
 NO_DIGIT = 10
 
 
+def patch_cells(patch: int) -> tuple[np.ndarray, np.ndarray]:
+    """The grid row and column of the cell under each ``patch x patch`` patch's centre, raster
+    order (flat)."""
+    centres = np.arange(patch // 2, PAGE, patch) // CELL
+    r, c = np.meshgrid(centres, centres, indexing="ij")
+    return r.reshape(-1), c.reshape(-1)
+
+
 def patch_labels(digits: Sequence[Sequence[int]], patch: int) -> np.ndarray:
     """The digit of the cell under each ``patch x patch`` patch's centre, raster order
     (``NO_DIGIT`` where there is none): the dense target of the trainer's auxiliary vision
     loss."""
     d = np.asarray(digits)
-    centres = np.arange(patch // 2, PAGE, patch)
-    r, c = np.meshgrid(centres // CELL, centres // CELL, indexing="ij")
+    r, c = patch_cells(patch)
     inside = (r < d.shape[0]) & (c < d.shape[1])
     labels = np.full(r.shape, NO_DIGIT, np.int64)
     labels[inside] = d[r[inside], c[inside]]
     labels[labels < 0] = NO_DIGIT
-    return labels.reshape(-1)
+    return labels
 
 
 def relevant_patches(question: str, digits: Sequence[Sequence[int]], patch: int) -> np.ndarray:
@@ -205,10 +212,7 @@ def relevant_patches(question: str, digits: Sequence[Sequence[int]], patch: int)
     (``exists``, ``count``), the largest digits (``largest``), the digits of the asked row or
     column (``sum``). The dense target of the trainer's question-to-vision-token match loss."""
     labels = patch_labels(digits, patch)
-    side = PAGE // patch
-    centres = np.arange(patch // 2, PAGE, patch) // CELL
-    rows, cols = np.meshgrid(centres, centres, indexing="ij")
-    rows, cols = rows.reshape(-1), cols.reshape(-1)
+    rows, cols = patch_cells(patch)
     has = labels < NO_DIGIT
     w = question.split()
     if w[:2] == ["digit", "at"]:  # digit at row R column C ?
@@ -221,7 +225,6 @@ def relevant_patches(question: str, digits: Sequence[Sequence[int]], patch: int)
         hit = (rows if w[2] == "row" else cols) == int(w[3]) - 1
     else:
         raise ValueError(f"not a digits question: {question!r}")
-    assert hit.shape == (side * side,)
     return hit & has
 
 
