@@ -68,13 +68,14 @@ def test_the_shipped_profile_loads_by_name_with_its_splits_and_machine():
     import json
 
     from fastctrl.digits import shipped_profile
+    from fastctrl.profile.sweep import SIDECAR_SUFFIX
     from fastctrl.profile.table import Profile
 
     prof = Profile.load(DIGITS_MODEL)
     assert prof.n_requests == 720 and prof.space.n_configs == 72 and prof.features is not None
     assert {s: int((prof.splits == s).sum()) for s in ("train", "val", "test")} == {
         "train": 360, "val": 120, "test": 240}
-    sidecar = json.loads(shipped_profile().with_suffix(".sweep.json").read_text())
+    sidecar = json.loads(shipped_profile().with_suffix(SIDECAR_SUFFIX).read_text())
     assert sidecar["torch_threads"] == 1 and sidecar["machine"]["cpu_count"] >= 1
     # the profiled model is the shipped one: its full config answers most test pages right
     test = prof.split_indices("test")
