@@ -135,6 +135,32 @@ def test_supervised_labels_average_the_latency_repeats(tmp_path):
     np.testing.assert_array_equal(labels, env.expected_rewards(ctx).argmax(1))
 
 
+def test_supervised_expected_reward_takes_the_best_config_on_average(tmp_path):
+    """Two rows that look the same to the controller (one context, read twice) and disagree on
+    the best config: the expected-reward loss settles on the config best on their mean, which
+    neither row's oracle label names."""
+    run = Run(parse_train_args(["--method", "supervised", "--synthetic_requests", "200",
+                                "--lr", "1e-2", "--quiet", "--output_dir", str(tmp_path)]))
+    m = run.method
+    m.setup()
+    m.add_labels(m.env.requests[:1])
+    n_configs = m.env.profile.n_configs
+    a, b, mean_best = 0, n_configs - 1, n_configs // 2
+    rows = np.full((2, n_configs), -1.0, dtype=np.float32)
+    rows[0, [a, mean_best]] = [1.0, 0.6]
+    rows[1, [b, mean_best]] = [1.0, 0.6]
+    m.ctx = m.ctx.take(np.zeros(2, dtype=np.int64))
+    m.rewards = rows
+    m.reward_t = torch.from_numpy(rows)
+    m.labels = rows.argmax(1)
+    for _ in range(300):
+        m._expected_reward_update(m.controller(*m.inputs(m.ctx)), np.array([0, 1]))
+    with torch.no_grad():
+        logits = m.controller(*m.inputs(m.ctx.take(np.array([0]))))
+    picked = m.to_flat({k: v.argmax(-1) for k, v in logits.items()})
+    assert picked.tolist() == [mean_best], (picked, a, b)
+
+
 @pytest.mark.slow
 def test_every_method_learns_on_a_short_run(tmp_path):
     """Each method beats random and its own untrained policy on validation; the best one beats

@@ -7,7 +7,7 @@ preference and are counted. Loss::
     -log sigmoid(beta * ((logp_w - ref_w) - (logp_l - ref_l)))       beta = 0.1
 
 Reference: the initial policy (``dpo_reference=initial``, the default), or a policy warm-started
-by supervised learning on oracle labels (``supervised``; its label reads count as env_steps),
+by supervised learning on whole profile rows (``supervised``; its label reads count as env_steps),
 which then is also where training starts.
 """
 
@@ -34,7 +34,7 @@ class DPOConfig:
     dpo_samples: int = 4
     """Configs sampled per (request, budget); the best and worst form a pair."""
     dpo_reference: Literal["initial", "supervised"] = "initial"
-    """Frozen reference policy: the initial policy, or a warm start on oracle labels (the
+    """Frozen reference policy: the initial policy, or a warm start by supervised learning (the
     supervised method at its defaults over the whole train split; its profile reads count as
     env_steps)."""
     update_epochs: int = 4

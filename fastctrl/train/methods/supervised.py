@@ -1,8 +1,15 @@
-"""Supervised: cross-entropy per head on oracle labels.
+"""Supervised: learning from whole profile rows, by oracle labels or by the row's rewards.
 
 The label of a (request, budget) is the config with the best reward in the profile row of that
 request, the reward averaged over every measured latency repeat (reading a row costs
-``C x S`` env_steps). Labels arrive as the profile is read: each step profiles the next train
+``C x S`` env_steps). ``loss="cross_entropy"`` fits those labels per head. The label uses what
+the controller cannot see (the answer's length, the latency noise), so requests that look alike
+carry different labels and the per-head modes of such a mix can be a config that misses the
+budget: on the default profile, cross-entropy imitation often ends below its own untrained
+policy. ``loss="expected_reward"`` (cost-sensitive classification) instead maximises
+``sum_c p(c | x) r(x, c)`` under the factorised head distribution, with the whole reward row as
+the target; its optimum for an observation is the config best on average over the requests
+that look like it, the Bayes decision under the hidden factors. Labels arrive as the profile is read: each step profiles the next train
 requests, adds their labels to the pool and makes ``updates_per_step`` gradient updates on the
 pool, so the learning curve is the model trained on the first k profiled requests for growing
 k, on the same env_step axis as the trained-online methods. Rare configs are handled by
@@ -28,8 +35,11 @@ from .base import Method
 class SupervisedConfig:
     """The supervised method's own hyper-parameters."""
 
+    loss: Literal["cross_entropy", "expected_reward"] = "expected_reward"
+    """Fit the oracle labels per head, or maximise the expected reward of the whole row."""
     class_balance: Literal["none", "weighted_loss", "weighted_sampling"] = "weighted_loss"
-    """Rare labels: none, inverse-label-frequency class weights, or weighted sampling."""
+    """Rare labels: none, inverse-label-frequency class weights, or weighted sampling (the
+    weights and sampling follow the oracle labels under either loss)."""
     label_requests: int = 0
     """Train requests whose whole profile row is read for labels (0: all)."""
     updates_per_step: int = 100
@@ -40,15 +50,22 @@ class SupervisedConfig:
         need_at_least(self, 1, "updates_per_step")
 
 
-def oracle_labels(env: ProfileEnv, reqs: np.ndarray) -> tuple[Contexts, np.ndarray]:
+def labelled_rows(env: ProfileEnv, reqs: np.ndarray) -> tuple[Contexts, np.ndarray]:
     """Read the whole profile rows of ``reqs`` (counts ``C x S`` env_steps each) and return every
-    (request, budget ratio) context with its best config (flat index) by the mean reward over
-    the measured repeats."""
+    (request, budget ratio) context with the ``[n, C]`` reward of each config, averaged over the
+    measured repeats."""
     quality, latency = env.profile_rows(reqs)
     n_ratios = len(env.budget_ratios)
     ctx = env.contexts(np.tile(reqs, n_ratios), np.repeat(env.budget_ratios, len(reqs)))
     rewards = env.row_rewards(np.tile(quality, (n_ratios, 1)), np.tile(latency, (n_ratios, 1, 1)),
                               ctx.budget_ms)
+    return ctx, rewards
+
+
+def oracle_labels(env: ProfileEnv, reqs: np.ndarray) -> tuple[Contexts, np.ndarray]:
+    """Every context of the rows of ``reqs`` with its best config (flat index) by the mean reward
+    over the measured repeats (reads the rows: ``C x S`` env_steps each)."""
+    ctx, rewards = labelled_rows(env, reqs)
     return ctx, rewards.argmax(1)
 
 
@@ -68,6 +85,8 @@ class Supervised(Method):
         self._read = 0
         self.ctx = self.env.contexts(np.zeros(0, dtype=np.int64), np.zeros(0))
         self.labels = np.zeros(0, dtype=np.int64)
+        self.rewards = np.zeros((0, self.env.profile.n_configs), dtype=np.float32)
+        self.config_idx = torch.from_numpy(self.env.profile.config_indices).to(self.device)
         self._order = np.array([], dtype=np.int64)
 
     @property
@@ -82,11 +101,16 @@ class Supervised(Method):
     def add_labels(self, reqs: np.ndarray) -> None:
         """Profile ``reqs`` and add their labels to the pool (class weights follow the pool)."""
         with self.timer(self.cost_timer):
-            ctx, labels = oracle_labels(self.env, reqs)
+            ctx, rewards = labelled_rows(self.env, reqs)
+        labels = rewards.argmax(1)
+        # centred per row: the gradient is unchanged, the loss reads as reward above the mean
+        rewards = (rewards - rewards.mean(1, keepdims=True)).astype(np.float32)
         self.ctx = Contexts(*(np.concatenate([a, b]) for a, b in
                               ((self.ctx.req, ctx.req), (self.ctx.budget_ms, ctx.budget_ms),
                                (self.ctx.ratio, ctx.ratio))))
         self.labels = np.concatenate([self.labels, labels])
+        self.rewards = np.concatenate([self.rewards, rewards])
+        self.reward_t = torch.from_numpy(self.rewards).to(self.device)
         idx = self.env.profile.config_indices[self.labels]               # [N, n_knobs]
         self.label_idx = torch.from_numpy(idx).to(self.device)
         self.class_weights = []
@@ -114,10 +138,21 @@ class Supervised(Method):
         image, text, budget, task = self.inputs(self.ctx.take(b))
         self.controller.train()
         logits = self.controller(image, text, budget, task)
+        if self.args.loss == "expected_reward":
+            return self._expected_reward_update(logits, b)
         loss = torch.zeros((), device=self.device)
         for k, name in enumerate(self.controller.knob_names):
             w = self.class_weights[k] if self.args.class_balance == "weighted_loss" else None
             loss = loss + F.cross_entropy(logits[name], self.label_idx[b, k], weight=w)
+        self.apply_update(loss)
+        return float(loss.detach())
+
+    def _expected_reward_update(self, logits: dict[str, torch.Tensor], b: np.ndarray) -> float:
+        """Ascend ``sum_c p(c | x) r(x, c)``, ``p`` the product of the per-head softmaxes."""
+        log_p = torch.zeros((len(b), self.config_idx.shape[0]), device=self.device)
+        for k, name in enumerate(self.controller.knob_names):
+            log_p = log_p + torch.log_softmax(logits[name].float(), -1)[:, self.config_idx[:, k]]
+        loss = -(log_p.exp() * self.reward_t[b]).sum(1).mean()
         self.apply_update(loss)
         return float(loss.detach())
 
@@ -145,6 +180,7 @@ class Supervised(Method):
     @staticmethod
     def search_space(trial: Any) -> dict[str, Any]:
         """The supervised method's own hyper-parameters for ``python -m fastctrl.tune``."""
-        return {"class_balance": trial.suggest_categorical(
+        return {"loss": trial.suggest_categorical("loss", ["cross_entropy", "expected_reward"]),
+                "class_balance": trial.suggest_categorical(
                     "class_balance", ["none", "weighted_loss", "weighted_sampling"]),
                 "updates_per_step": trial.suggest_int("updates_per_step", 10, 300, log=True)}
