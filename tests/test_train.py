@@ -135,6 +135,20 @@ def test_supervised_labels_average_the_latency_repeats(tmp_path):
     np.testing.assert_array_equal(labels, env.expected_rewards(ctx).argmax(1))
 
 
+def test_synthetic_family_noisy_trains_on_the_noisy_profile(tmp_path):
+    from fastctrl.profile.synthetic_noisy import NOISY_GRIDS
+
+    run = Run(parse_train_args(["--synthetic_family", "noisy", "--synthetic_requests", "120",
+                                "--quiet", "--output_dir", str(tmp_path)]))
+    prof = run.profile
+    assert prof.quality_expected is not None
+    assert prof.space.to_dict() == {k: list(v) for k, v in NOISY_GRIDS.items()}
+    # measured quality is the mean of 3 answers: only 0, 1/3, 2/3 and 1 occur
+    np.testing.assert_allclose(np.unique(np.round(prof.quality * 3)), [0, 1, 2, 3])
+    with pytest.raises(SystemExit):
+        parse_train_args(["--synthetic_family", "vqa"])
+
+
 def test_supervised_expected_reward_takes_the_best_config_on_average(tmp_path):
     """Two rows that look the same to the controller (one context, read twice) and disagree on
     the best config: the expected-reward loss settles on the config best on their mean, which

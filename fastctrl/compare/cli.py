@@ -31,7 +31,7 @@ import tyro
 from .. import cli, io
 from ..cli import need, need_at_least, need_positive
 from ..distributed.backend import BackendArgs, map_jobs, parallel_slots
-from ..train.config import DataConfig, RunConfig, TrainConfig, loop_for
+from ..train.config import DataConfig, RunConfig, SyntheticFamily, TrainConfig, loop_for
 from ..train.methods import METHOD_NAMES, MethodName
 from ..train.records import EVAL_FILE, STATS_FILE
 from . import analysis, report
@@ -75,6 +75,9 @@ class CompareArgs:
     """A profile table; default: the synthetic profile."""
     synthetic_requests: int = 3500
     """Requests of the synthetic profile."""
+    synthetic_family: SyntheticFamily = "default"
+    """Which synthetic profile: `default`, or `noisy` (Bernoulli-answer quality, like a VQA
+    profile; see fastctrl.train --help)."""
     max_env_steps: int = 1_000_000
     """The common env-step budget of every run."""
     eval_every_steps: int = 25_000
@@ -137,6 +140,7 @@ class CompareArgs:
         cfg = TrainConfig(
             method=method, seed=seed,
             data=DataConfig(profile=self.profile, synthetic_requests=self.synthetic_requests,
+                            synthetic_family=self.synthetic_family,
                             data_seed=self.data_seed),
             # the method's own loop defaults (e.g. its learning rate) under the common budget
             loop=loop_for(method, max_env_steps=self.max_env_steps,
@@ -230,7 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = analysis.load_runs({k: Path(c.run.output_dir) for k, c in configs.items()})
     any_run = next(iter(next(iter(runs.values())).values()))
     meta = {"methods": methods, "seeds": seeds, "data_seed": args.data_seed,
-            "profile": args.profile or f"synthetic ({args.synthetic_requests} requests)",
+            "profile": args.profile or (f"synthetic {args.synthetic_family} "
+                                        f"({args.synthetic_requests} requests)"),
             "profile_detail": any_run.stats.profile, "reward": any_run.eval.reward,
             "budget_ratios": any_run.eval.budget_ratios,
             "budget_baseline": any_run.eval.budget_baseline,

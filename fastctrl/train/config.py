@@ -20,6 +20,8 @@ from ..cli import need, need_at_least
 from ..engines import EngineKind
 from ..env.bandit import BudgetBaseline
 from ..env.reward import Reward, RewardKind, make_reward
+
+SyntheticFamily = Literal["default", "noisy"]
 from .methods import METHODS, MethodName
 from .schedules import SchedulerKind
 
@@ -46,6 +48,10 @@ class DataConfig:
     """Rebuild the prepared profile and feature store even if a cached one exists."""
     synthetic_requests: int = 3500
     """Number of requests of the built-in synthetic profile (when no data is given)."""
+    synthetic_family: SyntheticFamily = "default"
+    """Which built-in profile: `default` (fastctrl.profile.synthetic) or `noisy` (measured
+    quality = the mean of 3 Bernoulli answers, its expected quality kept for judging; another
+    grid and other feature dims: fastctrl.profile.synthetic_noisy)."""
     train_split: float = 0.8
     """Share of the non-test requests used for training (the rest validates)."""
     data_seed: int | None = None

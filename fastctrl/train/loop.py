@@ -78,8 +78,10 @@ def load_profile(cfg: TrainConfig) -> Profile:
                 "'image', 'text') in <exp5_dir>/features or pass --model_path DIR")
         return prof
     from ..profile.synthetic import synthetic_profile
+    from ..profile.synthetic_noisy import noisy_vqa_profile
 
-    return synthetic_profile(d.synthetic_requests, seed=seed, train_split=d.train_split)
+    build = noisy_vqa_profile if d.synthetic_family == "noisy" else synthetic_profile
+    return build(d.synthetic_requests, seed=seed, train_split=d.train_split)
 
 
 def build_controller(cfg: TrainConfig, profile: Profile, train_idx: np.ndarray) -> Controller:
@@ -332,7 +334,8 @@ class Run:
                                 map_location=self.cfg.run.device)
         saved, now = state["train_config"], self.cfg.to_dict()
         for group, key in (("", "method"), ("", "seed"), ("data", "profile"),
-                           ("data", "synthetic_requests"), ("loop", "batch_size")):
+                           ("data", "synthetic_requests"), ("data", "synthetic_family"),
+                           ("loop", "batch_size")):
             a = saved.get(group, {}).get(key) if group else saved.get(key)
             b = now[group][key] if group else now[key]
             if a != b:

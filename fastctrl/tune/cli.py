@@ -41,7 +41,7 @@ from optuna.trial import TrialState
 from .. import cli, io
 from ..cli import need, need_at_least, need_positive
 from ..distributed.backend import BackendArgs, map_jobs
-from ..train.config import DataConfig, RunConfig, TrainConfig, loop_for
+from ..train.config import DataConfig, RunConfig, SyntheticFamily, TrainConfig, loop_for
 from ..train.methods import METHODS, MethodName
 from .runner import run_trial_job
 from .space import describe, suggest
@@ -69,6 +69,9 @@ class TuneArgs:
     """A profile table; default: the synthetic profile."""
     synthetic_requests: int = 3500
     """Requests of the synthetic profile."""
+    synthetic_family: SyntheticFamily = "default"
+    """Which synthetic profile: `default`, or `noisy` (Bernoulli-answer quality, like a VQA
+    profile; see fastctrl.train --help)."""
     max_env_steps: int = 1_000_000
     """The env-step budget of every trial (the E5 comparison's default)."""
     eval_every_steps: int = 25_000
@@ -99,6 +102,7 @@ class TuneArgs:
         return TrainConfig(
             method=self.method, seed=self.seed,
             data=DataConfig(profile=self.profile, synthetic_requests=self.synthetic_requests,
+                            synthetic_family=self.synthetic_family,
                             data_seed=self.data_seed),
             loop=loop_for(self.method, max_env_steps=self.max_env_steps,
                           eval_every_steps=self.eval_every_steps, num_epochs=self.num_epochs),
@@ -175,13 +179,16 @@ def write_outputs(study: optuna.Study, args: TuneArgs) -> dict[str, Any] | None:
 def summary(args: TuneArgs, counted: list[optuna.trial.FrozenTrial],
             space: dict[str, dict[str, Any]], best: dict[str, Any] | None) -> str:
     """tune_summary.md: what was tuned, how, and what every trial scored."""
-    data = args.profile or f"synthetic profile, {args.synthetic_requests} requests"
+    data = args.profile or (f"{args.synthetic_family} synthetic profile, "
+                            f"{args.synthetic_requests} requests")
     lines = [f"# Tuning {args.method}", "",
              f"Command: `python -m fastctrl.tune --method {args.method} --trials {args.trials} "
              f"--max_env_steps {args.max_env_steps} --eval_every_steps {args.eval_every_steps} "
              f"--seed {args.seed} --data_seed {args.data_seed}`"
              + (f" `--profile {args.profile}`" if args.profile else
-                f" `--synthetic_requests {args.synthetic_requests}`"), "",
+                f" `--synthetic_requests {args.synthetic_requests}`"
+                + (f" `--synthetic_family {args.synthetic_family}`"
+                   if args.synthetic_family != "default" else "")), "",
              f"Protocol: Optuna TPE (seeded from {args.seed}), {len(counted)} trials finished "
              f"of {args.trials}; each trial trains one run on {data} (data seed "
              f"{args.data_seed}, training seed {args.seed}) for {args.max_env_steps:,} env_steps "
