@@ -20,10 +20,10 @@ from ..cli import need, need_at_least
 from ..engines import EngineKind
 from ..env.bandit import BudgetBaseline
 from ..env.reward import Reward, RewardKind, make_reward
-
-SyntheticFamily = Literal["default", "noisy"]
 from .methods import METHODS, MethodName
 from .schedules import SchedulerKind
+
+SyntheticFamily = Literal["default", "noisy"]
 
 
 @dataclass

@@ -9,12 +9,14 @@ budget: on the default profile, cross-entropy imitation often ends below its own
 policy. ``loss="expected_reward"`` (cost-sensitive classification) instead maximises
 ``sum_c p(c | x) r(x, c)`` under the factorised head distribution, with the whole reward row as
 the target; its optimum for an observation is the config best on average over the requests
-that look like it, the Bayes decision under the hidden factors. Labels arrive as the profile is read: each step profiles the next train
-requests, adds their labels to the pool and makes ``updates_per_step`` gradient updates on the
-pool, so the learning curve is the model trained on the first k profiled requests for growing
-k, on the same env_step axis as the trained-online methods. Rare configs are handled by
-inverse-frequency class weights per head (``weighted_loss``, over the pool so far) or by
-weighted sampling.
+that look like it, the Bayes decision under the hidden factors.
+
+Rows arrive as the profile is read: each step profiles the next train requests, adds their
+rows to the pool and makes ``updates_per_step`` gradient updates on the pool, so the learning
+curve is the model trained on the first k profiled requests for growing k, on the same
+env_step axis as the trained-online methods. Rare labels are handled by inverse-frequency class
+weights per head (``weighted_loss``, over the pool so far; cross-entropy only) or by weighted
+sampling.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ class SupervisedConfig:
     loss: Literal["cross_entropy", "expected_reward"] = "expected_reward"
     """Fit the oracle labels per head, or maximise the expected reward of the whole row."""
     class_balance: Literal["none", "weighted_loss", "weighted_sampling"] = "weighted_loss"
-    """Rare labels: none, inverse-label-frequency class weights, or weighted sampling (the
-    weights and sampling follow the oracle labels under either loss)."""
+    """Rare labels: none, inverse-label-frequency class weights (cross-entropy only), or
+    sampling rows by those weights (either loss)."""
     label_requests: int = 0
     """Train requests whose whole profile row is read for labels (0: all)."""
     updates_per_step: int = 100
