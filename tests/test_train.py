@@ -164,8 +164,7 @@ def test_supervised_expected_reward_takes_the_best_config_on_average(tmp_path):
     rows[0, [a, mean_best]] = [1.0, 0.6]
     rows[1, [b, mean_best]] = [1.0, 0.6]
     m.ctx = m.ctx.take(np.zeros(2, dtype=np.int64))
-    m.rewards = rows
-    m.reward_t = torch.from_numpy(rows)
+    m.rewards = torch.from_numpy(rows)
     m.labels = rows.argmax(1)
     for _ in range(300):
         m._expected_reward_update(m.controller(*m.inputs(m.ctx)), np.array([0, 1]))

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from ...cli import need_at_least
 from ...env import Contexts, ProfileEnv
-from .base import Method
+from .base import Method, grouped_log_prob
 
 
 @dataclass
@@ -87,8 +87,11 @@ class Supervised(Method):
         self._read = 0
         self.ctx = self.env.contexts(np.zeros(0, dtype=np.int64), np.zeros(0))
         self.labels = np.zeros(0, dtype=np.int64)
-        self.rewards = np.zeros((0, self.env.profile.n_configs), dtype=np.float32)
-        self.config_idx = torch.from_numpy(self.env.profile.config_indices).to(self.device)
+        n_configs = self.env.profile.n_configs
+        self.rewards = torch.zeros((0, n_configs), device=self.device)
+        # every config as per-knob actions [1, C], for the joint log-prob of the whole row
+        self.all_configs = {k: v[None] for k, v in
+                            self.flat_to_actions(np.arange(n_configs)).items()}
         self._order = np.array([], dtype=np.int64)
 
     @property
@@ -106,13 +109,12 @@ class Supervised(Method):
             ctx, rewards = labelled_rows(self.env, reqs)
         labels = rewards.argmax(1)
         # centred per row: the gradient is unchanged, the loss reads as reward above the mean
-        rewards = (rewards - rewards.mean(1, keepdims=True)).astype(np.float32)
+        rewards = torch.from_numpy((rewards - rewards.mean(1, keepdims=True)).astype(np.float32))
         self.ctx = Contexts(*(np.concatenate([a, b]) for a, b in
                               ((self.ctx.req, ctx.req), (self.ctx.budget_ms, ctx.budget_ms),
                                (self.ctx.ratio, ctx.ratio))))
         self.labels = np.concatenate([self.labels, labels])
-        self.rewards = np.concatenate([self.rewards, rewards])
-        self.reward_t = torch.from_numpy(self.rewards).to(self.device)
+        self.rewards = torch.cat([self.rewards, rewards.to(self.device)])
         idx = self.env.profile.config_indices[self.labels]               # [N, n_knobs]
         self.label_idx = torch.from_numpy(idx).to(self.device)
         self.class_weights = []
@@ -151,10 +153,8 @@ class Supervised(Method):
 
     def _expected_reward_update(self, logits: dict[str, torch.Tensor], b: np.ndarray) -> float:
         """Ascend ``sum_c p(c | x) r(x, c)``, ``p`` the product of the per-head softmaxes."""
-        log_p = torch.zeros((len(b), self.config_idx.shape[0]), device=self.device)
-        for k, name in enumerate(self.controller.knob_names):
-            log_p = log_p + torch.log_softmax(logits[name].float(), -1)[:, self.config_idx[:, k]]
-        loss = -(log_p.exp() * self.reward_t[b]).sum(1).mean()
+        actions = {k: v.expand(len(b), -1) for k, v in self.all_configs.items()}
+        loss = -(grouped_log_prob(logits, actions).exp() * self.rewards[b]).sum(1).mean()
         self.apply_update(loss)
         return float(loss.detach())
 
