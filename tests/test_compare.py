@@ -16,6 +16,7 @@ from fastctrl.compare import stats as S
 from fastctrl.compare.analysis import metric_specs, summarize
 from fastctrl.compare.cli import CompareArgs
 from fastctrl.compare.findings import Claim, Findings, check_findings, load_findings
+from fastctrl.compare.gap_closed import gap_closed
 from fastctrl.compare.report import report
 from fastctrl.train.methods import METHODS
 
@@ -243,6 +244,26 @@ def test_numbers_come_from_the_runs(e5_dir):
     for r in st["expected_findings"]["results"]:
         assert f"| {r['claim']} | **{r['status']}** |" in md
     assert "cheapest to train" not in md
+
+
+def test_gap_closed_is_the_iqm_of_the_runs(e5_dir, tmp_path):
+    out = gap_closed(e5_dir)
+    assert set(out) == {"lut", "grpo"}
+    ev = [_read(e5_dir / "runs" / f"grpo_seed{s}" / "eval_results.json")["controller"]
+          for s in (0, 1)]
+    ref, overall, per = out["grpo"]
+    assert ref == ev[0]["overall"]["gap_closed_reference"] == "oracle"  # no expected quality
+    assert overall.n == 2
+    assert overall.point == pytest.approx(
+        rly.aggregate_iqm(np.array([e["overall"]["gap_closed"] for e in ev])))
+    assert list(per) == list(ev[0]["per_budget"])
+    assert per["0.50"].point == pytest.approx(
+        rly.aggregate_iqm(np.array([e["per_budget"]["0.50"]["gap_closed"] for e in ev])))
+    with pytest.raises(FileNotFoundError, match="output_dir"):
+        gap_closed(tmp_path)
+    (tmp_path / "runs" / "lut_seed0").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="eval_results.json"):
+        gap_closed(tmp_path)
 
 
 def test_every_seed_shares_one_dataset(e5_dir):
