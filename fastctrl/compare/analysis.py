@@ -191,6 +191,7 @@ def metric_specs(budgets: list[str]) -> dict[str, MetricSpec]:
         "final_quality": MetricSpec("test quality (mean accuracy)", True),
         "final_slo_violation": MetricSpec("test SLO violation rate", False, fmt=".1%"),
         "gap_to_oracle_pct": MetricSpec("gap to the oracle's test utility, %", False, fmt=".1f"),
+        "gap_closed": MetricSpec("share of the best-static -> oracle gap closed (test)", True),
         "final_utility_std": MetricSpec("std of the final test utility across seeds", False,
                                         "std", ".4f"),
         "within_run_utility_std": MetricSpec(
@@ -209,6 +210,7 @@ def metric_specs(budgets: list[str]) -> dict[str, MetricSpec]:
         specs[f"quality@{b}"] = MetricSpec(f"test quality at budget {b}", True)
         specs[f"slo_violation@{b}"] = MetricSpec(f"test SLO violation at budget {b}", False,
                                                  fmt=".1%")
+        specs[f"gap_closed@{b}"] = MetricSpec(f"share of the gap closed at budget {b}", True)
     return specs
 
 
@@ -216,10 +218,11 @@ def _eval_metrics(e: PolicyEval, budgets: list[str]) -> dict[str, float | None]:
     def block(m: Metrics, suffix: str = "") -> dict[str, float | None]:
         if suffix:
             return {f"utility{suffix}": m.utility, f"quality{suffix}": m.quality_mean,
-                    f"slo_violation{suffix}": m.slo_violation_rate}
+                    f"slo_violation{suffix}": m.slo_violation_rate,
+                    f"gap_closed{suffix}": m.gap_closed}
         return {"final_utility": m.utility, "final_quality": m.quality_mean,
                 "final_slo_violation": m.slo_violation_rate,
-                "gap_to_oracle_pct": m.gap_to_oracle_pct}
+                "gap_to_oracle_pct": m.gap_to_oracle_pct, "gap_closed": m.gap_closed}
 
     out = block(e.overall)
     for b in budgets:
