@@ -174,6 +174,42 @@ def test_supervised_expected_reward_takes_the_best_config_on_average(tmp_path):
     assert picked.tolist() == [mean_best], (picked, a, b)
 
 
+def test_cell_labels_are_each_cells_best_config_on_average():
+    """Two cells (task a / b at one ratio, task a at another): each context is labelled with the
+    config best on its cell's mean reward, which no single row's own argmax has to name."""
+    from fastctrl.train.methods.supervised import cell_labels
+
+    rewards = np.array([[1.0, 0.0, 0.7],   # a, 0.5: mean (0.5, 0.5, 0.7) -> 2
+                        [0.0, 1.0, 0.7],
+                        [0.0, 1.0, 0.0],   # b, 0.5: alone -> 1
+                        [0.9, 0.0, 0.0],   # a, 1.0: mean (0.6, 0.1, 0.3) -> 0
+                        [0.3, 0.2, 0.6]])
+    tasks = np.array(["a", "a", "b", "a", "a"])
+    ratios = np.array([0.5, 0.5, 0.5, 1.0, 1.0])
+    np.testing.assert_array_equal(cell_labels(tasks, ratios, rewards), [2, 2, 1, 0, 0])
+
+
+def test_supervised_cell_labels_follow_the_pool(tmp_path):
+    """With the default loss the pool's labels are the cells' best configs by the mean reward of
+    the rows read so far: one config per (task type, budget ratio)."""
+    from fastctrl.train.methods.supervised import cell_labels
+
+    run = Run(parse_train_args(["--method", "supervised", "--synthetic_requests", "300",
+                                "--quiet", "--output_dir", str(tmp_path)]))
+    m = run.method
+    assert m.args.loss == "cell_labels"
+    m.setup()
+    for chunk in (m._requests[:20], m._requests[20:60]):
+        m.add_labels(chunk)
+        tasks = run.profile.task_types[m.ctx.req].astype(str)
+        np.testing.assert_array_equal(
+            m.labels, cell_labels(tasks, m.ctx.ratio, m.rewards.numpy()))
+        for key in set(zip(tasks, m.ctx.ratio)):
+            cell = (tasks == key[0]) & (m.ctx.ratio == key[1])
+            assert len(set(m.labels[cell])) == 1
+    assert len(m.labels) == 60 * len(run.train_env.budget_ratios)
+
+
 @pytest.mark.slow
 def test_every_method_learns_on_a_short_run(tmp_path):
     """Each method beats random and its own untrained policy on validation; the best one beats

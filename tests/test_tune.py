@@ -10,9 +10,10 @@ import optuna
 import pytest
 
 from fastctrl.env import ProfileEnv
-from fastctrl.train.config import TrainConfig
+from fastctrl.train.config import TrainConfig, loop_for
 from fastctrl.train.loop import Run
 from fastctrl.train.methods import METHODS
+from fastctrl.train.methods.grpo import GRPOConfig
 from fastctrl.tune import apply_params, main, suggest
 from fastctrl.tune.space import LOOP_PARAMS
 
@@ -79,9 +80,12 @@ def test_outputs_resume_and_determinism(tmp_path):
     assert _tune(b, "lut", 3) == 0  # one uninterrupted study with the same seed: the same
     assert _key(_trials(b)) == _key(resumed)
     assert _tune(b, "lut", 3) == 0 and len(_trials(b)) == 3  # already done: nothing to run
+    # trial 0 is the defaults whatever the seed; another seed draws other suggestions
+    assert first[0]["params"] == {"lut_mode": "table", "lut_budget_bins": 16}
     c = tmp_path / "c"
-    _tune(c, "lut", 1, "--seed", "1")  # another seed, another draw
-    assert _trials(c)[0]["params"] != first[0]["params"]
+    _tune(c, "lut", 2, "--seed", "1")
+    assert _trials(c)[0]["params"] == first[0]["params"]
+    assert _trials(c)[1]["params"] != first[1]["params"]
 
 
 def test_a_trained_method_trial(tmp_path):
@@ -89,6 +93,10 @@ def test_a_trained_method_trial(tmp_path):
     assert _tune(out, "grpo", 1) == 0
     (trial,) = _trials(out)
     assert set(trial["params"]) >= set(LOOP_PARAMS) | {"group_size", "grpo_ent_coef"}
+    # trial 0 trains the defaults: the loop's (with the method's own learning rate) and GRPO's
+    loop, own = loop_for("grpo"), GRPOConfig()
+    assert trial["params"]["lr"] == loop.lr and trial["params"]["batch_size"] == loop.batch_size
+    assert trial["params"]["group_size"] == own.group_size
     assert trial["value"] == pytest.approx(trial["metrics"]["utility"])  # best validation
     assert trial["env_steps"] >= 3000 and 0 <= trial["best_env_steps"] <= trial["env_steps"]
     space = json.loads((out / "search_space.json").read_text())

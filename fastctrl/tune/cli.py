@@ -2,7 +2,8 @@
 
 The protocol, the same for every method: Optuna's TPE sampler, seeded; each trial trains one
 run (:func:`~.runner.run_trial`) with the trial's overrides on the shared env-step budget and
-scores it by its best validation utility; the test split is never read. ``--trials`` is the
+scores it by its best validation utility; the test split is never read. Trial 0 of a new study
+is the method's defaults, the others are TPE's suggestions. ``--trials`` is the
 study's size, so every method gets the same number of trials, and rerunning with a larger
 number continues the study (its SQLite storage is in ``output_dir``). The sampler is re-seeded
 from ``(--seed, trials finished)`` before each trial, so a resumed study suggests exactly what an
@@ -44,7 +45,7 @@ from ..distributed.backend import BackendArgs, map_jobs
 from ..train.config import DataConfig, RunConfig, SyntheticFamily, TrainConfig, loop_for
 from ..train.methods import METHODS, MethodName
 from .runner import run_trial_job
-from .space import describe, suggest
+from .space import default_params, describe, suggest
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +239,8 @@ def tune(args: TuneArgs) -> dict[str, Any] | None:
                          + "; ".join(_diff(saved, settings)) + "): use another --output_dir")
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study.tell(t.number, state=TrialState.FAIL)  # interrupted: not counted, not reused
+    if not study.trials:  # a new study: trial 0 is the method's defaults
+        study.enqueue_trial(default_params(base))
     base_dict = base.to_dict()
     ex = args.execution
     with ex.session():  # one cluster connection for every batch

@@ -41,6 +41,16 @@ def suggest(trial: optuna.Trial, method: str) -> dict[str, Any]:
     return {**params, **mine}
 
 
+def default_params(base: TrainConfig) -> dict[str, Any]:
+    """What ``base`` trains with, by parameter name: the first trial of a new study is these
+    (a search that tries the defaults first never picks below them on validation). Names the
+    space never suggests (``label_requests``...) are ignored by Optuna."""
+    own = dataclasses.asdict(base.method_args)
+    if not METHODS[base.method].trains_controller:
+        return own
+    return {**{k: getattr(base.loop, k) for k in LOOP_PARAMS}, **own}
+
+
 def apply_params(cfg: TrainConfig, params: dict[str, Any]) -> TrainConfig:
     """``cfg`` with ``params`` set: each name is a field of the method's Config or of the loop
     (LoopConfig); the configs' own checks validate the values."""
