@@ -259,6 +259,10 @@ def test_gap_closed_is_the_iqm_of_the_runs(e5_dir, tmp_path):
     assert list(per) == list(ev[0]["per_budget"])
     assert per["0.50"].point == pytest.approx(
         rly.aggregate_iqm(np.array([e["per_budget"]["0.50"]["gap_closed"] for e in ev])))
+    md = (e5_dir / "e5_report.md").read_text()  # the report's table carries the same cells
+    assert "## Share of the best-static -> oracle gap closed" in md
+    assert "(the hindsight oracle - best static)" in md
+    assert f"| grpo | {overall.fmt('.3f')} | " in md
     with pytest.raises(FileNotFoundError, match="output_dir: e5_statistics.json"):
         gap_closed(tmp_path)
     (tmp_path / "e5_statistics.json").write_text('{"statistics": {"metrics": {}}}')

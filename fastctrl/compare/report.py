@@ -129,6 +129,20 @@ def report(meta: dict[str, Any], stats: dict[str, Any], findings: list[ClaimResu
                 row.append("-" if e is None else S.Estimate.from_dict(e).fmt(".2f"))
             lines.append(f"| {x} | " + " | ".join(row) + " |")
 
+    # ---- the share of the best-static -> oracle gap each method closes
+    if "gap_closed" in stats["metrics"]:
+        ref = ("the expected-quality oracle" if "oracle_expected" in stats["baselines"]
+               else "the hindsight oracle")
+        lines += ["", "## Share of the best-static -> oracle gap closed (test split)", "",
+                  f"(utility - best static) / ({ref} - best static), per run, then the IQM "
+                  "over seeds: 0 is the best static config, 1 the oracle, below 0 worse than "
+                  "the best static config.", "",
+                  "| method | overall | " + " | ".join(budgets) + " |",
+                  "|---|---|" + "---|" * len(budgets)]
+        for m in methods:
+            lines.append(f"| {m} | {_cell(stats, 'gap_closed', m)} | " + " | ".join(
+                _cell(stats, f"gap_closed@{b}", m) for b in budgets) + " |")
+
     # ---- per budget
     lines += ["", "## Final metrics per budget (test split)", "",
               "| method | " + " | ".join(f"{b}: utility / quality" for b in budgets) + " |",
@@ -201,6 +215,9 @@ def report(meta: dict[str, Any], stats: dict[str, Any], findings: list[ClaimResu
         final += f". P({top} > other): " + ", ".join(
             f"{y} {S.Estimate.from_dict(e).fmt('.2f')}" for y, e in poi[top].items())
     lines.append(f"4. **Final frontiers**: {final}.")
+    if "gap_closed" in stats["metrics"]:
+        lines.append("   Share of the best-static -> oracle gap closed: "
+                     + standing(stats, "gap_closed", methods) + ".")
     per_budget = [f"{b}: " + standing(stats, f"utility@{b}", methods) for b in budgets]
     lines.append("5. **Per budget** (test utility): " + " | ".join(per_budget) + ".")
 
