@@ -298,6 +298,22 @@ def test_a_rerun_reuses_finished_runs(e5_dir):
     assert stats_after["final_utility"] == stats_before["final_utility"]
 
 
+def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path):
+    """A run dir left by a command with other settings (here another env-step budget) is
+    trained again from the start, not continued from that checkpoint: the result is a fresh
+    run's."""
+    small = ["--methods", "grpo", "--seeds", "1", "--jobs", "1", "--synthetic_requests", "300",
+             "--eval_every_steps", "4000", "--bootstrap_reps", "200", "--quiet"]
+    old, fresh = tmp_path / "old", tmp_path / "fresh"
+    assert main([*small, "--max_env_steps", "8000", "--output_dir", str(old)]) == 0
+    assert main([*small, "--max_env_steps", "12000", "--output_dir", str(old)]) == 0
+    assert main([*small, "--max_env_steps", "12000", "--output_dir", str(fresh)]) == 0
+    h_old, h_fresh = (_read(d / "runs" / "grpo_seed0" / "training_stats.json")["history"]
+                      for d in (old, fresh))
+    assert [h["env_steps"] for h in h_old] == [h["env_steps"] for h in h_fresh]
+    assert [h["utility"] for h in h_old] == [h["utility"] for h in h_fresh]
+
+
 def _exit_code(argv: list[str]) -> int:
     try:
         return main(argv)

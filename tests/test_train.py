@@ -98,6 +98,9 @@ def test_same_seed_same_result_and_resume(tmp_path):
     run.save_last = save_then_die
     with pytest.raises(KeyboardInterrupt):
         run.run()
+    # a checkpoint is resumed only with the settings it was trained with
+    with pytest.raises(ValueError, match=r"--resume: .*loop.lr: checkpoint 0.0001, this run 0.001"):
+        _run(tmp_path, "c", "--seed", "5", "--lr", "1e-3", "--resume", str(tmp_path / "c"))
     c = _run(tmp_path, "c", "--seed", "5", "--resume", str(tmp_path / "c"))
     sc = json.loads((tmp_path / "c" / "training_stats.json").read_text())["history"]
     assert [h["utility"] for h in sc] == [h["utility"] for h in sa]
@@ -204,7 +207,7 @@ def test_supervised_cell_labels_follow_the_pool(tmp_path):
         tasks = run.profile.task_types[m.ctx.req].astype(str)
         np.testing.assert_array_equal(
             m.labels, cell_labels(tasks, m.ctx.ratio, m.rewards.numpy()))
-        for key in set(zip(tasks, m.ctx.ratio)):
+        for key in set(zip(tasks, m.ctx.ratio, strict=True)):
             cell = (tasks == key[0]) & (m.ctx.ratio == key[1])
             assert len(set(m.labels[cell])) == 1
     assert len(m.labels) == 60 * len(run.train_env.budget_ratios)

@@ -31,7 +31,16 @@ import tyro
 from .. import cli, io
 from ..cli import need, need_at_least, need_positive
 from ..distributed.backend import BackendArgs, map_jobs, parallel_slots
-from ..train.config import DataConfig, RunConfig, SyntheticFamily, TrainConfig, loop_for
+from ..train.checkpoint import load_checkpoint
+from ..train.config import (
+    DataConfig,
+    RunConfig,
+    SyntheticFamily,
+    TrainConfig,
+    diff_configs,
+    loop_for,
+)
+from ..train.loop import RESUME_FREE, STATE_FORMAT
 from ..train.methods import METHOD_NAMES, MethodName
 from ..train.records import EVAL_FILE, STATS_FILE
 from . import analysis, report
@@ -183,6 +192,20 @@ def _reusable(run_dir: Path, cfg: TrainConfig) -> bool:
         return False
 
 
+def _resumable(run_dir: Path, cfg: TrainConfig) -> bool:
+    """A last checkpoint trained with ``cfg``'s settings (an interrupted run of this command);
+    one of other settings (an earlier command, older defaults) is not resumed: the run starts
+    over and overwrites it."""
+    path = run_dir / "last_checkpoint.pt"
+    if not path.is_file():
+        return False
+    try:
+        saved = load_checkpoint(path, STATE_FORMAT, what="E5 run")["train_config"]
+    except (ValueError, KeyError):
+        return False
+    return not diff_configs(saved, cfg.to_dict(), skip=RESUME_FREE)
+
+
 def _run_all(todo: dict[tuple[str, int], TrainConfig], args: CompareArgs, total: int
              ) -> tuple[list[tuple[tuple[str, int], str]], int]:
     """Run every config of ``todo`` on the chosen backend: (failures, runs at once)."""
@@ -221,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cli.fail(str(e))
     todo = {k: c for k, c in configs.items() if not _reusable(Path(c.run.output_dir), c)}
     for c in todo.values():
-        if (Path(c.run.output_dir) / "last_checkpoint.pt").is_file():
+        if _resumable(Path(c.run.output_dir), c):
             c.run.resume = c.run.output_dir
     t0 = time.perf_counter()
     try:

@@ -142,6 +142,19 @@ class LoopConfig:
         need(self.min_delta >= 0, f"--min_delta must be >= 0, got {self.min_delta}")
 
 
+def diff_configs(a: Any, b: Any, names: tuple[str, str] = ("a", "b"), *,
+                 skip: tuple[str, ...] = (), prefix: str = "") -> list[str]:
+    """Where two config dicts differ, one ``"key.path: <a> X, <b> Y"`` line per leaf;
+    ``skip`` lists dotted paths left out (a group or one field)."""
+    if prefix.rstrip(".") in skip:
+        return []
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [x for k in sorted(set(a) | set(b))
+                for x in diff_configs(a.get(k), b.get(k), names, skip=skip,
+                                      prefix=f"{prefix}{k}.")]
+    return [] if a == b else [f"{prefix.rstrip('.')}: {names[0]} {a!r}, {names[1]} {b!r}"]
+
+
 def loop_for(method: str, **overrides: Any) -> LoopConfig:
     """The loop config of ``method``: the method's own defaults for shared fields
     (``Method.loop_defaults``, e.g. its learning rate) under explicit ``overrides``."""

@@ -39,7 +39,7 @@ from ..env import (
 from ..policy import Controller, ControllerConfig
 from ..profile.table import Profile
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import TrainConfig
+from .config import TrainConfig, diff_configs
 from .methods import METHODS
 from .methods.base import Method
 from .records import (
@@ -56,6 +56,8 @@ from .seeding import seed_everything
 log = logging.getLogger(__name__)
 
 STATE_FORMAT = "fastctrl-train-state"
+#: settings a resumed run may change: where it writes and what it runs on, not what it learns
+RESUME_FREE = ("run",)
 
 
 def load_profile(cfg: TrainConfig) -> Profile:
@@ -332,15 +334,12 @@ class Run:
             p = p / "last_checkpoint.pt"
         state = load_checkpoint(p, STATE_FORMAT, what="--resume",
                                 map_location=self.cfg.run.device)
-        saved, now = state["train_config"], self.cfg.to_dict()
-        for group, key in (("", "method"), ("", "seed"), ("data", "profile"),
-                           ("data", "synthetic_requests"), ("data", "synthetic_family"),
-                           ("loop", "batch_size")):
-            a = saved.get(group, {}).get(key) if group else saved.get(key)
-            b = now[group][key] if group else now[key]
-            if a != b:
-                raise ValueError(f"--resume: checkpoint was trained with {key}={a!r}, this run "
-                                 f"has {b!r}")
+        diffs = diff_configs(state["train_config"], self.cfg.to_dict(), ("checkpoint", "this run"),
+                             skip=RESUME_FREE)
+        if diffs:
+            raise ValueError("--resume: the checkpoint was trained with other settings ("
+                             + "; ".join(diffs) + "): resume with the same ones, or train into "
+                             "a new --output_dir")
         m = self.method
         m.controller.load_state_dict(state["controller_state_dict"])
         if m.optimizer is not None and state["optimizer"]:

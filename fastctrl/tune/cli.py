@@ -42,7 +42,14 @@ from optuna.trial import TrialState
 from .. import cli, io
 from ..cli import need, need_at_least, need_positive
 from ..distributed.backend import BackendArgs, map_jobs
-from ..train.config import DataConfig, RunConfig, SyntheticFamily, TrainConfig, loop_for
+from ..train.config import (
+    DataConfig,
+    RunConfig,
+    SyntheticFamily,
+    TrainConfig,
+    diff_configs,
+    loop_for,
+)
 from ..train.methods import METHODS, MethodName
 from .runner import run_trial_job
 from .space import default_params, describe, suggest
@@ -115,13 +122,6 @@ def _settings(base: TrainConfig) -> dict[str, Any]:
     d = base.to_dict()
     d["run"] = {k: v for k, v in d["run"].items() if k not in ("output_dir", "resume", "quiet")}
     return d
-
-
-def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return [x for k in sorted(set(a) | set(b))
-                for x in _diff(a.get(k), b.get(k), f"{prefix}{k}.")]
-    return [] if a == b else [f"{prefix.rstrip('.')}: study {a!r}, now {b!r}"]
 
 
 def _sampler(seed: int, finished: int) -> optuna.samplers.TPESampler:
@@ -236,7 +236,8 @@ def tune(args: TuneArgs) -> dict[str, Any] | None:
         study.set_user_attr("settings", settings)
     elif saved != settings:
         raise ValueError(f"--output_dir {out} holds a study with other settings ("
-                         + "; ".join(_diff(saved, settings)) + "): use another --output_dir")
+                         + "; ".join(diff_configs(saved, settings, ("study", "now")))
+                         + "): use another --output_dir")
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study.tell(t.number, state=TrialState.FAIL)  # interrupted: not counted, not reused
     if not study.trials:  # a new study: trial 0 is the method's defaults
