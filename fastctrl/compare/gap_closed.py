@@ -46,4 +46,4 @@ def main(output_dir: Annotated[Path, tyro.conf.Positional]) -> None:
 
 
 if __name__ == "__main__":
-    tyro.cli(main)
+    tyro.cli(main, prog="python -m fastctrl.compare.gap_closed")

@@ -247,6 +247,7 @@ def synthetic_profile(n_requests: int = 5000, seed: int = 0, *, n_repeats: int =
     prof = Profile(space, ids, [names[i] for i in task_idx], splits, quality.astype(np.float32),
                    latency.astype(np.float32), FeatureStore(ids, image, text))
     prof.hidden = {**f, "q_max": q_max}
+    prof.simulator = "fastctrl.profile.synthetic"
     return prof
 
 

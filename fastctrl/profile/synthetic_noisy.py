@@ -133,6 +133,7 @@ def noisy_vqa_profile(n_requests: int = 5000, seed: int = 0, *, n_answers: int =
                    latency.astype(np.float32), FeatureStore(ids, image, text),
                    quality_expected=expected.astype(np.float32))
     prof.hidden = {**f, "q_max": q_max}
+    prof.simulator = "fastctrl.profile.synthetic_noisy"
     return prof
 
 

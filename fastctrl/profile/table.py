@@ -249,6 +249,8 @@ class Profile:
         self.features = features
         #: the simulator's hidden factors per request (synthetic profiles only), for analysis
         self.hidden: dict[str, np.ndarray] | None = None
+        #: which simulator drew ``hidden`` (its module name), so readers apply its formulas
+        self.simulator: str | None = None
         self.report = report or ValidationReport(rows_in=r * c, rows_kept=r * c)
         # config table [C, n_knobs] of indices and of values, in flat order
         self.config_indices = np.array([c.indices for c in space.all_configs()], dtype=np.int64)
@@ -297,6 +299,7 @@ class Profile:
                       self.report, quality_expected=qe, measured=meas)
         if self.hidden is not None:
             out.hidden = {k: v[idx] for k, v in self.hidden.items()}
+        out.simulator = self.simulator
         return out
 
     def __repr__(self) -> str:

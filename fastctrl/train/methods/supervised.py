@@ -11,19 +11,19 @@ its own untrained policy.
 ``loss="cell_labels"`` (the default) denoises the label first: a context's label is the config
 with the best mean reward over every pool context of its cell (the same task type and budget
 ratio), one joint config per cell, fitted per head by cross-entropy. Its heads agree on one
-config, and the per-request controller starts from the Bayes decision of the cell.
+config: the controller learns each cell's Bayes decision under what it cannot see (what the
+lookup table's ``table`` mode decides), served through the decision engines.
 ``loss="expected_reward"`` (cost-sensitive classification) maximises ``sum_c p(c | x) r(x, c)``
 under the factorised head distribution, with the whole reward row as the target; its optimum
-for an observation is the config best on average over the requests that look like it, but the
-product of per-head softmaxes has coordinate-wise optima that gradient ascent settles in (on
-the noisy family it stays below the best static config on the train split itself: utility
-0.59 against 0.63).
+for an observation is the config best on average over the requests that look like it, but
+gradient ascent does not always get there (on the noisy family it ends on one cheap config at
+every budget, below the best static config).
 
 Rows arrive as the profile is read: each step profiles the next train requests, adds their
 rows to the pool and makes ``updates_per_step`` gradient updates on the pool, so the learning
 curve is the model trained on the first k profiled requests for growing k, on the same
 env_step axis as the trained-online methods. Rare labels are handled by inverse-frequency class
-weights per head (``weighted_loss``, over the pool so far; cross-entropy only) or by weighted
+weights per head (``weighted_loss``, over the pool so far; the label losses only) or by weighted
 sampling.
 """
 
