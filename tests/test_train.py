@@ -108,6 +108,40 @@ def test_same_seed_same_result_and_resume(tmp_path):
     assert c.controller.overall.utility == a.controller.overall.utility
 
 
+def test_dpo_warm_start_is_on_the_grid_and_resumes(tmp_path):
+    """DPO's supervised warm start is the first phase of the run: validation points from
+    env_steps 0 (the untrained policy) fall inside it, the reference is frozen where it ends,
+    and a run killed inside it resumes to the uninterrupted curve."""
+    flags = ["--method", "dpo", "--dpo_reference", "supervised", "--synthetic_requests", "120",
+             "--max_env_steps", "90000", "--eval_every_steps", "9000", "--eval_requests", "40",
+             "--quiet"]
+    a = Run(parse_train_args([*flags, "--output_dir", str(tmp_path / "a")]))
+    a.run()
+    cost = a.profile.n_configs * a.profile.n_repeats
+    steps = [h.env_steps for h in a.history]
+    warm_rows = len(a.method.warm._requests)
+    assert steps[0] == 0 and steps[1] == -(-9000 // cost) * cost   # a point inside the warm start
+    assert warm_rows * cost < 90000 and steps[-1] >= 90000          # then DPO's own steps
+    assert a.method.reference is not None and a.method.counters["pairs"] > 0
+    run = Run(parse_train_args([*flags, "--output_dir", str(tmp_path / "b")]))
+    save = run.save_last
+
+    def save_then_die(t0: float) -> None:
+        save(t0)
+        if len(run.history) == 2:  # inside the warm start
+            raise KeyboardInterrupt
+
+    run.save_last = save_then_die
+    with pytest.raises(KeyboardInterrupt):
+        run.run()
+    assert run.method.warming
+    b = Run(parse_train_args([*flags, "--output_dir", str(tmp_path / "b"),
+                              "--resume", str(tmp_path / "b")]))
+    b.run()
+    assert [h.env_steps for h in b.history] == steps
+    assert [h.utility for h in b.history] == [h.utility for h in a.history]
+
+
 def test_offline_methods_pay_for_every_measurement_they_read(tmp_path):
     """The lookup table and supervised labels read whole profile rows (every config, every
     latency repeat) in chunks: their curve is on the same env-step axis, never past the budget."""

@@ -7,8 +7,10 @@ preference and are counted. Loss::
     -log sigmoid(beta * ((logp_w - ref_w) - (logp_l - ref_l)))       beta = 0.1
 
 Reference: the initial policy (``dpo_reference=initial``, the default), or a policy warm-started
-by supervised learning on whole profile rows (``supervised``; its label reads count as env_steps),
-which then is also where training starts.
+by supervised learning on whole profile rows (``supervised``), which then is also where training
+starts. The warm start is the first phase of the run, step by step on the loop's env-step grid
+(its label reads count as env_steps, validation points fall inside it), and the reference is
+frozen where it ends.
 """
 
 from __future__ import annotations
@@ -54,18 +56,35 @@ class DPO(Method):
     def setup(self) -> None:
         self.counters.setdefault("tied_pairs", 0)
         self.counters.setdefault("pairs", 0)
+        self.warm: Supervised | None = None
+        self.reference = None
         if self.args.dpo_reference == "supervised":
             warm_cfg = dataclasses.replace(self.cfg, method="supervised",
                                            method_args=SupervisedConfig())
-            warm = Supervised(warm_cfg, self.env, self.controller)
-            warm.rng = self.rng
-            with self.timer("warm_start_s"):
-                warm.setup()
-                while not warm.exhausted:
-                    warm.train_step()
-        self.reference = frozen_copy(self.controller)
+            self.warm = Supervised(warm_cfg, self.env, self.controller)
+            self.warm.rng = self.rng
+            self.warm.setup()
+        else:
+            self.reference = frozen_copy(self.controller)
+
+    @property
+    def warming(self) -> bool:
+        """In the supervised warm start (its steps read profile rows; the reference is frozen
+        when it ends)."""
+        return self.reference is None
+
+    def _warm_step(self) -> dict[str, float]:
+        """One supervised step of the warm start: on the loop's env-step grid like any step."""
+        assert self.warm is not None
+        with self.timer("warm_start_s"):
+            logs = self.warm.train_step() if not self.warm.exhausted else {}
+            if self.warm.exhausted:
+                self.reference = frozen_copy(self.controller)
+        return {"warm_start_loss": logs.get("loss", float("nan"))}
 
     def train_step(self) -> dict[str, float]:
+        if self.warming:
+            return self._warm_step()
         cfg = self.args
         k = cfg.dpo_samples
         with self.timer(self.cost_timer):
@@ -101,10 +120,25 @@ class DPO(Method):
                 "pref_accuracy": float((margin.detach() > 0).float().mean())}
 
     def extra_state(self) -> dict[str, Any]:
-        return {"reference": self.reference.state_dict()}
+        state: dict[str, Any] = {}
+        if self.reference is not None:
+            state["reference"] = self.reference.state_dict()
+        if self.warm is not None:
+            assert self.warm.optimizer is not None
+            state["warm"] = self.warm.extra_state()
+            state["warm_optimizer"] = self.warm.optimizer.state_dict()
+        return state
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.reference.load_state_dict(state["reference"])
+        if self.warm is not None:
+            assert self.warm.optimizer is not None
+            self.warm.load_extra_state(state["warm"])
+            self.warm.optimizer.load_state_dict(state["warm_optimizer"])
+        if "reference" in state:
+            self.reference = frozen_copy(self.controller)
+            self.reference.load_state_dict(state["reference"])
+        else:
+            self.reference = None
 
     @staticmethod
     def search_space(trial: Any) -> dict[str, Any]:
