@@ -4,6 +4,8 @@ told the length, it never beats the hindsight oracle, and its E5 reader refuses 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -72,7 +74,17 @@ def test_e5_reader_gaps_and_errors(tmp_path, capsys):
     assert gap.n == 2 and gap.low <= gap.point <= gap.high
     length_blind_main(out)
     assert "lut: gap to the length-blind oracle" in capsys.readouterr().out
+    # the comparison's own statistics and report carry the same reference and gaps
+    stats = json.loads((out / "e5_statistics.json").read_text())["statistics"]["length_blind"]
+    assert stats["oracle_length_blind"] == pytest.approx(res["oracle_length_blind"])
+    mine = length_blind_gaps(out)["methods"]["lut"]
+    assert stats["methods"]["lut"]["point"] == pytest.approx(mine.point)
+    md = (out / "e5_report.md").read_text()
+    assert "## Gap to the length-blind oracle" in md and f"| lut | {mine.fmt('.1f')} |" in md
     noisy = tmp_path / "noisy"
     assert compare_main([*args, "--synthetic_family", "noisy", "--output_dir", str(noisy)]) == 0
     with pytest.raises(ValueError, match="default synthetic profile only"):
         length_blind_gaps(noisy)
+    assert "length_blind" not in json.loads(
+        (noisy / "e5_statistics.json").read_text())["statistics"]
+    assert "length-blind" not in (noisy / "e5_report.md").read_text()

@@ -281,6 +281,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     st = analysis.stability_analysis(runs)
     stats = analysis.statistics(runs, args.slo_threshold, args.quality_fraction,
                                 seed=args.stats_seed, reps=args.bootstrap_reps)
+    # imported here: ``python -m fastctrl.compare.length_blind`` runs that module as __main__
+    from .length_blind import length_blind_reference, on_default_simulator
+
+    any_cfg = next(iter(configs.values()))
+    if on_default_simulator(any_cfg):  # the reachable reference of the default simulator
+        ref = length_blind_reference(
+            any_cfg, {m: [r.eval.controller.overall.utility for r in runs[m].values()]
+                      for m in methods}, seed=args.stats_seed, reps=args.bootstrap_reps)
+        stats["length_blind"] = {"oracle_length_blind": ref["oracle_length_blind"],
+                                 "methods": {m: e.to_dict() for m, e in ref["methods"].items()}}
     checked = check_findings(stats, findings)
     stats["expected_findings"] = {"source": findings.source,
                                   "results": [io.to_json(r) for r in checked]}
