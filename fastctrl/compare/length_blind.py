@@ -6,8 +6,9 @@ length, a reference a controller can approach, unlike the hindsight oracle).
 
 Rebuilds the runs' profile and test split from their own config, evaluates the length-blind
 oracle there with the runs' reward and budgets, and prints its utility beside the hindsight
-oracle's and each method's IQM over seeds [95% stratified-bootstrap CI] of final test utility
-and of its gap to the length-blind oracle, in % of that oracle's utility.
+oracle's and each method's IQM over seeds [95% stratified-bootstrap CI] of its gap to the
+length-blind oracle, in % of that oracle's utility. ``python -m fastctrl.compare`` puts the
+same numbers in ``e5_statistics.json`` (``length_blind``) and ``e5_report.md``.
 """
 
 from __future__ import annotations
