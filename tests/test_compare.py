@@ -17,6 +17,7 @@ from fastctrl.compare.analysis import metric_specs, summarize
 from fastctrl.compare.cli import CompareArgs
 from fastctrl.compare.findings import Claim, Findings, check_findings, load_findings
 from fastctrl.compare.gap_closed import gap_closed
+from fastctrl.compare.gap_closed import main as gap_closed_main
 from fastctrl.compare.report import report
 from fastctrl.train.methods import METHODS
 
@@ -265,6 +266,9 @@ def test_gap_closed_is_the_iqm_of_the_runs(e5_dir, tmp_path):
     assert f"| grpo | {overall.fmt('.3f')} | " in md
     with pytest.raises(FileNotFoundError, match="output_dir: e5_statistics.json"):
         gap_closed(tmp_path)
+    with pytest.raises(SystemExit) as exit_:  # the command line: a clear error, status 2
+        gap_closed_main(tmp_path)
+    assert exit_.value.code == 2
     (tmp_path / "e5_statistics.json").write_text('{"statistics": {"metrics": {}}}')
     with pytest.raises(ValueError, match="no gap_closed"):
         gap_closed(tmp_path)

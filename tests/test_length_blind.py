@@ -4,12 +4,13 @@ told the length, it never beats the hindsight oracle, and its E5 reader refuses 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
-from fastctrl.compare.length_blind import length_blind_gaps
+from fastctrl.compare.length_blind import length_blind_gaps, length_blind_reference
 from fastctrl.compare.length_blind import main as length_blind_main
 from fastctrl.env import ProfileEnv, evaluate_baselines, evaluate_policy
 from fastctrl.profile.length_blind import LengthBlindOracle, answer_length_prior
@@ -60,31 +61,42 @@ def test_it_needs_the_default_simulators_hidden_factors():
 
 def test_e5_reader_gaps_and_errors(tmp_path, capsys):
     from fastctrl.compare import main as compare_main
+    from fastctrl.train.config import TrainConfig
 
-    with pytest.raises(FileNotFoundError, match="no finished runs"):
+    with pytest.raises(FileNotFoundError, match="output_dir: e5_statistics.json"):
         length_blind_gaps(tmp_path)
     args = ["--methods", "lut", "--seeds", "2", "--jobs", "1", "--synthetic_requests", "300",
             "--max_env_steps", "10000", "--eval_every_steps", "5000", "--bootstrap_reps", "200",
             "--quiet"]
     out = tmp_path / "e5"
     assert compare_main([*args, "--output_dir", str(out)]) == 0
-    res = length_blind_gaps(out, reps=200)
+    res = length_blind_gaps(out)
     assert res["oracle_length_blind"] < res["oracle"]
     gap = res["methods"]["lut"]
     assert gap.n == 2 and gap.low <= gap.point <= gap.high
     length_blind_main(out)
     assert "lut: gap to the length-blind oracle" in capsys.readouterr().out
-    # the comparison's own statistics and report carry the same reference and gaps
-    stats = json.loads((out / "e5_statistics.json").read_text())["statistics"]["length_blind"]
-    assert stats["oracle_length_blind"] == pytest.approx(res["oracle_length_blind"])
-    mine = length_blind_gaps(out)["methods"]["lut"]
-    assert stats["methods"]["lut"]["point"] == pytest.approx(mine.point)
+    # what the comparison wrote is the oracle recomputed from the runs' own files
+    runs = [out / "runs" / f"lut_seed{s}" for s in (0, 1)]
+    cfg = TrainConfig.from_dict(json.loads((runs[0] / "training_stats.json").read_text())
+                                ["config"])
+    utilities = [json.loads((r / "eval_results.json").read_text())["controller"]["overall"]
+                 ["utility"] for r in runs]
+    mine = length_blind_reference(cfg, {"lut": utilities}, reps=200)
+    assert res["oracle_length_blind"] == pytest.approx(mine["oracle_length_blind"])
+    assert gap.point == pytest.approx(mine["methods"]["lut"].point)
     md = (out / "e5_report.md").read_text()
-    assert "## Gap to the length-blind oracle" in md and f"| lut | {mine.fmt('.1f')} |" in md
+    assert "## Gap to the length-blind oracle" in md and f"| lut | {gap.fmt('.1f')} |" in md
     noisy = tmp_path / "noisy"
     assert compare_main([*args, "--synthetic_family", "noisy", "--output_dir", str(noisy)]) == 0
     with pytest.raises(ValueError, match="default synthetic profile only"):
         length_blind_gaps(noisy)
+    with pytest.raises(SystemExit) as exit_:  # the command line: a clear error, status 2
+        length_blind_main(noisy)
+    assert exit_.value.code == 2 and "default synthetic profile only" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="default synthetic profile only"):
+        length_blind_reference(dataclasses.replace(
+            cfg, data=dataclasses.replace(cfg.data, synthetic_family="noisy")), {})
     assert "length_blind" not in json.loads(
         (noisy / "e5_statistics.json").read_text())["statistics"]
     assert "length-blind" not in (noisy / "e5_report.md").read_text()

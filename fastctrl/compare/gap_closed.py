@@ -14,7 +14,7 @@ from typing import Annotated
 
 import tyro
 
-from .. import io
+from .. import cli, io
 from .stats import Estimate
 
 
@@ -40,7 +40,11 @@ def main(output_dir: Annotated[Path, tyro.conf.Positional]) -> None:
     Args:
         output_dir: the --output_dir of a finished python -m fastctrl.compare.
     """
-    for method, (overall, per) in gap_closed(output_dir).items():
+    try:
+        out = gap_closed(output_dir)
+    except (FileNotFoundError, ValueError) as e:
+        cli.fail(str(e))
+    for method, (overall, per) in out.items():
         print(f"{method}: {overall.fmt()} (n={overall.n}); per budget {' / '.join(per)}: "
               f"{' / '.join(f'{e.point:.3f}' for e in per.values())}")
 

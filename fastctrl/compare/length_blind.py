@@ -4,11 +4,10 @@ length, a reference a controller can approach, unlike the hindsight oracle).
 
     python -m fastctrl.compare.length_blind runs/e5_tuned_1m
 
-Rebuilds the runs' profile and test split from their own config, evaluates the length-blind
-oracle there with the runs' reward and budgets, and prints its utility beside the hindsight
-oracle's and each method's IQM over seeds [95% stratified-bootstrap CI] of its gap to the
-length-blind oracle, in % of that oracle's utility. ``python -m fastctrl.compare`` puts the
-same numbers in ``e5_statistics.json`` (``length_blind``) and ``e5_report.md``.
+``python -m fastctrl.compare`` evaluates the oracle on the runs' own profile and test split
+(their reward and budgets, :func:`length_blind_reference`) and writes it, with each method's
+IQM over seeds [95% stratified-bootstrap CI] of its gap to the oracle in % of the oracle's
+utility, into ``e5_statistics.json`` (``length_blind``) and ``e5_report.md``; this prints it.
 """
 
 from __future__ import annotations
@@ -18,12 +17,11 @@ from typing import Annotated, Any
 
 import tyro
 
-from .. import io
+from .. import cli, io
 from ..env import ProfileEnv, evaluate_policy
 from ..profile.length_blind import LengthBlindOracle
 from ..train.config import TrainConfig
 from ..train.loop import load_profile
-from ..train.records import EVAL_FILE, STATS_FILE
 from . import stats as S
 
 
@@ -54,30 +52,25 @@ def length_blind_reference(cfg: TrainConfig, utilities: dict[str, list[float]], 
                         for m, u in utilities.items()}}
 
 
-def length_blind_gaps(output_dir: Path, *, seed: int = 0,
-                      reps: int = S.DEFAULT_REPS) -> dict[str, Any]:
-    """:func:`length_blind_reference` for the finished runs of an E5 ``output_dir``, plus the
-    hindsight oracle's test utility (``"oracle"``)."""
+def length_blind_gaps(output_dir: Path) -> dict[str, Any]:
+    """What ``python -m fastctrl.compare`` wrote of the length-blind oracle into
+    ``output_dir``'s ``e5_statistics.json``: ``{"oracle": the hindsight oracle's test utility,
+    "oracle_length_blind": its test utility, "methods": {m: Estimate}}``."""
     out = Path(output_dir)
-    runs = sorted(p for p in (out / "runs").glob("*_seed*") if (p / EVAL_FILE).is_file())
-    if not runs:
-        raise FileNotFoundError(f"output_dir: no finished runs in {out / 'runs'} (run python "
-                                "-m fastctrl.compare with this --output_dir first)")
-    cfg = TrainConfig.from_dict(io.read_json(runs[0] / STATS_FILE)["config"])
-    per: dict[str, list[float]] = {}
-    hindsight = None
-    for run in runs:
-        ev = io.read_json(run / EVAL_FILE)
-        if TrainConfig.from_dict(io.read_json(run / STATS_FILE)["config"]).data != cfg.data:
-            raise ValueError(f"output_dir: {run.name} was trained on other data than "
-                             f"{runs[0].name}")
-        per.setdefault(ev["method"], []).append(ev["controller"]["overall"]["utility"])
-        hindsight = ev["baselines"]["oracle"]["overall"]["utility"]
-    try:
-        ref = length_blind_reference(cfg, per, seed=seed, reps=reps)
-    except ValueError as e:
-        raise ValueError(f"output_dir: {out}: {e}") from e
-    return {"oracle": hindsight, **ref}
+    stats = io.read_json(out / "e5_statistics.json",
+                         "output_dir: e5_statistics.json (written by python -m fastctrl.compare)")
+    st = stats["statistics"]
+    lb = st.get("length_blind")
+    if lb is None:
+        profile = stats.get("meta", {}).get("profile", "?")
+        raise ValueError(f"output_dir: {out}/e5_statistics.json has no length_blind: the runs "
+                         f"are on {profile}, and the length-blind oracle is defined for the "
+                         "default synthetic profile only (a file written before it existed: "
+                         "rerun python -m fastctrl.compare with the same --output_dir; "
+                         "finished runs are reused)")
+    return {"oracle": st["baselines"]["oracle"]["final_utility"]["value"],
+            "oracle_length_blind": lb["oracle_length_blind"],
+            "methods": {m: S.Estimate.from_dict(e) for m, e in lb["methods"].items()}}
 
 
 def main(output_dir: Annotated[Path, tyro.conf.Positional]) -> None:
@@ -87,7 +80,10 @@ def main(output_dir: Annotated[Path, tyro.conf.Positional]) -> None:
         output_dir: the --output_dir of a finished python -m fastctrl.compare on the default
             synthetic profile.
     """
-    res = length_blind_gaps(output_dir)
+    try:
+        res = length_blind_gaps(output_dir)
+    except (FileNotFoundError, ValueError) as e:
+        cli.fail(str(e))
     print(f"test utility: hindsight oracle {res['oracle']:.3f}, length-blind oracle "
           f"{res['oracle_length_blind']:.3f}")
     for m, e in res["methods"].items():

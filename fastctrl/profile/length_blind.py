@@ -51,6 +51,7 @@ class LengthBlindOracle:
                              f"fastctrl.profile.synthetic_profile (its hidden factors), got one "
                              f"of {profile.simulator or 'no simulator'}")
         self.hidden = hidden
+        self.priors = {t: answer_length_prior(spec.answer_median) for t, spec in TASKS.items()}
         x, w = np.polynomial.hermite_e.hermegauss(NOISE_NODES)
         self.noise, self.noise_w = np.exp(NOISE_SIGMA * x), w / w.sum()
 
@@ -73,7 +74,9 @@ class LengthBlindOracle:
         """``[n, ANSWER_MAX]``: what the oracle knows of each answer's length (its task's
         prior)."""
         tasks = np.asarray(env.profile.task_types)[ctx.req].astype(str)
-        return np.stack([answer_length_prior(TASKS[t].answer_median) for t in tasks])
+        names = sorted(self.priors)
+        table = np.stack([self.priors[t] for t in names])
+        return table[np.searchsorted(names, tasks)]
 
     def decide(self, ctx: Contexts, env: ProfileEnv) -> np.ndarray:
         return env.profile.config_indices[self.expected_rewards(ctx, env).argmax(1)]
