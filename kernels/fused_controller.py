@@ -30,7 +30,10 @@ are ~1/30 of the weight bytes per program at B=16). Pairing: [proj, trunk0], the
 otherwise the heads (N <= 16-64 columns) run alone with full K.
 
 Importing this module imports triton; ``fastctrl.kernels`` itself does not (so ``import fastctrl``
-works without triton).
+works without triton). ``kernels/`` has no ``__init__.py`` on purpose: it is a namespace portion,
+so from the repo root (``python -m ...`` puts the cwd first on sys.path) a regular package of the
+same name wins -- the PyPI ``kernels`` that transformers >= 5.25 requires and imports on
+``import transformers``; a regular ``kernels/__init__.py`` here shadowed it and broke that import.
 
 TRITON_INTERPRET (triton 3.9): ``triton.knobs.runtime.interpret`` re-reads the environment on
 every access, but it is consulted at *decoration* time: ``@triton.jit`` returns an

@@ -322,6 +322,41 @@ def test_import_fastctrl_without_triton():
 
 
 
+_SHADOW_SCRIPT = """
+import importlib.metadata, importlib.util, json
+spec = importlib.util.find_spec("kernels")
+try:
+    pypi = importlib.metadata.version("kernels")
+except importlib.metadata.PackageNotFoundError:
+    pypi = None
+import transformers.activations  # transformers >= 5.25 imports the PyPI kernels here
+from fastctrl.kernels import fused_controller
+print(json.dumps({"pypi": pypi, "origin": spec.origin if spec else None,
+                  "fused": fused_controller.__file__}))
+"""
+
+
+def test_the_repo_kernels_dir_does_not_shadow_the_pypi_kernels_package():
+    """From the repo root (the cwd is first on sys.path under ``python -m``), ``kernels`` must be
+    the PyPI package when it is installed, never ``kernels/`` here, and ``import transformers``
+    must work; ``fastctrl.kernels`` still resolves to ``kernels/``."""
+    import json
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    assert not (repo / "kernels" / "__init__.py").exists(), (
+        "kernels/__init__.py makes the repo dir a regular package that shadows PyPI kernels"
+    )
+    r = subprocess.run([sys.executable, "-c", _SHADOW_SCRIPT], cwd=repo, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert Path(got["fused"]).resolve() == repo / "kernels" / "fused_controller.py"
+    if got["pypi"] is not None:
+        assert got["origin"] is not None
+        assert not Path(got["origin"]).resolve().is_relative_to(repo / "kernels"), got
+
+
 _AOT_SCRIPT = """
 import json, sys
 import torch, triton

@@ -29,6 +29,7 @@ the family's processor does, with the toy ids of :mod:`.common`:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import numpy as np
@@ -190,6 +191,14 @@ def _molmo2_patches(img: torch.Tensor, patch: int) -> torch.Tensor:
     return x.transpose(1, 2).reshape((h // patch) * (w // patch), patch * patch * c)
 
 
+def _molmo2_pools_per_image(model: nn.Module) -> bool:
+    """Whether ``image_token_pooling`` indexes each image's own patches (transformers >= 5.25:
+    ``get_image_features`` takes ``image_num_crops`` and adds the offsets itself) rather than the
+    patches of the whole batch (earlier releases), as the installed processor emits it."""
+    get = type(model.model).get_image_features
+    return "image_num_crops" in inspect.signature(get).parameters
+
+
 def _molmo2_inputs(model: nn.Module, images: Sequence[np.ndarray],
                    prompts: Sequence[str]) -> dict[str, torch.Tensor]:
     vc = model.config.vision_config
@@ -201,11 +210,12 @@ def _molmo2_inputs(model: nn.Module, images: Sequence[np.ndarray],
     ids, mask = pad_left([[BOS] + image_tokens + encode_text(p) for p in prompts])
     crops, pools = [], []
     idx = _molmo2_pool_index(g)
+    per_image = _molmo2_pools_per_image(model)
     for i, im in enumerate(images):
         low = as_chw(im, crop)  # the low-resolution view: the whole image at crop size
         high = as_chw(im, crop)  # one high-resolution crop (a 1x1 tiling of a crop-size canvas)
         crops += [_molmo2_patches(low, patch), _molmo2_patches(high, patch)]
-        base = i * 2 * g * g
+        base = 0 if per_image else i * 2 * g * g
         pools += [idx + base, idx + base + g * g]
     n = len(images)
     special = torch.tensor([IMAGE, MOLMO_COL, VSTART, MOLMO_LOW_RES_START, VEND])
