@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 
@@ -125,7 +127,10 @@ def test_continuing_a_foreign_cache_is_refused(llava):
     inp = tiny_inputs(llava)
     with torch.no_grad():
         out = llava(**inp, use_cache=True)
-    nxt = {"input_ids": torch.tensor([[40]]), "past_key_values": out.past_key_values}
+    # the cache's keyword is ``cache`` in transformers >= 5.2x (``past_key_values`` before)
+    name = "cache" if "cache" in inspect.signature(type(llava).forward).parameters \
+        else "past_key_values"
+    nxt = {"input_ids": torch.tensor([[40]]), name: getattr(out, name)}
     with hook(llava, space=ActionSpace(GRIDS)) as h, torch.no_grad():
         h.pin({"max_crops": 4, "top_k": 4, "num_active_blocks": 4})
         with pytest.raises(RuntimeError, match="does not belong"):
