@@ -20,14 +20,41 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+#: The /proc/cpuinfo flags that decide which kernels run (ours and torch's).
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "amx_tile")
+
+
+def cpu_id() -> dict[str, Any]:
+    """CPU family / model numbers and the ISA flags of :data:`ISA_FLAGS` it has (Linux;
+    empty elsewhere): two hosts with the same model name can still differ here."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return {}
+    fields: dict[str, str] = {}
+    for line in lines:
+        if not line.strip():
+            break  # the first processor's block is enough
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    out: dict[str, Any] = {}
+    if "cpu family" in fields and "model" in fields:
+        out["cpu_family_model"] = f"{fields['cpu family']}/{fields['model']}"
+    if "flags" in fields:
+        have = set(fields["flags"].split())
+        out["cpu_isa"] = [f for f in ISA_FLAGS if f in have]
+    return out
+
+
 def machine(device: Any = "cpu") -> dict[str, Any]:
-    """CPU model, core count, platform and library versions; the GPU's name on CUDA."""
+    """CPU model (family / model, ISA flags), core count, platform and library versions; the
+    GPU's name on CUDA."""
     import torch
     import transformers
 
     out = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
            "python": platform.python_version(), "torch": torch.__version__,
-           "transformers": transformers.__version__}
+           "transformers": transformers.__version__, **cpu_id()}
     if str(device).startswith("cuda") and torch.cuda.is_available():
         out["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return out

@@ -71,6 +71,11 @@ def test_profile_train_evaluate_from_a_model_directory(family, tmp_path):
             assert sum(r["configs"].values()) == 4 and len(r["latency_ms"]) == 4
         assert list(b["full"]["configs"]) == [",".join(f"{k}={v[-1]}" for k, v in grid.items())]
         assert 0 < b["controller"]["controller_share"] < 1
+    # the host check: profiled and evaluated here, so the same machine, a finite speed ratio
+    host = res["host"]
+    assert host["differs"] == [] and host["profile_machine"]["cpu"] == host["machine"]["cpu"]
+    assert host["latency_scale"] == pytest.approx(
+        host["full_p50_live_ms"] / host["full_p50_profile_ms"])
     for fig in ("accuracy_vs_budget.png", "latency_per_budget.png"):
         assert (out / fig).stat().st_size > 1000
 

@@ -104,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..profile.sweep import as_requests
     from ..profile.synthetic_vqa import synthetic_vqa
     from ..profile.table import Profile
+    from ..sysinfo import machine
+    from .host_check import check_host
     from .live import evaluate_live, static_configs
     from .plots import plot_accuracy_vs_budget, plot_latency_per_budget
 
@@ -123,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                        on_error=args.on_error)
         requests = list(as_requests(data))
         metric_name, metric = resolve_metric(args.metric, True, name)
-        static, ref = None, None
+        static, ref, profile = None, None, None
         budgets = list(args.budgets_ms)
         if args.profile:
             profile = Profile.load(args.profile, missing_configs=args.missing_configs)
@@ -139,12 +141,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                             metric_name, static=static, reference_ms=ref,
                             max_new_tokens=args.max_new_tokens, warmup=args.warmup,
                             engine=args.engine, quiet=args.quiet)
+        host = None
+        if profile is not None:
+            full_ms = [x for row in res.per_budget.values() for x in row["full"].latency_ms]
+            here = {**machine(next(model.parameters()).device),
+                    "torch_threads": torch.get_num_threads()}
+            host = check_host(profile, args.profile, full_ms, here)
     except (ValueError, TypeError, FileNotFoundError, ModelLoadError) as e:
         print(f"error: {e}", file=sys.stderr)
         return cli.USAGE_ERROR
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    io.write_json(out / "live_eval.json", {"args": io.to_json(args), **io.to_json(res)})
+    io.write_json(out / "live_eval.json", {"args": io.to_json(args), **io.to_json(res),
+                                           "host": io.to_json(host)})
     plot_accuracy_vs_budget(res, out / "accuracy_vs_budget.png")
     plot_latency_per_budget(res, out / "latency_per_budget.png")
     for b in res.budgets_ms:
@@ -152,5 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parts = [f"{n}: acc {r.accuracy:.3f}, p50 {r.latency_p50_ms:.1f} ms, SLO "
                  f"{r.slo_attainment:.0%}" for n, r in row.items()]
         print(f"budget {b:.1f} ms | " + " | ".join(parts))
+    if host is not None:
+        print(f"full config here / in the profile: {host.latency_scale:.2f}x "
+              f"({host.full_p50_live_ms:.2f} / {host.full_p50_profile_ms:.2f} ms p50)"
+              + ("; outside the same-machine band, see the warning" if host.warning else ""))
     print(f"wrote {out / 'live_eval.json'} and figures")
     return 0
