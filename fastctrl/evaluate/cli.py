@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..profile.synthetic_vqa import synthetic_vqa
     from ..profile.table import Profile
     from ..sysinfo import machine
-    from .host_check import check_host
+    from .host_check import check_host, profile_machine
     from .live import evaluate_live, static_configs
     from .plots import plot_accuracy_vs_budget, plot_latency_per_budget
 
@@ -137,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                  profile.full_index].mean())
                 budgets = [r * ref for r in args.budget_ratios]
             static, ref = static_configs(profile, budgets)
+            profile_machine(args.profile)  # an unreadable sidecar fails now, not after the run
         res = evaluate_live(model, processor, controller, requests, budgets, metric,
                             metric_name, static=static, reference_ms=ref,
                             max_new_tokens=args.max_new_tokens, warmup=args.warmup,
