@@ -9,24 +9,8 @@ from pathlib import Path
 from typing import Any
 
 
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what ``platform`` knows)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-#: The /proc/cpuinfo flags that decide which kernels run (ours and torch's).
-ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "amx_tile")
-
-
-def cpu_id() -> dict[str, Any]:
-    """CPU family / model numbers and the ISA flags of :data:`ISA_FLAGS` it has (Linux;
-    empty elsewhere): two hosts with the same model name can still differ here."""
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's ``/proc/cpuinfo`` fields (empty where there is none)."""
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
@@ -37,6 +21,22 @@ def cpu_id() -> dict[str, Any]:
             break  # the first processor's block is enough
         key, _, value = line.partition(":")
         fields[key.strip()] = value.strip()
+    return fields
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what ``platform`` knows)."""
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
+
+
+#: The /proc/cpuinfo flags that decide which kernels run (ours and torch's).
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "amx_tile")
+
+
+def cpu_id() -> dict[str, Any]:
+    """CPU family / model numbers and the ISA flags of :data:`ISA_FLAGS` it has (Linux;
+    empty elsewhere): two hosts with the same model name can still differ here."""
+    fields = _cpuinfo()
     out: dict[str, Any] = {}
     if "cpu family" in fields and "model" in fields:
         out["cpu_family_model"] = f"{fields['cpu family']}/{fields['model']}"

@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                        on_error=args.on_error)
         requests = list(as_requests(data))
         metric_name, metric = resolve_metric(args.metric, True, name)
-        static, ref, profile = None, None, None
+        static, ref, profile, recorded = None, None, None, None
         budgets = list(args.budgets_ms)
         if args.profile:
             profile = Profile.load(args.profile, missing_configs=args.missing_configs)
@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                  profile.full_index].mean())
                 budgets = [r * ref for r in args.budget_ratios]
             static, ref = static_configs(profile, budgets)
-            profile_machine(args.profile)  # an unreadable sidecar fails now, not after the run
+            recorded = profile_machine(args.profile)  # unreadable: fails now, not after the run
         res = evaluate_live(model, processor, controller, requests, budgets, metric,
                             metric_name, static=static, reference_ms=ref,
                             max_new_tokens=args.max_new_tokens, warmup=args.warmup,
@@ -147,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             full_ms = [x for row in res.per_budget.values() for x in row["full"].latency_ms]
             here = {**machine(next(model.parameters()).device),
                     "torch_threads": torch.get_num_threads()}
-            host = check_host(profile, args.profile, full_ms, here)
+            host = check_host(profile, recorded, full_ms, here)
     except (ValueError, TypeError, FileNotFoundError, ModelLoadError) as e:
         print(f"error: {e}", file=sys.stderr)
         return cli.USAGE_ERROR

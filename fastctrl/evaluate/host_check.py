@@ -48,10 +48,7 @@ class HostCheck:
 def profile_machine(table_path: str | Path) -> dict[str, Any] | None:
     """The machine the sweep that wrote ``table_path`` recorded in its ``.sweep.json``, or
     None (an imported or hand-made table has none); ``fastctrl-digits``: the shipped one."""
-    from ..digits import DIGITS_MODEL, shipped_profile
-
-    path = shipped_profile() if str(table_path) == DIGITS_MODEL else Path(table_path)
-    sidecar = path.with_suffix(SIDECAR_SUFFIX)
+    sidecar = Profile.resolve_path(table_path).with_suffix(SIDECAR_SUFFIX)
     if not sidecar.is_file():
         return None
     try:
@@ -66,12 +63,12 @@ def profile_machine(table_path: str | Path) -> dict[str, Any] | None:
     return out
 
 
-def check_host(profile: Profile, table_path: str | Path, full_latency_ms: list[float],
+def check_host(profile: Profile, recorded: dict[str, Any] | None, full_latency_ms: list[float],
                machine: dict[str, Any]) -> HostCheck:
-    """Compare the live full-config latencies with the profile's (median over its requests;
-    ``profile`` is the table read from ``table_path``).
+    """Compare the live full-config latencies with the profile's (median over its requests).
 
-    ``machine``: this host as :func:`fastctrl.sysinfo.machine` describes it (plus
+    ``recorded``: the machine its sweep recorded (:func:`profile_machine`); ``machine``: this
+    host as :func:`fastctrl.sysinfo.machine` describes it (plus
     ``torch_threads``)."""
     live = np.asarray(full_latency_ms, dtype=np.float64)
     if live.size == 0 or not np.isfinite(live).all() or (live <= 0).any():
@@ -79,7 +76,6 @@ def check_host(profile: Profile, table_path: str | Path, full_latency_ms: list[f
     prof = float(np.median(profile.mean_latency[:, profile.full_index]))
     live_p50 = float(np.median(live))
     scale = live_p50 / prof
-    recorded = profile_machine(table_path)
     differs = sorted(k for k in (recorded or {}) if k in machine and recorded[k] != machine[k])
     warning = None
     lo, hi = SAME_SPEED

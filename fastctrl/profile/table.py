@@ -503,15 +503,21 @@ class Profile:
         if self.features is not None:
             self.features.save(features_path_for(path))
 
+    @staticmethod
+    def resolve_path(path: str | Path) -> Path:
+        """The table file a profile argument names: ``fastctrl-digits`` is the measured profile
+        of the shipped digits VLM, anything else a path."""
+        from ..digits import DIGITS_MODEL, shipped_profile
+
+        return shipped_profile() if str(path) == DIGITS_MODEL else Path(path)
+
     @classmethod
     def load(cls, path: str | Path, *, on_invalid: str = "raise", seed: int = 0,
              train_split: float = 0.8, test_fraction: float = 0.2,
              require_features: bool = False, missing_configs: str | None = None) -> Profile:
         """Read a table written by :meth:`save` (or by hand / the profiler) and validate it.
         ``fastctrl-digits`` names the measured profile of the shipped digits VLM."""
-        from ..digits import DIGITS_MODEL, shipped_profile
-
-        path = shipped_profile() if str(path) == DIGITS_MODEL else Path(path)
+        path = cls.resolve_path(path)
         if not path.is_file():
             raise FileNotFoundError(f"profile table not found: {path}")
         space = None
