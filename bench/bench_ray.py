@@ -15,7 +15,7 @@ On a local Ray cluster of ``--cpus`` CPUs that the script starts (``ray.init``, 
   (``ray_warm``); ``runs_s`` is the E5 meta's wall time of the runs alone, ``total_s``
   includes the analysis and figures; ``speedup`` = local / Ray;
 - profile: the tiny-model sweep ``python -m fastctrl.profile`` in this process (one worker)
-  and with ``--backend ray --num_workers CPUS``: generate() calls per second of wall time, the
+  and with ``--backend ray --num_workers CPUS``: answer calls per second of wall time, the
   Ray workers' start-up (connecting + loading the model in each) and the sweep after it.
 
 JSON on stdout (and to ``--json``), with the CPU, the versions and the load average before and
@@ -91,12 +91,12 @@ def timed_profile(argv: list[str]) -> dict[str, Any]:
     assert main([*argv, "--out", str(out)]) == 0
     total = time.perf_counter() - t0
     side = json.loads(out.with_suffix(".sweep.json").read_text())
-    calls, backend, st = side["cost"]["generate_calls"], side["backend"], side["settings"]
+    calls, backend, st = side["cost"]["answer_calls"], side["backend"], side["settings"]
     timed_calls = calls * st["repeats"] // (st["warmup"] + st["repeats"])  # batch size 1
     sweep_s = side["cost"]["wall_s"] - backend.get("startup_s", 0.0)
     return {"total_s": round(total, 2), "sweep_wall_s": side["cost"]["wall_s"],
             "startup_s": backend.get("startup_s"), "sweep_after_startup_s": round(sweep_s, 2),
-            "generate_calls": calls, "timed_calls": timed_calls,
+            "answer_calls": calls, "timed_calls": timed_calls,
             "timed_s": side["cost"]["timed_s"],
             "calls_per_s_after_startup": round(calls / sweep_s, 2),
             "ms_per_timed_call": round(side["cost"]["timed_s"] / timed_calls * 1e3, 2),

@@ -80,3 +80,21 @@ def test_the_shipped_profile_loads_by_name_with_its_splits_and_machine():
     # the profiled model is the shipped one: its full config answers most test pages right
     test = prof.split_indices("test")
     assert prof.quality[test, prof.full_index].mean() >= 0.8
+    assert sidecar["answered_by"] == "prefill_forward"  # how its latencies were measured
+
+
+def test_the_prefill_forward_answers_the_shipped_model_as_generate_does(served):
+    """The shipped model restricts its answers with suppress_tokens: the serving path the
+    profiler and the live evaluation time keeps that rule (and the argmax) at every knob."""
+    from fastctrl.inengine.prefill_answer import PrefillAnswer
+
+    model, inputs, _ = served
+    space = training_space(DigitsModelConfig(**model.config.fastctrl_digits))
+    gen = dict(max_new_tokens=1, min_new_tokens=1, do_sample=False)
+    answer = PrefillAnswer.create(model, gen)
+    assert answer is not None
+    cheapest = {n: space[n].values[0] for n in space.names}
+    with hook(model, space=space) as handle, torch.inference_mode():
+        for config in (space.full().values, cheapest, {**cheapest, "num_active_blocks": 4}):
+            handle.pin(config)
+            assert torch.equal(answer(inputs), model.generate(**inputs, **gen)), config

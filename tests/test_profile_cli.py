@@ -78,6 +78,25 @@ def test_sweep_with_answers_uses_exact_match(llava, tmp_path):
     assert set(res.profile.request_ids) == {"req-00000", "req-00001"}
 
 
+def test_one_token_sweep_answers_by_the_prefill_forward_with_generates_answers(llava, tmp_path):
+    """max_new_tokens=1: the prefill-forward path (recorded in the sidecar) scores exactly
+    what generate() scores; answer_path='generate' keeps generate()."""
+    data = synthetic_vqa(4, with_answers=False)
+    kw = dict(warmup=0, repeats=1, max_new_tokens=1, quiet=True)
+    fast = run_sweep(llava, TinyProcessor(llava), data, ActionSpace(GRID), tmp_path / "f.csv",
+                     **kw)
+    slow = run_sweep(llava, TinyProcessor(llava), data, ActionSpace(GRID), tmp_path / "g.csv",
+                     answer_path="generate", **kw)
+    sides = [json.loads(r.sidecar_path.read_text()) for r in (fast, slow)]
+    assert [s["answered_by"] for s in sides] == ["prefill_forward", "generate"]
+    assert [s["settings"]["answer_path"] for s in sides] == ["auto", "generate"]
+    np.testing.assert_array_equal(fast.profile.quality, slow.profile.quality)
+    assert not np.all(fast.profile.quality == 1.0)  # the agreement varies: a real comparison
+    with pytest.raises(ValueError, match="answer_path"):
+        run_sweep(llava, TinyProcessor(llava), data, ActionSpace(GRID), tmp_path / "x.csv",
+                  answer_path="fast", **kw)
+
+
 def test_sweep_argument_errors(llava, tmp_path):
     proc, space = TinyProcessor(llava), ActionSpace(GRID)
     with pytest.raises(ValueError, match="empty"):

@@ -73,7 +73,7 @@ def _same_profile(a, b) -> None:
     sa, sb = (json.loads(p.with_suffix(".sweep.json").read_text()) for p in (a, b))
     assert sa.keys() == sb.keys() and sa["grid"] == sb["grid"]
     assert sa["settings"] == sb["settings"] and sa["cells_measured"] == sb["cells_measured"]
-    assert sa["cost"]["generate_calls"] == sb["cost"]["generate_calls"]
+    assert sa["cost"]["answer_calls"] == sb["cost"]["answer_calls"]
 
 
 

@@ -62,7 +62,7 @@ def test_sampled_batched_sweep_writes_an_imputable_profile(llava, tmp_path):
     assert set(per_req.values()) <= set(range(4, 9)) and len(per_req) == 5
     assert side["cells_measured"] == sum(per_req.values())
     assert side["settings"]["configs"] == "lhs 4" and side["settings"]["batch_size"] == 2
-    assert side["cost"]["generate_calls"] > 0 and side["cost"]["wall_s"] > 0
+    assert side["cost"]["answer_calls"] > 0 and side["cost"]["wall_s"] > 0
     with pytest.raises(ValueError, match="measured for no request"):
         Profile.load(out, missing_configs="impute")
     # enough requests for every config: the sweep's own profile, imputed

@@ -130,7 +130,7 @@ def sweep_setup(args: Any, space: ActionSpace, have_answers: bool,
                              repeats=args.repeats, max_new_tokens=args.max_new_tokens,
                              metric=args.metric, tokens_per_crop=args.tokens_per_crop,
                              configs=args.configs, batch_size=args.batch_size, seed=args.seed,
-                             dataset_name=dataset_name)
+                             dataset_name=dataset_name, answer_path=args.answer_path)
 
 
 def crash_from_env() -> tuple[int, str] | None:

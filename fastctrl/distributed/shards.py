@@ -144,7 +144,7 @@ class ShardStore:
         features: dict[str, tuple[list[float], list[float]]] = {}
         seen: set[tuple] = set()
         duplicates = 0
-        cost = {"generate_calls": 0, "timed_s": 0.0, "worker_s": 0.0}
+        cost = {"answer_calls": 0, "timed_s": 0.0, "worker_s": 0.0}
         for sid, ids in enumerate(self.plan):
             shard = self.load(sid)
             if shard is None:
@@ -171,7 +171,7 @@ class ShardStore:
                         f"{len(expected[rid])} configs" + ("" if rid in shard["features"]
                                                            else " and no features"))
                 features[rid] = tuple(shard["features"][rid])
-            cost["generate_calls"] += int(shard["cost"]["generate_calls"])
+            cost["answer_calls"] += int(shard["cost"]["answer_calls"])
             cost["timed_s"] += float(shard["cost"]["timed_s"])
             cost["worker_s"] += float(shard["wall_s"])
         if duplicates:

@@ -54,6 +54,9 @@ class EvaluateArgs:
     metric: MetricName = "auto"  # type: ignore[valid-type]
     """auto: the dataset's standard metric (exact match when unknown)."""
     max_new_tokens: int = 4
+    answer_path: Literal["auto", "generate"] = "auto"
+    """auto: a one-token answer (--max_new_tokens 1) from the prefill forward alone (as the
+    profiler answers); generate: always generate()."""
     warmup: int = 1
     engine: Literal["auto", "torch", "int8", "triton"] = "auto"
     seed: int = 1000
@@ -141,12 +144,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         res = evaluate_live(model, processor, controller, requests, budgets, metric,
                             metric_name, static=static, reference_ms=ref,
                             max_new_tokens=args.max_new_tokens, warmup=args.warmup,
-                            engine=args.engine, quiet=args.quiet)
+                            engine=args.engine, answer_path=args.answer_path,
+                            quiet=args.quiet)
         host = None
         if profile is not None:
             full_ms = [x for row in res.per_budget.values() for x in row["full"].latency_ms]
             here = {**machine(next(model.parameters()).device),
-                    "torch_threads": torch.get_num_threads()}
+                    "torch_threads": torch.get_num_threads(), "answered_by": res.answered_by}
             host = check_host(profile, recorded, full_ms, here)
     except (ValueError, TypeError, FileNotFoundError, ModelLoadError) as e:
         print(f"error: {e}", file=sys.stderr)

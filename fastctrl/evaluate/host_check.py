@@ -58,8 +58,8 @@ def profile_machine(table_path: str | Path) -> dict[str, Any] | None:
     out = meta.get("machine") if isinstance(meta, dict) else None
     if out is not None and not isinstance(out, dict):
         raise ValueError(f"profile sidecar {sidecar}: 'machine' must be an object, got {out!r}")
-    if out is not None and "torch_threads" in meta:
-        out = {**out, "torch_threads": meta["torch_threads"]}
+    if out is not None:  # how it ran, beside where: threads and the answer path time alike
+        out = {**out, **{k: meta[k] for k in ("torch_threads", "answered_by") if k in meta}}
     return out
 
 
@@ -68,8 +68,8 @@ def check_host(profile: Profile, recorded: dict[str, Any] | None, full_latency_m
     """Compare the live full-config latencies with the profile's (median over its requests).
 
     ``recorded``: the machine its sweep recorded (:func:`profile_machine`); ``machine``: this
-    host as :func:`fastctrl.sysinfo.machine` describes it (plus
-    ``torch_threads``)."""
+    host as :func:`fastctrl.sysinfo.machine` describes it (plus ``torch_threads`` and
+    ``answered_by``)."""
     live = np.asarray(full_latency_ms, dtype=np.float64)
     if live.size == 0 or not np.isfinite(live).all() or (live <= 0).any():
         raise ValueError("full_latency_ms must be a non-empty list of positive finite ms")

@@ -1,10 +1,13 @@
 """A controller, the best static config and the full config, live on the same requests.
 
-For every budget and every request the three policies run ``generate()`` on the hooked model
-in turn (interleaved, so load drift on a shared machine hits them alike): the controller
-decides through the hook's one decision path; the other two are pinned. Each run is timed
-end to end (prefill + ``max_new_tokens`` decode steps; CUDA events on GPU), its answer scored
-with the dataset's metric. Per budget and policy: accuracy, latency p50 / p95, SLO attainment
+For every budget and every request the three policies answer on the hooked model in turn
+(interleaved, so load drift on a shared machine hits them alike): the controller decides
+through the hook's one decision path; the other two are pinned. A request is answered with
+greedy ``generate()``, or, for one-token answers with ``answer_path="auto"``, with the
+prefill forward alone (:class:`~fastctrl.inengine.prefill_answer.PrefillAnswer`, the same
+tokens; the profiler answers the same way). Each run is timed end to end (prefill +
+``max_new_tokens`` decode steps; CUDA events on GPU), its answer scored with the dataset's
+metric. Per budget and policy: accuracy, latency p50 / p95, SLO attainment
 (share of requests whose latency is within the budget), the histogram of configs run and,
 for the controller, its share of the forward (``handle.stats``).
 
@@ -30,6 +33,7 @@ from tqdm.auto import tqdm
 from ..env import ProfileEnv
 from ..env.baselines import StaticPolicy
 from ..inengine import hook
+from ..inengine.prefill_answer import PrefillAnswer
 from ..policy import Controller
 from ..profile.metrics import Metric
 from ..profile.sweep import CallTimer, Request, make_decoder
@@ -65,6 +69,8 @@ class LiveResult:
     """``"<budget ms>"`` -> policy name -> result."""
     static_configs: dict[str, dict[str, int]]
     """``"<budget ms>"`` -> the best static config's knob values."""
+    answered_by: str = "generate"
+    """``prefill_forward`` or ``generate``: the path every request was answered by."""
 
 
 def config_key(values: dict[str, int]) -> str:
@@ -91,9 +97,10 @@ def evaluate_live(model: nn.Module, processor: Any, controller: Controller,
                   requests: Sequence[Request], budgets_ms: Sequence[float], metric: Metric,
                   metric_name: str, *, static: dict[float, Config] | None = None,
                   reference_ms: float | None = None, max_new_tokens: int = 4,
-                  warmup: int = 1, engine: str = "auto", quiet: bool = False) -> LiveResult:
+                  warmup: int = 1, engine: str = "auto", answer_path: str = "auto",
+                  quiet: bool = False) -> LiveResult:
     """Run every request at every budget under the controller, ``static`` (if given) and the
-    full config; see the module docstring."""
+    full config; see the module docstring. ``answer_path``: ``auto`` or ``generate``."""
     if not requests:
         raise ValueError("no requests to evaluate")
     budgets = [float(b) for b in budgets_ms]
@@ -104,7 +111,10 @@ def evaluate_live(model: nn.Module, processor: Any, controller: Controller,
     device = next(model.parameters()).device
     timer = CallTimer(device)
     decode = make_decoder(processor)
+    if answer_path not in ("auto", "generate"):
+        raise ValueError(f"answer_path must be 'auto' or 'generate', got {answer_path!r}")
     gen = dict(max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, do_sample=False)
+    prefill = PrefillAnswer.create(model, gen) if answer_path == "auto" else None
     space = controller.space
     full = space.full()
     handle = hook(model, controller, budget_ms=budgets[0], engine=engine)
@@ -113,8 +123,12 @@ def evaluate_live(model: nn.Module, processor: Any, controller: Controller,
         def run(req: Request, inputs: dict[str, Any], pin: Config | None, budget: float
                 ) -> tuple[float, float, str]:
             handle.pin(pin)
-            out, ms = timer.time(lambda: model.generate(**inputs, **gen, budget_ms=budget,
-                                                   task_type=req.task_type))
+            if prefill is not None:
+                out, ms = timer.time(lambda: prefill(inputs, budget_ms=budget,
+                                                     task_type=req.task_type))
+            else:
+                out, ms = timer.time(lambda: model.generate(**inputs, **gen, budget_ms=budget,
+                                                       task_type=req.task_type))
             pred = out[0, inputs["input_ids"].shape[1]:].tolist()
             q = float(metric(decode(pred), req.answer, pred, pred))  # scored on answers
             cfg = config_key(handle.last_config.values)
@@ -159,4 +173,5 @@ def evaluate_live(model: nn.Module, processor: Any, controller: Controller,
         handle.remove()
     return LiveResult(budgets, reference_ms, metric_name, len(requests), max_new_tokens,
                       per_budget,
-                      {f"{b:g}": c.values for b, c in (static or {}).items()})
+                      {f"{b:g}": c.values for b, c in (static or {}).items()},
+                      "generate" if prefill is None else "prefill_forward")

@@ -77,6 +77,9 @@ class ProfileArgs:
     """Timed runs per (request, config)."""
     max_new_tokens: int = 4
     """Tokens generated per request."""
+    answer_path: Literal["auto", "generate"] = "auto"
+    """auto: a one-token answer (--max_new_tokens 1) from the prefill forward alone, the tokens
+    generate() gives without its per-call set-up; generate: always generate()."""
     metric: MetricName = "auto"  # type: ignore[valid-type]
     """Quality metric: auto = the dataset's standard metric / exact match with answers, else
     agreement with the full config."""
@@ -254,7 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                             max_new_tokens=args.max_new_tokens, metric=args.metric,
                             tokens_per_crop=args.tokens_per_crop, resume=args.resume,
                             quiet=args.quiet, total=n, configs=args.configs,
-                            batch_size=args.batch_size, seed=args.seed, dataset_name=name)
+                            batch_size=args.batch_size, seed=args.seed, dataset_name=name,
+                            answer_path=args.answer_path)
     except (ValueError, TypeError, FileNotFoundError, ModelLoadError) as e:
         print(f"error: {e}", file=sys.stderr)
         return cli.USAGE_ERROR
@@ -267,6 +271,6 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{res.profile.n_configs} configs, {res.profile.imputed_share:.0%} of cells "
               f"imputed; {res.resumed} resumed, {res.measured} measured)")
     print(f"features: {res.table_path.with_suffix('')}.features.safetensors")
-    print(f"sweep cost: {cost['wall_s']:.1f} s wall, {cost['generate_calls']} generate() calls "
+    print(f"sweep cost: {cost['wall_s']:.1f} s wall, {cost['answer_calls']} answer calls "
           f"({cost['timed_s']:.1f} s timed); summary: {res.sidecar_path}")
     return 0

@@ -2,14 +2,17 @@
 reads (``--profile``).
 
 For every request (image, prompt, optional answer) and every config of the grid (or a random /
-Latin-hypercube sample of it per request, :mod:`fastctrl.profile.configs`), the model runs
-``generate()`` through :func:`fastctrl.hook` with the config pinned, i.e. through exactly the
-code path a controller drives at inference time, one batch of requests at a time:
+Latin-hypercube sample of it per request, :mod:`fastctrl.profile.configs`), the model answers
+through :func:`fastctrl.hook` with the config pinned, i.e. through exactly the code path a
+controller drives at inference time, one batch of requests at a time. It answers with greedy
+``generate()``, or, for one-token answers (``max_new_tokens=1``, ``answer_path="auto"``),
+with the prefill forward alone (:class:`~fastctrl.inengine.prefill_answer.PrefillAnswer`:
+the same tokens without ``generate()``'s per-call set-up):
 
 - latency: ``warmup`` untimed rounds, then ``repeats`` timed rounds of the whole request
   (prefill plus ``max_new_tokens`` decode steps), synchronised on GPU; a round runs every
   config once (round-robin, so load drift hits all configs alike); stored per repeat in
-  ``latency_ms_<i>``; p50/p95 per config and what the sweep cost (wall time, generate()
+  ``latency_ms_<i>``; p50/p95 per config and what the sweep cost (wall time, answer
   calls, cells measured) go to the ``.sweep.json`` sidecar;
 - quality: a pluggable metric (:mod:`fastctrl.profile.metrics`) on the first timed run's
   output; with answers exact match / VQA accuracy, without answers agreement with the full
@@ -44,6 +47,7 @@ from tqdm.auto import tqdm
 
 from .. import io
 from ..inengine import hook
+from ..inengine.prefill_answer import ANSWER_PATHS, PrefillAnswer
 from ..space import ActionSpace, Config
 from ..sysinfo import machine
 from .configs import ConfigSampler
@@ -195,26 +199,30 @@ class SweepSetup:
     max_new_tokens: int
     tokens_per_crop: int | None
     batch_size: int
+    answer_path: str = "auto"
+    """:data:`~fastctrl.inengine.prefill_answer.ANSWER_PATHS`: how a request is answered."""
 
     @classmethod
     def create(cls, space: ActionSpace, *, have_answers: bool, warmup: int = 1,
                repeats: int = 3, max_new_tokens: int = 4, metric: str | Metric = "auto",
                tokens_per_crop: int | None = None, configs: str | ConfigSampler = "all",
-               batch_size: int = 1, seed: int = 0, dataset_name: str | None = None
-               ) -> SweepSetup:
+               batch_size: int = 1, seed: int = 0, dataset_name: str | None = None,
+               answer_path: str = "auto") -> SweepSetup:
         check_sweep_numbers(warmup, repeats, max_new_tokens, batch_size)
+        check_answer_path(answer_path)
         sampler = configs if isinstance(configs, ConfigSampler) else \
             ConfigSampler.parse(configs, space, seed)
         metric_name, metric_fn = resolve_metric(metric, have_answers, dataset_name)
         return cls(space, sampler, metric_name, metric_fn, warmup, repeats, max_new_tokens,
-                   tokens_per_crop, batch_size)
+                   tokens_per_crop, batch_size, answer_path)
 
     @property
     def settings(self) -> dict[str, Any]:
         return {"warmup": self.warmup, "repeats": self.repeats,
                 "max_new_tokens": self.max_new_tokens, "metric": self.metric_name,
                 "tokens_per_crop": self.tokens_per_crop, "configs": self.sampler.describe(),
-                "config_seed": self.sampler.seed, "batch_size": self.batch_size}
+                "config_seed": self.sampler.seed, "batch_size": self.batch_size,
+                "answer_path": self.answer_path}
 
     def fingerprint(self, model: nn.Module) -> str:
         return _fingerprint(model, self.space, self.settings)
@@ -234,6 +242,11 @@ def check_sweep_numbers(warmup: int, repeats: int, max_new_tokens: int, batch_si
                          f" got {repeats}, {warmup}, {max_new_tokens}, {batch_size}")
 
 
+def check_answer_path(answer_path: str) -> None:
+    if answer_path not in ANSWER_PATHS:
+        raise ValueError(f"answer_path must be one of {list(ANSWER_PATHS)}, got {answer_path!r}")
+
+
 def check_out_path(out_path: str | Path) -> Path:
     out_path = Path(out_path)
     if out_path.suffix not in (".parquet", ".csv"):
@@ -244,7 +257,7 @@ def check_out_path(out_path: str | Path) -> Path:
 class BatchMeasurer:
     """Measures batches of requests on one hooked model: the one measuring code path (the
     local sweep calls it in this process, each Ray worker in its own). ``cost`` counts the
-    ``generate()`` calls and the timed seconds of everything measured so far."""
+    answer calls and the timed seconds of everything measured so far."""
 
     def __init__(self, model: nn.Module, processor: Callable[..., dict[str, torch.Tensor]],
                  setup: SweepSetup) -> None:
@@ -252,8 +265,11 @@ class BatchMeasurer:
         self.decode = make_decoder(processor)
         self.device = next(model.parameters()).device
         self.timer = CallTimer(self.device)
-        self.cost: dict[str, float] = {"generate_calls": 0, "timed_s": 0.0}
+        self.cost: dict[str, float] = {"answer_calls": 0, "timed_s": 0.0}
         self.handle = hook(model, space=setup.space, tokens_per_crop=setup.tokens_per_crop)
+        self.gen = dict(max_new_tokens=setup.max_new_tokens, do_sample=False)
+        self.prefill_answer = PrefillAnswer.create(model, self.gen) \
+            if setup.answer_path == "auto" else None
 
     def close(self) -> None:
         self.handle.remove()
@@ -269,7 +285,8 @@ class BatchMeasurer:
         without the machine)."""
         return {"model": type(self.model).__name__, "family": self.handle.adapter.family,
                 "device": str(self.device), "torch_threads": torch.get_num_threads(),
-                "timer": self.timer.kind, "machine": machine(self.device)}
+                "timer": self.timer.kind, "machine": machine(self.device),
+                "answered_by": "generate" if self.prefill_answer is None else "prefill_forward"}
 
     def measure(self, batch: Sequence[Request]
                 ) -> tuple[list[dict[str, Any]], dict[str, tuple[list[float], list[float]]]]:
@@ -303,15 +320,21 @@ class BatchMeasurer:
         """The batch's configs, round-robin: warm-up rounds, then timed rounds.
         Interleaving makes load drift on a shared machine hit all configs alike."""
         s, full = self.setup, self.setup.space.full()
-        gen = dict(max_new_tokens=s.max_new_tokens, do_sample=False)
+        answer = self.prefill_answer
+        if answer is not None:
+            def call() -> torch.Tensor:
+                return answer(inputs)
+        else:
+            def call() -> torch.Tensor:
+                return self.model.generate(**inputs, **self.gen)
         ids: dict[Config, list[list[int]]] = {}
         times: dict[Config, list[float]] = {c: [] for c in batch_configs}
         feats = None
         for rnd in range(s.warmup + s.repeats):
             for config in batch_configs:
                 self.handle.pin(config)
-                out, ms = self.timer.time(lambda: self.model.generate(**inputs, **gen))
-                self.cost["generate_calls"] += 1
+                out, ms = self.timer.time(call)
+                self.cost["answer_calls"] += 1
                 if rnd >= s.warmup:
                     times[config].append(ms)
                     self.cost["timed_s"] += ms / 1e3
@@ -342,8 +365,8 @@ def finish_sweep(rows: list[dict[str, Any]],
     missing = "impute" if n_cells < len(features) * space.n_configs else "raise"
     profile = write_outputs(rows, features, space, out_path, sidecar, missing)
     log.info("wrote %s (%d requests, %d of %d cells measured) and its feature store; sweep "
-             "cost %.1f s wall, %d generate() calls", out_path, len(features), n_cells,
-             len(features) * space.n_configs, cost["wall_s"], cost["generate_calls"])
+             "cost %.1f s wall, %d answer calls", out_path, len(features), n_cells,
+             len(features) * space.n_configs, cost["wall_s"], cost["answer_calls"])
     return profile
 
 
@@ -353,8 +376,8 @@ def run_sweep(model: nn.Module, processor: Callable[..., dict[str, torch.Tensor]
               metric: str | Metric = "auto", have_answers: bool | None = None,
               tokens_per_crop: int | None = None, resume: bool = True, quiet: bool = False,
               total: int | None = None, configs: str | ConfigSampler = "all",
-              batch_size: int = 1, seed: int = 0,
-              dataset_name: str | None = None) -> SweepResult:
+              batch_size: int = 1, seed: int = 0, dataset_name: str | None = None,
+              answer_path: str = "auto") -> SweepResult:
     """Profile ``model`` on ``dataset`` over the configs of ``space``; see the module doc.
 
     ``processor(images, prompts)`` must return the model's input tensors for a batch (left
@@ -364,6 +387,8 @@ def run_sweep(model: nn.Module, processor: Callable[..., dict[str, torch.Tensor]
     (:class:`~fastctrl.profile.configs.ConfigSampler`, seeded by ``seed`` and the request
     id). ``batch_size``: requests run together, one config at a time (a batch measures the
     union of its requests' sampled configs); each request's latency is its batch's.
+    ``answer_path``: ``auto`` answers one-token requests with the prefill forward alone
+    (see the module doc), ``generate`` always with ``generate()``.
     """
     check_sweep_numbers(warmup, repeats, max_new_tokens, batch_size)
     out_path = check_out_path(out_path)
@@ -378,12 +403,12 @@ def run_sweep(model: nn.Module, processor: Callable[..., dict[str, torch.Tensor]
         space, have_answers=first.answer is not None if have_answers is None else have_answers,
         warmup=warmup, repeats=repeats, max_new_tokens=max_new_tokens, metric=metric,
         tokens_per_crop=tokens_per_crop, configs=configs, batch_size=batch_size,
-        dataset_name=dataset_name)
+        dataset_name=dataset_name, answer_path=answer_path)
     fp = setup.fingerprint(model)
     partial = out_path.with_name(out_path.name + PARTIAL_SUFFIX)
     rows: list[dict[str, Any]] = []
     features: dict[str, tuple[list[float], list[float]]] = {}
-    cost = {"generate_calls": 0, "timed_s": 0.0, "wall_s": 0.0}
+    cost = {"answer_calls": 0, "timed_s": 0.0, "wall_s": 0.0}
     if resume and partial.is_file():
         state = io.read_json(partial, what="partial sweep")
         if state.get("fingerprint") == fp:
@@ -404,7 +429,7 @@ def run_sweep(model: nn.Module, processor: Callable[..., dict[str, torch.Tensor]
             rows += batch_rows
             features.update(batch_features)
             measured += len(batch)
-            cost = {"generate_calls": before["generate_calls"] + measurer.cost["generate_calls"],
+            cost = {"answer_calls": before["answer_calls"] + measurer.cost["answer_calls"],
                     "timed_s": before["timed_s"] + measurer.cost["timed_s"],
                     "wall_s": before["wall_s"] + time.perf_counter() - t_start}
             io.write_json(partial, {"fingerprint": fp, "settings": setup.settings,
