@@ -35,6 +35,8 @@ from typing import Any
 
 from sysinfo import cpu_model
 
+from fastctrl.io import write_text
+
 COMPARE = ["--methods", "lut,supervised,grpo", "--seeds", "2", "--synthetic_requests", "400",
            "--max_env_steps", "10000", "--eval_every_steps", "2500", "--bootstrap_reps", "500",
            "--quiet"]
@@ -140,8 +142,7 @@ def main() -> None:
     text = json.dumps(result, indent=2)
     print(text)
     if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(text + "\n")
+        write_text(a.json, text + "\n")
 
 
 if __name__ == "__main__":

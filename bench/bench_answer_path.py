@@ -1,0 +1,117 @@
+"""generate() against the prefill-forward answer path on the shipped digits VLM.
+
+    pytest bench/bench_answer_path.py --benchmark-only --benchmark-json=answer_path.json
+    python bench/bench_answer_path.py [--json answer_path.json] [--rounds 200]
+
+One one-token answer (batch 1, one 64x64 page, one torch thread, CPU) through the hook with
+the config pinned, as the profiler times it: ``generate(max_new_tokens=1)`` vs
+:class:`~fastctrl.inengine.prefill_answer.PrefillAnswer` (the same tokens, checked here), at
+the full and at the cheapest config. pytest-benchmark groups ``answer-<config>``.
+
+The script form interleaves the two paths call by call (load drift hits both alike) and
+prints, per config, the median ms of each, what ``generate()`` adds, and the full / cheapest
+span each path gives: the ratio the knobs can move latency by.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from sysinfo import cpu_model
+
+from fastctrl import hook
+from fastctrl.digits import DIGITS_MODEL
+from fastctrl.digits.model import DigitsModelConfig
+from fastctrl.digits.pages import PageGenerator
+from fastctrl.digits.train import training_space
+from fastctrl.inengine.prefill_answer import PrefillAnswer
+from fastctrl.io import write_json
+from fastctrl.profile.cli import load_model
+
+GEN = dict(max_new_tokens=1, do_sample=False)
+_STATE: dict[str, Any] = {}
+
+
+def setup() -> dict[str, Any]:
+    if not _STATE:
+        torch.set_num_threads(1)
+        model, proc = load_model(DIGITS_MODEL)
+        space = training_space(DigitsModelConfig(**model.config.fastctrl_digits))
+        page = PageGenerator("test", 7).page(0)
+        inputs = proc([np.repeat(page.image[..., None], 3, -1)], [page.question])
+        _STATE.update(model=model, inputs=inputs, space=space,
+                      handle=hook(model, space=space),
+                      answer=PrefillAnswer.create(model, GEN),
+                      configs={"full": space.full().values,
+                               "cheapest": {n: space[n].values[0] for n in space.names}})
+    return _STATE
+
+
+def paths(s: dict[str, Any]) -> dict[str, Any]:
+    model, inputs, answer = s["model"], s["inputs"], s["answer"]
+    return {"generate": lambda: model.generate(**inputs, **GEN),
+            "prefill_forward": lambda: answer(inputs)}
+
+
+@pytest.mark.parametrize("config", ["full", "cheapest"])
+@pytest.mark.parametrize("path", ["generate", "prefill_forward"])
+def test_answer_path(benchmark: Any, config: str, path: str) -> None:
+    s = setup()
+    s["handle"].pin(s["configs"][config])
+    benchmark.group = f"answer-{config}"
+    with torch.inference_mode():
+        fn = paths(s)[path]
+        out = benchmark(fn)
+        assert torch.equal(out, paths(s)["generate"]())
+
+
+def report(rounds: int) -> dict[str, Any]:
+    s = setup()
+    out: dict[str, Any] = {"cpu": cpu_model(), "torch": torch.__version__, "rounds": rounds,
+                           "configs": {}}
+    with torch.inference_mode():
+        for name, config in s["configs"].items():
+            s["handle"].pin(config)
+            fns = paths(s)
+            assert torch.equal(fns["generate"](), fns["prefill_forward"]())
+            times: dict[str, list[float]] = {p: [] for p in fns}
+            for _ in range(10):  # warm-up
+                for fn in fns.values():
+                    fn()
+            for _ in range(rounds):
+                for p, fn in fns.items():
+                    t0 = time.perf_counter()
+                    fn()
+                    times[p].append((time.perf_counter() - t0) * 1e3)
+            med = {p: statistics.median(t) for p, t in times.items()}
+            out["configs"][name] = {**{f"{p}_ms": m for p, m in med.items()},
+                                    "generate_adds_ms": med["generate"] - med["prefill_forward"]}
+    c = out["configs"]
+    for p in ("generate", "prefill_forward"):
+        out[f"span_{p}"] = c["full"][f"{p}_ms"] / c["cheapest"][f"{p}_ms"]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=200)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    res = report(args.rounds)
+    for name, r in res["configs"].items():
+        print(f"{name:>8}: generate {r['generate_ms']:.2f} ms, prefill forward "
+              f"{r['prefill_forward_ms']:.2f} ms (generate adds {r['generate_adds_ms']:.2f} ms)")
+    print(f"full / cheapest: {res['span_generate']:.2f}x with generate(), "
+          f"{res['span_prefill_forward']:.2f}x with the prefill forward")
+    if args.json:
+        write_json(args.json, res)
+
+
+if __name__ == "__main__":
+    main()
