@@ -36,7 +36,7 @@ from ..inengine import hook
 from ..inengine.prefill_answer import PrefillAnswer
 from ..policy import Controller
 from ..profile.metrics import Metric
-from ..profile.sweep import CallTimer, Request, make_decoder
+from ..profile.sweep import CallTimer, Request, check_answer_path, make_decoder
 from ..profile.table import Profile
 from ..space import Config
 
@@ -111,8 +111,7 @@ def evaluate_live(model: nn.Module, processor: Any, controller: Controller,
     device = next(model.parameters()).device
     timer = CallTimer(device)
     decode = make_decoder(processor)
-    if answer_path not in ("auto", "generate"):
-        raise ValueError(f"answer_path must be 'auto' or 'generate', got {answer_path!r}")
+    check_answer_path(answer_path)
     gen = dict(max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, do_sample=False)
     prefill = PrefillAnswer.create(model, gen) if answer_path == "auto" else None
     space = controller.space
