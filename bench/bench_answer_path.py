@@ -49,7 +49,7 @@ def setup() -> dict[str, Any]:
                       handle=hook(model, space=space),
                       answer=PrefillAnswer.create(model, GEN),
                       configs={"full": space.full().values,
-                               "cheapest": {n: space[n].values[0] for n in space.names}})
+                               "cheapest": space.cheapest().values})
     return _STATE
 
 

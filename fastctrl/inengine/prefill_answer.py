@@ -6,8 +6,9 @@ the last position's logits after its logits processors. Around that forward it v
 kwargs against ``forward``'s signature, copies the generation config, builds processors,
 stopping criteria and a KV cache: on the digits model at batch 1, one CPU thread, 2.2 ms of
 the cheapest config's 6.6 ms per call (``bench/bench_answer_path.py``, medians of 200
-interleaved calls), i.e. a fixed cost that no knob can remove and that no serving engine pays per request. A
-serving path for short answers (a word, a label, a digit) needs none of it.
+interleaved calls), i.e. a fixed cost that no knob can remove and that no serving engine
+pays per request. A serving path for short answers (a word, a label, a digit) needs none of
+it.
 
 :class:`PrefillAnswer` is that path: one forward of the (hooked) model with ``logits_to_keep=1``
 and no cache, the generation config's token rules that can change a greedy first token
