@@ -20,7 +20,6 @@ import statistics
 import time
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 from sysinfo import cpu_model
@@ -44,7 +43,7 @@ def setup() -> dict[str, Any]:
         model, proc = load_model(DIGITS_MODEL)
         space = training_space(DigitsModelConfig(**model.config.fastctrl_digits))
         page = PageGenerator("test", 7).page(0)
-        inputs = proc([np.repeat(page.image[..., None], 3, -1)], [page.question])
+        inputs = proc([page.rgb], [page.question])
         _STATE.update(model=model, inputs=inputs, space=space,
                       handle=hook(model, space=space),
                       answer=PrefillAnswer.create(model, GEN),

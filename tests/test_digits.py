@@ -180,7 +180,7 @@ def test_the_prompt_puts_the_question_before_the_image():
     page = PageGenerator("val", 0).page(3)
     from fastctrl.profile.loading import ChatProcessor
 
-    ids = ChatProcessor(proc)([np.repeat(page.image[..., None], 3, -1)],
+    ids = ChatProcessor(proc)([page.rgb],
                               [page.question])["input_ids"][0].tolist()
     vocab = vocabulary()
     words = [vocab[w] for w in page.question.split()]

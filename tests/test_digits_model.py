@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
@@ -52,7 +51,7 @@ def test_saved_model_loads_like_a_checkpoint_and_generates_answer_words(trained)
     from fastctrl.digits.pages import ANSWERS, PageGenerator
 
     pages = [PageGenerator("test", 0).page(i) for i in range(4)]
-    inputs = proc([np.repeat(p.image[..., None], 3, -1) for p in pages],
+    inputs = proc([p.rgb for p in pages],
                   [p.question for p in pages])
     with torch.inference_mode():
         ids = model.generate(**inputs, max_new_tokens=1, do_sample=False)

@@ -25,7 +25,7 @@ def served():
     torch.set_num_threads(1)
     model, proc = load_model(DIGITS_MODEL)
     pages = [PageGenerator("test", 7).page(i) for i in range(PAGES)]
-    inputs = proc([np.repeat(p.image[..., None], 3, -1) for p in pages],
+    inputs = proc([p.rgb for p in pages],
                   [p.question for p in pages])
     return model, inputs, pages
 

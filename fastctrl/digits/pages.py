@@ -70,6 +70,11 @@ class Page:
     def n_digits(self) -> int:
         return int(sum(d >= 0 for row in self.digits for d in row))
 
+    @property
+    def rgb(self) -> np.ndarray:
+        """The page as the ``[PAGE, PAGE, 3]`` uint8 RGB image the processor takes."""
+        return np.repeat(self.image[..., None], 3, -1)
+
 
 def load_scans() -> tuple[np.ndarray, np.ndarray]:
     """The scans as ``[1797, 8, 8]`` uint8 (0..255) and their labels ``[1797]``."""
