@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .pages import ANSWERS, MAX_GRID, PAGE
+from .pages import ANSWERS, MAX_GRID, PAGE, grey_to_rgb
 
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<image>")
 PAD, BOS, EOS, IMAGE = range(4)
@@ -210,7 +210,7 @@ class BatchEncoder:
         1e-5)."""
         from ..profile.loading import ChatProcessor
 
-        ref = ChatProcessor(processor)([np.repeat(im[..., None], 3, -1) for im in images],
+        ref = ChatProcessor(processor)([grey_to_rgb(im) for im in images],
                                        list(questions))
         mine = self(images, questions)
         for k in ("input_ids", "attention_mask"):

@@ -73,7 +73,12 @@ class Page:
     @property
     def rgb(self) -> np.ndarray:
         """The page as the ``[PAGE, PAGE, 3]`` uint8 RGB image the processor takes."""
-        return np.repeat(self.image[..., None], 3, -1)
+        return grey_to_rgb(self.image)
+
+
+def grey_to_rgb(image: np.ndarray) -> np.ndarray:
+    """``[H, W]`` grey -> ``[H, W, 3]`` RGB, the channel repeated (the processor wants RGB)."""
+    return np.repeat(image[..., None], 3, -1)
 
 
 def load_scans() -> tuple[np.ndarray, np.ndarray]:
