@@ -16,13 +16,12 @@ span each path gives: the ratio the knobs can move latency by.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from typing import Any
 
 import pytest
 import torch
 from sysinfo import cpu_model
+from timing import interleaved_medians
 
 from fastctrl import hook
 from fastctrl.digits import DIGITS_MODEL
@@ -79,16 +78,7 @@ def report(rounds: int) -> dict[str, Any]:
             s["handle"].pin(config)
             fns = paths(s)
             assert torch.equal(fns["generate"](), fns["prefill_forward"]())
-            times: dict[str, list[float]] = {p: [] for p in fns}
-            for _ in range(10):  # warm-up
-                for fn in fns.values():
-                    fn()
-            for _ in range(rounds):
-                for p, fn in fns.items():
-                    t0 = time.perf_counter()
-                    fn()
-                    times[p].append((time.perf_counter() - t0) * 1e3)
-            med = {p: statistics.median(t) for p, t in times.items()}
+            med = interleaved_medians(fns, rounds, warmup=10)
             out["configs"][name] = {**{f"{p}_ms": m for p, m in med.items()},
                                     "generate_adds_ms": med["generate"] - med["prefill_forward"]}
     c = out["configs"]

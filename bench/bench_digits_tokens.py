@@ -14,13 +14,13 @@ tokens (``max_crops``) can move latency on this model, next to one that removes 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import functools
 from typing import Any
 
 import pytest
 import torch
 from sysinfo import cpu_model
+from timing import interleaved_medians
 
 from fastctrl.digits import DIGITS_MODEL
 from fastctrl.io import write_json
@@ -58,17 +58,9 @@ def test_language_model_tokens(benchmark: Any, n: int) -> None:
 
 def report(rounds: int) -> dict[str, Any]:
     s = setup()
-    times: dict[int, list[float]] = {n: [] for n in LENGTHS}
     with torch.inference_mode():
-        for _ in range(5):  # warm-up
-            for n in LENGTHS:
-                forward(s, n)
-        for _ in range(rounds):
-            for n in LENGTHS:
-                t0 = time.perf_counter()
-                forward(s, n)
-                times[n].append((time.perf_counter() - t0) * 1e3)
-    med = {n: statistics.median(t) for n, t in times.items()}
+        med = interleaved_medians({n: functools.partial(forward, s, n) for n in LENGTHS},
+                                  rounds, warmup=5)
     return {"cpu": cpu_model(), "torch": torch.__version__, "rounds": rounds,
             "blocks": len(s["lm"].layers), "median_ms": {str(n): m for n, m in med.items()},
             "ratio_to_served": {str(n): m / med[SERVED] for n, m in med.items()}}

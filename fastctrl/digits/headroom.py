@@ -25,15 +25,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .. import cli, io
+from .. import cli
 from ..env.bandit import ProfileEnv
 from ..profile.table import Profile
 from .pages import PageGenerator
+from .report import print_and_write
 
 #: the issue's budget range for the digits loop
 HEADROOM_RATIOS: tuple[float, ...] = (0.35, 0.50, 0.70, 0.85)
@@ -167,11 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         h = headroom(Profile.load(args.profile), args.budget_ratios)
     except (ValueError, FileNotFoundError) as e:
         cli.fail(str(e))
-    md = to_markdown(h)
-    print(md)
-    if args.output:
-        io.write_text(args.output, md + "\n")
-        io.write_json(Path(args.output).with_suffix(".json"), h.to_dict())
+    print_and_write(to_markdown(h), h.to_dict(), args.output)
     return 0
 
 

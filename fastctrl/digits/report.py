@@ -70,6 +70,15 @@ def to_markdown(table: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def print_and_write(md: str, data: Any, output: str | None) -> None:
+    """Print a report's markdown; with ``output``, also write it there and its JSON beside it
+    (``.json``), each atomically."""
+    print(md)
+    if output:
+        io.write_text(output, md + "\n")
+        io.write_json(Path(output).with_suffix(".json"), data)
+
+
 @dataclass
 class DigitsReportArgs:
     """Accuracy per question type x config, and latency, from a digits profile."""
@@ -86,11 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         table = knob_table(Profile.load(args.profile), args.split)
     except (ValueError, FileNotFoundError) as e:
         cli.fail(str(e))
-    md = to_markdown(table)
-    print(md)
-    if args.output:
-        io.write_text(args.output, md + "\n")
-        io.write_json(Path(args.output).with_suffix(".json"), table)
+    print_and_write(to_markdown(table), table, args.output)
     return 0
 
 
