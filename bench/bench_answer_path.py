@@ -1,12 +1,14 @@
-"""generate() against the prefill-forward answer path on the shipped digits VLM.
+"""generate() against the lean answer path on the shipped digits VLM.
 
     pytest bench/bench_answer_path.py --benchmark-only --benchmark-json=answer_path.json
     python bench/bench_answer_path.py [--json answer_path.json] [--rounds 200]
 
-One one-token answer (batch 1, one 64x64 page, one torch thread, CPU) through the hook with
-the config pinned, as the profiler times it: ``generate(max_new_tokens=1)`` vs
-:class:`~fastctrl.inengine.prefill_answer.PrefillAnswer` (the same tokens, checked here), at
-the full and at the cheapest config. pytest-benchmark groups ``answer-<config>``.
+One answer (batch 1, one 64x64 page with a ``list`` question: several answer words, then
+``</s>``; one torch thread, CPU) through the hook with the config pinned, as the profiler
+times it: greedy ``generate()`` with the shipped generation config vs
+:func:`~fastctrl.inengine.greedy_decode.lean_answer_path` (here the cached greedy loop, the
+same tokens, checked here), at the full and at the cheapest config. pytest-benchmark groups
+``answer-<config>``.
 
 The script form interleaves the two paths call by call (load drift hits both alike) and
 prints, per config, the median ms of each, what ``generate()`` adds, and the full / cheapest
@@ -28,11 +30,11 @@ from fastctrl.digits import DIGITS_MODEL
 from fastctrl.digits.model import DigitsModelConfig
 from fastctrl.digits.pages import PageGenerator
 from fastctrl.digits.train import training_space
-from fastctrl.inengine.prefill_answer import PrefillAnswer
+from fastctrl.inengine.greedy_decode import lean_answer_path
 from fastctrl.io import write_json
 from fastctrl.profile.cli import load_model
 
-GEN = dict(max_new_tokens=1, do_sample=False)
+GEN = dict(do_sample=False)  # max_new_tokens: the shipped generation config's
 _STATE: dict[str, Any] = {}
 
 
@@ -41,11 +43,11 @@ def setup() -> dict[str, Any]:
         torch.set_num_threads(1)
         model, proc = load_model(DIGITS_MODEL)
         space = training_space(DigitsModelConfig(**model.config.fastctrl_digits))
-        page = PageGenerator("test", 7).page(0)
+        page = PageGenerator("test", 7, task_types=("list",)).page(0)
         inputs = proc([page.rgb], [page.question])
-        _STATE.update(model=model, inputs=inputs, space=space,
+        _STATE.update(model=model, inputs=inputs, space=space, answer_words=page.answer,
                       handle=hook(model, space=space),
-                      answer=PrefillAnswer.create(model, GEN),
+                      answer=lean_answer_path(model, GEN),
                       configs={"full": space.full().values,
                                "cheapest": space.cheapest().values})
     return _STATE
@@ -54,11 +56,11 @@ def setup() -> dict[str, Any]:
 def paths(s: dict[str, Any]) -> dict[str, Any]:
     model, inputs, answer = s["model"], s["inputs"], s["answer"]
     return {"generate": lambda: model.generate(**inputs, **GEN),
-            "prefill_forward": lambda: answer(inputs)}
+            "lean": lambda: answer(inputs)}
 
 
 @pytest.mark.parametrize("config", ["full", "cheapest"])
-@pytest.mark.parametrize("path", ["generate", "prefill_forward"])
+@pytest.mark.parametrize("path", ["generate", "lean"])
 def test_answer_path(benchmark: Any, config: str, path: str) -> None:
     s = setup()
     s["handle"].pin(s["configs"][config])
@@ -77,12 +79,12 @@ def report(rounds: int) -> dict[str, Any]:
         for name, config in s["configs"].items():
             s["handle"].pin(config)
             fns = paths(s)
-            assert torch.equal(fns["generate"](), fns["prefill_forward"]())
+            assert torch.equal(fns["generate"](), fns["lean"]())
             med = interleaved_medians(fns, rounds, warmup=10)
             out["configs"][name] = {**{f"{p}_ms": m for p, m in med.items()},
-                                    "generate_adds_ms": med["generate"] - med["prefill_forward"]}
+                                    "generate_adds_ms": med["generate"] - med["lean"]}
     c = out["configs"]
-    for p in ("generate", "prefill_forward"):
+    for p in ("generate", "lean"):
         out[f"span_{p}"] = c["full"][f"{p}_ms"] / c["cheapest"][f"{p}_ms"]
     return out
 
@@ -94,10 +96,10 @@ def main() -> None:
     args = ap.parse_args()
     res = report(args.rounds)
     for name, r in res["configs"].items():
-        print(f"{name:>8}: generate {r['generate_ms']:.2f} ms, prefill forward "
-              f"{r['prefill_forward_ms']:.2f} ms (generate adds {r['generate_adds_ms']:.2f} ms)")
+        print(f"{name:>8}: generate {r['generate_ms']:.2f} ms, lean path {r['lean_ms']:.2f} ms "
+              f"(generate adds {r['generate_adds_ms']:.2f} ms)")
     print(f"full / cheapest: {res['span_generate']:.2f}x with generate(), "
-          f"{res['span_prefill_forward']:.2f}x with the prefill forward")
+          f"{res['span_lean']:.2f}x with the lean path")
     if args.json:
         write_json(args.json, res)
 

@@ -6,11 +6,19 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
-from fastctrl.digits.model import BatchEncoder, DigitsModelConfig, build_processor, vocabulary
+from fastctrl.digits.model import (
+    EOS,
+    BatchEncoder,
+    DigitsModelConfig,
+    build_processor,
+    vocabulary,
+)
 from fastctrl.digits.pages import (
     ANSWERS,
     CELL,
+    MAX_ANSWER_WORDS,
     MAX_GRID,
     NO_DIGIT,
     PAGE,
@@ -71,6 +79,8 @@ def _answer(page):
     if page.task_type == "largest":
         return str(present.max())
     line = d[int(q[3]) - 1] if q[2] == "row" else d[:, int(q[3]) - 1]
+    if page.task_type == "list":
+        return " ".join(str(int(x)) for x in line[line >= 0])
     return str(int(line[line >= 0].sum()))
 
 
@@ -84,7 +94,9 @@ def test_answers_are_exact_and_layouts_valid():
         assert 1 <= rows <= MAX_GRID and 1 <= cols <= MAX_GRID
         assert (d >= 0).any(1).all() and (d >= 0).any(0).all(), "an empty row or column"
         assert p.image.shape == (PAGE, PAGE) and p.image.dtype == np.uint8
-        assert p.answer in ANSWERS and p.answer == _answer(p), (p.question, p.digits)
+        words = p.answer.split()
+        assert 1 <= len(words) <= MAX_ANSWER_WORDS and set(words) <= set(ANSWERS), p.answer
+        assert p.answer == _answer(p), (p.question, p.digits)
         seen_tasks.add(p.task_type)
         n_digits.add(p.n_digits)
     assert seen_tasks == set(TASK_TYPES)
@@ -127,23 +139,32 @@ def test_conversations_ask_exact_questions_about_one_page_first_the_served_one()
 
 
 def test_conversation_inputs_put_each_answer_after_its_prompt():
-    """Turn one is the served prompt exactly; each answer position holds ``answer:`` and the
-    next token (teacher-forced) is that turn's answer."""
+    """Turn one is the served prompt exactly; each answer's first target sits at ``answer:``,
+    every answer token (``</s>`` last) is predicted from the position before it and, except
+    the very last ``</s>``, is the next input token (teacher forcing)."""
     cfg = DigitsModelConfig()
     enc = BatchEncoder(build_processor(cfg), cfg)
-    talks = [PageGenerator("train", 0).conversation(i, 3) for i in range(5)]
-    inputs, rows, pos = enc.conversations([p.image for p, _ in talks],
-                                          [[(q, a) for _, q, a in qa] for _, qa in talks])
+    talks = [PageGenerator("train", 0, task_types=("list", "read")).conversation(i, 3)
+             for i in range(6)]
+    inputs, rows, pos, targets = enc.conversations(
+        [p.image for p, _ in talks], [[(q, a) for _, q, a in qa] for _, qa in talks])
     ids, vocab = inputs["input_ids"], vocabulary()
-    assert rows.tolist() == [b for b in range(5) for _ in range(3)]
-    assert (ids[rows, pos] == vocab["answer:"]).all()
-    answers = [a for _, qa in talks for _, _, a in qa]
-    inner = [k for k in range(len(answers)) if k % 3 != 2]  # the last answer is not an input
-    assert ids[rows[inner], pos[inner] + 1].tolist() == [vocab[answers[k]] for k in inner]
+    want = [(b, t) for b, (_, qa) in enumerate(talks) for _, _, a in qa
+            for t in [vocab[w] for w in a.split()] + [EOS]]
+    assert [(int(r), int(t)) for r, t in zip(rows, targets, strict=True)] == want
+    assert any(len(a.split()) > 1 for _, qa in talks for _, _, a in qa)  # multi-word answers
+    last = torch.tensor([k + 1 == len(rows) or rows[k + 1] != rows[k] for k in range(len(rows))])
+    assert (ids[rows[~last], pos[~last] + 1] == targets[~last]).all()
+    assert (pos[last] == ids.shape[1] - 1).all()  # the final </s> is not an input
+    first = torch.tensor([k == 0 or targets[k - 1] == EOS for k in range(len(rows))])
+    assert (ids[rows[first], pos[first]] == vocab["answer:"]).all()
     served = enc([p.image for p, _ in talks], [p.question for p, _ in talks])["input_ids"]
-    for b in range(5):
-        first_turn = ids[b, :pos[3 * b] + 1]
+    for b in range(len(talks)):
+        k = int(torch.nonzero(rows == b)[0])
+        first_turn = ids[b, :pos[k] + 1]
         assert first_turn[first_turn != 0].tolist() == served[b][served[b] != 0].tolist()
+    with pytest.raises(ValueError, match="answer words"):
+        enc.answer_tokens("eleventy")
 
 
 def test_relevant_patches_mark_the_cells_each_question_is_about():
@@ -203,7 +224,7 @@ def test_every_question_word_is_in_the_vocabulary():
     gen = PageGenerator("train", 2)
     for i in range(300):
         p = gen.page(i)
-        assert all(w in vocab for w in p.question.split()) and p.answer in vocab
+        assert all(w in vocab for w in (p.question + " " + p.answer).split())
 
 
 def test_batch_encoder_equals_the_processor():

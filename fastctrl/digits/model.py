@@ -18,12 +18,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .pages import ANSWERS, MAX_GRID, PAGE, grey_to_rgb
+from .pages import ANSWERS, MAX_ANSWER_WORDS, MAX_GRID, PAGE, grey_to_rgb
 
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<image>")
 PAD, BOS, EOS, IMAGE = range(4)
 #: question words; with the answers and the special tokens, the whole vocabulary
-WORDS = ("digit", "at", "row", "column", "is", "there", "a", "how", "many", "largest", "sum",
+WORDS = ("digit", "digits", "at", "row", "column", "is", "there", "a", "how", "many", "largest", "sum",
          "of", "?", "answer:")
 # every count (<= 16 digits) and row / column sum (<= 4 x 9) is an answer word
 assert MAX_GRID * MAX_GRID <= 36 and MAX_GRID * 9 <= 36
@@ -98,8 +98,9 @@ def build_model(cfg: DigitsModelConfig = DigitsModelConfig(), seed: int = 0) -> 
     vocab = model.config.text_config.vocab_size
     gc = model.generation_config
     gc.pad_token_id, gc.bos_token_id, gc.eos_token_id = PAD, BOS, EOS
-    gc.max_new_tokens, gc.do_sample = 1, False
-    # the answer is one word: generation may only emit answer words (and end of sequence)
+    # an answer is 1..MAX_ANSWER_WORDS answer words, then end of sequence; generation may only
+    # emit those
+    gc.max_new_tokens, gc.do_sample = MAX_ANSWER_WORDS + 1, False
     vocab_ids = vocabulary()
     allowed = {vocab_ids[a] for a in ANSWERS} | {EOS}
     gc.suppress_tokens = [i for i in range(vocab) if i not in allowed]
@@ -177,32 +178,42 @@ class BatchEncoder:
         ids, mask = pad_left(seqs)
         return {"input_ids": ids, "attention_mask": mask, "pixel_values": self.pixels(images)}
 
+    def answer_tokens(self, answer: str) -> list[int]:
+        """The tokens generation must emit for ``answer``: its words, then ``</s>``."""
+        words = answer.split()
+        unknown = [w for w in words if w not in self.vocab]
+        if not words or unknown:
+            raise ValueError(f"answer {answer!r}: expected answer words, got unknown {unknown}")
+        return [self.vocab[w] for w in words] + [EOS]
+
     def conversations(self, images: Sequence[np.ndarray],
                       turns: Sequence[Sequence[tuple[str, str]]]
-                      ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-        """Training inputs for multi-turn conversations ``<s> q1 <image>*N answer: a1 q2
-        answer: a2 ...``: ``(inputs, rows, positions)`` with, per answer, the batch row and
-        the position of the ``answer:`` token that predicts it. The first turn is exactly the
-        served prompt."""
-        seqs, where = [], []
+                      ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor,
+                                 torch.Tensor]:
+        """Teacher-forced training inputs for conversations ``<s> q1 <image>*N answer: a1
+        </s> q2 answer: a2 </s> ...`` (an answer being one or more words):
+        ``(inputs, rows, positions, targets)`` with, per answer token (``</s>`` included),
+        its batch row, the position that predicts it and its id. The first turn's prompt is
+        exactly the served one; the last ``</s>`` is a target, not an input."""
+        seqs, where, targets = [], [], []
         for b, qa in enumerate(turns):
             ids: list[int] = []
             for j, (question, answer) in enumerate(qa):
                 prompt = self.prompt_ids(question)
                 # later turns: the question words and answer:, without <s> and the image
                 ids += prompt if j == 0 else [t for t in prompt[1:] if t != IMAGE]
-                where.append((b, len(ids) - 1))
-                if j + 1 < len(qa):
-                    ids.append(self.vocab[answer])
+                tokens = self.answer_tokens(answer)
+                for k, token in enumerate(tokens):
+                    where.append((b, len(ids) - 1))
+                    targets.append(token)
+                    if j + 1 < len(qa) or k + 1 < len(tokens):
+                        ids.append(token)
             seqs.append(ids)
         inputs = self._inputs(images, seqs)
         width = inputs["input_ids"].shape[1]  # left padding shifts every position
         rows = torch.tensor([b for b, _ in where])
         pos = torch.tensor([width - len(seqs[b]) + p for b, p in where])
-        return inputs, rows, pos
-
-    def answer_ids(self, answers: Sequence[str]) -> torch.Tensor:
-        return torch.tensor([self.vocab[a] for a in answers], dtype=torch.long)
+        return inputs, rows, pos, torch.tensor(targets, dtype=torch.long)
 
     def check(self, processor: Any, images: Sequence[np.ndarray], questions: Sequence[str]
               ) -> None:

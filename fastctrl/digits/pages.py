@@ -21,6 +21,9 @@ column of digits), each with exactly one answer, a single word:
 - ``count``: "how many D ?" -> "0".."16"
 - ``largest``: "largest digit ?" -> "0".."9"
 - ``sum``: "sum of row R ?" / "sum of column C ?" -> "0".."36"
+- ``list``: "digits of row R ?" / "digits of column C ?" -> the digits of that row's (column's)
+  filled cells in order, one word each ("3 0 7"): 1 to 4 answer tokens, so that a request's
+  answer length, and with it its decode cost, varies, as it does in serving
 
 Everything is a pure function of ``(split, seed, index)``: page ``i`` of a split and seed is
 the same whatever else is generated.
@@ -47,11 +50,13 @@ SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = (0.6, 0.2, 0.2)
 #: the fixed permutation that assigns scans to splits (never changes with a run's seed)
 SCAN_SPLIT_SEED = 20261201
-TASK_TYPES = ("read", "exists", "count", "largest", "sum")
+TASK_TYPES = ("read", "exists", "count", "largest", "sum", "list")
 #: how often each question type is asked
-TASK_WEIGHTS = (0.35, 0.15, 0.2, 0.15, 0.15)
-#: every answer word (the answer vocabulary of the tokenizer)
+TASK_WEIGHTS = (0.3, 0.12, 0.16, 0.12, 0.12, 0.18)
+#: every answer word (the answer vocabulary of the tokenizer); a ``list`` answer is several
 ANSWERS = tuple(str(i) for i in range(37)) + ("yes", "no")
+#: the most words an answer has (a ``list`` of a full row or column)
+MAX_ANSWER_WORDS = MAX_GRID
 
 
 @dataclass(frozen=True)
@@ -220,7 +225,7 @@ def relevant_patches(question: str, digits: Sequence[Sequence[int]], patch: int)
     """Per ``patch x patch`` patch (raster order), whether the digit under it is one that
     ``question`` is about: the asked cell (``read``), digits equal to the asked one
     (``exists``, ``count``), the largest digits (``largest``), the digits of the asked row or
-    column (``sum``). The dense target of the trainer's question-to-vision-token match loss."""
+    column (``sum``, ``list``). The dense target of the trainer's question-to-vision-token match loss."""
     labels = patch_labels(digits, patch)
     rows, cols = patch_cells(patch)
     has = labels < NO_DIGIT
@@ -231,7 +236,7 @@ def relevant_patches(question: str, digits: Sequence[Sequence[int]], patch: int)
         hit = labels == int(w[-2])
     elif w[:1] == ["largest"]:
         hit = labels == labels[has].max() if has.any() else np.zeros_like(has)
-    elif w[:2] == ["sum", "of"]:
+    elif w[:2] in (["sum", "of"], ["digits", "of"]):
         hit = (rows if w[2] == "row" else cols) == int(w[3]) - 1
     else:
         raise ValueError(f"not a digits question: {question!r}")
@@ -263,6 +268,14 @@ def ask(task: str, digits: np.ndarray, rng: np.random.Generator) -> tuple[str, s
             return f"sum of row {r + 1} ?", str(int(np.maximum(digits[r], 0).sum()))
         c = int(rng.integers(cols))
         return f"sum of column {c + 1} ?", str(int(np.maximum(digits[:, c], 0).sum()))
+    if task == "list":
+        rows, cols = digits.shape
+        if rng.random() < 0.5:
+            r = int(rng.integers(rows))
+            return f"digits of row {r + 1} ?", " ".join(str(int(d)) for d in digits[r] if d >= 0)
+        c = int(rng.integers(cols))
+        return (f"digits of column {c + 1} ?",
+                " ".join(str(int(d)) for d in digits[:, c] if d >= 0))
     raise ValueError(f"task must be one of {TASK_TYPES}, got {task!r}")
 
 

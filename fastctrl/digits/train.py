@@ -115,31 +115,42 @@ def sample_config(space: ActionSpace, rng: np.random.Generator) -> Config:
     return space.config([int(rng.integers(len(space[n].values))) for n in space.names])
 
 
-def encode_batches(encoder: BatchEncoder, pages: list, batch: int = 128
-                   ) -> list[tuple[dict[str, torch.Tensor], torch.Tensor]]:
-    """``(inputs, answer ids)`` per batch of ``pages``, encoded once for every evaluation."""
-    out = []
-    for i in range(0, len(pages), batch):
-        chunk = pages[i:i + batch]
-        out.append((encoder([p.image for p in chunk], [p.question for p in chunk]),
-                     encoder.answer_ids([p.answer for p in chunk])))
-    return out
+Batch = tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def encode_batches(encoder: BatchEncoder, pages: list, batch: int = 128) -> list[Batch]:
+    """Teacher-forced ``(inputs, rows, positions, targets)`` per batch of ``pages``
+    (:meth:`BatchEncoder.conversations`, one turn), encoded once for every evaluation."""
+    return [encoder.conversations([p.image for p in pages[i:i + batch]],
+                                  [[(p.question, p.answer)] for p in pages[i:i + batch]])
+            for i in range(0, len(pages), batch)]
+
+
+def answer_logits(model: Any, inputs: dict[str, torch.Tensor], rows: torch.Tensor,
+                  pos: torch.Tensor, **kwargs: Any) -> tuple[torch.Tensor, Any]:
+    """Logits at each answer token's predicting position, and the model's output."""
+    out = model(**inputs, **kwargs)
+    # a reduced config drops image tokens, all before the first answer token
+    shift = inputs["input_ids"].shape[1] - out.logits.shape[1]
+    return out.logits[rows, pos - shift], out
 
 
 @torch.no_grad()
-def correct(model: Any, handle: Any, batches: list[tuple[dict[str, torch.Tensor], torch.Tensor]],
-            config: Config) -> np.ndarray:
-    """Per page, whether ``config``'s greedy answer is right."""
+def correct(model: Any, handle: Any, batches: list[Batch], config: Config) -> np.ndarray:
+    """Per page, whether ``config``'s greedy answer is right: every answer token (and the
+    closing ``</s>``) the argmax given the right ones before it, which is exactly when greedy
+    decoding emits the whole answer."""
     handle.pin(config)
     right = []
-    for inputs, answers in batches:
-        logits = model(**inputs, logits_to_keep=1).logits[:, -1]
-        right.append((allowed_argmax(model, logits) == answers).numpy())
+    for inputs, rows, pos, targets in batches:
+        logits, _ = answer_logits(model, inputs, rows, pos)
+        wrong = (allowed_argmax(model, logits) != targets).long()
+        n = inputs["input_ids"].shape[0]
+        right.append((torch.zeros(n, dtype=torch.long).index_add(0, rows, wrong) == 0).numpy())
     return np.concatenate(right)
 
 
-def accuracy(model: Any, handle: Any, batches: list[tuple[dict[str, torch.Tensor], torch.Tensor]],
-             config: Config) -> float:
+def accuracy(model: Any, handle: Any, batches: list[Batch], config: Config) -> float:
     return float(correct(model, handle, batches, config).mean())
 
 
@@ -244,9 +255,8 @@ def train(args: DigitsTrainArgs) -> dict[str, Any]:
             talks = [gen.conversation(page_i + j, args.turns) for j in range(args.batch_size)]
             page_i += args.batch_size
             pages = [page for page, _ in talks]
-            inputs, rows, pos = encoder.conversations(
+            inputs, rows, pos, target = encoder.conversations(
                 [p.image for p in pages], [[(q, a) for _, q, a in qa] for _, qa in talks])
-            target = encoder.answer_ids([a for _, qa in talks for _, _, a in qa])
             patch_target = torch.as_tensor(np.stack([patch_labels(p.digits, cfg.patch)
                                                      for p in pages]))
             match_target = torch.as_tensor(np.stack([
@@ -261,12 +271,10 @@ def train(args: DigitsTrainArgs) -> dict[str, Any]:
                 handle.pin(config)
                 projected.clear()
                 dense = j == 0  # the vision side and the layers up to match_layer: full
-                out = model(**inputs, output_hidden_states=dense and args.match_weight > 0)
-                logits = out.logits
-                # a reduced config drops image tokens, all before the first answer
-                shift = inputs["input_ids"].shape[1] - logits.shape[1]
-                loss = torch.nn.functional.cross_entropy(logits[rows, pos - shift].float(),
-                                                         target)
+                logits, out = answer_logits(
+                    model, inputs, rows, pos,
+                    output_hidden_states=dense and args.match_weight > 0)
+                loss = torch.nn.functional.cross_entropy(logits.float(), target)
                 total = loss * (1.0 if j == 0 else args.reduced_weight)
                 if dense and args.aux_weight > 0:
                     aux = aux_head(projected[-1]).flatten(0, 1)

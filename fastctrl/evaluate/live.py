@@ -3,10 +3,11 @@
 For every budget and every request the three policies answer on the hooked model in turn
 (interleaved, so load drift on a shared machine hits them alike): the controller decides
 through the hook's one decision path; the other two are pinned. A request is answered with
-greedy ``generate()``, or, for one-token answers with ``answer_path="auto"``, with the
-prefill forward alone (:class:`~fastctrl.inengine.prefill_answer.PrefillAnswer`, the same
-tokens; the profiler answers the same way). Each run is timed end to end (prefill +
-``max_new_tokens`` decode steps; CUDA events on GPU), its answer scored with the dataset's
+greedy ``generate()``, or, with ``answer_path="auto"``, by the lean path that gives its
+tokens (:func:`~fastctrl.inengine.greedy_decode.lean_answer_path`: the prefill forward alone
+for one-token answers, the cached greedy loop for longer ones; the profiler answers the same
+way), up to ``max_new_tokens``, stopping at the end of sequence. Each run is timed end to end
+(prefill + decode steps; CUDA events on GPU), its answer scored with the dataset's
 metric. Per budget and policy: accuracy, latency p50 / p95, SLO attainment
 (share of requests whose latency is within the budget), the histogram of configs run and,
 for the controller, its share of the forward (``handle.stats``).
@@ -33,7 +34,7 @@ from tqdm.auto import tqdm
 from ..env import ProfileEnv
 from ..env.baselines import StaticPolicy
 from ..inengine import hook
-from ..inengine.prefill_answer import PrefillAnswer
+from ..inengine.greedy_decode import answered_by, lean_answer_path
 from ..policy import Controller
 from ..profile.metrics import Metric
 from ..profile.sweep import CallTimer, Request, check_answer_path, make_decoder
@@ -70,7 +71,8 @@ class LiveResult:
     static_configs: dict[str, dict[str, int]]
     """``"<budget ms>"`` -> the best static config's knob values."""
     answered_by: str = "generate"
-    """``prefill_forward`` or ``generate``: the path every request was answered by."""
+    """``prefill_forward``, ``greedy_decode`` or ``generate``: the path every request was
+    answered by."""
 
 
 def config_key(values: dict[str, int]) -> str:
@@ -112,8 +114,9 @@ def evaluate_live(model: nn.Module, processor: Any, controller: Controller,
     timer = CallTimer(device)
     decode = make_decoder(processor)
     check_answer_path(answer_path)
-    gen = dict(max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, do_sample=False)
-    prefill = PrefillAnswer.create(model, gen) if answer_path == "auto" else None
+    # as the profiler answers: greedy, up to max_new_tokens, stopping at the end of sequence
+    gen = dict(max_new_tokens=max_new_tokens, do_sample=False)
+    prefill = lean_answer_path(model, gen) if answer_path == "auto" else None
     space = controller.space
     full = space.full()
     handle = hook(model, controller, budget_ms=budgets[0], engine=engine)
@@ -173,4 +176,4 @@ def evaluate_live(model: nn.Module, processor: Any, controller: Controller,
     return LiveResult(budgets, reference_ms, metric_name, len(requests), max_new_tokens,
                       per_budget,
                       {f"{b:g}": c.values for b, c in (static or {}).items()},
-                      "generate" if prefill is None else "prefill_forward")
+                      answered_by(prefill))

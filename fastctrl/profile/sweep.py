@@ -5,9 +5,9 @@ For every request (image, prompt, optional answer) and every config of the grid 
 Latin-hypercube sample of it per request, :mod:`fastctrl.profile.configs`), the model answers
 through :func:`fastctrl.hook` with the config pinned, i.e. through exactly the code path a
 controller drives at inference time, one batch of requests at a time. It answers with greedy
-``generate()``, or, for one-token answers (``max_new_tokens=1``, ``answer_path="auto"``),
-with the prefill forward alone (:class:`~fastctrl.inengine.prefill_answer.PrefillAnswer`:
-the same tokens without ``generate()``'s per-call set-up):
+``generate()``, or, with ``answer_path="auto"``, by the lean path that gives its tokens
+without its per-call set-up (:func:`~fastctrl.inengine.greedy_decode.lean_answer_path`: the
+prefill forward alone for ``max_new_tokens=1``, the cached greedy loop for more):
 
 - latency: ``warmup`` untimed rounds, then ``repeats`` timed rounds of the whole request
   (prefill plus ``max_new_tokens`` decode steps), synchronised on GPU; a round runs every
@@ -47,7 +47,8 @@ from tqdm.auto import tqdm
 
 from .. import io
 from ..inengine import hook
-from ..inengine.prefill_answer import ANSWER_PATHS, PrefillAnswer
+from ..inengine.greedy_decode import answered_by, lean_answer_path
+from ..inengine.prefill_answer import ANSWER_PATHS
 from ..space import ActionSpace, Config
 from ..sysinfo import machine
 from .configs import ConfigSampler
@@ -268,7 +269,7 @@ class BatchMeasurer:
         self.cost: dict[str, float] = {"answer_calls": 0, "timed_s": 0.0}
         self.handle = hook(model, space=setup.space, tokens_per_crop=setup.tokens_per_crop)
         self.gen = dict(max_new_tokens=setup.max_new_tokens, do_sample=False)
-        self.prefill_answer = PrefillAnswer.create(model, self.gen) \
+        self.prefill_answer = lean_answer_path(model, self.gen) \
             if setup.answer_path == "auto" else None
 
     def close(self) -> None:
@@ -286,7 +287,7 @@ class BatchMeasurer:
         return {"model": type(self.model).__name__, "family": self.handle.adapter.family,
                 "device": str(self.device), "torch_threads": torch.get_num_threads(),
                 "timer": self.timer.kind, "machine": machine(self.device),
-                "answered_by": "generate" if self.prefill_answer is None else "prefill_forward"}
+                "answered_by": answered_by(self.prefill_answer)}
 
     def measure(self, batch: Sequence[Request]
                 ) -> tuple[list[dict[str, Any]], dict[str, tuple[list[float], list[float]]]]:
