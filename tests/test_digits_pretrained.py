@@ -1,6 +1,7 @@
 """The shipped digits VLM (``--model fastctrl-digits``): it loads like a checkpoint, answers
 test-pool pages it never saw, and each knob costs accuracy. Thresholds sit below what the
-shipped weights measure on these 160 fixed pages, one left-padded batch (MEASURED below), as
+shipped weights measure on these 160 fixed pages, one left-padded batch (measured: 0.888 at the
+full config, read 0.961; 0.288 at max_crops 1, 0.338 at one block, 0.881 at top-k 1), as
 regression guards: a broken processor, template or hook drops them towards chance."""
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def test_shipped_model_reads_unseen_pages_and_every_knob_costs_accuracy(served):
             **{**space.full().values, name: space[name].values[0]}))[0] for name in space.names}
     finally:
         handle.remove()
-    assert full >= 0.7 and per_task["read"] >= 0.85, (full, per_task)
+    assert full >= 0.8 and per_task["read"] >= 0.9, (full, per_task)
     assert lowered["max_crops"] < full - 0.2  # a quarter of the cells
     assert lowered["num_active_blocks"] < full - 0.2  # one block of eight
     assert lowered["top_k"] <= full + 0.02
@@ -87,7 +88,7 @@ def test_the_shipped_profile_loads_by_name_with_its_splits_and_machine():
     assert sidecar["torch_threads"] == 1 and sidecar["machine"]["cpu_count"] >= 1
     # the profiled model is the shipped one: its full config answers most test pages right
     test = prof.split_indices("test")
-    assert prof.quality[test, prof.full_index].mean() >= 0.8
+    assert prof.quality[test, prof.full_index].mean() >= 0.85  # measured 0.925
     assert sidecar["answered_by"] == "greedy_decode"  # how its latencies were measured
 
 
