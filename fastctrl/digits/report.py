@@ -52,8 +52,16 @@ def knob_table(profile: Profile, split: str = "test") -> dict[str, Any]:
     for row in out:
         row["latency_ratio"] = row["latency_p50_ms"] / full
     counts = {t: int((profile.task_types[idx] == t).sum()) for t in tasks}
+    # per question type: answers differ in length, and decode steps with them
+    f, ch = profile.full_index, profile.space.flat_index(profile.space.cheapest().indices)
+    per_task = {}
+    for t in tasks:
+        sel = idx[profile.task_types[idx] == t]
+        hi, lo = (float(np.median(profile.latency[sel, c, :])) for c in (f, ch))
+        per_task[t] = {"full_p50_ms": hi, "cheapest_p50_ms": lo, "span": hi / lo}
     return {"split": split, "requests": len(idx), "requests_per_task": counts, "rows": out,
-            "latency_span": full / min(r["latency_p50_ms"] for r in out)}
+            "latency_span": full / min(r["latency_p50_ms"] for r in out),
+            "latency_span_per_task": per_task}
 
 
 def to_markdown(table: dict[str, Any]) -> str:
@@ -67,6 +75,11 @@ def to_markdown(table: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines.append(f"\n{table['requests']} {table['split']} requests; latency span full / "
                  f"cheapest: {table['latency_span']:.2f}x")
+    spans = table.get("latency_span_per_task")
+    if spans:
+        lines.append("full / cheapest per question type: "
+                     + ", ".join(f"{t} {v['span']:.2f}x ({v['full_p50_ms']:.2f} / "
+                                 f"{v['cheapest_p50_ms']:.2f} ms)" for t, v in spans.items()))
     return "\n".join(lines)
 
 
