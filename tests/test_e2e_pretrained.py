@@ -64,7 +64,7 @@ def test_profile_train_evaluate_from_a_model_directory(family, tmp_path):
                           "--device", "cpu", "--output_dir", str(out), "--quiet"]) == 0
     res = json.loads((out / "live_eval.json").read_text())
     assert res["n_requests"] == 4 and len(res["budgets_ms"]) == 2
-    assert res["answered_by"] == "generate"  # two new tokens: generate() answers
+    assert res["answered_by"] == "greedy_decode"  # two new tokens: the cached greedy loop
     for b in res["per_budget"].values():
         assert set(b) == {"controller", "best_static", "full"}
         for r in b.values():
