@@ -247,6 +247,23 @@ def test_numbers_come_from_the_runs(e5_dir):
     assert "cheapest to train" not in md
 
 
+def test_the_method_chosen_on_validation_comes_from_the_runs_best_validation_points(e5_dir):
+    """The selection a user makes without the test split: each run's best validation point
+    (the policy it serves), averaged over seeds; the report names the winner."""
+    best = {m: [max(h["utility"] for h in _read(e5_dir / "runs" / f"{m}_seed{s}" /
+                                                 "training_stats.json")["history"])
+                for s in (0, 1)] for m in ("lut", "grpo")}
+    means = {m: sum(v) / 2 for m, v in best.items()}
+    sel = _read(e5_dir / "e5_statistics.json")["statistics"]["validation_selection"]
+    for m in means:
+        assert sel["methods"][m]["mean"] == pytest.approx(means[m])
+        assert list(sel["methods"][m]["per_seed"].values()) == best[m]
+    assert sel["chosen"] == max(means, key=means.get)
+    assert sel["ranking"] == sorted(means, key=lambda m: -means[m])
+    assert "Chosen on validation" in (e5_dir / "e5_report.md").read_text()
+    assert f"**{sel['chosen']}**" in (e5_dir / "e5_report.md").read_text()
+
+
 def test_gap_closed_is_the_iqm_of_the_runs(e5_dir, tmp_path):
     out = gap_closed(e5_dir)
     assert set(out) == {"lut", "grpo"}

@@ -81,6 +81,43 @@ def test_profile_train_evaluate_from_a_model_directory(family, tmp_path):
         assert (out / fig).stat().st_size > 1000
 
 
+def test_a_lookup_table_run_is_served_live_through_the_hook(tmp_path):
+    """The lut method trains no controller: its run saves the table, and the live evaluation
+    pins, per request, the config the table gives for its task type and budget."""
+    from collections import Counter
+
+    from fastctrl.evaluate.cli import main as evaluate_main
+    from fastctrl.policy.lookup_table import LookupTablePolicy
+    from fastctrl.profile import main as profile_main
+    from fastctrl.train import main as train_main
+
+    family = "llava-olmoe"
+    model_dir = save_tiny_pretrained(family, tmp_path / "model")
+    train_data = write_jsonl(tmp_path / "train", 10, seed=0)
+    heldout = write_jsonl(tmp_path / "heldout", 4, seed=99)
+    prof = tmp_path / "profile.parquet"
+    assert profile_main(["--model", str(model_dir), "--dataset", str(train_data),
+                         "--grid", json.dumps(GRIDS[family]), "--warmup", "0", "--repeats", "2",
+                         "--max_new_tokens", "2", "--out", str(prof), "--device", "cpu",
+                         "--quiet"]) == 0
+    run = tmp_path / "run"
+    assert train_main(["--method", "lut", "--profile", str(prof), "--output_dir", str(run),
+                       "--max_env_steps", "2000", "--eval_every_steps", "1000", "--quiet"]) == 0
+    table = LookupTablePolicy.from_pretrained(run / "lookup_table")
+    out = tmp_path / "eval"
+    assert evaluate_main(["--controller", str(run), "--model", str(model_dir), "--profile",
+                          str(prof), "--dataset", str(heldout), "--budget_ratios", "0.6", "1.2",
+                          "--max_new_tokens", "2", "--device", "cpu", "--output_dir", str(out),
+                          "--quiet"]) == 0
+    res = json.loads((out / "live_eval.json").read_text())
+    assert res["decided_by"] == "lookup_table"
+    tasks = [json.loads(line)["task_type"] for line in heldout.read_text().splitlines()]
+    for b in res["budgets_ms"]:
+        want = Counter(",".join(f"{k}={v}" for k, v in table.decide(t, b).values.items())
+                       for t in tasks)
+        assert res["per_budget"][f"{b:g}"]["controller"]["configs"] == dict(want)
+
+
 def test_bad_inputs_are_clear(tmp_path, capsys):
     from fastctrl.evaluate.cli import main as evaluate_main
     from fastctrl.profile import main as profile_main

@@ -69,6 +69,23 @@ def training_curves(runs: Runs) -> dict[str, Any]:
             for m, seeds in runs.items()}
 
 
+def validation_selection(runs: Runs) -> dict[str, Any]:
+    """Which method the validation split picks, as a user without the test split would.
+
+    Each run keeps its best validation point (the policy it is evaluated and served with), so
+    a method's validation score is that point's utility, averaged over its seeds; the method
+    with the highest mean is ``chosen``. The test split is not read."""
+    per_method: dict[str, Any] = {}
+    for m, seeds in runs.items():
+        best = {str(seed): max(h.utility for h in r.stats.history)
+                for seed, r in seeds.items() if r.stats.history}
+        per_method[m] = {"per_seed": best, **_mean_std(list(best.values()))}
+    ranked = sorted((m for m in per_method if per_method[m]["mean"] is not None),
+                    key=lambda m: -per_method[m]["mean"])
+    return {"rule": "highest mean over seeds of each run's best validation utility",
+            "chosen": ranked[0] if ranked else None, "ranking": ranked, "methods": per_method}
+
+
 def first_reach(history: list[CurvePoint], ok) -> int | None:
     for h in history:
         if ok(h):
@@ -312,6 +329,7 @@ def statistics(runs: Runs, slo_threshold: float, quality_fraction: float, *, see
     out = summarize(values, metric_specs(budget_keys(runs)),
                     seeds={m: sorted(s) for m, s in runs.items()},
                     baselines=baseline_values(runs), reached=reached, seed=seed, reps=reps)
+    out["validation_selection"] = validation_selection(runs)
     out["method"]["thresholds"] = {"slo_violation_rate_max": slo_threshold,
                                    "quality_fraction_of_full_model": quality_fraction,
                                    "not_reached": "counts as the env-step budget"}

@@ -117,6 +117,12 @@ def report(meta: dict[str, Any], stats: dict[str, Any], findings: list[ClaimResu
         lines.append(f"| {b} (baseline) | " + " | ".join(_cell(stats, k, b) for k in (
             "final_utility", "final_quality", "final_slo_violation", "gap_to_oracle_pct"))
             + " | - |")
+    sel = stats.get("validation_selection")
+    if sel and sel.get("chosen"):
+        lines += ["", "Chosen on validation (the highest mean over seeds of each run's best "
+                  f"validation utility; the test split not read): **{sel['chosen']}**; "
+                  + ", ".join(f"{m} {sel['methods'][m]['mean']:.3f}" for m in sel["ranking"])
+                  + "."]
     poi = stats["probability_of_improvement"]["pairs"]
     if len(methods) > 1:
         lines += ["", "Probability of improvement P(row > column) of final test utility "

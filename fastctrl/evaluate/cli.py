@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from .. import cli, io
 from ..profile.metrics import METRICS
@@ -31,8 +31,9 @@ class EvaluateArgs:
     """Run a trained controller live through fastctrl.hook on held-out requests."""
 
     controller: str
-    """A controller directory (Controller.save_pretrained), or a training run directory
-    holding one in controller/."""
+    """A controller directory (Controller.save_pretrained) or lookup table
+    (LookupTablePolicy.save_pretrained), or a training run directory holding one in
+    controller/ or lookup_table/ (the lut method)."""
     model: str = "tiny-llava-olmoe"
     """The model the controller was trained for: tiny-<family>, a hub id or a save_pretrained
     directory."""
@@ -84,14 +85,24 @@ class EvaluateArgs:
         cli.need_at_least(self, 0, "warmup", "threads")
 
 
-def _controller_dir(path: str) -> Path:
+def _load_policy(path: str) -> Any:
+    """The controller (``Controller.save_pretrained``) or lookup table
+    (``LookupTablePolicy.save_pretrained``) at ``path``, or in the training run directory
+    ``path`` (``controller/``, ``lookup_table/``)."""
+    from ..policy import Controller
+    from ..policy.lookup_table import FORMAT_NAME, RUN_SUBDIR, LookupTablePolicy
+
     p = Path(path)
-    for cand in (p, p / "controller"):
+    for cand in (p, p / "controller", p / RUN_SUBDIR):
         if (cand / "config.json").is_file():
-            return cand
+            meta = io.read_json(cand / "config.json", what="--controller config")
+            if isinstance(meta, dict) and meta.get("format") == FORMAT_NAME:
+                return LookupTablePolicy.from_pretrained(cand)
+            return Controller.from_pretrained(cand).eval()
     raise FileNotFoundError(f"--controller {path}: no controller there (expected config.json "
-                            "written by Controller.save_pretrained, or a run directory with "
-                            "controller/)")
+                            "written by Controller.save_pretrained or "
+                            "LookupTablePolicy.save_pretrained, or a run directory with "
+                            f"controller/ or {RUN_SUBDIR}/)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -100,7 +111,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     import torch
 
-    from ..policy import Controller
     from ..profile.cli import load_model, load_requests
     from ..profile.loading import ModelLoadError
     from ..profile.metrics import resolve_metric
@@ -115,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.threads:
             torch.set_num_threads(args.threads)
-        controller = Controller.from_pretrained(_controller_dir(args.controller)).eval()
+        controller = _load_policy(args.controller)
         # the model and data, loaded exactly as the profiler loads them (tiny weights: seed 0)
         model, processor = load_model(args.model, dtype=args.dtype, device=args.device,
                                       device_map=args.device_map,

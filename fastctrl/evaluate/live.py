@@ -2,7 +2,8 @@
 
 For every budget and every request the three policies answer on the hooked model in turn
 (interleaved, so load drift on a shared machine hits them alike): the controller decides
-through the hook's one decision path; the other two are pinned. A request is answered with
+through the hook's one decision path (a lookup table, which reads no features, by its task
+type x budget cell, pinned inside the timed call); the other two are pinned. A request is answered with
 greedy ``generate()``, or, with ``answer_path="auto"``, by the lean path that gives its
 tokens (:func:`~fastctrl.inengine.greedy_decode.lean_answer_path`: the prefill forward alone
 for one-token answers, the cached greedy loop for longer ones; the profiler answers the same
@@ -36,6 +37,7 @@ from ..env.baselines import StaticPolicy
 from ..inengine import hook
 from ..inengine.greedy_decode import answered_by, lean_answer_path
 from ..policy import Controller
+from ..policy.lookup_table import LookupTablePolicy
 from ..profile.metrics import Metric
 from ..profile.sweep import CallTimer, Request, check_answer_path, make_decoder
 from ..profile.table import Profile
@@ -73,6 +75,9 @@ class LiveResult:
     answered_by: str = "generate"
     """``prefill_forward``, ``greedy_decode`` or ``generate``: the path every request was
     answered by."""
+    decided_by: str = "controller"
+    """``controller`` (through the hook's engine) or ``lookup_table`` (task type x budget
+    bin, pinned): what the ``controller`` policy was."""
 
 
 def config_key(values: dict[str, int]) -> str:
@@ -95,14 +100,19 @@ def static_configs(profile: Profile, budgets_ms: Sequence[float]) -> tuple[dict[
     return out, ref
 
 
-def evaluate_live(model: nn.Module, processor: Any, controller: Controller,
+def evaluate_live(model: nn.Module, processor: Any, controller: Controller | LookupTablePolicy,
                   requests: Sequence[Request], budgets_ms: Sequence[float], metric: Metric,
                   metric_name: str, *, static: dict[float, Config] | None = None,
                   reference_ms: float | None = None, max_new_tokens: int = 4,
                   warmup: int = 1, engine: str = "auto", answer_path: str = "auto",
                   quiet: bool = False) -> LiveResult:
     """Run every request at every budget under the controller, ``static`` (if given) and the
-    full config; see the module docstring. ``answer_path``: ``auto`` or ``generate``."""
+    full config; see the module docstring. ``answer_path``: ``auto`` or ``generate``.
+
+    ``controller`` may be a :class:`~fastctrl.policy.lookup_table.LookupTablePolicy` (the
+    ``lut`` method): it reads no features, so each request's config is looked up from its
+    ``task_type`` and budget inside the timed call and pinned on the hooked model, which
+    applies it as it applies a controller's decision."""
     if not requests:
         raise ValueError("no requests to evaluate")
     budgets = [float(b) for b in budgets_ms]
@@ -119,18 +129,31 @@ def evaluate_live(model: nn.Module, processor: Any, controller: Controller,
     prefill = lean_answer_path(model, gen) if answer_path == "auto" else None
     space = controller.space
     full = space.full()
-    handle = hook(model, controller, budget_ms=budgets[0], engine=engine)
+    table = controller if isinstance(controller, LookupTablePolicy) else None
+    if table is not None:
+        unknown = sorted({str(r.task_type) for r in requests} - set(table.tasks))
+        if unknown:
+            raise ValueError(f"the lookup table knows the task types {table.tasks}; the "
+                             f"requests also have {unknown}")
+        handle = hook(model, space=space)
+    else:
+        handle = hook(model, controller, budget_ms=budgets[0], engine=engine)
     per_budget: dict[str, dict[str, PolicyResult]] = {}
     try:
         def run(req: Request, inputs: dict[str, Any], pin: Config | None, budget: float
                 ) -> tuple[float, float, str]:
+            looked_up = table is not None and pin is None
             handle.pin(pin)
-            if prefill is not None:
-                out, ms = timer.time(lambda: prefill(inputs, budget_ms=budget,
-                                                     task_type=req.task_type))
-            else:
-                out, ms = timer.time(lambda: model.generate(**inputs, **gen, budget_ms=budget,
-                                                       task_type=req.task_type))
+
+            def answer() -> torch.Tensor:
+                if looked_up:  # the table's decision, timed with the answer it serves
+                    handle.pin(table.decide(req.task_type, budget))
+                if prefill is not None:
+                    return prefill(inputs, budget_ms=budget, task_type=req.task_type)
+                return model.generate(**inputs, **gen, budget_ms=budget,
+                                      task_type=req.task_type)
+
+            out, ms = timer.time(answer)
             pred = out[0, inputs["input_ids"].shape[1]:].tolist()
             q = float(metric(decode(pred), req.answer, pred, pred))  # scored on answers
             cfg = config_key(handle.last_config.values)
@@ -176,4 +199,5 @@ def evaluate_live(model: nn.Module, processor: Any, controller: Controller,
     return LiveResult(budgets, reference_ms, metric_name, len(requests), max_new_tokens,
                       per_budget,
                       {f"{b:g}": c.values for b, c in (static or {}).items()},
-                      answered_by(prefill))
+                      answered_by(prefill),
+                      "lookup_table" if table is not None else "controller")

@@ -6,6 +6,8 @@ Outputs in ``output_dir`` (each written atomically):
                          (``torch.load(..., weights_only=True)`` loads it)
   last_checkpoint.pt     everything needed to ``--resume`` (optimizer, RNG states, history)
   controller/            the best controller via ``save_pretrained`` (config.json + safetensors)
+  lookup_table/          the lookup table's instead (``lut`` in table mode; config.json +
+                         safetensors, :class:`~fastctrl.policy.lookup_table.LookupTablePolicy`)
   training_stats.json    :class:`~fastctrl.train.records.TrainingStats`: the curves, one
                          entry per evaluation point, and the cost of training
   training_curves.png    validation utility / SLO violation / quality / p95 vs env_steps
@@ -37,6 +39,7 @@ from ..env import (
     evaluate_policy,
 )
 from ..policy import Controller, ControllerConfig
+from ..policy.lookup_table import RUN_SUBDIR as LOOKUP_TABLE_DIR
 from ..profile.table import Profile
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, diff_configs
@@ -289,6 +292,8 @@ class Run:
         save_checkpoint(best, self.out / "best_checkpoint.pt")
         if self.method.trains_controller:
             self.method.controller.save_pretrained(self.out / "controller")
+        elif (served := self.method.serving_policy()) is not None:
+            served.save_pretrained(self.out / LOOKUP_TABLE_DIR)
         io.write_with(self.out / "training_curves.png",
                       lambda p: plot_training_curves(self.history, val_refs, p,
                                                      title=f"{cfg.method} (validation)"))

@@ -57,6 +57,11 @@ class Method(ABC):
         if self.trains_controller:
             self.optimizer = make_optimizer(self.parameters(), cfg)
 
+    def serving_policy(self) -> Any | None:
+        """What a method that trains no controller serves through the hook (saved beside the
+        run, e.g. the lookup table), or ``None``."""
+        return None
+
     # ------------------------------------------------------------------ to implement
     def setup(self) -> None:
         """One-off work before the first epoch (labels, tables, reference policies)."""

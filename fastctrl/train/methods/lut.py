@@ -23,6 +23,7 @@ import torch
 
 from ...cli import need_at_least
 from ...env import Contexts, ProfileEnv
+from ...policy.lookup_table import LookupTablePolicy
 from .base import Method
 
 PCA_DIMS = 32
@@ -142,6 +143,15 @@ class LookupTable(Method):
                            env.complexity[None, None, :, None])             # [n, k, C, S]
             flat = r.mean(axis=(1, 3)).argmax(1)
         return env.profile.config_indices[flat]
+
+    def serving_policy(self) -> LookupTablePolicy | None:
+        """The table as a server runs it ((task type, budget) -> config); ``knn`` mode reads
+        profile features per neighbour and is served by no hook path: ``None``."""
+        if self.args.lut_mode != "table":
+            return None
+        prof = self.env.profile
+        return LookupTablePolicy.from_flat(prof.space, self.tasks, self.edges, self.table,
+                                           prof.config_indices)
 
     def policy(self, engine: str = "torch"):
         del engine  # a table needs no decision engine; its decide() is timed directly
