@@ -45,18 +45,21 @@ def setup() -> dict[str, Any]:
         space = training_space(DigitsModelConfig(**model.config.fastctrl_digits))
         page = PageGenerator("test", 7, task_types=("list",)).page(0)
         inputs = proc([page.rgb], [page.question])
-        _STATE.update(model=model, inputs=inputs, space=space, answer_words=page.answer,
-                      handle=hook(model, space=space),
-                      answer=lean_answer_path(model, GEN),
-                      configs={"full": space.full().values,
-                               "cheapest": space.cheapest().values})
+        _STATE.update(
+            model=model,
+            inputs=inputs,
+            space=space,
+            answer_words=page.answer,
+            handle=hook(model, space=space),
+            answer=lean_answer_path(model, GEN),
+            configs={"full": space.full().values, "cheapest": space.cheapest().values},
+        )
     return _STATE
 
 
 def paths(s: dict[str, Any]) -> dict[str, Any]:
     model, inputs, answer = s["model"], s["inputs"], s["answer"]
-    return {"generate": lambda: model.generate(**inputs, **GEN),
-            "lean": lambda: answer(inputs)}
+    return {"generate": lambda: model.generate(**inputs, **GEN), "lean": lambda: answer(inputs)}
 
 
 @pytest.mark.parametrize("config", ["full", "cheapest"])
@@ -73,16 +76,22 @@ def test_answer_path(benchmark: Any, config: str, path: str) -> None:
 
 def report(rounds: int) -> dict[str, Any]:
     s = setup()
-    out: dict[str, Any] = {"cpu": cpu_model(), "torch": torch.__version__, "rounds": rounds,
-                           "configs": {}}
+    out: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "torch": torch.__version__,
+        "rounds": rounds,
+        "configs": {},
+    }
     with torch.inference_mode():
         for name, config in s["configs"].items():
             s["handle"].pin(config)
             fns = paths(s)
             assert torch.equal(fns["generate"](), fns["lean"]())
             med = interleaved_medians(fns, rounds, warmup=10)
-            out["configs"][name] = {**{f"{p}_ms": m for p, m in med.items()},
-                                    "generate_adds_ms": med["generate"] - med["lean"]}
+            out["configs"][name] = {
+                **{f"{p}_ms": m for p, m in med.items()},
+                "generate_adds_ms": med["generate"] - med["lean"],
+            }
     c = out["configs"]
     for p in ("generate", "lean"):
         out[f"span_{p}"] = c["full"][f"{p}_ms"] / c["cheapest"][f"{p}_ms"]
@@ -96,10 +105,14 @@ def main() -> None:
     args = ap.parse_args()
     res = report(args.rounds)
     for name, r in res["configs"].items():
-        print(f"{name:>8}: generate {r['generate_ms']:.2f} ms, lean path {r['lean_ms']:.2f} ms "
-              f"(generate adds {r['generate_adds_ms']:.2f} ms)")
-    print(f"full / cheapest: {res['span_generate']:.2f}x with generate(), "
-          f"{res['span_lean']:.2f}x with the lean path")
+        print(
+            f"{name:>8}: generate {r['generate_ms']:.2f} ms, lean path {r['lean_ms']:.2f} ms "
+            f"(generate adds {r['generate_adds_ms']:.2f} ms)"
+        )
+    print(
+        f"full / cheapest: {res['span_generate']:.2f}x with generate(), "
+        f"{res['span_lean']:.2f}x with the lean path"
+    )
     if args.json:
         write_json(args.json, res)
 

@@ -36,15 +36,24 @@ from sysinfo import cpu_model
 from fastctrl.control import MODEL_SIZES, DoubleIntegrator, TinyRecursiveControl, TRCConfig
 
 CHECKPOINT = os.environ.get("FASTCTRL_TRC_CHECKPOINT")
-CASES = [("small", 1000), ("small", 1), ("medium", 1000), ("large", 1000),
-         ("small-generalizing", 1000), ("small-generalizing", 1)]
+CASES = [
+    ("small", 1000),
+    ("small", 1),
+    ("medium", 1000),
+    ("large", 1000),
+    ("small-generalizing", 1000),
+    ("small-generalizing", 1),
+]
 GENERALIZING = {"scale_equivariant": True, "max_num_steps": 20}
 
 
 def build(case: str) -> TinyRecursiveControl:
     size, _, variant = case.partition("-")
-    extra = GENERALIZING if variant == "generalizing" else {
-        "scale_equivariant": False, "max_num_steps": 0}
+    extra = (
+        GENERALIZING
+        if variant == "generalizing"
+        else {"scale_equivariant": False, "max_num_steps": 0}
+    )
     if CHECKPOINT and MODEL_SIZES.get(size) is not None:
         from fastctrl.control.model import load_checkpoint
 
@@ -59,16 +68,24 @@ def states(batch: int) -> np.ndarray:
     return np.random.default_rng(0).uniform(-2, 2, size=(batch, 2)).astype(np.float32)
 
 
-def info(benchmark: Any, provider: str, size: str, batch: int, model: TinyRecursiveControl,
-         threads: int) -> None:
+def info(
+    benchmark: Any, provider: str, size: str, batch: int, model: TinyRecursiveControl, threads: int
+) -> None:
     """``size``: the case, a preset optionally followed by ``-generalizing``."""
     benchmark.group = f"trc-{size}-batch{batch}"
-    benchmark.extra_info.update({
-        "trc_provider": provider, "model_size": size, "batch_size": batch,
-        "num_parameters": model.num_parameters(), "threads": threads, "cpu": cpu_model(),
-        "torch": torch.__version__, "numpy": np.__version__,
-        "weights": "checkpoint" if CHECKPOINT else "random-init",
-    })
+    benchmark.extra_info.update(
+        {
+            "trc_provider": provider,
+            "model_size": size,
+            "batch_size": batch,
+            "num_parameters": model.num_parameters(),
+            "threads": threads,
+            "cpu": cpu_model(),
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "weights": "checkpoint" if CHECKPOINT else "random-init",
+        }
+    )
 
 
 @pytest.mark.parametrize("size,batch", CASES)
@@ -122,8 +139,9 @@ def interleaved(paths: list[str], rounds: int, batch: int = 1000) -> dict[str, n
             onnx = export_onnx(model, Path(tmp) / f"{i}.onnx")
             sess = ort.InferenceSession(str(onnx), opts, providers=["CPUExecutionProvider"])
             runs[f"{path} torch"] = lambda m=model: m(x)
-            runs[f"{path} onnxruntime"] = lambda s=sess: s.run(["controls"],
-                                                               {"initial_states": x.numpy()})
+            runs[f"{path} onnxruntime"] = lambda s=sess: s.run(
+                ["controls"], {"initial_states": x.numpy()}
+            )
         times: dict[str, list[float]] = {k: [] for k in runs}
         with torch.inference_mode():
             for r in range(rounds + 10):  # the first 10 rounds warm up

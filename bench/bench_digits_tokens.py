@@ -37,8 +37,10 @@ def setup() -> dict[str, Any]:
         model, _ = load_model(DIGITS_MODEL)
         lm = model.model.language_model
         gen = torch.Generator().manual_seed(0)
-        _STATE.update(lm=lm, inputs={n: torch.randn(1, n, lm.config.hidden_size, generator=gen)
-                                     for n in LENGTHS})
+        _STATE.update(
+            lm=lm,
+            inputs={n: torch.randn(1, n, lm.config.hidden_size, generator=gen) for n in LENGTHS},
+        )
     return _STATE
 
 
@@ -59,11 +61,17 @@ def test_language_model_tokens(benchmark: Any, n: int) -> None:
 def report(rounds: int) -> dict[str, Any]:
     s = setup()
     with torch.inference_mode():
-        med = interleaved_medians({n: functools.partial(forward, s, n) for n in LENGTHS},
-                                  rounds, warmup=5)
-    return {"cpu": cpu_model(), "torch": torch.__version__, "rounds": rounds,
-            "blocks": len(s["lm"].layers), "median_ms": {str(n): m for n, m in med.items()},
-            "ratio_to_served": {str(n): m / med[SERVED] for n, m in med.items()}}
+        med = interleaved_medians(
+            {n: functools.partial(forward, s, n) for n in LENGTHS}, rounds, warmup=5
+        )
+    return {
+        "cpu": cpu_model(),
+        "torch": torch.__version__,
+        "rounds": rounds,
+        "blocks": len(s["lm"].layers),
+        "median_ms": {str(n): m for n, m in med.items()},
+        "ratio_to_served": {str(n): m / med[SERVED] for n, m in med.items()},
+    }
 
 
 def main() -> None:
@@ -73,8 +81,10 @@ def main() -> None:
     args = ap.parse_args()
     res = report(args.rounds)
     for n in LENGTHS:
-        print(f"L = {n:>3}: {res['median_ms'][str(n)]:6.2f} ms for {res['blocks']} blocks, "
-              f"{res['ratio_to_served'][str(n)]:.2f}x L = {SERVED}")
+        print(
+            f"L = {n:>3}: {res['median_ms'][str(n)]:6.2f} ms for {res['blocks']} blocks, "
+            f"{res['ratio_to_served'][str(n)]:.2f}x L = {SERVED}"
+        )
     if args.json:
         write_json(args.json, res)
 

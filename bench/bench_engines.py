@@ -46,7 +46,8 @@ BATCHES = (1, 16, 256, 1024)
 _C = pytest.importorskip("fastctrl._C", reason="fastctrl._C is not built")
 ISAS = tuple(_C.available_isas())
 PROVIDERS = ("torch-eager", "torch-dynamic-int8", "onnxruntime-dynamic-int8") + tuple(
-    f"fastctrl-int8-{isa}" for isa in ISAS)
+    f"fastctrl-int8-{isa}" for isa in ISAS
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -74,8 +75,9 @@ def _inputs(c: Controller, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
 def macs_per_row(c: Controller) -> int:
     """Multiply-adds of one decision: every Linear's in x out (what an int8 engine computes;
     the budget encoding's sin/cos and the argmax are not counted)."""
-    return sum(m.in_features * m.out_features for m in c.modules()
-               if isinstance(m, torch.nn.Linear))
+    return sum(
+        m.in_features * m.out_features for m in c.modules() if isinstance(m, torch.nn.Linear)
+    )
 
 
 class _TorchDynamicInt8:
@@ -83,7 +85,8 @@ class _TorchDynamicInt8:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.model = torch.ao.quantization.quantize_dynamic(
-                copy.deepcopy(c).eval(), {torch.nn.Linear}, dtype=torch.qint8)
+                copy.deepcopy(c).eval(), {torch.nn.Linear}, dtype=torch.qint8
+            )
         self.names = c.knob_names
 
     @torch.inference_mode()
@@ -110,10 +113,15 @@ class _OrtDynamicInt8:
         img, txt, budget = (torch.from_numpy(a) for a in _inputs(c, 2))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(_Decisions(copy.deepcopy(c).eval()), (img, txt, budget), str(fp32),
-                              input_names=["img", "txt", "budget"], output_names=["decisions"],
-                              dynamic_axes={k: {0: "B"} for k in ("img", "txt", "budget")},
-                              dynamo=False)
+            torch.onnx.export(
+                _Decisions(copy.deepcopy(c).eval()),
+                (img, txt, budget),
+                str(fp32),
+                input_names=["img", "txt", "budget"],
+                output_names=["decisions"],
+                dynamic_axes={k: {0: "B"} for k in ("img", "txt", "budget")},
+                dynamo=False,
+            )
             quant.quantize_dynamic(str(fp32), str(int8), weight_type=quant.QuantType.QInt8)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
@@ -145,8 +153,12 @@ def engines(controller: Controller, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def _versions() -> dict[str, str]:
-    v = {"python": platform.python_version(), "torch": torch.__version__,
-         "numpy": np.__version__, "fastctrl": fastctrl.__version__}
+    v = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "fastctrl": fastctrl.__version__,
+    }
     try:
         import onnxruntime
 
@@ -163,8 +175,14 @@ def _evict_caches() -> None:
     _EVICT[::64] += 1  # touch every line of 64 MiB: pushes the weights out of L1/L2
 
 
-def _run(benchmark: Any, engines: dict[str, Any], controller: Controller, provider: str,
-         batch: int, cache: str) -> None:
+def _run(
+    benchmark: Any,
+    engines: dict[str, Any],
+    controller: Controller,
+    provider: str,
+    batch: int,
+    cache: str,
+) -> None:
     if provider not in engines:
         pytest.skip(f"{provider} is not available here")
     engine = engines[provider]
@@ -173,19 +191,28 @@ def _run(benchmark: Any, engines: dict[str, Any], controller: Controller, provid
     got = np.asarray(engine.decide(img, txt, budget))
     assert got.shape == ref.shape
     benchmark.group = f"decide B={batch} ({cache})"
-    benchmark.extra_info.update({
-        "provider": provider, "batch": batch, "cache": cache, "threads": 1,
-        "macs_per_row": macs_per_row(controller),
-        "torch_threads": torch.get_num_threads(), "cpu": cpu_model(),
-        "isa": getattr(engine, "isa", "n/a"), "available_isas": list(ISAS),
-        "agreement_vs_torch_eager": float((got == ref).mean()), **_versions(),
-    })
+    benchmark.extra_info.update(
+        {
+            "provider": provider,
+            "batch": batch,
+            "cache": cache,
+            "threads": 1,
+            "macs_per_row": macs_per_row(controller),
+            "torch_threads": torch.get_num_threads(),
+            "cpu": cpu_model(),
+            "isa": getattr(engine, "isa", "n/a"),
+            "available_isas": list(ISAS),
+            "agreement_vs_torch_eager": float((got == ref).mean()),
+            **_versions(),
+        }
+    )
     fn: Callable[[], Any] = lambda: engine.decide(img, txt, budget)  # noqa: E731
     if cache == "warm":
         benchmark(fn)
     else:
-        benchmark.pedantic(fn, setup=_evict_caches, rounds=100 if batch == 1 else 20,
-                           warmup_rounds=1)
+        benchmark.pedantic(
+            fn, setup=_evict_caches, rounds=100 if batch == 1 else 20, warmup_rounds=1
+        )
 
 
 @pytest.mark.parametrize("batch", BATCHES)
@@ -194,16 +221,24 @@ def test_decide(benchmark, engines, controller, provider, batch):
     _run(benchmark, engines, controller, provider, batch, "warm")
 
 
-@pytest.mark.parametrize("provider", ("torch-eager", "onnxruntime-dynamic-int8")
-                         + tuple(f"fastctrl-int8-{isa}" for isa in ISAS if isa != "scalar"))
+@pytest.mark.parametrize(
+    "provider",
+    ("torch-eager", "onnxruntime-dynamic-int8")
+    + tuple(f"fastctrl-int8-{isa}" for isa in ISAS if isa != "scalar"),
+)
 def test_decide_cold_cache(benchmark, engines, controller, provider):
     _run(benchmark, engines, controller, provider, 1, "cold")
 
 
 # ---------------------------------------------------------------------------- script: interleaved
-def interleaved(seconds: float, batches: tuple[int, ...], clock: Callable[[], float],
-                providers: tuple[str, ...] | None = None, peak_gmacs: float | None = None,
-                burst_s: float = 0.05) -> dict[str, Any]:
+def interleaved(
+    seconds: float,
+    batches: tuple[int, ...],
+    clock: Callable[[], float],
+    providers: tuple[str, ...] | None = None,
+    peak_gmacs: float | None = None,
+    burst_s: float = 0.05,
+) -> dict[str, Any]:
     """Median decide() time of every provider per batch, providers interleaved: each round
     runs every provider for a burst of about ``burst_s`` (rotating order) and keeps the
     burst's median call time; a provider's result is the median over rounds (about
@@ -221,9 +256,17 @@ def interleaved(seconds: float, batches: tuple[int, ...], clock: Callable[[], fl
     with tempfile.TemporaryDirectory() as d:
         engines = build_engines(controller, Path(d))
     names = [p for p in (providers or PROVIDERS) if p in engines]
-    out: dict[str, Any] = {"cpu": cpu_model(), "available_isas": list(ISAS), "threads": 1,
-                           "clock": clock.__name__, "macs_per_row": macs, "burst_s": burst_s,
-                           "peak_gmacs": peak_gmacs, "versions": _versions(), "batches": {}}
+    out: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "available_isas": list(ISAS),
+        "threads": 1,
+        "clock": clock.__name__,
+        "macs_per_row": macs,
+        "burst_s": burst_s,
+        "peak_gmacs": peak_gmacs,
+        "versions": _versions(),
+        "batches": {},
+    }
     for batch in batches:
         img, txt, budget = _inputs(controller, batch)
         args = (img, txt, budget)
@@ -248,9 +291,12 @@ def interleaved(seconds: float, batches: tuple[int, ...], clock: Callable[[], fl
         med = {p: statistics.median(v) for p, v in bursts.items()}
         rows = {}
         for p in names:
-            row: dict[str, Any] = {"median_us": med[p] * 1e6, "rounds": rounds,
-                                   "calls_per_burst": calls[p],
-                                   "gmacs": batch * macs / med[p] / 1e9}
+            row: dict[str, Any] = {
+                "median_us": med[p] * 1e6,
+                "rounds": rounds,
+                "calls_per_burst": calls[p],
+                "gmacs": batch * macs / med[p] / 1e9,
+            }
             for base in ("torch-eager", "torch-dynamic-int8", "onnxruntime-dynamic-int8"):
                 row[f"speedup_vs_{base}"] = med[base] / med[p] if base in med else None
             row["fraction_of_peak"] = row["gmacs"] / peak_gmacs if peak_gmacs else None
@@ -267,34 +313,56 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description="decide() latency, providers interleaved")
     p.add_argument("--seconds", type=float, default=10.0, help="timing budget per batch")
-    p.add_argument("--clock", choices=("perf_counter", "thread_time"), default="perf_counter",
-                   help="wall time, or this thread's CPU time (excludes time slices lost to "
-                        "other processes; every provider runs on this one thread)")
+    p.add_argument(
+        "--clock",
+        choices=("perf_counter", "thread_time"),
+        default="perf_counter",
+        help="wall time, or this thread's CPU time (excludes time slices lost to "
+        "other processes; every provider runs on this one thread)",
+    )
     p.add_argument("--batches", default=",".join(map(str, BATCHES)))
     p.add_argument("--providers", default=None, help="comma-separated subset")
-    p.add_argument("--peak-gmacs", type=float,
-                   default=float(os.environ["FASTCTRL_PEAK_GMACS"])
-                   if os.environ.get("FASTCTRL_PEAK_GMACS") else None)
+    p.add_argument(
+        "--peak-gmacs",
+        type=float,
+        default=float(os.environ["FASTCTRL_PEAK_GMACS"])
+        if os.environ.get("FASTCTRL_PEAK_GMACS")
+        else None,
+    )
     p.add_argument("--json", default=None, help="also write the report here")
     args = p.parse_args(argv)
-    rep = interleaved(args.seconds, tuple(int(b) for b in args.batches.split(",")),
-                      getattr(time, args.clock),
-                      tuple(args.providers.split(",")) if args.providers else None,
-                      args.peak_gmacs)
+    rep = interleaved(
+        args.seconds,
+        tuple(int(b) for b in args.batches.split(",")),
+        getattr(time, args.clock),
+        tuple(args.providers.split(",")) if args.providers else None,
+        args.peak_gmacs,
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(rep, indent=2) + "\n")
-    print(f"{rep['cpu']}, ISAs {rep['available_isas']}, one thread, clock {rep['clock']}, "
-          f"{rep['macs_per_row']} MACs per row, peak {rep['peak_gmacs']} GMAC/s")
-    print(f"{'provider':28s} {'batch':>5s} {'median us':>11s} {'x eager':>8s} {'x dyn-int8':>10s} "
-          f"{'x ort':>6s} {'GMAC/s':>7s} {'peak':>5s}")
+    print(
+        f"{rep['cpu']}, ISAs {rep['available_isas']}, one thread, clock {rep['clock']}, "
+        f"{rep['macs_per_row']} MACs per row, peak {rep['peak_gmacs']} GMAC/s"
+    )
+    print(
+        f"{'provider':28s} {'batch':>5s} {'median us':>11s} {'x eager':>8s} {'x dyn-int8':>10s} "
+        f"{'x ort':>6s} {'GMAC/s':>7s} {'peak':>5s}"
+    )
     for batch, rows in rep["batches"].items():
         for name, r in rows.items():
-            sp = [f"{v:.2f}" if v else "-" for v in (r["speedup_vs_torch-eager"],
-                                                     r["speedup_vs_torch-dynamic-int8"],
-                                                     r["speedup_vs_onnxruntime-dynamic-int8"])]
+            sp = [
+                f"{v:.2f}" if v else "-"
+                for v in (
+                    r["speedup_vs_torch-eager"],
+                    r["speedup_vs_torch-dynamic-int8"],
+                    r["speedup_vs_onnxruntime-dynamic-int8"],
+                )
+            ]
             fr = f"{100 * r['fraction_of_peak']:.0f}%" if r["fraction_of_peak"] else "-"
-            print(f"{name:28s} {batch:>5s} {r['median_us']:11.1f} {sp[0]:>8s} {sp[1]:>10s} "
-                  f"{sp[2]:>6s} {r['gmacs']:7.1f} {fr:>5s}")
+            print(
+                f"{name:28s} {batch:>5s} {r['median_us']:11.1f} {sp[0]:>8s} {sp[1]:>10s} "
+                f"{sp[2]:>6s} {r['gmacs']:7.1f} {fr:>5s}"
+            )
     return 0
 
 

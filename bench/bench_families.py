@@ -51,8 +51,10 @@ class TowerClock:
     def __init__(self, tower: torch.nn.Module) -> None:
         self.total = 0.0
         self._t0 = 0.0
-        self._h = [tower.register_forward_pre_hook(self._pre),
-                   tower.register_forward_hook(self._post)]
+        self._h = [
+            tower.register_forward_pre_hook(self._pre),
+            tower.register_forward_hook(self._post),
+        ]
 
     def _pre(self, *a: Any) -> None:
         self._t0 = time.thread_time()
@@ -76,8 +78,9 @@ def knob_latencies(family: str, hidden: int, rounds: int) -> dict[str, Any]:
     g = sweep_grids(model)
     full = {n: v[-1] for n, v in g.items()}
     inp = tiny_inputs(model, batch=1, seed=0)
-    variants = [("full", full)] + [(f"{n}={v}", {**full, n: v}) for n, vals in g.items()
-                                   for v in vals[:-1]]
+    variants = [("full", full)] + [
+        (f"{n}={v}", {**full, n: v}) for n, vals in g.items() for v in vals[:-1]
+    ]
     times: dict[str, list[float]] = {name: [] for name, _ in variants}
     tower: dict[str, list[float]] = {name: [] for name, _ in variants}
     clock = TowerClock(a.vision_tower)
@@ -98,9 +101,14 @@ def knob_latencies(family: str, hidden: int, rounds: int) -> dict[str, Any]:
     med = {k: statistics.median(v) for k, v in times.items()}
     tow = {k: statistics.median(v) for k, v in tower.items()}
     return {
-        "family": family, "adapter": a.family, "hidden": int(a.text_dim),
-        "layers": a.num_layers, "moe": a.is_moe, "grids": g,
-        "full_ms": med["full"], "vision_tower_full_ms": tow["full"],
+        "family": family,
+        "adapter": a.family,
+        "hidden": int(a.text_dim),
+        "layers": a.num_layers,
+        "moe": a.is_moe,
+        "grids": g,
+        "full_ms": med["full"],
+        "vision_tower_full_ms": tow["full"],
         "ratio": {k: med[k] / med["full"] for k in med if k != "full"},
         "vision_tower_ms": {k: tow[k] for k in tow if k == "full" or k.startswith("max_crops")},
         "vision_saving": type(a).vision_saving,
@@ -114,8 +122,10 @@ def renormalisation(family: str) -> dict[str, Any] | None:
     if not a.is_moe or not all(getattr(r, "norm_topk_prob", True) is False for r in a.routers):
         return None
     g = sweep_grids(model)
-    prompts = [f"what is shown {w}?" for w in ("here", "now", "left", "right", "up", "down",
-                                              "in the corner", "twice")]
+    prompts = [
+        f"what is shown {w}?"
+        for w in ("here", "now", "left", "right", "up", "down", "in the corner", "twice")
+    ]
     inp = tiny_inputs(model, batch=len(prompts), seed=5, prompts=prompts)
     full_logits = model(**inp).logits
     mask = inp["attention_mask"].bool()
@@ -136,9 +146,11 @@ def renormalisation(family: str) -> dict[str, Any] | None:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = ["| family (tiny) | moe | latency vs full: max_crops 1 / 2 | top_k 1 / mid | "
-             "blocks 1 / half | vision tower ms: full / max_crops 1 |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| family (tiny) | moe | latency vs full: max_crops 1 / 2 | top_k 1 / mid | "
+        "blocks 1 / half | vision tower ms: full / max_crops 1 |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in report["latency"]:
         q = r["ratio"]
         g = r["grids"]
@@ -150,18 +162,26 @@ def markdown(report: dict[str, Any]) -> str:
         tk = g.get("top_k", [])
         topk = f"{f('top_k=1')} / {f(f'top_k={tk[1]}')}" if len(tk) > 2 else "-"
         vt = r["vision_tower_ms"]
-        lines.append(f"| {r['family']} | {'yes' if r['moe'] else 'no'} | "
-                     f"{f('max_crops=1')} / {f('max_crops=2')} | {topk} | "
-                     f"{f('num_active_blocks=1')} / {f(f'num_active_blocks={half}')} | "
-                     f"{vt['full']:.2f} / {vt.get('max_crops=1', float('nan')):.2f} |")
-    lines += ["", "| family (tiny) | top_k | model's rule: rel. L2 / argmax agreement | "
-              "renormalised: rel. L2 / argmax agreement |", "|---|---|---|---|"]
+        lines.append(
+            f"| {r['family']} | {'yes' if r['moe'] else 'no'} | "
+            f"{f('max_crops=1')} / {f('max_crops=2')} | {topk} | "
+            f"{f('num_active_blocks=1')} / {f(f'num_active_blocks={half}')} | "
+            f"{vt['full']:.2f} / {vt.get('max_crops=1', float('nan')):.2f} |"
+        )
+    lines += [
+        "",
+        "| family (tiny) | top_k | model's rule: rel. L2 / argmax agreement | "
+        "renormalised: rel. L2 / argmax agreement |",
+        "|---|---|---|---|",
+    ]
     for r in report["renormalisation"]:
         for k, row in r["top_k"].items():
             m, n = row["model_rule"], row["renormalised"]
-            lines.append(f"| {r['family']} | {k} | {m['rel_l2']:.3f} / "
-                         f"{m['argmax_agreement']:.1%} | {n['rel_l2']:.3f} / "
-                         f"{n['argmax_agreement']:.1%} |")
+            lines.append(
+                f"| {r['family']} | {k} | {m['rel_l2']:.3f} / "
+                f"{m['argmax_agreement']:.1%} | {n['rel_l2']:.3f} / "
+                f"{n['argmax_agreement']:.1%} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -186,8 +206,13 @@ def main() -> None:
     p.add_argument("--markdown", default=None)
     args = p.parse_args()
     fams = args.families or list(tiny_families())
-    report = {"rounds": args.rounds, "threads": 1, "torch": torch.__version__,
-              "latency": [], "renormalisation": []}
+    report = {
+        "rounds": args.rounds,
+        "threads": 1,
+        "torch": torch.__version__,
+        "latency": [],
+        "renormalisation": [],
+    }
     for fam in fams:
         report["latency"].append(knob_latencies(fam, args.hidden, args.rounds))
         if (r := renormalisation(fam)) is not None:

@@ -60,8 +60,7 @@ def setup(family: str, hidden: int = HIDDEN) -> tuple[Any, dict[str, torch.Tenso
 def full_controller(model: Any) -> Controller:
     """A controller whose heads always pick the full config (so only the overhead differs)."""
     a = find_adapter(model)
-    c = Controller(ControllerConfig(image_dim=a.image_dim, text_dim=a.text_dim,
-                                    grids=GRIDS)).eval()
+    c = Controller(ControllerConfig(image_dim=a.image_dim, text_dim=a.text_dim, grids=GRIDS)).eval()
     with torch.no_grad():
         for name, head in c.heads.items():
             head.weight.zero_()
@@ -78,12 +77,12 @@ def forward_fn(model: Any, inputs: dict[str, torch.Tensor]) -> Callable[[], Any]
     return run
 
 
-def generate_fn(model: Any, inputs: dict[str, torch.Tensor], new_tokens: int
-                ) -> Callable[[], Any]:
+def generate_fn(model: Any, inputs: dict[str, torch.Tensor], new_tokens: int) -> Callable[[], Any]:
     def run() -> Any:
         with torch.inference_mode():
-            return model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                                  do_sample=False)
+            return model.generate(
+                **inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False
+            )
 
     return run
 
@@ -134,10 +133,15 @@ class HookTimer:
 
 
 def extra(benchmark: Any, family: str) -> None:
-    benchmark.extra_info.update({
-        "family": family, "threads": torch.get_num_threads(), "batch": 1,
-        "torch": torch.__version__, "cpu": cpu_model(),
-    })
+    benchmark.extra_info.update(
+        {
+            "family": family,
+            "threads": torch.get_num_threads(),
+            "batch": 1,
+            "torch": torch.__version__,
+            "cpu": cpu_model(),
+        }
+    )
 
 
 # ---------------------------------------------------------------------------- pytest-benchmark
@@ -181,8 +185,9 @@ def test_decode_overhead(benchmark: Any, family: str, mode: str) -> None:
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("knob_value", [(k, v) for k, vs in GRIDS.items() for v in vs],
-                         ids=lambda kv: f"{kv[0]}={kv[1]}")
+@pytest.mark.parametrize(
+    "knob_value", [(k, v) for k, vs in GRIDS.items() for v in vs], ids=lambda kv: f"{kv[0]}={kv[1]}"
+)
 def test_knob_latency(benchmark: Any, family: str, knob_value: tuple[str, int]) -> None:
     model, inputs = setup(family)
     knob, value = knob_value
@@ -194,8 +199,9 @@ def test_knob_latency(benchmark: Any, family: str, knob_value: tuple[str, int]) 
 
 
 # ---------------------------------------------------------------------------- script report
-def _interleaved_medians(model: Any, inputs: dict[str, torch.Tensor], rounds: int,
-                         warmup: int = 3) -> tuple[dict[str, float], dict[str, Any]]:
+def _interleaved_medians(
+    model: Any, inputs: dict[str, torch.Tensor], rounds: int, warmup: int = 3
+) -> tuple[dict[str, float], dict[str, Any]]:
     """Median forward ms of every variant, timed round-robin so that load drifting on a shared
     CPU hits every variant alike (timing variants one after another did not: ratios swung by
     2x between runs under a load average of ~6 on 2 cores)."""
@@ -211,8 +217,13 @@ def _interleaved_medians(model: Any, inputs: dict[str, torch.Tensor], rounds: in
     times: dict[str, list[float]] = {name: [] for name, _ in variants}
     ctrl = hook(model, full_controller(model), budget_ms=50.0, engine="auto")
     ctrl.remove()  # built once (engine packing), re-installed per round below
-    info: dict[str, Any] = {"engine": ctrl.engine.kind, "controller_ms": [], "forward_ms": [],
-                            "hook_ms_pinned": [], "hook_ms_controller": []}
+    info: dict[str, Any] = {
+        "engine": ctrl.engine.kind,
+        "controller_ms": [],
+        "forward_ms": [],
+        "hook_ms_pinned": [],
+        "hook_ms_controller": [],
+    }
     with HookTimer() as timer:
         for r in range(warmup + rounds):
             for name, cfg in variants:
@@ -241,8 +252,9 @@ def _interleaved_medians(model: Any, inputs: dict[str, torch.Tensor], rounds: in
     return {k: statistics.median(v) for k, v in times.items()}, info
 
 
-def _decode_medians(model: Any, inputs: dict[str, torch.Tensor], rounds: int,
-                    new_tokens: int, warmup: int = 2) -> dict[str, Any]:
+def _decode_medians(
+    model: Any, inputs: dict[str, torch.Tensor], rounds: int, new_tokens: int, warmup: int = 2
+) -> dict[str, Any]:
     """``generate()`` unhooked vs hooked at the pinned full config, interleaved; the hook's
     callback time per decode step (the prefill's callbacks are measured on their own and
     subtracted)."""
@@ -271,25 +283,37 @@ def _decode_medians(model: Any, inputs: dict[str, torch.Tensor], rounds: int,
                 t["hooked"].append(dt)
                 per_step.append((gen_hook_ms - prefill_hook_ms) / max(steps, 1))
     med = {k: statistics.median(v) for k, v in t.items()}
-    return {"new_tokens": new_tokens, "generate_unhooked_ms": med["unhooked"],
-            "generate_hooked_pinned_full_ms": med["hooked"],
-            "ratio": med["hooked"] / med["unhooked"],
-            "hook_ms_per_decode_step_p50": statistics.median(per_step),
-            "decode_step_ms_unhooked": med["unhooked"] / new_tokens}
+    return {
+        "new_tokens": new_tokens,
+        "generate_unhooked_ms": med["unhooked"],
+        "generate_hooked_pinned_full_ms": med["hooked"],
+        "ratio": med["hooked"] / med["unhooked"],
+        "hook_ms_per_decode_step_p50": statistics.median(per_step),
+        "decode_step_ms_unhooked": med["unhooked"] / new_tokens,
+    }
 
 
 def report(rounds: int, hidden: int, new_tokens: int = NEW_TOKENS) -> dict[str, Any]:
     torch.set_num_threads(1)  # as setup() does; before the clock is chosen
-    out: dict[str, Any] = {"threads": 1, "torch": torch.__version__, "rounds": rounds,
-                           "hidden": hidden, "grids": GRIDS, "cpu": cpu_model(),
-                           "forward_clock": forward_clock().__name__, "callback_clock": "perf_counter",
-                           "families": {}}
+    out: dict[str, Any] = {
+        "threads": 1,
+        "torch": torch.__version__,
+        "rounds": rounds,
+        "hidden": hidden,
+        "grids": GRIDS,
+        "cpu": cpu_model(),
+        "forward_clock": forward_clock().__name__,
+        "callback_clock": "perf_counter",
+        "families": {},
+    }
     for family in FAMILIES:
         model, inputs = setup(family, hidden)
         med, info = _interleaved_medians(model, inputs, rounds)
         full_ms = med["pinned:full"]
-        knob_ms = {k: {str(v): med[f"pinned:{k}={v}"] if v != FULL[k] else full_ms
-                       for v in vals} for k, vals in GRIDS.items()}
+        knob_ms = {
+            k: {str(v): med[f"pinned:{k}={v}"] if v != FULL[k] else full_ms for v in vals}
+            for k, vals in GRIDS.items()
+        }
         ctrl_ms = statistics.median(info["controller_ms"])
         book_ms = statistics.median(info["hook_ms_pinned"])
         out["families"][family] = {
@@ -302,13 +326,17 @@ def report(rounds: int, hidden: int, new_tokens: int = NEW_TOKENS) -> dict[str, 
             "bookkeeping_ms_p50": book_ms,
             "bookkeeping_pct": 100 * book_ms / med["unhooked"],
             "hook_ms_controller_p50": statistics.median(info["hook_ms_controller"]),
-            "controller": {"engine": info["engine"], "controller_ms_p50": ctrl_ms,
-                           "share_p50": statistics.median(
-                               c / f for c, f in zip(info["controller_ms"], info["forward_ms"],
-                                                     strict=True))},
+            "controller": {
+                "engine": info["engine"],
+                "controller_ms_p50": ctrl_ms,
+                "share_p50": statistics.median(
+                    c / f for c, f in zip(info["controller_ms"], info["forward_ms"], strict=True)
+                ),
+            },
             "knob_ms": knob_ms,
-            "knob_ratio_vs_full": {k: {v: ms / full_ms for v, ms in vals.items()}
-                                   for k, vals in knob_ms.items()},
+            "knob_ratio_vs_full": {
+                k: {v: ms / full_ms for v, ms in vals.items()} for k, vals in knob_ms.items()
+            },
             "decode": _decode_medians(model, inputs, max(3, rounds // 3), new_tokens),
         }
     return out
@@ -318,8 +346,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=30)
     p.add_argument("--hidden", type=int, default=HIDDEN, help="text hidden size of the models")
-    p.add_argument("--new-tokens", type=int, default=NEW_TOKENS,
-                   help="generate() length of the decode-step measurement")
+    p.add_argument(
+        "--new-tokens",
+        type=int,
+        default=NEW_TOKENS,
+        help="generate() length of the decode-step measurement",
+    )
     p.add_argument("--json", default=None, help="also write the report here")
     args = p.parse_args(argv)
     rep = report(args.rounds, args.hidden, args.new_tokens)

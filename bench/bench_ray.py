@@ -37,11 +37,22 @@ from sysinfo import cpu_model
 
 from fastctrl.io import write_text
 
-COMPARE = ["--methods", "lut,supervised,grpo", "--seeds", "2", "--synthetic_requests", "400",
-           "--max_env_steps", "10000", "--eval_every_steps", "2500", "--bootstrap_reps", "500",
-           "--quiet"]
-PROFILE = ["--samples", "16", "--warmup", "1", "--repeats", "3", "--max_new_tokens", "4",
-           "--quiet"]
+COMPARE = [
+    "--methods",
+    "lut,supervised,grpo",
+    "--seeds",
+    "2",
+    "--synthetic_requests",
+    "400",
+    "--max_env_steps",
+    "10000",
+    "--eval_every_steps",
+    "2500",
+    "--bootstrap_reps",
+    "500",
+    "--quiet",
+]
+PROFILE = ["--samples", "16", "--warmup", "1", "--repeats", "3", "--max_new_tokens", "4", "--quiet"]
 
 
 def echo(x: Any) -> Any:
@@ -58,8 +69,11 @@ def task_overhead(ray: Any, n: int, cpus: int) -> dict[str, float]:
     for i in range(n):
         ray.get(task.remote(i))
     round_trip = (time.perf_counter() - t0) / n
-    return {"tasks": n, "pipelined_ms_per_task": round(pipelined * 1e3, 3),
-            "round_trip_ms_per_task": round(round_trip * 1e3, 3)}
+    return {
+        "tasks": n,
+        "pipelined_ms_per_task": round(pipelined * 1e3, 3),
+        "round_trip_ms_per_task": round(round_trip * 1e3, 3),
+    }
 
 
 def timed_compare(argv: list[str]) -> dict[str, float]:
@@ -70,19 +84,27 @@ def timed_compare(argv: list[str]) -> dict[str, float]:
     assert main([*argv, "--output_dir", out]) == 0
     total = time.perf_counter() - t0
     meta = json.loads((Path(out) / "e5_statistics.json").read_text())["meta"]
-    return {"runs_s": round(meta["wall_time_s"], 2), "total_s": round(total, 2),
-            "parallel": meta["jobs"]}
+    return {
+        "runs_s": round(meta["wall_time_s"], 2),
+        "total_s": round(total, 2),
+        "parallel": meta["jobs"],
+    }
 
 
 def compare_both_ways(cpus: int) -> dict[str, Any]:
     local = timed_compare([*COMPARE, "--jobs", str(cpus)])
     cold = timed_compare([*COMPARE, "--backend", "ray", "--cpus_per_task", "1"])
     warm = timed_compare([*COMPARE, "--backend", "ray", "--cpus_per_task", "1"])
-    return {"command": "python -m fastctrl.compare " + " ".join(COMPARE),
-            "runs": 6, "local_jobs": local, "ray_cold": cold, "ray_warm": warm,
-            "speedup_runs_cold": round(local["runs_s"] / cold["runs_s"], 3),
-            "speedup_runs_warm": round(local["runs_s"] / warm["runs_s"], 3),
-            "speedup_total_cold": round(local["total_s"] / cold["total_s"], 3)}
+    return {
+        "command": "python -m fastctrl.compare " + " ".join(COMPARE),
+        "runs": 6,
+        "local_jobs": local,
+        "ray_cold": cold,
+        "ray_warm": warm,
+        "speedup_runs_cold": round(local["runs_s"] / cold["runs_s"], 3),
+        "speedup_runs_warm": round(local["runs_s"] / warm["runs_s"], 3),
+        "speedup_total_cold": round(local["total_s"] / cold["total_s"], 3),
+    }
 
 
 def timed_profile(argv: list[str]) -> dict[str, Any]:
@@ -96,21 +118,31 @@ def timed_profile(argv: list[str]) -> dict[str, Any]:
     calls, backend, st = side["cost"]["answer_calls"], side["backend"], side["settings"]
     timed_calls = calls * st["repeats"] // (st["warmup"] + st["repeats"])  # batch size 1
     sweep_s = side["cost"]["wall_s"] - backend.get("startup_s", 0.0)
-    return {"total_s": round(total, 2), "sweep_wall_s": side["cost"]["wall_s"],
-            "startup_s": backend.get("startup_s"), "sweep_after_startup_s": round(sweep_s, 2),
-            "answer_calls": calls, "timed_calls": timed_calls,
-            "timed_s": side["cost"]["timed_s"],
-            "calls_per_s_after_startup": round(calls / sweep_s, 2),
-            "ms_per_timed_call": round(side["cost"]["timed_s"] / timed_calls * 1e3, 2),
-            "workers": backend.get("workers", 1)}
+    return {
+        "total_s": round(total, 2),
+        "sweep_wall_s": side["cost"]["wall_s"],
+        "startup_s": backend.get("startup_s"),
+        "sweep_after_startup_s": round(sweep_s, 2),
+        "answer_calls": calls,
+        "timed_calls": timed_calls,
+        "timed_s": side["cost"]["timed_s"],
+        "calls_per_s_after_startup": round(calls / sweep_s, 2),
+        "ms_per_timed_call": round(side["cost"]["timed_s"] / timed_calls * 1e3, 2),
+        "workers": backend.get("workers", 1),
+    }
 
 
 def profile_both_ways(cpus: int) -> dict[str, Any]:
     local = timed_profile(PROFILE)
     on_ray = timed_profile([*PROFILE, "--backend", "ray", "--num_workers", str(cpus)])
-    return {"command": "python -m fastctrl.profile " + " ".join(PROFILE), "local": local,
-            "ray": on_ray, "speedup_after_startup": round(
-                on_ray["calls_per_s_after_startup"] / local["calls_per_s_after_startup"], 3)}
+    return {
+        "command": "python -m fastctrl.profile " + " ".join(PROFILE),
+        "local": local,
+        "ray": on_ray,
+        "speedup_after_startup": round(
+            on_ray["calls_per_s_after_startup"] / local["calls_per_s_after_startup"], 3
+        ),
+    }
 
 
 def main() -> None:
@@ -129,10 +161,14 @@ def main() -> None:
     t0 = time.perf_counter()
     ray.init(address="local", num_cpus=a.cpus, include_dashboard=False, log_to_driver=False)
     result: dict[str, Any] = {
-        "cpu": cpu_model(), "cpus": a.cpus, "python": sys.version.split()[0],
-        "ray": ray.__version__, "torch": torch.__version__,
+        "cpu": cpu_model(),
+        "cpus": a.cpus,
+        "python": sys.version.split()[0],
+        "ray": ray.__version__,
+        "torch": torch.__version__,
         "ray_init_s": round(time.perf_counter() - t0, 2),
-        "task_overhead": task_overhead(ray, a.tasks, a.cpus)}
+        "task_overhead": task_overhead(ray, a.tasks, a.cpus),
+    }
     if not a.skip_compare:
         result["compare"] = compare_both_ways(a.cpus)
     if not a.skip_profile:

@@ -41,8 +41,9 @@ import torch
 
 from fastctrl import Controller, ControllerConfig, make_engine
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
-                                reason="the GPU benchmark needs a CUDA GPU")
+pytestmark = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="the GPU benchmark needs a CUDA GPU"
+)
 
 BATCHES = (1, 16, 256, 1024, 4096)
 PROVIDERS = ("triton", "triton-kernel", "torch-eager", "torch-compile", "torch-engine")
@@ -63,15 +64,20 @@ def engines(controller: Controller) -> dict[str, Any]:
     triton_engine = make_engine(controller, "triton", device="cuda")
     packed = triton_engine.packed
     views = packed.tensors()
-    tensors = {k: [t.contiguous() for t in v] if isinstance(v, list) else v.contiguous()
-               for k, v in views.items()}
+    tensors = {
+        k: [t.contiguous() for t in v] if isinstance(v, list) else v.contiguous()
+        for k, v in views.items()
+    }
 
     def reference(img: torch.Tensor, txt: torch.Tensor, budget: torch.Tensor) -> torch.Tensor:
         return fused_controller_ref(img, txt, budget, packed, tensors=tensors)[0]
 
-    return {"triton": triton_engine, "torch-engine": make_engine(controller, "torch",
-                                                                 device="cuda"),
-            "torch-eager": reference, "torch-compile": torch.compile(reference)}
+    return {
+        "triton": triton_engine,
+        "torch-engine": make_engine(controller, "torch", device="cuda"),
+        "torch-eager": reference,
+        "torch-compile": torch.compile(reference),
+    }
 
 
 def _inputs(controller: Controller, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,8 +88,9 @@ def _inputs(controller: Controller, batch: int) -> tuple[torch.Tensor, torch.Ten
     return img, txt
 
 
-def _call(provider: str, engines: dict[str, Any], img: torch.Tensor,
-          txt: torch.Tensor) -> Callable[[], torch.Tensor]:
+def _call(
+    provider: str, engines: dict[str, Any], img: torch.Tensor, txt: torch.Tensor
+) -> Callable[[], torch.Tensor]:
     budget = torch.full((img.shape[0],), BUDGET_MS, device="cuda")
     if provider == "triton-kernel":
         from fastctrl.kernels.fused_controller import fused_controller
@@ -100,8 +107,14 @@ def _call(provider: str, engines: dict[str, Any], img: torch.Tensor,
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("provider", PROVIDERS)
-def test_decide(benchmark: Any, controller: Controller, engines: dict[str, Any], provider: str,
-                batch: int, mode: str) -> None:
+def test_decide(
+    benchmark: Any,
+    controller: Controller,
+    engines: dict[str, Any],
+    provider: str,
+    batch: int,
+    mode: str,
+) -> None:
     import triton
 
     if mode == "graph" and provider == "torch-engine":
@@ -118,13 +131,16 @@ def test_decide(benchmark: Any, controller: Controller, engines: dict[str, Any],
     assert agreement >= 0.99, f"{provider} disagrees with torch on {1 - agreement:.2%}"
 
     if mode == "e2e":
+
         def run() -> Any:
             with torch.inference_mode():
                 out = fn()
             torch.cuda.synchronize()
             return out
+
         setup = None
     elif mode == "launch":
+
         def run() -> Any:
             with torch.inference_mode():
                 return fn()
@@ -148,16 +164,24 @@ def test_decide(benchmark: Any, controller: Controller, engines: dict[str, Any],
             graph.replay()
             torch.cuda.synchronize()
             return out
+
         setup = None
 
     benchmark.group = f"{mode} B={batch}"
-    benchmark.extra_info.update({
-        "provider": provider, "batch": batch, "mode": mode,
-        "gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
-        "cuda": torch.version.cuda, "triton": triton.__version__,
-        "python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
-        "agreement_with_torch": agreement,
-    })
+    benchmark.extra_info.update(
+        {
+            "provider": provider,
+            "batch": batch,
+            "mode": mode,
+            "gpu": torch.cuda.get_device_name(),
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+            "triton": triton.__version__,
+            "python": platform.python_version(),
+            "cpu": platform.processor() or platform.machine(),
+            "agreement_with_torch": agreement,
+        }
+    )
     if setup is None:
         benchmark.pedantic(run, rounds=200, iterations=5, warmup_rounds=20)
     else:

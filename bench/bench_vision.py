@@ -37,20 +37,22 @@ _MODELS: dict[tuple[str, int, int], Any] = {}
 VISION_HIDDEN, VISION_LAYERS = 32, 2
 
 
-def setup(family: str, vision_hidden: int = VISION_HIDDEN, vision_layers: int = VISION_LAYERS
-          ) -> tuple[Any, dict[str, torch.Tensor]]:
+def setup(
+    family: str, vision_hidden: int = VISION_HIDDEN, vision_layers: int = VISION_LAYERS
+) -> tuple[Any, dict[str, torch.Tensor]]:
     torch.set_num_threads(1)
     key = (family, vision_hidden, vision_layers)
     if key not in _MODELS:
-        model = build_tiny(family, seed=0, vision_hidden=vision_hidden,
-                           vision_layers=vision_layers)
+        model = build_tiny(family, seed=0, vision_hidden=vision_hidden, vision_layers=vision_layers)
         _MODELS[key] = (model, tiny_inputs(model, batch=1, seed=0))
     return _MODELS[key]
 
 
 def grids(model: Any) -> dict[str, list[int]]:
-    return {"max_crops": list(VALUES),
-            "num_active_blocks": list(range(1, find_adapter(model).num_layers + 1))}
+    return {
+        "max_crops": list(VALUES),
+        "num_active_blocks": list(range(1, find_adapter(model).num_layers + 1)),
+    }
 
 
 class TowerClock:
@@ -60,8 +62,10 @@ class TowerClock:
         self.ms = 0.0
         self.tiles = 0
         self._t0 = 0.0
-        self._h = [tower.register_forward_pre_hook(self._pre, with_kwargs=True),
-                   tower.register_forward_hook(self._post)]
+        self._h = [
+            tower.register_forward_pre_hook(self._pre, with_kwargs=True),
+            tower.register_forward_hook(self._post),
+        ]
 
     def _pre(self, mod: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         pix = kwargs.get("pixel_values", args[0] if args else None)
@@ -124,13 +128,19 @@ def test_vision_time(benchmark: Any, family: str, variant: str) -> None:
         clock.close()
         if h is not None:
             h.remove()
-    benchmark.extra_info.update(vision_tower_ms_p50=statistics.median(tower),
-                                tiles_encoded=tiles[-1], family=family)
+    benchmark.extra_info.update(
+        vision_tower_ms_p50=statistics.median(tower), tiles_encoded=tiles[-1], family=family
+    )
 
 
 # ---------------------------------------------------------------------------- script report
-def measure(family: str, rounds: int, warmup: int = 3, vision_hidden: int = VISION_HIDDEN,
-            vision_layers: int = VISION_LAYERS) -> dict[str, Any]:
+def measure(
+    family: str,
+    rounds: int,
+    warmup: int = 3,
+    vision_hidden: int = VISION_HIDDEN,
+    vision_layers: int = VISION_LAYERS,
+) -> dict[str, Any]:
     model, inputs = setup(family, vision_hidden, vision_layers)
     run = forward_fn(model, inputs)
     clock = TowerClock(find_adapter(model).vision_tower)
@@ -157,9 +167,14 @@ def measure(family: str, rounds: int, warmup: int = 3, vision_hidden: int = VISI
                 total[name].append(dt)
                 tiles[name] = n
     clock.close()
-    return {name: {"vision_tower_ms": statistics.median(tower[name]),
-                   "forward_ms": statistics.median(total[name]), "tiles": tiles[name]}
-            for name, _ in vs}
+    return {
+        name: {
+            "vision_tower_ms": statistics.median(tower[name]),
+            "forward_ms": statistics.median(total[name]),
+            "tiles": tiles[name],
+        }
+        for name, _ in vs
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,19 +185,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    out = {"threads": 1, "torch": torch.__version__, "rounds": args.rounds,
-           "vision_hidden": args.vision_hidden, "vision_layers": args.vision_layers,
-           "families": {}}
+    out = {
+        "threads": 1,
+        "torch": torch.__version__,
+        "rounds": args.rounds,
+        "vision_hidden": args.vision_hidden,
+        "vision_layers": args.vision_layers,
+        "families": {},
+    }
     print(f"vision encoder: hidden {args.vision_hidden}, {args.vision_layers} layers")
-    print(f"{'family':10s} {'variant':12s} {'tiles':>5s} {'vision ms':>10s} {'x unhooked':>10s} "
-          f"{'forward ms':>10s}")
+    print(
+        f"{'family':10s} {'variant':12s} {'tiles':>5s} {'vision ms':>10s} {'x unhooked':>10s} "
+        f"{'forward ms':>10s}"
+    )
     for family in FAMILIES:
-        res = out["families"][family] = measure(family, args.rounds, 3, args.vision_hidden,
-                                                args.vision_layers)
+        res = out["families"][family] = measure(
+            family, args.rounds, 3, args.vision_hidden, args.vision_layers
+        )
         base = res["unhooked"]["vision_tower_ms"]
         for name, r in res.items():
-            print(f"{family:10s} {name:12s} {r['tiles']:5d} {r['vision_tower_ms']:10.3f} "
-                  f"{r['vision_tower_ms'] / base:10.2f} {r['forward_ms']:10.3f}")
+            print(
+                f"{family:10s} {name:12s} {r['tiles']:5d} {r['vision_tower_ms']:10.3f} "
+                f"{r['vision_tower_ms'] / base:10.2f} {r['forward_ms']:10.3f}"
+            )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)

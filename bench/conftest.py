@@ -27,7 +27,8 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Mod
         return None
     patterns = parent.config.getini("python_files")
     if parent.session.isinitpath(file_path) or any(
-            fnmatch.fnmatch(file_path.name, p) for p in patterns):
+        fnmatch.fnmatch(file_path.name, p) for p in patterns
+    ):
         return None  # named on the command line or matched by python_files: pytest collects it
     return pytest.Module.from_parent(parent, path=file_path)
 
@@ -38,10 +39,17 @@ def _medians(config: pytest.Config) -> dict[tuple[str, int, str], tuple[float, f
     out: dict[tuple[str, int, str], tuple[float, float | None]] = {}
     for bench in getattr(session, "benchmarks", None) or []:
         info = bench.extra_info
-        if "provider" in info and "batch" in info and bench.stats is not None and \
-                bench.stats.rounds and "mode" not in info:
+        if (
+            "provider" in info
+            and "batch" in info
+            and bench.stats is not None
+            and bench.stats.rounds
+            and "mode" not in info
+        ):
             out[(info["provider"], int(info["batch"]), info.get("cache", "warm"))] = (
-                bench.stats.median, info.get("macs_per_row"))
+                bench.stats.median,
+                info.get("macs_per_row"),
+            )
     return out
 
 
@@ -51,10 +59,15 @@ def ratios(config: pytest.Config) -> list[dict[str, Any]]:
     med = _medians(config)
     peak = float(os.environ[PEAK_ENV]) if os.environ.get(PEAK_ENV) else None
     rows = []
-    for (provider, batch, cache), (m, macs) in sorted(med.items(),
-                                                      key=lambda kv: (kv[0][2], kv[0][1])):
-        row: dict[str, Any] = {"provider": provider, "batch": batch, "cache": cache,
-                               "median_us": m * 1e6}
+    for (provider, batch, cache), (m, macs) in sorted(
+        med.items(), key=lambda kv: (kv[0][2], kv[0][1])
+    ):
+        row: dict[str, Any] = {
+            "provider": provider,
+            "batch": batch,
+            "cache": cache,
+            "median_us": m * 1e6,
+        }
         for base in BASELINES:
             b = med.get((base, batch, cache))
             row[f"speedup_vs_{base}"] = b[0] / m if b else None
@@ -65,8 +78,9 @@ def ratios(config: pytest.Config) -> list[dict[str, Any]]:
     return rows
 
 
-def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any,
-                                 output_json: dict[str, Any]) -> None:
+def pytest_benchmark_update_json(
+    config: pytest.Config, benchmarks: Any, output_json: dict[str, Any]
+) -> None:
     output_json["fastctrl_ratios"] = ratios(config)
 
 
@@ -76,17 +90,26 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     tr = terminalreporter
     tr.section("decide() medians and speedups (same run)")
-    tr.write_line(f"{'provider':32s} {'batch':>5s} {'cache':>5s} {'median us':>11s} "
-                  f"{'x eager':>8s} {'x dyn-int8':>10s} {'x ort':>7s} {'GMAC/s':>7s} "
-                  f"{'peak':>6s}")
+    tr.write_line(
+        f"{'provider':32s} {'batch':>5s} {'cache':>5s} {'median us':>11s} "
+        f"{'x eager':>8s} {'x dyn-int8':>10s} {'x ort':>7s} {'GMAC/s':>7s} "
+        f"{'peak':>6s}"
+    )
     for r in rows:
-        fmt = [f"{v:.2f}" if v else "-" for v in
-               (r["speedup_vs_torch-eager"], r["speedup_vs_torch-dynamic-int8"],
-                r["speedup_vs_onnxruntime-dynamic-int8"])]
+        fmt = [
+            f"{v:.2f}" if v else "-"
+            for v in (
+                r["speedup_vs_torch-eager"],
+                r["speedup_vs_torch-dynamic-int8"],
+                r["speedup_vs_onnxruntime-dynamic-int8"],
+            )
+        ]
         gm = f"{r['gmacs']:.1f}" if r["gmacs"] else "-"
         fr = f"{100 * r['fraction_of_peak']:.0f}%" if r["fraction_of_peak"] else "-"
-        tr.write_line(f"{r['provider']:32s} {r['batch']:5d} {r['cache']:>5s} "
-                      f"{r['median_us']:11.1f} {fmt[0]:>8s} {fmt[1]:>10s} {fmt[2]:>7s} "
-                      f"{gm:>7s} {fr:>6s}")
+        tr.write_line(
+            f"{r['provider']:32s} {r['batch']:5d} {r['cache']:>5s} "
+            f"{r['median_us']:11.1f} {fmt[0]:>8s} {fmt[1]:>10s} {fmt[2]:>7s} "
+            f"{gm:>7s} {fr:>6s}"
+        )
     if not os.environ.get(PEAK_ENV):
         tr.write_line(f"(set {PEAK_ENV} to the ISA's int8 GMAC/s peak for the fraction column)")

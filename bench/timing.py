@@ -8,8 +8,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 
-def interleaved_medians(fns: Mapping[Any, Callable[[], Any]], rounds: int, warmup: int
-                        ) -> dict[Any, float]:
+def interleaved_medians(
+    fns: Mapping[Any, Callable[[], Any]], rounds: int, warmup: int
+) -> dict[Any, float]:
     """Median ms per callable: ``warmup`` untimed rounds, then ``rounds`` timed ones, every
     round calling each callable once in turn, so load drift hits all of them alike."""
     for _ in range(warmup):

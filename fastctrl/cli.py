@@ -20,12 +20,24 @@ T = TypeVar("T")
 USAGE_ERROR = 2
 
 
-def parse(cls: type[T], argv: Sequence[str] | None = None, *, prog: str,
-          description: str | None = None, default: T | None = None) -> T:
+def parse(
+    cls: type[T],
+    argv: Sequence[str] | None = None,
+    *,
+    prog: str,
+    description: str | None = None,
+    default: T | None = None,
+) -> T:
     """Parse ``argv`` (default: ``sys.argv[1:]``) into a ``cls``; bad values exit with 2."""
     try:
-        return tyro.cli(cls, args=list(sys.argv[1:] if argv is None else argv), prog=prog,
-                        description=description, default=default, use_underscores=True)
+        return tyro.cli(
+            cls,
+            args=list(sys.argv[1:] if argv is None else argv),
+            prog=prog,
+            description=description,
+            default=default,
+            use_underscores=True,
+        )
     except ValueError as e:
         fail(str(e))
 
@@ -47,8 +59,10 @@ def need_at_least(cfg: Any, minimum: float, *names: str) -> None:
     ``--field``)."""
     for name in names:
         v = getattr(cfg, name)
-        need(not isinstance(v, bool) and v == v and v >= minimum,
-             f"--{name} must be >= {minimum}, got {v!r}")
+        need(
+            not isinstance(v, bool) and v == v and v >= minimum,
+            f"--{name} must be >= {minimum}, got {v!r}",
+        )
 
 
 def need_positive(cfg: Any, *names: str) -> None:

@@ -118,8 +118,9 @@ def _build(tp: Any, value: Any, where: str) -> Any:
         return value
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ValueError(f"{where}: expected an object for {tp.__name__}, got "
-                             f"{type(value).__name__}")
+            raise ValueError(
+                f"{where}: expected an object for {tp.__name__}, got {type(value).__name__}"
+            )
         hints = typing.get_type_hints(tp)
         kwargs = {}
         for f in dataclasses.fields(tp):

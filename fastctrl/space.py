@@ -137,11 +137,15 @@ class ActionSpace:
         if not hasattr(indices, "ndim"):
             indices = tuple(int(i) for i in indices)
             if len(indices) != len(self.sizes):
-                raise ValueError(f"a config needs {len(self.sizes)} indices (one per knob "
-                                 f"{self.names}), got {len(indices)}")
+                raise ValueError(
+                    f"a config needs {len(self.sizes)} indices (one per knob "
+                    f"{self.names}), got {len(indices)}"
+                )
         elif indices.ndim == 0 or indices.shape[-1] != len(self.sizes):
-            raise ValueError(f"grid indices must be [..., {len(self.sizes)}] (one column per knob "
-                             f"{self.names}), got shape {list(indices.shape)}")
+            raise ValueError(
+                f"grid indices must be [..., {len(self.sizes)}] (one column per knob "
+                f"{self.names}), got shape {list(indices.shape)}"
+            )
         flat = 0
         for k, size in enumerate(self.sizes):
             col = indices[k] if isinstance(indices, tuple) else indices[..., k]
@@ -168,9 +172,7 @@ class Config:
             )
         for knob, i in zip(self.space.knobs, self.indices, strict=True):
             if not 0 <= i < len(knob):
-                raise ValueError(
-                    f"knob {knob.name!r}: index {i} out of range [0, {len(knob)})"
-                )
+                raise ValueError(f"knob {knob.name!r}: index {i} out of range [0, {len(knob)})")
 
     @property
     def values(self) -> dict[str, int]:

@@ -52,9 +52,15 @@ def machine(device: Any = "cpu") -> dict[str, Any]:
     import torch
     import transformers
 
-    out = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
-           "python": platform.python_version(), "torch": torch.__version__,
-           "transformers": transformers.__version__, **cpu_id()}
+    out = {
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        **cpu_id(),
+    }
     if str(device).startswith("cuda") and torch.cuda.is_available():
         out["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return out

@@ -122,10 +122,10 @@ class PackedController:
         true = self._true_dims
 
         def mat(off: int, rows_p: int, cols_p: int, rows: int, cols: int) -> torch.Tensor:
-            return buf[off:off + rows_p * cols_p].view(rows_p, cols_p)[:rows, :cols].t()
+            return buf[off : off + rows_p * cols_p].view(rows_p, cols_p)[:rows, :cols].t()
 
         def vec(off: int, n: int) -> torch.Tensor:
-            return buf[off:off + n]
+            return buf[off : off + n]
 
         hp = m["HP"]
         t1 = [
@@ -168,11 +168,19 @@ def pack_weights(w: EngineWeights, device: str | torch.device = "cpu") -> Packed
     hp = _pow2(hidden)
     bc = min(BLOCK_C, hp)
     dims = {
-        "D_IMG": d_img, "D_TXT": d_txt, "N_OUT": n_out, "N_HEADS": len(w.head_sizes),
+        "D_IMG": d_img,
+        "D_TXT": d_txt,
+        "N_OUT": n_out,
+        "N_HEADS": len(w.head_sizes),
         "N_TRUNK": n_trunk,
-        "DIP": _ceil_to(d_img, BLOCK_K), "DTP": _ceil_to(d_txt, BLOCK_K),
-        "PIP": _ceil_to(p_img, bc), "PTP": _ceil_to(p_txt, bc),
-        "HP": hp, "EP": _pow2(enc), "NHP": _pow2(n_out), "BLOCK_C": bc,
+        "DIP": _ceil_to(d_img, BLOCK_K),
+        "DTP": _ceil_to(d_txt, BLOCK_K),
+        "PIP": _ceil_to(p_img, bc),
+        "PTP": _ceil_to(p_txt, bc),
+        "HP": hp,
+        "EP": _pow2(enc),
+        "NHP": _pow2(n_out),
+        "BLOCK_C": bc,
         "ENC_SIN": int(w.encoding == ENCODING_SINUSOIDAL),
         "ENC_HALF": len(w.budget_freqs) if w.encoding == ENCODING_SINUSOIDAL else 0,
     }
@@ -187,8 +195,8 @@ def pack_weights(w: EngineWeights, device: str | torch.device = "cpu") -> Packed
     put("TXT_B", w.txt_b, (dims["PTP"],))
     t0 = w.trunk_w[0]
     put("T1_IMG", t0[:, :p_img].T, (dims["PIP"], hp))
-    put("T1_TXT", t0[:, p_img:p_img + p_txt].T, (dims["PTP"], hp))
-    put("T1_ENC", t0[:, p_img + p_txt:].T, (dims["EP"], hp))
+    put("T1_TXT", t0[:, p_img : p_img + p_txt].T, (dims["PTP"], hp))
+    put("T1_ENC", t0[:, p_img + p_txt :].T, (dims["EP"], hp))
     put("T1_B", w.trunk_b[0], (hp,))
     for i in range(1, n_trunk):  # trunk layer i: [hp, hp] weight then [hp] bias
         put(f"TRUNK{i}", w.trunk_w[i].T, (hp, hp))
@@ -218,7 +226,7 @@ def pack_weights(w: EngineWeights, device: str | torch.device = "cpu") -> Packed
     for name, a, shape in segs:
         block = np.zeros(shape, np.float32)
         block[tuple(slice(0, s) for s in a.shape)] = a
-        flat[off:off + block.size] = block.reshape(-1)
+        flat[off : off + block.size] = block.reshape(-1)
         offs[name] = off
         off += block.size
     meta = dict(dims)
@@ -226,8 +234,7 @@ def pack_weights(w: EngineWeights, device: str | torch.device = "cpu") -> Packed
     # trunk layers 1.. are contiguous, HP*HP + HP apart; the kernel derives each from this one
     # (unused, hence any value, when there is a single trunk layer).
     meta["OFF_TRUNK"] = offs.get("TRUNK1", 0)
-    meta.update({"TRUE_p_img": p_img, "TRUE_p_txt": p_txt, "TRUE_hidden": hidden,
-                 "TRUE_enc": enc})
+    meta.update({"TRUE_p_img": p_img, "TRUE_p_txt": p_txt, "TRUE_hidden": hidden, "TRUE_enc": enc})
     buf = torch.from_numpy(flat).to(device)
     return PackedController(buffer=buf, meta=meta, head_sizes=tuple(w.head_sizes))
 
@@ -235,17 +242,44 @@ def pack_weights(w: EngineWeights, device: str | torch.device = "cpu") -> Packed
 # --------------------------------------------------------------------------------------- kernel
 @triton.jit
 def fused_controller_kernel(
-    img_ptr, txt_ptr, budget_ptr, w_ptr, out_ptr, logits_ptr, B,
-    D_IMG: tl.constexpr, D_TXT: tl.constexpr, N_OUT: tl.constexpr, N_HEADS: tl.constexpr,
-    N_TRUNK: tl.constexpr, DIP: tl.constexpr, DTP: tl.constexpr, PIP: tl.constexpr,
-    PTP: tl.constexpr, HP: tl.constexpr, EP: tl.constexpr, NHP: tl.constexpr,
-    ENC_SIN: tl.constexpr, ENC_HALF: tl.constexpr,
-    OFF_IMG_W: tl.constexpr, OFF_IMG_B: tl.constexpr, OFF_TXT_W: tl.constexpr,
-    OFF_TXT_B: tl.constexpr, OFF_T1_IMG: tl.constexpr, OFF_T1_TXT: tl.constexpr,
-    OFF_T1_ENC: tl.constexpr, OFF_T1_B: tl.constexpr, OFF_TRUNK: tl.constexpr,
-    OFF_HEAD_W: tl.constexpr, OFF_HEAD_B: tl.constexpr, OFF_ENC_SCALE: tl.constexpr,
-    OFF_ENC_SHIFT: tl.constexpr, OFF_HEAD_ID: tl.constexpr,
-    BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr,
+    img_ptr,
+    txt_ptr,
+    budget_ptr,
+    w_ptr,
+    out_ptr,
+    logits_ptr,
+    B,
+    D_IMG: tl.constexpr,
+    D_TXT: tl.constexpr,
+    N_OUT: tl.constexpr,
+    N_HEADS: tl.constexpr,
+    N_TRUNK: tl.constexpr,
+    DIP: tl.constexpr,
+    DTP: tl.constexpr,
+    PIP: tl.constexpr,
+    PTP: tl.constexpr,
+    HP: tl.constexpr,
+    EP: tl.constexpr,
+    NHP: tl.constexpr,
+    ENC_SIN: tl.constexpr,
+    ENC_HALF: tl.constexpr,
+    OFF_IMG_W: tl.constexpr,
+    OFF_IMG_B: tl.constexpr,
+    OFF_TXT_W: tl.constexpr,
+    OFF_TXT_B: tl.constexpr,
+    OFF_T1_IMG: tl.constexpr,
+    OFF_T1_TXT: tl.constexpr,
+    OFF_T1_ENC: tl.constexpr,
+    OFF_T1_B: tl.constexpr,
+    OFF_TRUNK: tl.constexpr,
+    OFF_HEAD_W: tl.constexpr,
+    OFF_HEAD_B: tl.constexpr,
+    OFF_ENC_SCALE: tl.constexpr,
+    OFF_ENC_SHIFT: tl.constexpr,
+    OFF_HEAD_ID: tl.constexpr,
+    BLOCK_B: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    BLOCK_C: tl.constexpr,
     STORE_LOGITS: tl.constexpr,
 ):
     pid = tl.program_id(0)
@@ -262,8 +296,11 @@ def fused_controller_kernel(
         h = tl.zeros((BLOCK_B, BLOCK_C), dtype=tl.float32)
         for k in range(0, DIP, BLOCK_K):
             cols = k + kk
-            x = tl.load(img_ptr + rows64[:, None] * D_IMG + cols[None, :],
-                        mask=rmask[:, None] & (cols < D_IMG)[None, :], other=0.0)
+            x = tl.load(
+                img_ptr + rows64[:, None] * D_IMG + cols[None, :],
+                mask=rmask[:, None] & (cols < D_IMG)[None, :],
+                other=0.0,
+            )
             w = tl.load(w_ptr + OFF_IMG_W + cols[:, None] * PIP + (c + cc)[None, :])
             h += tl.dot(x.to(tl.float32), w, input_precision="ieee")
         h = tl.maximum(h + tl.load(w_ptr + OFF_IMG_B + c + cc)[None, :], 0.0)
@@ -273,8 +310,11 @@ def fused_controller_kernel(
         h = tl.zeros((BLOCK_B, BLOCK_C), dtype=tl.float32)
         for k in range(0, DTP, BLOCK_K):
             cols = k + kk
-            x = tl.load(txt_ptr + rows64[:, None] * D_TXT + cols[None, :],
-                        mask=rmask[:, None] & (cols < D_TXT)[None, :], other=0.0)
+            x = tl.load(
+                txt_ptr + rows64[:, None] * D_TXT + cols[None, :],
+                mask=rmask[:, None] & (cols < D_TXT)[None, :],
+                other=0.0,
+            )
             w = tl.load(w_ptr + OFF_TXT_W + cols[:, None] * PTP + (c + cc)[None, :])
             h += tl.dot(x.to(tl.float32), w, input_precision="ieee")
         h = tl.maximum(h + tl.load(w_ptr + OFF_TXT_B + c + cc)[None, :], 0.0)
@@ -286,8 +326,10 @@ def fused_controller_kernel(
     bud = tl.load(budget_ptr + rows, mask=rmask, other=1.0).to(tl.float32)
     if ENC_SIN:
         bud = tl.log(bud)
-    ang = bud[:, None] * tl.load(w_ptr + OFF_ENC_SCALE + ee)[None, :] \
+    ang = (
+        bud[:, None] * tl.load(w_ptr + OFF_ENC_SCALE + ee)[None, :]
         + tl.load(w_ptr + OFF_ENC_SHIFT + ee)[None, :]
+    )
     if ENC_SIN:
         # Explicit 2*pi range reduction (Cody-Waite, 6.28125 has 8 significant bits so
         # n * 6.28125 is exact for |n| < 2**16): the GPU's fast sin/cos are accurate on
@@ -332,8 +374,11 @@ def fused_controller_kernel(
         logits = tl.dot(z, wh, input_precision="ieee")
     logits += tl.load(w_ptr + OFF_HEAD_B + oo)[None, :]
     if STORE_LOGITS:
-        tl.store(logits_ptr + rows64[:, None] * N_OUT + oo[None, :], logits,
-                 mask=rmask[:, None] & (oo < N_OUT)[None, :])
+        tl.store(
+            logits_ptr + rows64[:, None] * N_OUT + oo[None, :],
+            logits,
+            mask=rmask[:, None] & (oo < N_OUT)[None, :],
+        )
 
     # ---- per-head argmax (first index on ties, as torch) -------------------------------
     head_id = tl.load(w_ptr + OFF_HEAD_ID + oo).to(tl.int32)  # -1 on padding columns
@@ -371,9 +416,15 @@ def get_kernel() -> Any:
 _FEATURE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
-def fused_controller(image: torch.Tensor, text: torch.Tensor, budget: torch.Tensor,
-                     packed: PackedController, *, return_logits: bool = False,
-                     block_b: int = BLOCK_B) -> Any:
+def fused_controller(
+    image: torch.Tensor,
+    text: torch.Tensor,
+    budget: torch.Tensor,
+    packed: PackedController,
+    *,
+    return_logits: bool = False,
+    block_b: int = BLOCK_B,
+) -> Any:
     """Decisions ``[B, n_heads]`` int64 in ONE kernel launch (and fp32 logits if asked).
 
     ``image`` ``[B, image_dim]`` / ``text`` ``[B, text_dim]``: contiguous fp32, fp16 or bf16 on
@@ -385,22 +436,34 @@ def fused_controller(image: torch.Tensor, text: torch.Tensor, budget: torch.Tens
         if x.dtype not in _FEATURE_DTYPES:
             raise TypeError(f"{name} must be float32, float16 or bfloat16, got {x.dtype}")
         if x.ndim != 2 or x.shape[0] != batch or x.shape[1] != dim or not x.is_contiguous():
-            raise ValueError(f"{name} must be a contiguous [{batch}, {dim}] tensor, got "
-                             f"{list(x.shape)} (contiguous={x.is_contiguous()})")
+            raise ValueError(
+                f"{name} must be a contiguous [{batch}, {dim}] tensor, got "
+                f"{list(x.shape)} (contiguous={x.is_contiguous()})"
+            )
         if x.device != packed.device:
             raise ValueError(f"{name} is on {x.device}, the packed weights on {packed.device}")
     if budget.shape != (batch,) or budget.device != packed.device or not budget.is_contiguous():
-        raise ValueError(f"budget must be a contiguous [{batch}] tensor on {packed.device}, got "
-                         f"{list(budget.shape)} on {budget.device}")
+        raise ValueError(
+            f"budget must be a contiguous [{batch}] tensor on {packed.device}, got "
+            f"{list(budget.shape)} on {budget.device}"
+        )
     if block_b < 16 or block_b & (block_b - 1):
         raise ValueError(f"block_b must be a power of two >= 16 (tl.dot M), got {block_b}")
     out = torch.empty((batch, packed.n_heads), dtype=torch.int64, device=image.device)
-    logits = (torch.empty((batch, packed.meta["N_OUT"]), dtype=torch.float32, device=image.device)
-              if return_logits else out)
+    logits = (
+        torch.empty((batch, packed.meta["N_OUT"]), dtype=torch.float32, device=image.device)
+        if return_logits
+        else out
+    )
     grid = (triton.cdiv(batch, block_b),)
     args = (image, text, budget, packed.buffer, out, logits, batch)
-    kwargs = dict(packed.kernel_constexprs, BLOCK_B=block_b, BLOCK_K=BLOCK_K,
-                  STORE_LOGITS=return_logits, num_warps=NUM_WARPS)
+    kwargs = dict(
+        packed.kernel_constexprs,
+        BLOCK_B=block_b,
+        BLOCK_K=BLOCK_K,
+        STORE_LOGITS=return_logits,
+        num_warps=NUM_WARPS,
+    )
     dev = image.device
     if dev.type == "cuda" and dev.index is not None and dev.index != torch.cuda.current_device():
         with torch.cuda.device(dev):  # triton launches on the current device
@@ -411,11 +474,14 @@ def fused_controller(image: torch.Tensor, text: torch.Tensor, budget: torch.Tens
 
 
 # ------------------------------------------------------------------------------------ reference
-def fused_controller_ref(image: torch.Tensor, text: torch.Tensor, budget: torch.Tensor,
-                         packed: PackedController,
-                         compute_dtype: torch.dtype = torch.float32,
-                         tensors: dict[str, Any] | None = None) -> tuple[torch.Tensor,
-                                                                         torch.Tensor]:
+def fused_controller_ref(
+    image: torch.Tensor,
+    text: torch.Tensor,
+    budget: torch.Tensor,
+    packed: PackedController,
+    compute_dtype: torch.dtype = torch.float32,
+    tensors: dict[str, Any] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Pure-torch reference: ``(decisions [B, n_heads] int64, logits [B, n_out])``.
 
     ``compute_dtype=float32`` is the spec. Another dtype runs the same math with weights,
@@ -447,6 +513,6 @@ def fused_controller_ref(image: torch.Tensor, text: torch.Tensor, budget: torch.
     logits = lin(z, t["head_w"], t["head_b"])
     dec, o = [], 0
     for s in packed.head_sizes:
-        dec.append(logits[:, o:o + s].argmax(dim=1))
+        dec.append(logits[:, o : o + s].argmax(dim=1))
         o += s
     return torch.stack(dec, dim=1), logits

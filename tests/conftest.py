@@ -44,9 +44,18 @@ def controller() -> Controller:
 def small_controller() -> Controller:
     """Odd sizes on purpose: feature dims that are not multiples of any block size."""
     torch.manual_seed(1)
-    cfg = ControllerConfig(image_dim=37, text_dim=91, image_proj_dim=24, text_proj_dim=40,
-                           hidden_dim=48, grids={"max_crops": [1, 2, 4], "top_k": [1, 2, 4, 8],
-                                                 "num_active_blocks": [4, 6, 8, 10, 12]})
+    cfg = ControllerConfig(
+        image_dim=37,
+        text_dim=91,
+        image_proj_dim=24,
+        text_proj_dim=40,
+        hidden_dim=48,
+        grids={
+            "max_crops": [1, 2, 4],
+            "top_k": [1, 2, 4, 8],
+            "num_active_blocks": [4, 6, 8, 10, 12],
+        },
+    )
     return Controller(cfg).eval()
 
 

@@ -21,8 +21,7 @@ def make_controller(model, pick: dict[str, int] | None = None, seed: int = 0) ->
     a = find_adapter(model)
     grids = grids_for(model)
     torch.manual_seed(seed)
-    c = Controller(ControllerConfig(image_dim=a.image_dim, text_dim=a.text_dim,
-                                    grids=grids)).eval()
+    c = Controller(ControllerConfig(image_dim=a.image_dim, text_dim=a.text_dim, grids=grids)).eval()
     if pick is not None:
         with torch.no_grad():
             for name, head in c.heads.items():
@@ -84,8 +83,11 @@ def moe_layers(model) -> list[int]:
     layer: text and vision experts, each routing its own tokens)."""
     a = find_adapter(model)
     routers = {id(r) for r in a.routers}
-    return [i for i, layer in enumerate(a.decoder_layers)
-            if any(id(m) in routers for m in layer.modules())]
+    return [
+        i
+        for i, layer in enumerate(a.decoder_layers)
+        if any(id(m) in routers for m in layer.modules())
+    ]
 
 
 def router_layer(model) -> dict[int, int]:

@@ -21,14 +21,38 @@ from fastctrl.compare.gap_closed import main as gap_closed_main
 from fastctrl.compare.report import report
 from fastctrl.train.methods import METHODS
 
-ARGS = ["--methods", "lut,grpo", "--seeds", "2", "--jobs", "1", "--synthetic_requests", "300",
-        "--max_env_steps", "12000", "--eval_every_steps", "4000", "--bootstrap_reps", "500",
-        "--quiet"]
-OUTPUTS = ["e5_training_curves.json", "e5_sample_efficiency.json", "e5_final_frontiers.json",
-           "e5_overhead_analysis.json", "e5_stability_analysis.json", "e5_statistics.json",
-           "e5_report.md", "figures/e5_learning_curves.png", "figures/e5_sample_efficiency.png",
-           "figures/e5_final_frontiers.png", "figures/e5_final_utility.png",
-           "figures/e5_overhead_comparison.png", "figures/e5_stability.png"]
+ARGS = [
+    "--methods",
+    "lut,grpo",
+    "--seeds",
+    "2",
+    "--jobs",
+    "1",
+    "--synthetic_requests",
+    "300",
+    "--max_env_steps",
+    "12000",
+    "--eval_every_steps",
+    "4000",
+    "--bootstrap_reps",
+    "500",
+    "--quiet",
+]
+OUTPUTS = [
+    "e5_training_curves.json",
+    "e5_sample_efficiency.json",
+    "e5_final_frontiers.json",
+    "e5_overhead_analysis.json",
+    "e5_stability_analysis.json",
+    "e5_statistics.json",
+    "e5_report.md",
+    "figures/e5_learning_curves.png",
+    "figures/e5_sample_efficiency.png",
+    "figures/e5_final_frontiers.png",
+    "figures/e5_final_utility.png",
+    "figures/e5_overhead_comparison.png",
+    "figures/e5_stability.png",
+]
 
 
 # ---------------------------------------------------------------------------- statistics
@@ -68,9 +92,9 @@ def test_probability_of_improvement():
     e = S.probability_of_improvement(x, y, key="xy")
     assert e.point == pytest.approx(rly.probability_of_improvement(x[:, None], y[:, None]))
     assert 0.3 < e.point < 0.7 and e.low < 0.5 < e.high
-    assert S._poi_along(np.array([[1.0, 2.0]]), np.array([[2.0, 0.0]]))[0] == \
-        pytest.approx(rly.probability_of_improvement(np.array([[1.0], [2.0]]),
-                                                     np.array([[2.0], [0.0]])))
+    assert S._poi_along(np.array([[1.0, 2.0]]), np.array([[2.0, 0.0]]))[0] == pytest.approx(
+        rly.probability_of_improvement(np.array([[1.0], [2.0]]), np.array([[2.0], [0.0]]))
+    )
 
 
 def test_compare_says_not_distinguishable_when_intervals_overlap():
@@ -87,69 +111,119 @@ def test_compare_says_not_distinguishable_when_intervals_overlap():
 # ---------------------------------------------------------------------------- findings, report
 def _stats(values: dict[str, dict[str, list[float]]], baselines=None) -> dict:
     seeds = {m: list(range(len(v))) for m, v in values["final_utility"].items()}
-    return summarize(values, metric_specs([]), seeds=seeds, baselines=baselines or {},
-                     reps=500)
+    return summarize(values, metric_specs([]), seeds=seeds, baselines=baselines or {}, reps=500)
 
 
-GRPO_LOW = {"final_utility": {"grpo": [0.60, 0.61, 0.62, 0.60, 0.61],
-                              "ppo": [0.70, 0.71, 0.72, 0.70, 0.71],
-                              "lut": [0.55, 0.75, 0.60, 0.72, 0.58]},
-            "gap_to_oracle_pct": {"grpo": [3.0, 3.5, 4.0, 3.2, 3.8]}}
+GRPO_LOW = {
+    "final_utility": {
+        "grpo": [0.60, 0.61, 0.62, 0.60, 0.61],
+        "ppo": [0.70, 0.71, 0.72, 0.70, 0.71],
+        "lut": [0.55, 0.75, 0.60, 0.72, 0.58],
+    },
+    "gap_to_oracle_pct": {"grpo": [3.0, 3.5, 4.0, 3.2, 3.8]},
+}
 
 
 def test_claims_are_checked_against_the_data():
-    stats = _stats(GRPO_LOW, baselines={"best_static": {"final_utility": {
-        "value": 0.5, "spread": 0.0, "n_runs": 15}}})
-    claims = [Claim("grpo best", "final_utility", "grpo", "best"),
-              Claim("ppo best", "final_utility", "ppo", "best"),
-              Claim("ppo best of ppo, grpo", "final_utility", "ppo", "best", among=["grpo"]),
-              Claim("lut beats grpo", "final_utility", "lut", "better_than", other="grpo"),
-              Claim("grpo beats static", "final_utility", "grpo", "better_than",
-                    other="best_static"),
-              Claim("within 5%", "gap_to_oracle_pct", "grpo", "at_most", value=5.0),
-              Claim("within 3.5%", "gap_to_oracle_pct", "grpo", "at_most", value=3.5),
-              Claim("within 2%", "gap_to_oracle_pct", "grpo", "at_most", value=2.0),
-              Claim("dpo best", "final_utility", "dpo", "best"),
-              Claim("no such metric", "wall_clock", "grpo", "best")]
+    stats = _stats(
+        GRPO_LOW,
+        baselines={"best_static": {"final_utility": {"value": 0.5, "spread": 0.0, "n_runs": 15}}},
+    )
+    claims = [
+        Claim("grpo best", "final_utility", "grpo", "best"),
+        Claim("ppo best", "final_utility", "ppo", "best"),
+        Claim("ppo best of ppo, grpo", "final_utility", "ppo", "best", among=["grpo"]),
+        Claim("lut beats grpo", "final_utility", "lut", "better_than", other="grpo"),
+        Claim("grpo beats static", "final_utility", "grpo", "better_than", other="best_static"),
+        Claim("within 5%", "gap_to_oracle_pct", "grpo", "at_most", value=5.0),
+        Claim("within 3.5%", "gap_to_oracle_pct", "grpo", "at_most", value=3.5),
+        Claim("within 2%", "gap_to_oracle_pct", "grpo", "at_most", value=2.0),
+        Claim("dpo best", "final_utility", "dpo", "best"),
+        Claim("no such metric", "wall_clock", "grpo", "best"),
+    ]
     got = [r.status for r in check_findings(stats, Findings(claims))]
-    assert got == ["contradicted", "not distinguishable", "held", "not distinguishable",
-                   "held", "held", "not distinguishable", "contradicted", "not tested",
-                   "not tested"]
+    assert got == [
+        "contradicted",
+        "not distinguishable",
+        "held",
+        "not distinguishable",
+        "held",
+        "held",
+        "not distinguishable",
+        "contradicted",
+        "not tested",
+        "not tested",
+    ]
 
 
 def test_report_answers_and_findings_follow_the_data():
     claim = Claim("GRPO has the best final test utility", "final_utility", "grpo", "best")
-    meta = {"profile": "fabricated", "data_seed": 0, "seeds": [0, 1, 2, 3, 4], "reward": "e5",
-            "budget_ratios": [0.5], "budget_baseline": "global", "n_configs": 4,
-            "max_env_steps": 1000, "eval_every_steps": 100, "jobs": 1}
+    meta = {
+        "profile": "fabricated",
+        "data_seed": 0,
+        "seeds": [0, 1, 2, 3, 4],
+        "reward": "e5",
+        "budget_ratios": [0.5],
+        "budget_baseline": "global",
+        "n_configs": 4,
+        "max_env_steps": 1000,
+        "eval_every_steps": 100,
+        "jobs": 1,
+    }
     stats = _stats(GRPO_LOW)
     md = report(meta, stats, check_findings(stats, Findings([claim])))
     assert "| GRPO has the best final test utility | **contradicted** |" in md
     ppo = rly.aggregate_iqm(np.array(GRPO_LOW["final_utility"]["ppo"]))
     assert f"best final test utility: **ppo** {ppo:.3f} [" in md  # the leader, with its CI
     assert "not distinguishable from lut" in md  # lut's interval overlaps ppo's
-    swapped = {**GRPO_LOW, "final_utility": {"grpo": GRPO_LOW["final_utility"]["ppo"],
-                                             "ppo": GRPO_LOW["final_utility"]["grpo"],
-                                             "lut": [0.4, 0.41, 0.42, 0.4, 0.41]}}
+    swapped = {
+        **GRPO_LOW,
+        "final_utility": {
+            "grpo": GRPO_LOW["final_utility"]["ppo"],
+            "ppo": GRPO_LOW["final_utility"]["grpo"],
+            "lut": [0.4, 0.41, 0.42, 0.4, 0.41],
+        },
+    }
     stats = _stats(swapped)
     md = report(meta, stats, check_findings(stats, Findings([claim])))
     assert "| GRPO has the best final test utility | **held** |" in md
     grpo = rly.aggregate_iqm(np.array(GRPO_LOW["final_utility"]["grpo"]))
     assert f"best final test utility: **grpo** {ppo:.3f} [" in md
-    assert f"better than ppo {grpo:.3f}" in md and "not distinguishable" not in \
-        md.split("best final test utility:")[1].split("\n")[0]
+    assert (
+        f"better than ppo {grpo:.3f}" in md
+        and "not distinguishable" not in md.split("best final test utility:")[1].split("\n")[0]
+    )
 
 
 def test_findings_file_errors_name_the_claim(tmp_path):
     default = load_findings()
     assert default.claims and {c.metric for c in default.claims} <= set(metric_specs(["0.50"]))
     bad = tmp_path / "f.json"
-    bad.write_text(json.dumps({"claims": [{"claim": "x", "metric": "final_utility",
-                                           "method": "grpo", "relation": "beats"}]}))
+    bad.write_text(
+        json.dumps(
+            {
+                "claims": [
+                    {"claim": "x", "metric": "final_utility", "method": "grpo", "relation": "beats"}
+                ]
+            }
+        )
+    )
     with pytest.raises(ValueError, match=r"claims\[0\].*relation"):
         load_findings(bad)
-    bad.write_text(json.dumps({"claims": [{"claim": "x", "metric": "final_utility",
-                                           "method": "grpo", "relation": "at_most"}]}))
+    bad.write_text(
+        json.dumps(
+            {
+                "claims": [
+                    {
+                        "claim": "x",
+                        "metric": "final_utility",
+                        "method": "grpo",
+                        "relation": "at_most",
+                    }
+                ]
+            }
+        )
+    )
     with pytest.raises(ValueError, match="needs 'value'"):
         load_findings(bad)
 
@@ -157,29 +231,65 @@ def test_findings_file_errors_name_the_claim(tmp_path):
 def test_tuned_params_reach_the_runs(tmp_path):
     d = tmp_path / "tune" / "lut"
     d.mkdir(parents=True)
-    (d / "best_params.json").write_text(json.dumps(
-        {"params": {"lut_mode": "knn", "lut_neighbors": 8}}))
+    (d / "best_params.json").write_text(
+        json.dumps({"params": {"lut_mode": "knn", "lut_neighbors": 8}})
+    )
     args = CompareArgs(methods=("lut", "grpo"), tuned_dir=str(tmp_path / "tune"))
     cfg = args.train_config("lut", 3, tmp_path)
-    assert (cfg.method_args.lut_mode, cfg.method_args.lut_neighbors, cfg.data.data_seed) == \
-        ("knn", 8, 0)
+    assert (cfg.method_args.lut_mode, cfg.method_args.lut_neighbors, cfg.data.data_seed) == (
+        "knn",
+        8,
+        0,
+    )
     with pytest.raises(ValueError, match="--tuned_dir: no .*grpo"):
         args.train_config("grpo", 0, tmp_path)
-    (d / "best_params.json").write_text(json.dumps(
-        {"params": {"lut_mode": "table", "lut_budget_bins": 5}, "trials": 4,
-         "settings": {"loop": {"max_env_steps": 3000}}}))
+    (d / "best_params.json").write_text(
+        json.dumps(
+            {
+                "params": {"lut_mode": "table", "lut_budget_bins": 5},
+                "trials": 4,
+                "settings": {"loop": {"max_env_steps": 3000}},
+            }
+        )
+    )
     out = tmp_path / "e5"
-    assert main(["--methods", "lut", "--seeds", "1", "--jobs", "1", "--synthetic_requests",
-                 "200", "--max_env_steps", "3000", "--eval_every_steps", "1500", "--quiet",
-                 "--tuned_dir", str(tmp_path / "tune"), "--output_dir", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--methods",
+                "lut",
+                "--seeds",
+                "1",
+                "--jobs",
+                "1",
+                "--synthetic_requests",
+                "200",
+                "--max_env_steps",
+                "3000",
+                "--eval_every_steps",
+                "1500",
+                "--quiet",
+                "--tuned_dir",
+                str(tmp_path / "tune"),
+                "--output_dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     ran = _read(out / "runs" / "lut_seed0" / "training_stats.json")["config"]["method_args"]
     assert (ran["lut_mode"], ran["lut_budget_bins"]) == ("table", 5)
-    assert "lut (4 trials of 3000 env_steps): lut_mode=table, lut_budget_bins=5" in \
-        (out / "e5_report.md").read_text()
+    assert (
+        "lut (4 trials of 3000 env_steps): lut_mode=table, lut_budget_bins=5"
+        in (out / "e5_report.md").read_text()
+    )
     # untuned, each method keeps its own loop defaults (supervised's learning rate)
     sup = CompareArgs().train_config("supervised", 0, tmp_path)
-    assert sup.loop.lr == METHODS["supervised"].loop_defaults["lr"] != \
-        CompareArgs().train_config("grpo", 0, tmp_path).loop.lr
+    assert (
+        sup.loop.lr
+        == METHODS["supervised"].loop_defaults["lr"]
+        != CompareArgs().train_config("grpo", 0, tmp_path).loop.lr
+    )
 
 
 # ---------------------------------------------------------------------------- end to end
@@ -206,8 +316,9 @@ def test_numbers_come_from_the_runs(e5_dir):
     for seed in ("0", "1"):
         run = e5_dir / "runs" / f"grpo_seed{seed}"
         stats = _read(run / "training_stats.json")
-        assert [p["utility"] for p in curves["grpo"][seed]] == \
-            [h["utility"] for h in stats["history"]]
+        assert [p["utility"] for p in curves["grpo"][seed]] == [
+            h["utility"] for h in stats["history"]
+        ]
         ev = _read(run / "eval_results.json")
         assert curves["grpo"][seed][-1]["env_steps"] == ev["env_steps"]  # curve ends at the end
         assert ev["env_steps"] >= 12000  # the run spent the whole common budget
@@ -219,8 +330,12 @@ def test_numbers_come_from_the_runs(e5_dir):
     assert {"oracle", "best_static"} <= set(fr["baselines"])
 
     st = _read(e5_dir / "e5_statistics.json")["statistics"]
-    finals = [_read(e5_dir / "runs" / f"grpo_seed{s}" / "eval_results.json")
-              ["controller"]["overall"]["utility"] for s in (0, 1)]
+    finals = [
+        _read(e5_dir / "runs" / f"grpo_seed{s}" / "eval_results.json")["controller"]["overall"][
+            "utility"
+        ]
+        for s in (0, 1)
+    ]
     block = st["metrics"]["final_utility"]["methods"]["grpo"]
     assert block["values"] == finals
     assert block["point"] == pytest.approx(rly.aggregate_iqm(np.array(finals)))
@@ -237,11 +352,20 @@ def test_numbers_come_from_the_runs(e5_dir):
     assert ov["grpo"]["group_generation_s"]["mean"] > 0
 
     md = (e5_dir / "e5_report.md").read_text()
-    for heading in ("Final test utility", "Sample efficiency", "Overhead",
-                    "Final metrics per budget", "Stability", "Answers", "Expected findings"):
+    for heading in (
+        "Final test utility",
+        "Sample efficiency",
+        "Overhead",
+        "Final metrics per budget",
+        "Stability",
+        "Answers",
+        "Expected findings",
+    ):
         assert f"## {heading}" in md
-    assert f"**grpo** {S.Estimate.from_dict(block).fmt('.3f')}" in md or \
-        f"grpo {S.Estimate.from_dict(block).fmt('.3f')}" in md
+    assert (
+        f"**grpo** {S.Estimate.from_dict(block).fmt('.3f')}" in md
+        or f"grpo {S.Estimate.from_dict(block).fmt('.3f')}" in md
+    )
     for r in st["expected_findings"]["results"]:
         assert f"| {r['claim']} | **{r['status']}** |" in md
     assert "cheapest to train" not in md
@@ -250,9 +374,16 @@ def test_numbers_come_from_the_runs(e5_dir):
 def test_the_method_chosen_on_validation_comes_from_the_runs_best_validation_points(e5_dir):
     """The selection a user makes without the test split: each run's best validation point
     (the policy it serves), averaged over seeds; the report names the winner."""
-    best = {m: [max(h["utility"] for h in _read(e5_dir / "runs" / f"{m}_seed{s}" /
-                                                 "training_stats.json")["history"])
-                for s in (0, 1)] for m in ("lut", "grpo")}
+    best = {
+        m: [
+            max(
+                h["utility"]
+                for h in _read(e5_dir / "runs" / f"{m}_seed{s}" / "training_stats.json")["history"]
+            )
+            for s in (0, 1)
+        ]
+        for m in ("lut", "grpo")
+    }
     means = {m: sum(v) / 2 for m, v in best.items()}
     sel = _read(e5_dir / "e5_statistics.json")["statistics"]["validation_selection"]
     for m in means:
@@ -267,16 +398,19 @@ def test_the_method_chosen_on_validation_comes_from_the_runs_best_validation_poi
 def test_gap_closed_is_the_iqm_of_the_runs(e5_dir, tmp_path):
     out = gap_closed(e5_dir)
     assert set(out) == {"lut", "grpo"}
-    ev = [_read(e5_dir / "runs" / f"grpo_seed{s}" / "eval_results.json")["controller"]
-          for s in (0, 1)]
+    ev = [
+        _read(e5_dir / "runs" / f"grpo_seed{s}" / "eval_results.json")["controller"] for s in (0, 1)
+    ]
     assert ev[0]["overall"]["gap_closed_reference"] == "oracle"  # no expected quality
     overall, per = out["grpo"]
     assert overall.n == 2
     assert overall.point == pytest.approx(
-        rly.aggregate_iqm(np.array([e["overall"]["gap_closed"] for e in ev])))
+        rly.aggregate_iqm(np.array([e["overall"]["gap_closed"] for e in ev]))
+    )
     assert list(per) == list(ev[0]["per_budget"])
     assert per["0.50"].point == pytest.approx(
-        rly.aggregate_iqm(np.array([e["per_budget"]["0.50"]["gap_closed"] for e in ev])))
+        rly.aggregate_iqm(np.array([e["per_budget"]["0.50"]["gap_closed"] for e in ev]))
+    )
     md = (e5_dir / "e5_report.md").read_text()  # the report's table carries the same cells
     assert "## Share of the best-static -> oracle gap closed" in md
     assert "(the hindsight oracle - best static)" in md
@@ -297,10 +431,18 @@ def test_every_seed_shares_one_dataset(e5_dir):
     # same test requests, so the oracle's and the best static config's numbers are identical
     # for every training seed; the trained policies differ
     for b in ("oracle", "best_static"):
-        assert len({json.dumps(_read(r / "eval_results.json")["baselines"][b]["overall"])
-                    for r in runs}) == 1
-    g = [_read(e5_dir / "runs" / f"grpo_seed{s}" / "training_stats.json")["history"]
-         for s in (0, 1)]
+        assert (
+            len(
+                {
+                    json.dumps(_read(r / "eval_results.json")["baselines"][b]["overall"])
+                    for r in runs
+                }
+            )
+            == 1
+        )
+    g = [
+        _read(e5_dir / "runs" / f"grpo_seed{s}" / "training_stats.json")["history"] for s in (0, 1)
+    ]
     assert [h["utility"] for h in g[0]] != [h["utility"] for h in g[1]]
     st = _read(e5_dir / "e5_statistics.json")["statistics"]
     assert st["baselines"]["oracle"]["final_utility"]["spread"] == 0.0
@@ -323,14 +465,28 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path):
     """A run dir left by a command with other settings (here another env-step budget) is
     trained again from the start, not continued from that checkpoint: the result is a fresh
     run's."""
-    small = ["--methods", "grpo", "--seeds", "1", "--jobs", "1", "--synthetic_requests", "300",
-             "--eval_every_steps", "4000", "--bootstrap_reps", "200", "--quiet"]
+    small = [
+        "--methods",
+        "grpo",
+        "--seeds",
+        "1",
+        "--jobs",
+        "1",
+        "--synthetic_requests",
+        "300",
+        "--eval_every_steps",
+        "4000",
+        "--bootstrap_reps",
+        "200",
+        "--quiet",
+    ]
     old, fresh = tmp_path / "old", tmp_path / "fresh"
     assert main([*small, "--max_env_steps", "8000", "--output_dir", str(old)]) == 0
     assert main([*small, "--max_env_steps", "12000", "--output_dir", str(old)]) == 0
     assert main([*small, "--max_env_steps", "12000", "--output_dir", str(fresh)]) == 0
-    h_old, h_fresh = (_read(d / "runs" / "grpo_seed0" / "training_stats.json")["history"]
-                      for d in (old, fresh))
+    h_old, h_fresh = (
+        _read(d / "runs" / "grpo_seed0" / "training_stats.json")["history"] for d in (old, fresh)
+    )
     assert [h["env_steps"] for h in h_old] == [h["env_steps"] for h in h_fresh]
     assert [h["utility"] for h in h_old] == [h["utility"] for h in h_fresh]
 

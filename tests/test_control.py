@@ -48,9 +48,9 @@ def _batch_lqr(sys_: DoubleIntegrator, x0: np.ndarray) -> np.ndarray:
     Phi = np.zeros((2 * (N + 1), 2))
     Gam = np.zeros((2 * (N + 1), N))
     for k in range(N + 1):
-        Phi[2 * k:2 * k + 2] = np.linalg.matrix_power(A, k)
+        Phi[2 * k : 2 * k + 2] = np.linalg.matrix_power(A, k)
         for j in range(k):
-            Gam[2 * k:2 * k + 2, j] = (np.linalg.matrix_power(A, k - 1 - j) @ B)[:, 0]
+            Gam[2 * k : 2 * k + 2, j] = (np.linalg.matrix_power(A, k - 1 - j) @ B)[:, 0]
     Qbar = scipy.linalg.block_diag(*([sys_.Q] * N + [sys_.Qf]))
     H = Gam.T @ Qbar @ Gam + sys_.r * np.eye(N)
     return -np.linalg.solve(H, Gam.T @ Qbar @ Phi @ x0.T).T
@@ -62,8 +62,9 @@ def test_lqr_rollout_is_the_optimum_of_the_quadratic_program() -> None:
     u, traj, costs = lqr.rollout(sys_, x0)
     np.testing.assert_allclose(u[..., 0], _batch_lqr(sys_, x0), rtol=1e-9, atol=1e-12)
     sol = lqr.solve(sys_)
-    np.testing.assert_allclose(costs, np.einsum("ni,ij,nj->n", x0, sol.cost_to_go[0], x0),
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        costs, np.einsum("ni,ij,nj->n", x0, sol.cost_to_go[0], x0), rtol=1e-10
+    )
     np.testing.assert_allclose(costs, sys_.cost(sys_.simulate(x0, u), u), rtol=1e-12)
     # any perturbation costs more
     du = np.random.default_rng(1).normal(scale=0.05, size=u.shape)
@@ -86,11 +87,16 @@ def test_simulation_matches_closed_form_final_state_in_numpy_and_torch() -> None
     np.testing.assert_allclose(xt.numpy(), traj[:, -1], rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("kwargs,flag", [({"time_horizon": 0.0}, "--time_horizon"),
-                                         ({"time_horizon": -5.0}, "--time_horizon"),
-                                         ({"num_steps": 0}, "--num_steps"),
-                                         ({"r": 0.0}, "--r"),
-                                         ({"control_bound": -1.0}, "--control_bound")])
+@pytest.mark.parametrize(
+    "kwargs,flag",
+    [
+        ({"time_horizon": 0.0}, "--time_horizon"),
+        ({"time_horizon": -5.0}, "--time_horizon"),
+        ({"num_steps": 0}, "--num_steps"),
+        ({"r": 0.0}, "--r"),
+        ({"control_bound": -1.0}, "--control_bound"),
+    ],
+)
 def test_system_refuses_bad_parameters(kwargs: dict, flag: str) -> None:
     with pytest.raises(ValueError, match=flag):
         DoubleIntegrator(**kwargs)
@@ -100,8 +106,22 @@ def test_system_refuses_bad_parameters(kwargs: dict, flag: str) -> None:
 
 
 def _gen(out: Path, n: int, seed: int, *extra: str) -> Path:
-    generate_main(["--num_samples", str(n), "--num_steps", "15", "--time_horizon", "5.0",
-                   "--seed", str(seed), "--output_dir", str(out), "--quiet", *extra])
+    generate_main(
+        [
+            "--num_samples",
+            str(n),
+            "--num_steps",
+            "15",
+            "--time_horizon",
+            "5.0",
+            "--seed",
+            str(seed),
+            "--output_dir",
+            str(out),
+            "--quiet",
+            *extra,
+        ]
+    )
     return out / "lqr_dataset.npz"
 
 
@@ -111,8 +131,9 @@ def datasets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return _gen(root / "train", 600, 42), _gen(root / "test", 200, 123)
 
 
-def test_generated_dataset_is_consistent_and_reproducible(datasets: tuple[Path, Path],
-                                                          tmp_path: Path) -> None:
+def test_generated_dataset_is_consistent_and_reproducible(
+    datasets: tuple[Path, Path], tmp_path: Path
+) -> None:
     train_path, test_path = datasets
     with np.load(train_path) as z:
         assert z["initial_states"].shape == (600, 2)
@@ -124,10 +145,15 @@ def test_generated_dataset_is_consistent_and_reproducible(datasets: tuple[Path, 
     sys_ = ds.system
     assert (sys_.num_steps, sys_.time_horizon) == (15, 5.0)
     # costs are the quadratic cost of the stored trajectories, which simulate the stored controls
-    np.testing.assert_allclose(sys_.simulate(ds.initial_states, ds.control_sequences),
-                               ds.state_trajectories, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(sys_.cost(ds.state_trajectories, ds.control_sequences), ds.costs,
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        sys_.simulate(ds.initial_states, ds.control_sequences),
+        ds.state_trajectories,
+        rtol=0,
+        atol=1e-12,
+    )
+    np.testing.assert_allclose(
+        sys_.cost(ds.state_trajectories, ds.control_sequences), ds.costs, rtol=1e-12
+    )
     # and equal the LQR optimum recomputed independently (stacked least squares)
     u_star = _batch_lqr(sys_, ds.initial_states)
     np.testing.assert_allclose(ds.control_sequences[..., 0], u_star, rtol=1e-8, atol=1e-10)
@@ -154,8 +180,9 @@ def test_generate_refuses_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFi
     assert not (tmp_path / "lqr_dataset.npz").exists()
 
 
-def test_load_refuses_missing_and_malformed_files(datasets: tuple[Path, Path],
-                                                   tmp_path: Path) -> None:
+def test_load_refuses_missing_and_malformed_files(
+    datasets: tuple[Path, Path], tmp_path: Path
+) -> None:
     with pytest.raises(FileNotFoundError, match="nope.npz"):
         data.load(tmp_path / "nope.npz")
     with np.load(datasets[1]) as z:
@@ -180,8 +207,9 @@ def test_load_refuses_missing_and_malformed_files(datasets: tuple[Path, Path],
 # ---------------------------------------------------------------- model
 
 
-@pytest.mark.parametrize("size,expected", [("small", 106_206), ("medium", 532_110),
-                                           ("large", 2_598_632)])
+@pytest.mark.parametrize(
+    "size,expected", [("small", 106_206), ("medium", 532_110), ("large", 2_598_632)]
+)
 def test_model_sizes_shapes_and_bound(size: str, expected: int) -> None:
     torch.manual_seed(0)
     m = TinyRecursiveControl(TRCConfig.for_size(size, DoubleIntegrator()))
@@ -208,8 +236,9 @@ def test_model_overrides_and_bad_inputs() -> None:
 
 def test_recursive_refiner_interface() -> None:
     torch.manual_seed(0)
-    r = RecursiveRefiner(in_dim=7, out_dim=5, latent_dim=16, hidden_dim=24, num_outer_cycles=3,
-                         num_inner_cycles=2)
+    r = RecursiveRefiner(
+        in_dim=7, out_dim=5, latent_dim=16, hidden_dim=24, num_outer_cycles=3, num_inner_cycles=2
+    )
     x = torch.randn(4, 7)
     y = r(x)
     assert y.shape == (4, 5)
@@ -232,9 +261,17 @@ TINY = ["--latent_dim", "32", "--hidden_dim", "64"]
 
 
 def _train_cfg(train_path: Path, out: Path, epochs: int = 4) -> TRCTrainConfig:
-    return TRCTrainConfig(data=str(train_path), output_dir=str(out), latent_dim=32,
-                          hidden_dim=64, epochs=epochs, batch_size=32, lr=3e-3, seed=3,
-                          quiet=True)
+    return TRCTrainConfig(
+        data=str(train_path),
+        output_dir=str(out),
+        latent_dim=32,
+        hidden_dim=64,
+        epochs=epochs,
+        batch_size=32,
+        lr=3e-3,
+        seed=3,
+        quiet=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -258,8 +295,9 @@ def test_short_training_reduces_loss_and_writes_loadable_outputs(trained: Path) 
     assert model.config.latent_dim == 32
 
 
-def test_same_seed_gives_the_same_training_run(datasets: tuple[Path, Path], trained: Path,
-                                               tmp_path: Path) -> None:
+def test_same_seed_gives_the_same_training_run(
+    datasets: tuple[Path, Path], trained: Path, tmp_path: Path
+) -> None:
     train(_train_cfg(datasets[0], tmp_path, epochs=4))
     a = json.loads((trained / "training_stats.json").read_text())["history"]
     b = json.loads((tmp_path / "training_stats.json").read_text())["history"]
@@ -267,34 +305,48 @@ def test_same_seed_gives_the_same_training_run(datasets: tuple[Path, Path], trai
     assert [h["val_loss"] for h in a] == [h["val_loss"] for h in b]
 
 
-def test_train_cli_refuses_bad_arguments(datasets: tuple[Path, Path], tmp_path: Path,
-                                         capsys: pytest.CaptureFixture) -> None:
-    for argv, needle in ((["--scheduler", "linear"], "--scheduler"),
-                         (["--epochs", "0"], "--epochs must be > 0"),
-                         (["--lr", "-1"], "--lr must be > 0"),
-                         (["--model_size", "huge"], "--model_size")):
+def test_train_cli_refuses_bad_arguments(
+    datasets: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    for argv, needle in (
+        (["--scheduler", "linear"], "--scheduler"),
+        (["--epochs", "0"], "--epochs must be > 0"),
+        (["--lr", "-1"], "--lr must be > 0"),
+        (["--model_size", "huge"], "--model_size"),
+    ):
         with pytest.raises(SystemExit) as e:
             train_main([*argv, "--data", str(datasets[0]), "--output_dir", str(tmp_path)])
         assert e.value.code == 2
         assert needle in capsys.readouterr().err
     with pytest.raises(SystemExit, match="absent.npz"):
-        train_main(["--data", str(tmp_path / "absent.npz"), "--output_dir", str(tmp_path),
-                    *TINY])
+        train_main(["--data", str(tmp_path / "absent.npz"), "--output_dir", str(tmp_path), *TINY])
 
 
 def test_evaluate_and_compare(datasets: tuple[Path, Path], trained: Path, tmp_path: Path) -> None:
-    ev = evaluate(EvaluateArgs(checkpoint=str(trained / "best_model.pt"),
-                               test_data=str(datasets[1]), output=str(tmp_path / "ev.json"),
-                               timing_batch_size=1000, timing_repeats=3, **SMALL_SWEEP))
+    ev = evaluate(
+        EvaluateArgs(
+            checkpoint=str(trained / "best_model.pt"),
+            test_data=str(datasets[1]),
+            output=str(tmp_path / "ev.json"),
+            timing_batch_size=1000,
+            timing_repeats=3,
+            **SMALL_SWEEP,
+        )
+    )
     assert json.loads((tmp_path / "ev.json").read_text()) == ev
     trc, ref = ev["trc"], ev["lqr"]
     assert ref["success_rate"] == 1.0 and ref["cost_gap_percent"] == 0.0
     assert trc["cost_gap_percent"] >= 0.0  # nothing beats the optimum
     assert trc["inference_batch_size"] == 1000 and trc["inference_ms_per_batch"] > 0
-    cmp = compare(CompareArgs(test_data=str(datasets[1]),
-                              trc_checkpoint=str(trained / "best_model.pt"),
-                              output=str(tmp_path / "cmp.json"), timing_repeats=3,
-                              **SMALL_SWEEP))
+    cmp = compare(
+        CompareArgs(
+            test_data=str(datasets[1]),
+            trc_checkpoint=str(trained / "best_model.pt"),
+            output=str(tmp_path / "cmp.json"),
+            timing_repeats=3,
+            **SMALL_SWEEP,
+        )
+    )
     rows = cmp["methods"]
     assert rows["random"]["mean_cost"] > rows["trc"]["mean_cost"] >= rows["lqr"]["mean_cost"]
     assert rows["trc"]["cost_gap_percent"] == pytest.approx(trc["cost_gap_percent"])
@@ -308,21 +360,35 @@ def test_evaluate_and_compare(datasets: tuple[Path, Path], trained: Path, tmp_pa
     assert (tmp_path / "evaluation_generalization.md").is_file()
     assert (tmp_path / "evaluation_generalization.png").is_file()
     cgen = cmp["generalization"]["rows"][0]["policies"]
-    assert cgen["random controls"]["cost_gap_percent"] > cgen["TinyRecursiveControl"][
-        "cost_gap_percent"] > cgen["saturated LQR feedback"]["cost_gap_percent"] - 1e-9
+    assert (
+        cgen["random controls"]["cost_gap_percent"]
+        > cgen["TinyRecursiveControl"]["cost_gap_percent"]
+        > cgen["saturated LQR feedback"]["cost_gap_percent"] - 1e-9
+    )
     assert (tmp_path / "comparison_generalization.md").is_file()
 
 
 def test_evaluate_refuses_incompatible_test_data(trained: Path, tmp_path: Path) -> None:
     other = tmp_path / "other"
-    generate_main(["--num_samples", "5", "--num_steps", "10", "--output_dir", str(other),
-                   "--quiet"])
+    generate_main(
+        ["--num_samples", "5", "--num_steps", "10", "--output_dir", str(other), "--quiet"]
+    )
     with pytest.raises(ValueError, match="num_steps=10"):
-        evaluate(EvaluateArgs(checkpoint=str(trained / "best_model.pt"), test_data=str(other),
-                              output=str(tmp_path / "x.json")))
+        evaluate(
+            EvaluateArgs(
+                checkpoint=str(trained / "best_model.pt"),
+                test_data=str(other),
+                output=str(tmp_path / "x.json"),
+            )
+        )
     with pytest.raises(FileNotFoundError, match="missing.pt"):
-        evaluate(EvaluateArgs(checkpoint=str(tmp_path / "missing.pt"), test_data=str(other),
-                              output=str(tmp_path / "x.json")))
+        evaluate(
+            EvaluateArgs(
+                checkpoint=str(tmp_path / "missing.pt"),
+                test_data=str(other),
+                output=str(tmp_path / "x.json"),
+            )
+        )
 
 
 def test_onnx_export_matches_torch(trained: Path, tmp_path: Path) -> None:
@@ -363,8 +429,9 @@ def test_reference_solves_the_box_constrained_qp() -> None:
     assert opt.constrained.mean() > 0.5 and opt.method == "lqr+qp"
     assert np.abs(opt.controls).max() <= sys_.control_bound
     assert opt.kkt_residual.max() < 1e-9
-    np.testing.assert_allclose(opt.costs, sys_.cost(sys_.simulate(x0, opt.controls),
-                                                    opt.controls), rtol=1e-12)
+    np.testing.assert_allclose(
+        opt.costs, sys_.cost(sys_.simulate(x0, opt.controls), opt.controls), rtol=1e-12
+    )
     # the unconstrained LQR optimum is cheaper but infeasible; clipping it is feasible but worse
     u_lqr, _, lqr_costs = lqr.rollout(sys_, x0)
     c = opt.constrained
@@ -381,13 +448,17 @@ def test_reference_solves_the_box_constrained_qp() -> None:
     # an independent solver (L-BFGS-B on the same convex quadratic) finds the same optimum
     H = p.hessian
     for i in np.flatnonzero(c)[:4]:
-        f = p.linear_term(x0[i:i + 1])[0]
-        r = scipy.optimize.minimize(lambda u, f=f: u @ H @ u + 2 * f @ u, np.zeros(15),
-                                    jac=lambda u, f=f: 2 * (H @ u + f), method="L-BFGS-B",
-                                    bounds=[(-10, 10)] * 15,
-                                    options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 10000})
+        f = p.linear_term(x0[i : i + 1])[0]
+        r = scipy.optimize.minimize(
+            lambda u, f=f: u @ H @ u + 2 * f @ u,
+            np.zeros(15),
+            jac=lambda u, f=f: 2 * (H @ u + f),
+            method="L-BFGS-B",
+            bounds=[(-10, 10)] * 15,
+            options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 10000},
+        )
         np.testing.assert_allclose(r.x, opt.controls[i], atol=1e-3)
-        assert p.cost(x0[i:i + 1], r.x[None])[0] >= opt.costs[i] - 1e-9
+        assert p.cost(x0[i : i + 1], r.x[None])[0] >= opt.costs[i] - 1e-9
 
 
 def test_reference_refuses_bad_states() -> None:
@@ -441,9 +512,15 @@ def test_step_conditioned_model_serves_other_step_counts() -> None:
 
 def test_version_1_checkpoints_still_load(trained: Path, tmp_path: Path) -> None:
     ckpt = torch.load(trained / "best_model.pt", weights_only=True)
-    old = {**ckpt, "version": 1, "model_config": {
-        k: v for k, v in ckpt["model_config"].items()
-        if k not in ("scale_equivariant", "max_num_steps")}}
+    old = {
+        **ckpt,
+        "version": 1,
+        "model_config": {
+            k: v
+            for k, v in ckpt["model_config"].items()
+            if k not in ("scale_equivariant", "max_num_steps")
+        },
+    }
     torch.save(old, tmp_path / "v1.pt")
     a, _ = load_checkpoint(tmp_path / "v1.pt")
     b, _ = load_checkpoint(trained / "best_model.pt")
@@ -455,8 +532,7 @@ def test_version_1_checkpoints_still_load(trained: Path, tmp_path: Path) -> None
 
 
 @pytest.fixture(scope="module")
-def trained_general(datasets: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
-                    ) -> Path:
+def trained_general(datasets: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny equivariant model conditioned on N in {10, 15}, with scaled-up copies."""
     out = tmp_path_factory.mktemp("general")
     cfg = _train_cfg(datasets[0], out, epochs=3)
@@ -467,8 +543,10 @@ def trained_general(datasets: tuple[Path, Path], tmp_path_factory: pytest.TempPa
 
 def test_training_the_generalising_model(trained_general: Path) -> None:
     stats = json.loads((trained_general / "training_stats.json").read_text())
-    assert stats["tasks"] == [{"num_steps": 10, "time_horizon": 5.0},
-                              {"num_steps": 15, "time_horizon": 5.0}]
+    assert stats["tasks"] == [
+        {"num_steps": 10, "time_horizon": 5.0},
+        {"num_steps": 15, "time_horizon": 5.0},
+    ]
     assert stats["num_train"] == 2 * 540  # every state and a scaled copy
     hist = stats["history"]
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]
@@ -487,31 +565,46 @@ def test_training_conditioned_on_the_horizon(datasets: tuple[Path, Path], tmp_pa
     cfg = _train_cfg(datasets[0], tmp_path, epochs=1)
     cfg.train_time_horizons = (4.0, 5.0)
     res = train(cfg)
-    assert res.stats["tasks"] == [{"num_steps": 15, "time_horizon": 4.0},
-                                  {"num_steps": 15, "time_horizon": 5.0}]
+    assert res.stats["tasks"] == [
+        {"num_steps": 15, "time_horizon": 4.0},
+        {"num_steps": 15, "time_horizon": 5.0},
+    ]
     assert res.model.config.conditioned and res.model.config.max_num_steps == 15
     assert res.model(torch.randn(3, 2), time_horizon=4.0).shape == (3, 15)
     w = res.model.refiner.context_encoder[0].weight  # plain model: [x0 / scale, N, T]
     assert torch.all(w[:, 2] == 0) and w[:, 3].abs().sum() > 0  # one N: unused; two T: used
 
 
-def test_train_refuses_bad_generalisation_arguments(datasets: tuple[Path, Path], tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture) -> None:
-    for argv, needle in ((["--scale_max", "0.5"], "--scale_max must be a finite number >= 1"),
-                         (["--train_num_steps", "0", "15"], "--train_num_steps"),
-                         (["--train_time_horizons", "-1"], "--train_time_horizons")):
+def test_train_refuses_bad_generalisation_arguments(
+    datasets: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    for argv, needle in (
+        (["--scale_max", "0.5"], "--scale_max must be a finite number >= 1"),
+        (["--train_num_steps", "0", "15"], "--train_num_steps"),
+        (["--train_time_horizons", "-1"], "--train_time_horizons"),
+    ):
         with pytest.raises(SystemExit) as e:
             train_main([*argv, "--data", str(datasets[0]), "--output_dir", str(tmp_path)])
         assert e.value.code == 2
         assert needle in capsys.readouterr().err
 
 
-def test_cost_finetuning_lowers_the_gap_and_keeps_the_bound(trained_general: Path,
-                                                            tmp_path: Path) -> None:
-    stats = finetune(FinetuneArgs(checkpoint=str(trained_general / "best_model.pt"),
-                                  output_dir=str(tmp_path), scale_max=4.0, steps=40,
-                                  batch_size=64, lr=1e-3, val_states=100, eval_every=20,
-                                  quiet=True))
+def test_cost_finetuning_lowers_the_gap_and_keeps_the_bound(
+    trained_general: Path, tmp_path: Path
+) -> None:
+    stats = finetune(
+        FinetuneArgs(
+            checkpoint=str(trained_general / "best_model.pt"),
+            output_dir=str(tmp_path),
+            scale_max=4.0,
+            steps=40,
+            batch_size=64,
+            lr=1e-3,
+            val_states=100,
+            eval_every=20,
+            quiet=True,
+        )
+    )
     assert stats["step_counts"] == [10, 15]  # those the model was trained on
     assert stats["val_gap_percent_best"] < stats["val_gap_percent_before"]
     assert stats["val_gap_percent_best"] >= 0.0  # nothing beats the bounded optimum
@@ -519,36 +612,56 @@ def test_cost_finetuning_lowers_the_gap_and_keeps_the_bound(trained_general: Pat
         assert (tmp_path / name).is_file(), name
     model, ckpt = load_checkpoint(tmp_path / "best_model.pt")
     assert ckpt["finetune_step"] == stats["best_step"]
-    x = torch.tensor(np.random.default_rng(4).uniform(-2, 2, size=(500, 2)) * 50,
-                     dtype=torch.float32)
+    x = torch.tensor(
+        np.random.default_rng(4).uniform(-2, 2, size=(500, 2)) * 50, dtype=torch.float32
+    )
     for n in (10, 15):
         assert model(x, num_steps=n).abs().max() <= 10.0
 
 
-def test_finetune_refuses_bad_arguments(trained: Path, tmp_path: Path,
-                                        capsys: pytest.CaptureFixture) -> None:
+def test_finetune_refuses_bad_arguments(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     with pytest.raises(SystemExit) as e:
         finetune_main(["--checkpoint", str(trained / "best_model.pt"), "--scale_max", "0"])
     assert e.value.code == 2 and "--scale_max must be > 0" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="serves only N=15"):
-        finetune_main(["--checkpoint", str(trained / "best_model.pt"), "--num_steps", "10",
-                       "--output_dir", str(tmp_path), "--steps", "1", "--quiet"])
+        finetune_main(
+            [
+                "--checkpoint",
+                str(trained / "best_model.pt"),
+                "--num_steps",
+                "10",
+                "--output_dir",
+                str(tmp_path),
+                "--steps",
+                "1",
+                "--quiet",
+            ]
+        )
     with pytest.raises(SystemExit, match="absent.pt"):
         finetune_main(["--checkpoint", str(tmp_path / "absent.pt")])
 
 
 # ---------------------------------------------------------------- generalisation sweep
 
-SMALL_SWEEP = {"scales": (1.0, 2.0, 4.0), "step_counts": (10, 15, 20),
-               "time_horizons": (4.0,), "cost_weights": ("r=1.0",), "sweep_states": 60}
+SMALL_SWEEP = {
+    "scales": (1.0, 2.0, 4.0),
+    "step_counts": (10, 15, 20),
+    "time_horizons": (4.0,),
+    "cost_weights": ("r=1.0",),
+    "sweep_states": 60,
+}
 
 
 def test_sweep_rows_and_sanity(trained: Path, trained_general: Path, tmp_path: Path) -> None:
     plain, _ = load_checkpoint(trained / "best_model.pt")
     general, _ = load_checkpoint(trained_general / "best_model.pt")
-    policies = {"plain": generalize.model_policy(plain),
-                "general": generalize.model_policy(general),
-                "saturated": generalize.saturated_lqr_policy}
+    policies = {
+        "plain": generalize.model_policy(plain),
+        "general": generalize.model_policy(general),
+        "saturated": generalize.saturated_lqr_policy,
+    }
     res = generalize.sweep(policies, DoubleIntegrator(), generalize.SweepArgs(**SMALL_SWEEP))
     rows = {r["label"]: r for r in res["rows"]}
     assert list(rows) == ["x1", "x2", "x4", "N=10", "N=15", "N=20", "T=4", "r=1.0"]
@@ -586,7 +699,8 @@ def test_sweep_arguments_are_checked(capsys: pytest.CaptureFixture) -> None:
 
 
 def test_onnx_export_of_the_generalising_model_matches_torch_out_of_the_box(
-        trained_general: Path, tmp_path: Path) -> None:
+    trained_general: Path, tmp_path: Path
+) -> None:
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     from fastctrl.control.export import export_onnx, run_onnx
@@ -606,16 +720,24 @@ def test_onnx_export_of_the_generalising_model_matches_torch_out_of_the_box(
         export_onnx(model, tmp_path / "m20.onnx", num_steps=20)
 
 
-def test_evaluate_judges_the_onnx_export_too(datasets: tuple[Path, Path], trained_general: Path,
-                                            tmp_path: Path) -> None:
+def test_evaluate_judges_the_onnx_export_too(
+    datasets: tuple[Path, Path], trained_general: Path, tmp_path: Path
+) -> None:
     pytest.importorskip("onnxruntime")
     from fastctrl.control.export import export_onnx
 
     model, _ = load_checkpoint(trained_general / "best_model.pt")
     onnx = export_onnx(model, tmp_path / "m.onnx")
-    ev = evaluate(EvaluateArgs(checkpoint=str(trained_general / "best_model.pt"),
-                               test_data=str(datasets[1]), output=str(tmp_path / "ev.json"),
-                               onnx=str(onnx), timing_repeats=2, **SMALL_SWEEP))
+    ev = evaluate(
+        EvaluateArgs(
+            checkpoint=str(trained_general / "best_model.pt"),
+            test_data=str(datasets[1]),
+            output=str(tmp_path / "ev.json"),
+            onnx=str(onnx),
+            timing_repeats=2,
+            **SMALL_SWEEP,
+        )
+    )
     assert ev["onnx"]["max_abs_difference_from_torch"] < 1e-3
     for row in ev["generalization"]["rows"]:
         a, b = row["policies"]["trc"], row["policies"]["trc (onnx)"]
@@ -624,26 +746,53 @@ def test_evaluate_judges_the_onnx_export_too(datasets: tuple[Path, Path], traine
         if a["served"] and row["kind"] == "scale":
             assert b["cost_gap_percent"] == pytest.approx(a["cost_gap_percent"], abs=1e-2)
     with pytest.raises(FileNotFoundError, match="--onnx"):
-        evaluate(EvaluateArgs(checkpoint=str(trained_general / "best_model.pt"),
-                              test_data=str(datasets[1]), output=str(tmp_path / "x.json"),
-                              onnx=str(tmp_path / "none.onnx")))
+        evaluate(
+            EvaluateArgs(
+                checkpoint=str(trained_general / "best_model.pt"),
+                test_data=str(datasets[1]),
+                output=str(tmp_path / "x.json"),
+                onnx=str(tmp_path / "none.onnx"),
+            )
+        )
 
 
 def test_pipeline_end_to_end_and_the_baseline_preset(tmp_path: Path) -> None:
     from fastctrl.control.pipeline import PipelineArgs, run
 
     small = {**SMALL_SWEEP, "sweep_states": 30}
-    s = run(PipelineArgs(output_dir=str(tmp_path / "g"), num_train=200, num_test=50, epochs=2,
-                         train_num_steps=(10, 15), scale_max=1.0, finetune_steps=5, quiet=True,
-                         **small))
+    s = run(
+        PipelineArgs(
+            output_dir=str(tmp_path / "g"),
+            num_train=200,
+            num_test=50,
+            epochs=2,
+            train_num_steps=(10, 15),
+            scale_max=1.0,
+            finetune_steps=5,
+            quiet=True,
+            **small,
+        )
+    )
     assert s["final_checkpoint"].endswith("finetuned/best_model.pt")
     assert s["finetune"]["val_gap_percent_best"] <= s["finetune"]["val_gap_percent_before"]
     assert Path(s["final_onnx"]).is_file()
-    assert set(s["targets"]) >= {"x3_gap_at_most_5_percent_success_at_least_95",
-                                 "steps_10_15_20_within_2_percent"}
+    assert set(s["targets"]) >= {
+        "x3_gap_at_most_5_percent_success_at_least_95",
+        "steps_10_15_20_within_2_percent",
+    }
     assert "| x4 |" in s["generalization_table"]
-    b = run(PipelineArgs(output_dir=str(tmp_path / "b"), num_train=200, num_test=50, epochs=1,
-                         preset="baseline", export_onnx=False, quiet=True, **small))
+    b = run(
+        PipelineArgs(
+            output_dir=str(tmp_path / "b"),
+            num_train=200,
+            num_test=50,
+            epochs=1,
+            preset="baseline",
+            export_onnx=False,
+            quiet=True,
+            **small,
+        )
+    )
     assert b["final_checkpoint"].endswith("supervised/best_model.pt") and b["finetune"] is None
     model, _ = load_checkpoint(b["final_checkpoint"])
     assert not model.config.scale_equivariant and not model.config.conditioned
@@ -652,8 +801,9 @@ def test_pipeline_end_to_end_and_the_baseline_preset(tmp_path: Path) -> None:
         PipelineArgs(train_num_steps=(10, 20))
 
 
-@pytest.mark.parametrize("module", ["generalize", "finetune", "evaluate", "compare", "export",
-                                    "pipeline"])
+@pytest.mark.parametrize(
+    "module", ["generalize", "finetune", "evaluate", "compare", "export", "pipeline"]
+)
 def test_control_clis_explain_themselves(module: str, capsys: pytest.CaptureFixture) -> None:
     import importlib
 

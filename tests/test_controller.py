@@ -49,8 +49,10 @@ def test_budget_changes_decisions_through_encoding():
 def test_exported_weights_match_module(small_controller):
     c = small_controller
     rng = np.random.default_rng(0)
-    c.fit_input_normalization(rng.normal(3, 2, (64, 37)).astype(np.float32),
-                              rng.normal(-1, 5, (64, 91)).astype(np.float32))
+    c.fit_input_normalization(
+        rng.normal(3, 2, (64, 37)).astype(np.float32),
+        rng.normal(-1, 5, (64, 91)).astype(np.float32),
+    )
     img, txt, budget = random_inputs(c, 33)
     w = export_weights(c)
     ref = reference_logits(w, img, txt, budget)
@@ -58,14 +60,17 @@ def test_exported_weights_match_module(small_controller):
         logits = c(img, txt, budget)
     ours = torch.cat([logits[n] for n in c.knob_names], 1).double().numpy()
     np.testing.assert_allclose(ref, ours, rtol=1e-4, atol=1e-4)
-    np.testing.assert_array_equal(argmax_per_head(ref, w.head_sizes),
-                                  c.decide(img, txt, budget).numpy())
+    np.testing.assert_array_equal(
+        argmax_per_head(ref, w.head_sizes), c.decide(img, txt, budget).numpy()
+    )
 
 
 def test_save_load_round_trip(tmp_path, small_controller):
     c = small_controller
-    c.fit_input_normalization(np.random.default_rng(0).normal(size=(16, 37)).astype(np.float32),
-                              np.random.default_rng(1).normal(size=(16, 91)).astype(np.float32))
+    c.fit_input_normalization(
+        np.random.default_rng(0).normal(size=(16, 37)).astype(np.float32),
+        np.random.default_rng(1).normal(size=(16, 91)).astype(np.float32),
+    )
     c.save_pretrained(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
     loaded = Controller.from_pretrained(tmp_path).eval()
@@ -75,8 +80,10 @@ def test_save_load_round_trip(tmp_path, small_controller):
     for k, v in c.state_dict().items():
         assert torch.equal(v, loaded.state_dict()[k]), k
     for kind in ("torch", "auto"):
-        np.testing.assert_array_equal(make_engine(c, kind).decide(img, txt, budget),
-                                      make_engine(loaded, kind).decide(img, txt, budget))
+        np.testing.assert_array_equal(
+            make_engine(c, kind).decide(img, txt, budget),
+            make_engine(loaded, kind).decide(img, txt, budget),
+        )
 
 
 def test_load_refuses_mismatch_and_corruption(tmp_path, small_controller):
@@ -107,13 +114,16 @@ def test_load_refuses_mismatch_and_corruption(tmp_path, small_controller):
         Controller.from_pretrained(tmp_path)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"budget_encoding": "fourier"}, "budget_encoding"),
-    ({"budget_dim": 7}, "budget_dim"),
-    ({"ref_latency_ms": 0.0}, "ref_latency_ms"),
-    ({"hidden_dim": 0}, "hidden_dim"),
-    ({"dropout": 1.0}, "dropout"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"budget_encoding": "fourier"}, "budget_encoding"),
+        ({"budget_dim": 7}, "budget_dim"),
+        ({"ref_latency_ms": 0.0}, "ref_latency_ms"),
+        ({"hidden_dim": 0}, "hidden_dim"),
+        ({"dropout": 1.0}, "dropout"),
+    ],
+)
 def test_bad_config_is_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ControllerConfig(**kwargs)
@@ -121,8 +131,9 @@ def test_bad_config_is_refused(kwargs, match):
 
 def test_recursive_arch_runs_on_the_torch_engine(tmp_path):
     torch.manual_seed(0)
-    c = Controller(ControllerConfig(image_dim=12, text_dim=20, arch="recursive",
-                                    recursive_outer_cycles=2)).eval()
+    c = Controller(
+        ControllerConfig(image_dim=12, text_dim=20, arch="recursive", recursive_outer_cycles=2)
+    ).eval()
     img, txt, budget = random_inputs(c, 6)
     logits = c(img, txt, budget)
     assert [logits[n].shape[1] for n in c.knob_names] == list(c.space.sizes)

@@ -72,18 +72,31 @@ def test_jsonl_round_trip(tmp_path):
     png(tmp_path / "img" / "a.png", RED)
     png(tmp_path / "img" / "gray.png", (90, 90, 90), mode="L")  # not RGB on disk
     absolute = png(tmp_path / "elsewhere" / "b.png", BLUE)
-    src = write_jsonl(tmp_path / "my_vqa.jsonl", [
-        {"image": "img/a.png", "question": "what colour?", "answers": ["red", "crimson"],
-         "task_type": "color", "request_id": "q-a"},
-        {"image": str(absolute), "question": "and this?", "answers": "blue"},
-        {"image": "img/gray.png", "question": "gray?", "answers": [2, "two"]},
-    ], blank_line_after=0)
+    src = write_jsonl(
+        tmp_path / "my_vqa.jsonl",
+        [
+            {
+                "image": "img/a.png",
+                "question": "what colour?",
+                "answers": ["red", "crimson"],
+                "task_type": "color",
+                "request_id": "q-a",
+            },
+            {"image": str(absolute), "question": "and this?", "answers": "blue"},
+            {"image": "img/gray.png", "question": "gray?", "answers": [2, "two"]},
+        ],
+        blank_line_after=0,
+    )
     ds = load_vqa_dataset(str(src))
     assert isinstance(ds, VQADataset) and len(ds) == 3
     assert ds.name == "my_vqa" and ds.kind == "jsonl" and ds.has_answers and ds.skipped == []
     r0, r1, r2 = list(ds)
     assert (r0.request_id, r0.prompt, r0.answer, r0.task_type) == (
-        "q-a", "what colour?", ["red", "crimson"], "color")
+        "q-a",
+        "what colour?",
+        ["red", "crimson"],
+        "color",
+    )
     assert (r1.request_id, r1.answer, r1.task_type) == ("my_vqa-1", ["blue"], "vqa")
     assert r2.answer == ["2", "two"] and r2.request_id == "my_vqa-2"
     assert pixel(r0) == RED and pixel(r1) == BLUE and pixel(r2) == (90, 90, 90)
@@ -97,11 +110,15 @@ def test_jsonl_round_trip(tmp_path):
 def test_csv_json_list_and_pipe_answers(tmp_path):
     png(tmp_path / "a.png", RED)
     png(tmp_path / "b.png", GREEN)
-    src = write_csv(tmp_path / "set.csv", ["image", "question", "answers", "request_id"], [
-        ["a.png", "q1", json.dumps(["a|b", "c"]), "r1"],
-        ["b.png", "q2", "two | 2|deux", ""],
-        ["a.png", "q3", "single", "r3"],
-    ])
+    src = write_csv(
+        tmp_path / "set.csv",
+        ["image", "question", "answers", "request_id"],
+        [
+            ["a.png", "q1", json.dumps(["a|b", "c"]), "r1"],
+            ["b.png", "q2", "two | 2|deux", ""],
+            ["a.png", "q3", "single", "r3"],
+        ],
+    )
     ds = load_vqa_dataset(str(src))
     assert ds.kind == "csv" and ds.name == "set"
     assert [r.answer for r in ds] == [["a|b", "c"], ["two", "2", "deux"], ["single"]]
@@ -121,16 +138,21 @@ def test_json_list_file(tmp_path):
 def _hf_dataset(n: int = 3, *, split: str | None = None):
     datasets = pytest.importorskip("datasets")
     colors = [RED, GREEN, BLUE]
-    feats = datasets.Features({
-        "image": datasets.Image(),
-        "question": datasets.Value("string"),
-        "answers": datasets.List(datasets.Value("string")),
-    })
-    data = {"image": [{"bytes": png_bytes(colors[i % 3]), "path": None} for i in range(n)],
-            "question": [f"q{i}" for i in range(n)],
-            "answers": [[f"a{i}", f"b{i}"] for i in range(n)]}
-    return datasets.Dataset.from_dict(data, features=feats,
-                                      split=datasets.NamedSplit(split) if split else None)
+    feats = datasets.Features(
+        {
+            "image": datasets.Image(),
+            "question": datasets.Value("string"),
+            "answers": datasets.List(datasets.Value("string")),
+        }
+    )
+    data = {
+        "image": [{"bytes": png_bytes(colors[i % 3]), "path": None} for i in range(n)],
+        "question": [f"q{i}" for i in range(n)],
+        "answers": [[f"a{i}", f"b{i}"] for i in range(n)],
+    }
+    return datasets.Dataset.from_dict(
+        data, features=feats, split=datasets.NamedSplit(split) if split else None
+    )
 
 
 def test_save_to_disk_dataset_with_image_feature(tmp_path):
@@ -167,11 +189,16 @@ def test_save_to_disk_path_images_and_classlabel(tmp_path):
     datasets = pytest.importorskip("datasets")
     out = tmp_path / "labels"
     png(out / "pics" / "x.png", GREEN)
-    feats = datasets.Features({"file_name": datasets.Value("string"),
-                               "query": datasets.Value("string"),
-                               "label": datasets.ClassLabel(names=["yes", "no"])})
-    datasets.Dataset.from_dict({"file_name": ["pics/x.png"], "query": ["is it?"], "label": [1]},
-                               features=feats).save_to_disk(str(out))
+    feats = datasets.Features(
+        {
+            "file_name": datasets.Value("string"),
+            "query": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=["yes", "no"]),
+        }
+    )
+    datasets.Dataset.from_dict(
+        {"file_name": ["pics/x.png"], "query": ["is it?"], "label": [1]}, features=feats
+    ).save_to_disk(str(out))
     ds = load_vqa_dataset(str(out))
     assert ds[0].answer == ["no"] and ds[0].prompt == "is it?" and pixel(ds[0]) == GREEN
 
@@ -182,12 +209,19 @@ def test_image_folder(tmp_path, fmt):
     png(folder / "images" / "0.png", RED)
     png(folder / "images" / "1.png", BLUE)
     if fmt == "jsonl":
-        write_jsonl(folder / "questions.jsonl", [
-            {"image": "images/0.png", "question": "q0", "answers": ["red"]},
-            {"image": "images/1.png", "question": "q1", "answers": "blue"}])
+        write_jsonl(
+            folder / "questions.jsonl",
+            [
+                {"image": "images/0.png", "question": "q0", "answers": ["red"]},
+                {"image": "images/1.png", "question": "q1", "answers": "blue"},
+            ],
+        )
     else:
-        write_csv(folder / "questions.csv", ["image", "question", "answers"],
-                  [["images/0.png", "q0", "red"], ["images/1.png", "q1", '["blue"]']])
+        write_csv(
+            folder / "questions.csv",
+            ["image", "question", "answers"],
+            [["images/0.png", "q0", "red"], ["images/1.png", "q1", '["blue"]']],
+        )
     # loaded from another working directory: paths are relative to the folder
     ds = load_vqa_dataset(str(folder))
     assert ds.kind == "image_folder" and ds.name == "shapes"
@@ -199,8 +233,11 @@ def test_image_folder(tmp_path, fmt):
 def test_image_folder_errors(tmp_path):
     folder = tmp_path / "f"
     folder.mkdir()
-    with pytest.raises(ValueError, match="neither a datasets.save_to_disk directory nor an image "
-                                         "folder.*accepted local formats.*jsonl"):
+    with pytest.raises(
+        ValueError,
+        match="neither a datasets.save_to_disk directory nor an image "
+        "folder.*accepted local formats.*jsonl",
+    ):
         load_vqa_dataset(str(folder))
     write_jsonl(folder / "questions.jsonl", [])
     write_csv(folder / "questions.csv", ["image", "question", "answers"], [])
@@ -224,11 +261,14 @@ def test_unsupported_file_and_split_on_file(tmp_path):
 # --------------------------------------------------------------------------- columns
 
 
-@pytest.mark.parametrize("img,q,ans,rid", [
-    ("image_path", "query", "answer", "question_id"),
-    ("img", "prompt", "label", "id"),
-    ("file_name", "question", "answers", "request_id"),
-])
+@pytest.mark.parametrize(
+    "img,q,ans,rid",
+    [
+        ("image_path", "query", "answer", "question_id"),
+        ("img", "prompt", "label", "id"),
+        ("file_name", "question", "answers", "request_id"),
+    ],
+)
 def test_column_auto_detection(tmp_path, img, q, ans, rid):
     png(tmp_path / "a.png", RED)
     src = write_jsonl(tmp_path / "d.jsonl", [{img: "a.png", q: "what?", ans: "red", rid: 17}])
@@ -241,41 +281,69 @@ def test_column_auto_detection(tmp_path, img, q, ans, rid):
 
 def test_default_name_wins_over_alias(tmp_path):
     png(tmp_path / "a.png")
-    src = write_jsonl(tmp_path / "d.jsonl", [
-        {"image": "a.png", "question": "q", "answers": ["all", "of", "them"], "answer": "one"}])
+    src = write_jsonl(
+        tmp_path / "d.jsonl",
+        [{"image": "a.png", "question": "q", "answers": ["all", "of", "them"], "answer": "one"}],
+    )
     assert load_vqa_dataset(str(src))[0].answer == ["all", "of", "them"]
 
 
 def test_vqav2_style_answer_dicts(tmp_path):
     png(tmp_path / "a.png")
-    src = write_jsonl(tmp_path / "d.jsonl", [
-        {"image": "a.png", "question": "q",
-         "answers": [{"answer": "net", "answer_id": 1}, {"answer": "nets", "answer_id": 2}]},
-        {"image": "a.png", "question": "q", "answers": {"text": ["x", "y"]}}])
+    src = write_jsonl(
+        tmp_path / "d.jsonl",
+        [
+            {
+                "image": "a.png",
+                "question": "q",
+                "answers": [{"answer": "net", "answer_id": 1}, {"answer": "nets", "answer_id": 2}],
+            },
+            {"image": "a.png", "question": "q", "answers": {"text": ["x", "y"]}},
+        ],
+    )
     assert [r.answer for r in load_vqa_dataset(str(src))] == [["net", "nets"], ["x", "y"]]
 
 
 def test_column_map_override(tmp_path):
     png(tmp_path / "a.png", BLUE)
-    src = write_jsonl(tmp_path / "d.jsonl", [
-        {"pic": "a.png", "ask": "which?", "refs": ["b"], "kind": "color", "qid": "Z",
-         # decoys under the auto-detected names must be ignored
-         "question": "WRONG", "answers": ["WRONG"], "image": "missing.png"}])
-    cmap = ColumnMap(image="pic", question="ask", answers="refs", task_type="kind",
-                     request_id="qid")
+    src = write_jsonl(
+        tmp_path / "d.jsonl",
+        [
+            {
+                "pic": "a.png",
+                "ask": "which?",
+                "refs": ["b"],
+                "kind": "color",
+                "qid": "Z",
+                # decoys under the auto-detected names must be ignored
+                "question": "WRONG",
+                "answers": ["WRONG"],
+                "image": "missing.png",
+            }
+        ],
+    )
+    cmap = ColumnMap(
+        image="pic", question="ask", answers="refs", task_type="kind", request_id="qid"
+    )
     r = load_vqa_dataset(str(src), columns=cmap)[0]
     assert (r.prompt, r.answer, r.task_type, r.request_id) == ("which?", ["b"], "color", "Z")
     assert pixel(r) == BLUE
-    with pytest.raises(ValueError, match=r"ColumnMap.question='nope' is not a column; columns "
-                                         r"are \['pic', 'ask'"):
+    with pytest.raises(
+        ValueError,
+        match=r"ColumnMap.question='nope' is not a column; columns "
+        r"are \['pic', 'ask'",
+    ):
         load_vqa_dataset(str(src), columns=ColumnMap(question="nope"))
 
 
 def test_missing_columns_are_named(tmp_path):
     png(tmp_path / "a.png")
     src = write_jsonl(tmp_path / "d.jsonl", [{"picture": "a.png", "question": "q", "answers": "a"}])
-    with pytest.raises(ValueError, match=r"no image column; looked for \['image', 'image_path', "
-                                         r"'img', 'file_name'.*columns are \['picture'"):
+    with pytest.raises(
+        ValueError,
+        match=r"no image column; looked for \['image', 'image_path', "
+        r"'img', 'file_name'.*columns are \['picture'",
+    ):
         load_vqa_dataset(str(src))
     src = write_jsonl(tmp_path / "e.jsonl", [{"image": "a.png", "question": "q"}])
     with pytest.raises(ValueError, match="no answers column.*require_answers=False"):
@@ -325,25 +393,42 @@ def _not_an_image(tmp_path, rows):
 
 BAD_ROWS = {
     # name: (mutation of row 1 / the files, column, expected text)
-    "missing_image_file": (lambda t, r: r[1].update(image="img/nope.png"), "image",
-                           "image file not found"),
+    "missing_image_file": (
+        lambda t, r: r[1].update(image="img/nope.png"),
+        "image",
+        "image file not found",
+    ),
     "corrupt_image": (_corrupt, "image", "unreadable or corrupt image"),
     "truncated_image_data": (_truncated_data, "image", "unreadable or corrupt image"),
     "not_an_image": (_not_an_image, "image", "unreadable or corrupt image"),
     "null_image": (lambda t, r: r[1].update(image=None), "image", "missing image"),
     "empty_answers": (lambda t, r: r[1].update(answers=[]), "answers", "empty answers list"),
-    "blank_answer": (lambda t, r: r[1].update(answers=["ok", " "]), "answers",
-                     r"answers\[1\]: empty answer string"),
-    "non_string_answer": (lambda t, r: r[1].update(answers=[["nested"]]), "answers",
-                          r"answers\[0\]: expected a string, got list"),
+    "blank_answer": (
+        lambda t, r: r[1].update(answers=["ok", " "]),
+        "answers",
+        r"answers\[1\]: empty answer string",
+    ),
+    "non_string_answer": (
+        lambda t, r: r[1].update(answers=[["nested"]]),
+        "answers",
+        r"answers\[0\]: expected a string, got list",
+    ),
     "missing_answers": (lambda t, r: r[1].pop("answers"), "answers", "missing answers"),
     "missing_question": (lambda t, r: r[1].pop("question"), "question", "missing question"),
     "empty_question": (lambda t, r: r[1].update(question="  "), "question", "missing question"),
-    "non_string_question": (lambda t, r: r[1].update(question=3), "question",
-                            "expected a non-empty string, got int"),
-    "duplicate_id": (lambda t, r: [x.update(request_id=f"id{i}") for i, x in enumerate(r)]
-                     and r[1].update(request_id="id0"), "request_id",
-                     "duplicate request_id 'id0', already used by row 0"),
+    "non_string_question": (
+        lambda t, r: r[1].update(question=3),
+        "question",
+        "expected a non-empty string, got int",
+    ),
+    "duplicate_id": (
+        lambda t, r: (
+            [x.update(request_id=f"id{i}") for i, x in enumerate(r)]
+            and r[1].update(request_id="id0")
+        ),
+        "request_id",
+        "duplicate request_id 'id0', already used by row 0",
+    ),
 }
 
 
@@ -379,11 +464,22 @@ def test_invalid_json_line_is_a_bad_row(tmp_path):
 
 def test_bad_csv_cells(tmp_path):
     png(tmp_path / "a.png")
-    src = write_csv(tmp_path / "c.csv", ["image", "question", "answers"], [
-        ["a.png", "q", "[broken"], ["a.png", "q", "x||y"], ["a.png", "", "x"],
-        ["", "q", "x"], ["a.png", "q", "fine"]])
-    with pytest.raises(ValueError, match=r"row 0 \(request_id 'c-0'\), column 'answers': answers "
-                                         "cell starts with '\\[' but is not a valid JSON list"):
+    src = write_csv(
+        tmp_path / "c.csv",
+        ["image", "question", "answers"],
+        [
+            ["a.png", "q", "[broken"],
+            ["a.png", "q", "x||y"],
+            ["a.png", "", "x"],
+            ["", "q", "x"],
+            ["a.png", "q", "fine"],
+        ],
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"row 0 \(request_id 'c-0'\), column 'answers': answers "
+        "cell starts with '\\[' but is not a valid JSON list",
+    ):
         load_vqa_dataset(str(src))
     ds = load_vqa_dataset(str(src), on_error="skip")
     assert ds.row_indices == [4]
@@ -405,14 +501,26 @@ def test_all_rows_bad_is_an_error_even_when_skipping(tmp_path):
 def test_bad_hf_image_bytes(tmp_path):
     datasets = pytest.importorskip("datasets")
     good = png_bytes(RED)
-    feats = datasets.Features({"image": datasets.Image(), "question": datasets.Value("string"),
-                               "answers": datasets.Value("string")})
+    feats = datasets.Features(
+        {
+            "image": datasets.Image(),
+            "question": datasets.Value("string"),
+            "answers": datasets.Value("string"),
+        }
+    )
     datasets.Dataset.from_dict(
-        {"image": [{"bytes": good, "path": None}, {"bytes": good[:40], "path": None}],
-         "question": ["q", "q"], "answers": ["a", "b"]}, features=feats,
+        {
+            "image": [{"bytes": good, "path": None}, {"bytes": good[:40], "path": None}],
+            "question": ["q", "q"],
+            "answers": ["a", "b"],
+        },
+        features=feats,
     ).save_to_disk(str(tmp_path / "bad"))
-    with pytest.raises(ValueError, match=r"row 1 \(request_id 'bad-1'\), column 'image': "
-                                         "unreadable or corrupt image"):
+    with pytest.raises(
+        ValueError,
+        match=r"row 1 \(request_id 'bad-1'\), column 'image': "
+        "unreadable or corrupt image",
+    ):
         load_vqa_dataset(str(tmp_path / "bad"))
     ds = load_vqa_dataset(str(tmp_path / "bad"), on_error="skip")
     assert len(ds) == 1 and ds[0].answer == ["a"] and [r for r, _ in ds.skipped] == [1]
@@ -425,8 +533,11 @@ def test_images_are_lazy(tmp_path):
     png(tmp_path / "img" / "b.png", BLUE)  # changed after loading: the new pixels are read
     assert pixel(ds[1]) == BLUE
     (tmp_path / "img" / "c.png").write_bytes(b"gone bad")
-    with pytest.raises(ValueError, match=r"row 2 \(request_id 'd-2'\), column 'image': could not "
-                                         "decode"):
+    with pytest.raises(
+        ValueError,
+        match=r"row 2 \(request_id 'd-2'\), column 'image': could not "
+        "decode",
+    ):
         ds[2]
 
 
@@ -478,7 +589,7 @@ def test_hub_other_failure_is_not_blamed_on_the_network(monkeypatch):
     datasets = pytest.importorskip("datasets")
 
     def bad_split(name, split=None, **kw):
-        raise ValueError('Unknown split "tset". Should be one of [\'test\'].')
+        raise ValueError("Unknown split \"tset\". Should be one of ['test'].")
 
     monkeypatch.setattr(datasets, "load_dataset", bad_split)
     with pytest.raises(HubDatasetError) as ei:
@@ -505,8 +616,9 @@ def test_hub_dataset_loaded_through_load_dataset(monkeypatch):
 
 def test_missing_local_path_is_not_sent_to_the_hub(tmp_path, monkeypatch):
     datasets = pytest.importorskip("datasets")
-    monkeypatch.setattr(datasets, "load_dataset",
-                        lambda *a, **k: pytest.fail("must not reach load_dataset"))
+    monkeypatch.setattr(
+        datasets, "load_dataset", lambda *a, **k: pytest.fail("must not reach load_dataset")
+    )
     for src in (str(tmp_path / "nope.jsonl"), "data/missing.csv", "./folder"):
         with pytest.raises(FileNotFoundError, match="no such file or directory"):
             load_vqa_dataset(src)
@@ -529,8 +641,10 @@ def test_without_datasets_package(tmp_path, monkeypatch):
 
 def _many(tmp_path, n=20):
     png(tmp_path / "a.png")
-    return write_jsonl(tmp_path / "m.jsonl", [
-        {"image": "a.png", "question": f"q{i}", "answers": str(i)} for i in range(n)])
+    return write_jsonl(
+        tmp_path / "m.jsonl",
+        [{"image": "a.png", "question": f"q{i}", "answers": str(i)} for i in range(n)],
+    )
 
 
 def test_max_samples_and_shuffle_are_deterministic(tmp_path):

@@ -111,7 +111,7 @@ def test_each_digit_lies_inside_its_own_cell_and_patch_labels_name_it():
     for i in range(60):
         p = gen.page(i)
         d = np.full((MAX_GRID, MAX_GRID), -1)
-        d[:len(p.digits), :len(p.digits[0])] = p.digits
+        d[: len(p.digits), : len(p.digits[0])] = p.digits
         cells = p.image.reshape(MAX_GRID, CELL, MAX_GRID, CELL).transpose(0, 2, 1, 3)
         ink = cells.reshape(MAX_GRID, MAX_GRID, -1).max(-1) > 0
         assert not ink[d < 0].any(), "ink in an empty cell"
@@ -132,8 +132,14 @@ def test_conversations_ask_exact_questions_about_one_page_first_the_served_one()
         assert qa[0] == (page.task_type, page.question, page.answer)
         assert len(qa) == 5 and qa == gen.conversation(i, 5)[1]
         for task, question, answer in qa:
-            assert _answer(Page(page.request_id, page.split, page.image, page.digits, task,
-                                question, answer)) == answer
+            assert (
+                _answer(
+                    Page(
+                        page.request_id, page.split, page.image, page.digits, task, question, answer
+                    )
+                )
+                == answer
+            )
     with pytest.raises(ValueError, match="turns must be >= 1"):
         gen.conversation(0, 0)
 
@@ -144,13 +150,19 @@ def test_conversation_inputs_put_each_answer_after_its_prompt():
     the very last ``</s>``, is the next input token (teacher forcing)."""
     cfg = DigitsModelConfig()
     enc = BatchEncoder(build_processor(cfg), cfg)
-    talks = [PageGenerator("train", 0, task_types=("list", "read")).conversation(i, 3)
-             for i in range(6)]
+    talks = [
+        PageGenerator("train", 0, task_types=("list", "read")).conversation(i, 3) for i in range(6)
+    ]
     inputs, rows, pos, targets = enc.conversations(
-        [p.image for p, _ in talks], [[(q, a) for _, q, a in qa] for _, qa in talks])
+        [p.image for p, _ in talks], [[(q, a) for _, q, a in qa] for _, qa in talks]
+    )
     ids, vocab = inputs["input_ids"], vocabulary()
-    want = [(b, t) for b, (_, qa) in enumerate(talks) for _, _, a in qa
-            for t in [vocab[w] for w in a.split()] + [EOS]]
+    want = [
+        (b, t)
+        for b, (_, qa) in enumerate(talks)
+        for _, _, a in qa
+        for t in [vocab[w] for w in a.split()] + [EOS]
+    ]
     assert [(int(r), int(t)) for r, t in zip(rows, targets, strict=True)] == want
     assert any(len(a.split()) > 1 for _, qa in talks for _, _, a in qa)  # multi-word answers
     last = torch.tensor([k + 1 == len(rows) or rows[k + 1] != rows[k] for k in range(len(rows))])
@@ -161,7 +173,7 @@ def test_conversation_inputs_put_each_answer_after_its_prompt():
     served = enc([p.image for p, _ in talks], [p.question for p, _ in talks])["input_ids"]
     for b in range(len(talks)):
         k = int(torch.nonzero(rows == b)[0])
-        first_turn = ids[b, :pos[k] + 1]
+        first_turn = ids[b, : pos[k] + 1]
         assert first_turn[first_turn != 0].tolist() == served[b][served[b] != 0].tolist()
     with pytest.raises(ValueError, match="answer words"):
         enc.answer_tokens("eleventy")
@@ -201,12 +213,10 @@ def test_the_prompt_puts_the_question_before_the_image():
     page = PageGenerator("val", 0).page(3)
     from fastctrl.profile.loading import ChatProcessor
 
-    ids = ChatProcessor(proc)([page.rgb],
-                              [page.question])["input_ids"][0].tolist()
+    ids = ChatProcessor(proc)([page.rgb], [page.question])["input_ids"][0].tolist()
     vocab = vocabulary()
     words = [vocab[w] for w in page.question.split()]
-    assert ids == [vocab["<s>"], *words, *[vocab["<image>"]] * cfg.vision_tokens,
-                   vocab["answer:"]]
+    assert ids == [vocab["<s>"], *words, *[vocab["<image>"]] * cfg.vision_tokens, vocab["answer:"]]
 
 
 def test_exists_is_balanced_and_unknown_task_refused():

@@ -81,6 +81,10 @@ def test_the_knob_report_gives_the_latency_span_per_question_type():
     rep = knob_table(prof, "test")
     # read: full 10 / cheapest 2 ms; count: its full config costs 30 ms
     spans = rep["latency_span_per_task"]
-    assert spans["read"] == pytest.approx({"full_p50_ms": 10.0, "cheapest_p50_ms": 2.0, "span": 5.0})
-    assert spans["count"] == pytest.approx({"full_p50_ms": 30.0, "cheapest_p50_ms": 2.0, "span": 15.0})
+    assert spans["read"] == pytest.approx(
+        {"full_p50_ms": 10.0, "cheapest_p50_ms": 2.0, "span": 5.0}
+    )
+    assert spans["count"] == pytest.approx(
+        {"full_p50_ms": 30.0, "cheapest_p50_ms": 2.0, "span": 15.0}
+    )
     assert "read 5.00x (10.00 / 2.00 ms), count 15.00x (30.00 / 2.00 ms)" in report_markdown(rep)

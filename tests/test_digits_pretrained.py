@@ -25,8 +25,7 @@ def served():
     torch.set_num_threads(1)
     model, proc = load_model(DIGITS_MODEL)
     pages = [PageGenerator("test", 7).page(i) for i in range(PAGES)]
-    inputs = proc([p.rgb for p in pages],
-                  [p.question for p in pages])
+    inputs = proc([p.rgb for p in pages], [p.question for p in pages])
     return model, inputs, pages
 
 
@@ -35,7 +34,7 @@ def answers(out: torch.Tensor, prompt_len: int) -> list[str]:
     words = {i: w for w, i in vocabulary().items()}
     said = []
     for row in out[:, prompt_len:].tolist():
-        ids = row[:row.index(EOS)] if EOS in row else row
+        ids = row[: row.index(EOS)] if EOS in row else row
         said.append(" ".join(words[t] for t in ids))
     return said
 
@@ -46,8 +45,10 @@ def accuracy(model, inputs, pages, handle, config) -> tuple[float, dict[str, flo
         out = model.generate(**inputs)  # the shipped generation config: greedy, to </s>
     said = answers(out, inputs["input_ids"].shape[1])
     right = np.array([s == p.answer for s, p in zip(said, pages, strict=True)])
-    per = {t: float(right[[p.task_type == t for p in pages]].mean())
-           for t in dict.fromkeys(p.task_type for p in pages)}
+    per = {
+        t: float(right[[p.task_type == t for p in pages]].mean())
+        for t in dict.fromkeys(p.task_type for p in pages)
+    }
     return float(right.mean()), per
 
 
@@ -63,8 +64,16 @@ def test_shipped_model_reads_unseen_pages_and_every_knob_costs_accuracy(served):
     handle = hook(model, space=space)
     try:
         full, per_task = accuracy(model, inputs, pages, handle, space.full())
-        lowered = {name: accuracy(model, inputs, pages, handle, space.config_from_values(
-            **{**space.full().values, name: space[name].values[0]}))[0] for name in space.names}
+        lowered = {
+            name: accuracy(
+                model,
+                inputs,
+                pages,
+                handle,
+                space.config_from_values(**{**space.full().values, name: space[name].values[0]}),
+            )[0]
+            for name in space.names
+        }
     finally:
         handle.remove()
     assert full >= 0.8 and per_task["read"] >= 0.9, (full, per_task)
@@ -83,7 +92,10 @@ def test_the_shipped_profile_loads_by_name_with_its_splits_and_machine():
     prof = Profile.load(DIGITS_MODEL)
     assert prof.n_requests == 480 and prof.space.n_configs == 54 and prof.features is not None
     assert {s: int((prof.splits == s).sum()) for s in ("train", "val", "test")} == {
-        "train": 240, "val": 80, "test": 160}
+        "train": 240,
+        "val": 80,
+        "test": 160,
+    }
     sidecar = json.loads(shipped_profile().with_suffix(SIDECAR_SUFFIX).read_text())
     assert sidecar["torch_threads"] == 1 and sidecar["machine"]["cpu_count"] >= 1
     # the profiled model is the shipped one: its full config answers most test pages right

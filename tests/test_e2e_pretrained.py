@@ -16,8 +16,10 @@ from fastctrl.profile.synthetic_vqa import synthetic_vqa
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
-GRIDS = {"llava-olmoe": {"max_crops": [1, 4], "top_k": [2, 4], "num_active_blocks": [2, 4]},
-         "gemma3": {"max_crops": [1, 2, 4], "num_active_blocks": [1, 2, 4]}}  # dense: no top_k
+GRIDS = {
+    "llava-olmoe": {"max_crops": [1, 4], "top_k": [2, 4], "num_active_blocks": [2, 4]},
+    "gemma3": {"max_crops": [1, 2, 4], "num_active_blocks": [1, 2, 4]},
+}  # dense: no top_k
 
 
 def write_jsonl(directory, n: int, seed: int):
@@ -26,8 +28,15 @@ def write_jsonl(directory, n: int, seed: int):
     for s in synthetic_vqa(n, seed=seed, size=40):
         name = f"{s.request_id}.png"
         Image.fromarray(s.image).save(directory / name)
-        rows.append({"image": name, "question": s.prompt, "answers": [s.answer],
-                     "task_type": s.task_type, "request_id": s.request_id})
+        rows.append(
+            {
+                "image": name,
+                "question": s.prompt,
+                "answers": [s.answer],
+                "task_type": s.task_type,
+                "request_id": s.request_id,
+            }
+        )
     path = directory / "data.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
@@ -44,24 +53,86 @@ def test_profile_train_evaluate_from_a_model_directory(family, tmp_path):
     heldout = write_jsonl(tmp_path / "heldout", 4, seed=99)
     prof = tmp_path / "profile.parquet"
     grid = GRIDS[family]
-    assert profile_main(["--model", str(model_dir), "--dataset", str(train_data),
-                         "--grid", json.dumps(grid), "--warmup", "0", "--repeats", "2",
-                         "--max_new_tokens", "2", "--configs", "random 6", "--out", str(prof),
-                         "--device", "cpu", "--quiet"]) == 0
+    assert (
+        profile_main(
+            [
+                "--model",
+                str(model_dir),
+                "--dataset",
+                str(train_data),
+                "--grid",
+                json.dumps(grid),
+                "--warmup",
+                "0",
+                "--repeats",
+                "2",
+                "--max_new_tokens",
+                "2",
+                "--configs",
+                "random 6",
+                "--out",
+                str(prof),
+                "--device",
+                "cpu",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     side = json.loads(prof.with_suffix(".sweep.json").read_text())
     assert side["n_requests"] == 10 and side["cells_measured"] == 10 * 6
     assert side["settings"]["metric"] == "exact_match" and not side["quality_proxy"]
     where = side["machine"]  # latencies travel with the machine they were measured on
     assert where["cpu"] and where["cpu_count"] >= 1 and where["torch"] == torch.__version__
     run = tmp_path / "run"
-    assert train_main(["--method", "supervised", "--profile", str(prof), "--missing_configs",
-                       "impute", "--output_dir", str(run), "--max_env_steps", "2000",
-                       "--eval_every_steps", "1000", "--quiet"]) == 0
+    assert (
+        train_main(
+            [
+                "--method",
+                "supervised",
+                "--profile",
+                str(prof),
+                "--missing_configs",
+                "impute",
+                "--output_dir",
+                str(run),
+                "--max_env_steps",
+                "2000",
+                "--eval_every_steps",
+                "1000",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "eval"
-    assert evaluate_main(["--controller", str(run), "--model", str(model_dir), "--profile",
-                          str(prof), "--missing_configs", "impute", "--dataset", str(heldout),
-                          "--budget_ratios", "0.6", "1.2", "--max_new_tokens", "2",
-                          "--device", "cpu", "--output_dir", str(out), "--quiet"]) == 0
+    assert (
+        evaluate_main(
+            [
+                "--controller",
+                str(run),
+                "--model",
+                str(model_dir),
+                "--profile",
+                str(prof),
+                "--missing_configs",
+                "impute",
+                "--dataset",
+                str(heldout),
+                "--budget_ratios",
+                "0.6",
+                "1.2",
+                "--max_new_tokens",
+                "2",
+                "--device",
+                "cpu",
+                "--output_dir",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     res = json.loads((out / "live_eval.json").read_text())
     assert res["n_requests"] == 4 and len(res["budgets_ms"]) == 2
     assert res["answered_by"] == "greedy_decode"  # two new tokens: the cached greedy loop
@@ -76,7 +147,8 @@ def test_profile_train_evaluate_from_a_model_directory(family, tmp_path):
     host = res["host"]
     assert host["differs"] == [] and host["profile_machine"]["cpu"] == host["machine"]["cpu"]
     assert host["latency_scale"] == pytest.approx(
-        host["full_p50_live_ms"] / host["full_p50_profile_ms"])
+        host["full_p50_live_ms"] / host["full_p50_profile_ms"]
+    )
     for fig in ("accuracy_vs_budget.png", "latency_per_budget.png"):
         assert (out / fig).stat().st_size > 1000
 
@@ -96,25 +168,83 @@ def test_a_lookup_table_run_is_served_live_through_the_hook(tmp_path):
     train_data = write_jsonl(tmp_path / "train", 10, seed=0)
     heldout = write_jsonl(tmp_path / "heldout", 4, seed=99)
     prof = tmp_path / "profile.parquet"
-    assert profile_main(["--model", str(model_dir), "--dataset", str(train_data),
-                         "--grid", json.dumps(GRIDS[family]), "--warmup", "0", "--repeats", "2",
-                         "--max_new_tokens", "2", "--out", str(prof), "--device", "cpu",
-                         "--quiet"]) == 0
+    assert (
+        profile_main(
+            [
+                "--model",
+                str(model_dir),
+                "--dataset",
+                str(train_data),
+                "--grid",
+                json.dumps(GRIDS[family]),
+                "--warmup",
+                "0",
+                "--repeats",
+                "2",
+                "--max_new_tokens",
+                "2",
+                "--out",
+                str(prof),
+                "--device",
+                "cpu",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     run = tmp_path / "run"
-    assert train_main(["--method", "lut", "--profile", str(prof), "--output_dir", str(run),
-                       "--max_env_steps", "2000", "--eval_every_steps", "1000", "--quiet"]) == 0
+    assert (
+        train_main(
+            [
+                "--method",
+                "lut",
+                "--profile",
+                str(prof),
+                "--output_dir",
+                str(run),
+                "--max_env_steps",
+                "2000",
+                "--eval_every_steps",
+                "1000",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     table = LookupTablePolicy.from_pretrained(run / "lookup_table")
     out = tmp_path / "eval"
-    assert evaluate_main(["--controller", str(run), "--model", str(model_dir), "--profile",
-                          str(prof), "--dataset", str(heldout), "--budget_ratios", "0.6", "1.2",
-                          "--max_new_tokens", "2", "--device", "cpu", "--output_dir", str(out),
-                          "--quiet"]) == 0
+    assert (
+        evaluate_main(
+            [
+                "--controller",
+                str(run),
+                "--model",
+                str(model_dir),
+                "--profile",
+                str(prof),
+                "--dataset",
+                str(heldout),
+                "--budget_ratios",
+                "0.6",
+                "1.2",
+                "--max_new_tokens",
+                "2",
+                "--device",
+                "cpu",
+                "--output_dir",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     res = json.loads((out / "live_eval.json").read_text())
     assert res["decided_by"] == "lookup_table"
     tasks = [json.loads(line)["task_type"] for line in heldout.read_text().splitlines()]
     for b in res["budgets_ms"]:
-        want = Counter(",".join(f"{k}={v}" for k, v in table.decide(t, b).values.items())
-                       for t in tasks)
+        want = Counter(
+            ",".join(f"{k}={v}" for k, v in table.decide(t, b).values.items()) for t in tasks
+        )
         assert res["per_budget"][f"{b:g}"]["controller"]["configs"] == dict(want)
 
 
@@ -133,8 +263,7 @@ def test_bad_inputs_are_clear(tmp_path, capsys):
     assert profile_main(["--model", str(model_dir), "--dataset", str(data), "--quiet"]) == 2
     assert "processor" in capsys.readouterr().err
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps({"image": "missing.png", "question": "q?", "answers": ["a"]})
-                   + "\n")
+    bad.write_text(json.dumps({"image": "missing.png", "question": "q?", "answers": ["a"]}) + "\n")
     assert profile_main(["--dataset", str(bad), "--quiet"]) == 2
     assert "missing.png" in capsys.readouterr().err
     assert evaluate_main(["--controller", str(tmp_path), "--budgets_ms", "5", "--quiet"]) == 2

@@ -83,8 +83,9 @@ def test_budgets_per_request_and_global(prof):
     gctx = genv.all_contexts((0.5,))
     train_mean = full[prof.split_indices("train")].mean()
     np.testing.assert_allclose(gctx.budget_ms, 0.5 * train_mean, rtol=1e-6)
-    np.testing.assert_allclose(guide_budgets(np.array([10.0, 20.0])),
-                               [[8.0, 10.0, 12.0], [16.0, 20.0, 24.0]])
+    np.testing.assert_allclose(
+        guide_budgets(np.array([10.0, 20.0])), [[8.0, 10.0, 12.0], [16.0, 20.0, 24.0]]
+    )
 
 
 def test_splits_never_share_requests(prof):
@@ -140,8 +141,11 @@ def test_env_hands_learners_measured_quality_only(noisy):
     q, _ = env.profile_rows(ctx.req[:8])
     np.testing.assert_array_equal(q, noisy.quality[ctx.req[:8]])
     # the hindsight rewards the table baselines are fit on are measured ones too
-    ref = env.reward(noisy.quality[ctx.req].astype(np.float64)[:, :, None],
-                     noisy.latency[ctx.req].astype(np.float64), ctx.budget_ms[:, None, None])
+    ref = env.reward(
+        noisy.quality[ctx.req].astype(np.float64)[:, :, None],
+        noisy.latency[ctx.req].astype(np.float64),
+        ctx.budget_ms[:, None, None],
+    )
     np.testing.assert_allclose(env.expected_rewards(ctx), ref.mean(2))
 
 
@@ -155,8 +159,9 @@ def test_expected_oracle_and_gap_closed_share(noisy):
             assert blk.utility_expected is not None and blk.quality_expected_mean is not None
     oe, st, orc = res["oracle_expected"], res["best_static"], res["oracle"]
     for k in ("overall", *oe.per_budget):
-        b_oe, b_st, b_or = ((p.overall if k == "overall" else p.per_budget[k])
-                            for p in (oe, st, orc))
+        b_oe, b_st, b_or = (
+            (p.overall if k == "overall" else p.per_budget[k]) for p in (oe, st, orc)
+        )
         assert b_oe.gap_closed == pytest.approx(1.0) and b_st.gap_closed == pytest.approx(0.0)
         assert b_oe.utility_expected > b_st.utility_expected, k
         # the hindsight oracle wins on measured quality (lucky answers) but not in expectation
@@ -166,8 +171,9 @@ def test_expected_oracle_and_gap_closed_share(noisy):
     ctx = test.all_contexts()
     best = expected_quality_rewards(test, ctx).max(1)
     chosen = to_flat(test, ExpectedOraclePolicy().decide(ctx, test))
-    np.testing.assert_allclose(decision_metrics(test, ctx, chosen).utility_expected,
-                               best.mean(), rtol=1e-9)
+    np.testing.assert_allclose(
+        decision_metrics(test, ctx, chosen).utility_expected, best.mean(), rtol=1e-9
+    )
 
 
 def test_gap_closed_without_expected_quality_uses_the_hindsight_oracle(prof):
@@ -205,15 +211,18 @@ def test_new_metrics_fields_round_trip_and_old_records_load(noisy):
     res = evaluate_baselines(ProfileEnv(noisy, "train"), test, measure_overhead=False)
     back = io.from_json(PolicyEval, io.to_json(res["best_static"]))
     assert back == res["best_static"]
-    old = {k: v for k, v in io.to_json(res["full"].overall).items()
-           if k not in ("quality_expected_mean", "utility_expected", "gap_closed",
-                        "gap_closed_reference")}
+    old = {
+        k: v
+        for k, v in io.to_json(res["full"].overall).items()
+        if k
+        not in ("quality_expected_mean", "utility_expected", "gap_closed", "gap_closed_reference")
+    }
     m = io.from_json(Metrics, old)
     assert m.utility_expected is None and m.gap_closed is None
 
 
 def test_oracle_static_margin_on_expected_quality(noisy):
-    rows = oracle_static_margin(noisy)                      # auto: expected quality
+    rows = oracle_static_margin(noisy)  # auto: expected quality
     measured = oracle_static_margin(noisy, quality="measured")
     for r, rm in zip(rows, measured, strict=True):
         assert r["quality"] == "expected" and rm["quality"] == "measured"

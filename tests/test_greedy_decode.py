@@ -49,12 +49,15 @@ def test_stops_at_eos_and_pads_finished_rows_like_generate():
         want = model.generate(**inputs, **gen)
         got = GreedyDecode.create(model, gen)(inputs)
         assert torch.equal(got, want)
-        for rule in ({"suppress_tokens": free[:, n].tolist()},
-                     {"begin_suppress_tokens": free[:, n].tolist()},
-                     {"eos_token_id": int(free[0, n]), "min_new_tokens": 2}):
+        for rule in (
+            {"suppress_tokens": free[:, n].tolist()},
+            {"begin_suppress_tokens": free[:, n].tolist()},
+            {"eos_token_id": int(free[0, n]), "min_new_tokens": 2},
+        ):
             gen = {**GREEDY_4, **rule}
-            assert torch.equal(GreedyDecode.create(model, gen)(inputs),
-                               model.generate(**inputs, **gen)), rule
+            assert torch.equal(
+                GreedyDecode.create(model, gen)(inputs), model.generate(**inputs, **gen)
+            ), rule
 
 
 def test_digits_model_list_answers_match_generate():
@@ -77,13 +80,16 @@ def test_digits_model_list_answers_match_generate():
     assert len(lengths) > 1  # answers of different lengths, each stopped at its </s>
 
 
-@pytest.mark.parametrize("gen", [
-    dict(max_new_tokens=1, do_sample=False),
-    dict(max_new_tokens=3, do_sample=True),
-    dict(max_new_tokens=3, num_beams=2),
-    dict(max_new_tokens=3, repetition_penalty=1.3),
-    dict(max_new_tokens=3, use_cache=False),
-    dict(max_new_tokens=3, some_forward_kwarg=3),
-])
+@pytest.mark.parametrize(
+    "gen",
+    [
+        dict(max_new_tokens=1, do_sample=False),
+        dict(max_new_tokens=3, do_sample=True),
+        dict(max_new_tokens=3, num_beams=2),
+        dict(max_new_tokens=3, repetition_penalty=1.3),
+        dict(max_new_tokens=3, use_cache=False),
+        dict(max_new_tokens=3, some_forward_kwarg=3),
+    ],
+)
 def test_what_it_cannot_reproduce_goes_to_generate(gen):
     assert GreedyDecode.create(build_tiny("llava-olmoe", seed=0), gen) is None

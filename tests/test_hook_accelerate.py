@@ -23,10 +23,18 @@ GRIDS = {"max_crops": [1, 2, 4], "top_k": [1, 2, 4], "num_active_blocks": [1, 2,
 
 def device_map(lm: str) -> dict[str, str]:
     """Everything on the CPU except the last two decoder blocks, offloaded to disk."""
-    return {"model.vision_tower": "cpu", "model.multi_modal_projector": "cpu",
-            f"{lm}.embed_tokens": "cpu", f"{lm}.layers.0": "cpu", f"{lm}.layers.1": "cpu",
-            f"{lm}.layers.2": "disk", f"{lm}.layers.3": "disk", f"{lm}.norm": "cpu",
-            f"{lm}.rotary_emb": "cpu", "lm_head": "cpu"}
+    return {
+        "model.vision_tower": "cpu",
+        "model.multi_modal_projector": "cpu",
+        f"{lm}.embed_tokens": "cpu",
+        f"{lm}.layers.0": "cpu",
+        f"{lm}.layers.1": "cpu",
+        f"{lm}.layers.2": "disk",
+        f"{lm}.layers.3": "disk",
+        f"{lm}.norm": "cpu",
+        f"{lm}.rotary_emb": "cpu",
+        "lm_head": "cpu",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +45,10 @@ def dispatched(tmp_path_factory):
     ref_model = build_tiny("llava-olmoe", seed=0)
     ref_model.save_pretrained(path)
     model = LlavaForConditionalGeneration.from_pretrained(
-        path, device_map=device_map("model.language_model"),
-        offload_folder=str(tmp_path_factory.mktemp("offload"))).eval()
+        path,
+        device_map=device_map("model.language_model"),
+        offload_folder=str(tmp_path_factory.mktemp("offload")),
+    ).eval()
     return ref_model, model
 
 

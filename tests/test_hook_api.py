@@ -14,9 +14,7 @@ from fastctrl.inengine.tiny import build_tiny, tiny_inputs
 GRIDS = {"max_crops": [1, 2, 4], "top_k": [1, 2, 4], "num_active_blocks": [1, 2, 3, 4]}
 
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
-
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +31,17 @@ def controller_for(model, **overrides) -> Controller:
 def test_unsupported_model_lists_families():
     from transformers import OlmoeConfig, OlmoeForCausalLM
 
-    text_only = OlmoeForCausalLM(OlmoeConfig(vocab_size=64, hidden_size=16, intermediate_size=16,
-                                             num_hidden_layers=1, num_attention_heads=2,
-                                             num_experts=2, num_experts_per_tok=1))
+    text_only = OlmoeForCausalLM(
+        OlmoeConfig(
+            vocab_size=64,
+            hidden_size=16,
+            intermediate_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_experts=2,
+            num_experts_per_tok=1,
+        )
+    )
     with pytest.raises(UnsupportedModelError) as e:
         hook(text_only, space=ActionSpace(GRIDS))
     msg = str(e.value)
@@ -87,11 +93,14 @@ def test_wrong_controller_dims(llava):
         hook(llava, c, budget_ms=10.0)
 
 
-@pytest.mark.parametrize("grids, match", [
-    ({"top_k": [1, 16]}, "exceeds the model's 8 experts"),
-    ({"num_active_blocks": [2, 9]}, "exceeds the model's 4 decoder blocks"),
-    ({"dropout_rate": [1, 2]}, "cannot apply knobs"),
-])
+@pytest.mark.parametrize(
+    "grids, match",
+    [
+        ({"top_k": [1, 16]}, "exceeds the model's 8 experts"),
+        ({"num_active_blocks": [2, 9]}, "exceeds the model's 4 decoder blocks"),
+        ({"dropout_rate": [1, 2]}, "cannot apply knobs"),
+    ],
+)
 def test_grid_must_fit_the_model(llava, grids, match):
     with pytest.raises(ValueError, match=match):
         hook(llava, space=ActionSpace(grids))
@@ -128,8 +137,11 @@ def test_continuing_a_foreign_cache_is_refused(llava):
     with torch.no_grad():
         out = llava(**inp, use_cache=True)
     # the cache's keyword is ``cache`` in transformers >= 5.2x (``past_key_values`` before)
-    name = "cache" if "cache" in inspect.signature(type(llava).forward).parameters \
+    name = (
+        "cache"
+        if "cache" in inspect.signature(type(llava).forward).parameters
         else "past_key_values"
+    )
     nxt = {"input_ids": torch.tensor([[40]]), name: getattr(out, name)}
     with hook(llava, space=ActionSpace(GRIDS)) as h, torch.no_grad():
         h.pin({"max_crops": 4, "top_k": 4, "num_active_blocks": 4})
@@ -198,8 +210,11 @@ def test_decision_path_is_the_one_evaluation_times(llava):
                 return torch.zeros(image.shape[0], 2, dtype=torch.long)
 
         h.engine = Wrong()
-        with pytest.raises(RuntimeError, match=r"decision engine returned shape \[1, 2\], "
-                                               r"expected \[1, 3\]"):
+        with pytest.raises(
+            RuntimeError,
+            match=r"decision engine returned shape \[1, 2\], "
+            r"expected \[1, 3\]",
+        ):
             llava(**tiny_inputs(llava))
         assert calls == [(torch.float32, torch.float32, torch.float32, (1,))]
 
@@ -241,8 +256,9 @@ def test_task_type_reaches_the_engine_per_call_and_per_request(llava):
 
         def spy(image, text, budget, task=None):
             seen.append(None if task is None else task.tolist())
-            return orig(image, text, budget, task) if task is not None else \
-                orig(image, text, budget)
+            return (
+                orig(image, text, budget, task) if task is not None else orig(image, text, budget)
+            )
 
         setattr(h.engine, name, spy)
         llava(**tiny_inputs(llava))
@@ -265,4 +281,5 @@ def test_llama4_is_found_even_where_its_forward_cannot_run():
     assert len(a.routers) == a.num_layers == 4 and a.native_top_k >= 1
     assert a.renormalises == "never"
     from fastctrl.inengine.tiny import tiny_families
+
     assert ("llama4" in tiny_families()) == llama4_forward_works()

@@ -128,8 +128,9 @@ def test_generate_holds_decision_and_cache_stays_consistent(model):
             assert set(probe.router_k) == {cheap["top_k"]}
         assert probe.attn_calls == 2 * 6
         try:
-            fresh = model.generate(**inp, max_new_tokens=6, min_new_tokens=6, do_sample=False,
-                                   use_cache=False)
+            fresh = model.generate(
+                **inp, max_new_tokens=6, min_new_tokens=6, do_sample=False, use_cache=False
+            )
         except (IndexError, RuntimeError) as e:
             h.pin(full_for(model))
             with pytest.raises(type(e)):  # the model's own generate(use_cache=False) fails too
@@ -145,11 +146,13 @@ def test_batch_runs_per_knob_minimum_of_request_decisions(model):
     grids = grids_for(model)
     sizes = [len(v) for v in grids.values()]
     # three requests' grid indices; the batch runs the per-knob minimum
-    rows = {5.0: [min(2, n - 1) for n in sizes], 50.0: [0] + [n - 1 for n in sizes[1:]],
-            500.0: [n - 1 for n in sizes]}
+    rows = {
+        5.0: [min(2, n - 1) for n in sizes],
+        50.0: [0] + [n - 1 for n in sizes[1:]],
+        500.0: [n - 1 for n in sizes],
+    }
     rows[5.0][-1] = 1
-    expect = {name: grids[name][min(r[i] for r in rows.values())]
-              for i, name in enumerate(grids)}
+    expect = {name: grids[name][min(r[i] for r in rows.values())] for i, name in enumerate(grids)}
     with hook(model, make_controller(model), budget_ms=[5.0, 50.0, 500.0]) as h:
 
         class ByBudget:
@@ -194,8 +197,7 @@ def test_budget_per_call_and_per_request(model):
         model(**inp)
         with h.budget_scope(12.0):
             model(**inp)
-    assert seen == [[20.0, 20.0], [7.0, 7.0], [3.0, 9.0], [4.0, 8.0], [11.0, 11.0],
-                    [12.0, 12.0]]
+    assert seen == [[20.0, 20.0], [7.0, 7.0], [3.0, 9.0], [4.0, 8.0], [11.0, 11.0], [12.0, 12.0]]
 
 
 @torch.no_grad()

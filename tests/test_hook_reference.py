@@ -29,8 +29,11 @@ def truncated(model: nn.Module, layers: int, top_k: int | None) -> nn.Module:
     lm = a.language_model
     holder = lm if isinstance(getattr(lm, "layers", None), nn.ModuleList) else lm.model
     holder.layers = nn.ModuleList(list(holder.layers)[:layers])
-    for cfg in {id(c): c for c in (getattr(lm, "config", None),
-                                   getattr(holder, "config", None)) if c is not None}.values():
+    for cfg in {
+        id(c): c
+        for c in (getattr(lm, "config", None), getattr(holder, "config", None))
+        if c is not None
+    }.values():
         cfg.num_hidden_layers = layers
         if isinstance(getattr(cfg, "layer_types", None), list):
             cfg.layer_types = cfg.layer_types[:layers]
@@ -47,8 +50,8 @@ def text_only(batch: int = 2) -> dict[str, torch.Tensor]:
     ids = torch.full((batch, width), PAD, dtype=torch.long)
     mask = torch.zeros((batch, width), dtype=torch.long)
     for i, s in enumerate(seqs):
-        ids[i, width - len(s):] = torch.tensor(s)
-        mask[i, width - len(s):] = 1
+        ids[i, width - len(s) :] = torch.tensor(s)
+        mask[i, width - len(s) :] = 1
     return {"input_ids": ids, "attention_mask": mask}
 
 

@@ -64,10 +64,18 @@ def test_quantize_weights_per_channel():
 def _gemm_cases():
     r = _rng(2)
     cases = []
-    for m, k, n in [(1, 1, 1), (1, 37, 15), (7, 91, 65), (13, 2048, 128), (6, 255, 64),
-                    (17, 4, 129), (5, 33, 200)]:
-        cases.append((f"random {m}x{k}x{n}", r.integers(-128, 128, (m, k)),
-                      r.integers(-127, 128, (n, k))))
+    for m, k, n in [
+        (1, 1, 1),
+        (1, 37, 15),
+        (7, 91, 65),
+        (13, 2048, 128),
+        (6, 255, 64),
+        (17, 4, 129),
+        (5, 33, 200),
+    ]:
+        cases.append(
+            (f"random {m}x{k}x{n}", r.integers(-128, 128, (m, k)), r.integers(-127, 128, (n, k)))
+        )
     # Values that saturate vpmaddubsw's int16 pair sums with a naive u8 shift: 2*255*127.
     m, k, n = 9, 131, 67
     cases.append(("all +127", np.full((m, k), 127), np.full((n, k), 127)))
@@ -93,10 +101,19 @@ def test_gemm_bit_exact(isa, case):
 def _nonneg_cases():
     r = _rng(21)
     cases = []
-    for m, k, n in [(1, 1, 1), (1, 256, 15), (2, 129, 70), (3, 128, 256), (4, 37, 33),
-                    (7, 256, 256), (13, 2048, 17), (64, 288, 256)]:
-        cases.append((f"random {m}x{k}x{n}", r.integers(0, 128, (m, k)),
-                      r.integers(-127, 128, (n, k))))
+    for m, k, n in [
+        (1, 1, 1),
+        (1, 256, 15),
+        (2, 129, 70),
+        (3, 128, 256),
+        (4, 37, 33),
+        (7, 256, 256),
+        (13, 2048, 17),
+        (64, 288, 256),
+    ]:
+        cases.append(
+            (f"random {m}x{k}x{n}", r.integers(0, 128, (m, k)), r.integers(-127, 128, (n, k)))
+        )
     # the largest vpmaddubsw pair sums without the sign trick: 2 * 127 * 127 = 32258 < 32767
     m, k, n = 9, 131, 67
     cases.append(("all +127", np.full((m, k), 127), np.full((n, k), 127)))
@@ -132,11 +149,15 @@ def test_gemm_all_batch_sizes(isa):
     p = _C.PackedMatrix(w)
     for m in (1, 2, 3, 4, 5, 6, 7, 11, 12, 13, 47, 48, 49, 4096):
         a = r.integers(-128, 128, (m, 258)).astype(np.int8)
-        np.testing.assert_array_equal(_C.gemm_s8s8_s32(a, p, isa),
-                                      _C.gemm_s8s8_s32(a, p, "scalar"), err_msg=f"M={m}")
+        np.testing.assert_array_equal(
+            _C.gemm_s8s8_s32(a, p, isa), _C.gemm_s8s8_s32(a, p, "scalar"), err_msg=f"M={m}"
+        )
         u = np.abs(a.astype(np.int16)).clip(0, 127).astype(np.int8)
-        np.testing.assert_array_equal(_C.gemm_s8s8_s32(u, p, isa, nonneg=True),
-                                      _C.gemm_s8s8_s32(u, p, "scalar"), err_msg=f"M={m} nonneg")
+        np.testing.assert_array_equal(
+            _C.gemm_s8s8_s32(u, p, isa, nonneg=True),
+            _C.gemm_s8s8_s32(u, p, "scalar"),
+            err_msg=f"M={m} nonneg",
+        )
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -200,8 +221,10 @@ def test_agreement_with_fp32_reference(default_controller):
     ref = make_engine(c, "torch").decide(img, txt, budget)
     got = Int8Engine(c).decide(img, txt, budget)
     rate = (got == ref).mean(0)
-    print("int8 vs fp32 decision agreement per knob "
-          + ", ".join(f"{n}={r:.4f}" for n, r in zip(c.knob_names, rate, strict=True)))
+    print(
+        "int8 vs fp32 decision agreement per knob "
+        + ", ".join(f"{n}={r:.4f}" for n, r in zip(c.knob_names, rate, strict=True))
+    )
     assert (rate >= 0.97).all(), rate
 
 
@@ -215,17 +238,22 @@ def _linear_bound(w, x, e, scale_w):
     sx = (np.abs(x) + e).max(1, keepdims=True) / 127
     xt = np.abs(x) + e + sx / 2
     aw = np.abs(w)
-    return (xt @ (scale_w[:, None] / 2 * np.ones_like(w)).T + (sx / 2 + e) @ aw.T
-            + 1e-5 * (np.abs(x) @ aw.T) + 1e-6)
+    return (
+        xt @ (scale_w[:, None] / 2 * np.ones_like(w)).T
+        + (sx / 2 + e) @ aw.T
+        + 1e-5 * (np.abs(x) @ aw.T)
+        + 1e-6
+    )
 
 
 def _linear_sigma(w, x, s, scale_w):
     """Std of the same error if every rounding error is independent and uniform (variance
     step^2 / 12): the typical size, where _linear_bound is the worst case. s: input error std."""
     sx = np.abs(x).max(1, keepdims=True) / 127
-    w2 = w ** 2
-    return np.sqrt((sx ** 2 / 12 + s ** 2) @ w2.T + (x ** 2) @ (scale_w[:, None] ** 2 / 12
-                                                              * np.ones_like(w)).T)
+    w2 = w**2
+    return np.sqrt(
+        (sx**2 / 12 + s**2) @ w2.T + (x**2) @ (scale_w[:, None] ** 2 / 12 * np.ones_like(w)).T
+    )
 
 
 def _int8_logit_bound(c: Controller, img, txt, budget, linear=_linear_bound):
@@ -245,16 +273,21 @@ def _int8_logit_bound(c: Controller, img, txt, budget, linear=_linear_bound):
     enc = np.concatenate([np.sin(ang), np.cos(ang)], 1)
     # fp32 b (relative error <= 2^-23) moves ln(b) by <= 2^-23; fp32 logf, the product and
     # sinf/cosf add < 1 ulp each: error <= freq 2^-22 + |ang| 2^-21 + 2^-23.
-    e_ang = freqs * 2.0 ** -22 + np.abs(ang) * 2.0 ** -21 + 2.0 ** -23
+    e_ang = freqs * 2.0**-22 + np.abs(ang) * 2.0**-21 + 2.0**-23
     e_enc = np.concatenate([e_ang, e_ang], 1)
     ni, nt = h_i.shape[1], h_t.shape[1]
     w0 = w.trunk_w[0].astype(f64)
     z = np.maximum(np.concatenate([h_i, h_t, enc], 1) @ w0.T + w.trunk_b[0], 0)
     if linear is _linear_sigma:
         e_enc = np.zeros_like(e_enc)
-    e = sum(linear(seg, x, ex, _C.quantize_weights(seg.astype(np.float32))[1])
-            for seg, x, ex in ((w0[:, :ni], h_i, e_i), (w0[:, ni:ni + nt], h_t, e_t),
-                               (w0[:, ni + nt:], enc, e_enc)))
+    e = sum(
+        linear(seg, x, ex, _C.quantize_weights(seg.astype(np.float32))[1])
+        for seg, x, ex in (
+            (w0[:, :ni], h_i, e_i),
+            (w0[:, ni : ni + nt], h_t, e_t),
+            (w0[:, ni + nt :], enc, e_enc),
+        )
+    )
     for tw, tb in zip(w.trunk_w[1:], w.trunk_b[1:], strict=True):
         e = linear(tw.astype(f64), z, e, _C.quantize_weights(tw)[1].astype(f64))
         z = np.maximum(z @ tw.T.astype(f64) + tb, 0)
@@ -268,8 +301,10 @@ def test_logits_within_quantisation_bound(which, small_controller, default_contr
     c.load_state_dict((small_controller if which == "small" else default_controller).state_dict())
     r = _rng(5)
     cfg = c.config
-    c.fit_input_normalization(r.normal(3, 2, (64, cfg.image_dim)).astype(np.float32),
-                              r.normal(-1, 5, (64, cfg.text_dim)).astype(np.float32))
+    c.fit_input_normalization(
+        r.normal(3, 2, (64, cfg.image_dim)).astype(np.float32),
+        r.normal(-1, 5, (64, cfg.text_dim)).astype(np.float32),
+    )
     img = r.normal(3, 2, (256, cfg.image_dim)).astype(np.float32)
     txt = r.normal(-1, 5, (256, cfg.text_dim)).astype(np.float32)
     budget = r.uniform(5, 200, 256).astype(np.float32)
@@ -279,9 +314,11 @@ def test_logits_within_quantisation_bound(which, small_controller, default_contr
     for isa in ISAS:
         got = Int8Engine(c, isa).logits(img, txt, budget).astype(np.float64)
         err = np.abs(got - ref)
-        print(f"{which}/{isa}: max |int8 - fp64| = {err.max():.4g}, max err/bound = "
-              f"{(err / bound).max():.2e}, max err/sigma = {(err / sigma).max():.2f}, "
-              f"rms err/sigma = {np.sqrt(((err / sigma) ** 2).mean()):.2f}")
+        print(
+            f"{which}/{isa}: max |int8 - fp64| = {err.max():.4g}, max err/bound = "
+            f"{(err / bound).max():.2e}, max err/sigma = {(err / sigma).max():.2f}, "
+            f"rms err/sigma = {np.sqrt(((err / sigma) ** 2).mean()):.2f}"
+        )
         assert (err <= bound).all()
         # Independent uniform rounding errors: the logit error is close to Gaussian with std
         # `sigma`; 6 sigma is exceeded with probability ~2e-9 per logit (a few thousand here).
@@ -298,7 +335,7 @@ def _safe_rows(ref, bound, sizes):
     out = np.zeros((ref.shape[0], len(sizes)), bool)
     o = 0
     for k, s in enumerate(sizes):
-        lg, bd = ref[:, o:o + s], bound[:, o:o + s]
+        lg, bd = ref[:, o : o + s], bound[:, o : o + s]
         best = lg.argmax(1)
         rows = np.arange(len(lg))
         gap = lg[rows, best][:, None] - lg - bd[rows, best][:, None] - bd
@@ -316,19 +353,30 @@ def test_engine_input_types_and_budgets(small_controller):
     base = e.decide(img, txt, budget)
     assert base.dtype == np.int64 and base.shape == (9, 3)
     for dt in (np.float16, np.float64):
-        d = e.decide(img.astype(dt).astype(np.float32).astype(dt),
-                     txt.astype(dt).astype(np.float32).astype(dt), budget)
-        ref = e.decide(img.astype(dt).astype(np.float32), txt.astype(dt).astype(np.float32),
-                       budget)
+        d = e.decide(
+            img.astype(dt).astype(np.float32).astype(dt),
+            txt.astype(dt).astype(np.float32).astype(dt),
+            budget,
+        )
+        ref = e.decide(img.astype(dt).astype(np.float32), txt.astype(dt).astype(np.float32), budget)
         np.testing.assert_array_equal(d, ref)
-    t = e.decide(torch.from_numpy(img).double(), torch.from_numpy(txt).double(),
-                 torch.from_numpy(budget))
+    t = e.decide(
+        torch.from_numpy(img).double(), torch.from_numpy(txt).double(), torch.from_numpy(budget)
+    )
     assert isinstance(t, torch.Tensor) and t.dtype == torch.int64 and t.device.type == "cpu"
     np.testing.assert_array_equal(t.numpy(), base)
-    for scalar in (40.0, 40, np.float32(40.0), np.float64(40.0), np.array(40.0),
-                   np.array([40.0]), torch.tensor(40.0)):
-        np.testing.assert_array_equal(e.decide(img, txt, scalar),
-                                      e.decide(img, txt, np.full(9, 40.0, np.float32)))
+    for scalar in (
+        40.0,
+        40,
+        np.float32(40.0),
+        np.float64(40.0),
+        np.array(40.0),
+        np.array([40.0]),
+        torch.tensor(40.0),
+    ):
+        np.testing.assert_array_equal(
+            e.decide(img, txt, scalar), e.decide(img, txt, np.full(9, 40.0, np.float32))
+        )
     np.testing.assert_array_equal(e.decide(img, txt, budget.astype(np.float64)), base)
     np.testing.assert_array_equal(e.decide(img[3:4], txt[3:4], float(budget[3])), base[3:4])
     assert make_engine(c, "int8", isa="scalar").isa == "scalar"
@@ -373,8 +421,11 @@ def test_raw_binding_validates_everything(small_controller):
         ((img, txt.astype(np.float16), budget), TypeError, "lang_feat must be float32"),
         ((img.tolist(), txt, budget), TypeError, "image_feat must be a numpy array"),
         ((np.asfortranarray(img), txt, budget), ValueError, "image_feat must be C-contiguous"),
-        ((img, np.zeros((4, 182), np.float32)[:, ::2], budget), ValueError,
-         "lang_feat must be C-contiguous"),
+        (
+            (img, np.zeros((4, 182), np.float32)[:, ::2], budget),
+            ValueError,
+            "lang_feat must be C-contiguous",
+        ),
         ((nan, txt, budget), ValueError, "image_feat contains NaN or inf"),
         ((img, inf, budget), ValueError, "lang_feat contains NaN or inf"),
         ((img[:0], txt[:0], budget[:0]), ValueError, "image_feat is an empty batch"),
@@ -387,7 +438,7 @@ def test_raw_binding_validates_everything(small_controller):
         ((img, txt, True), TypeError, "budget_ms .* bool"),
         ((img, txt, "10"), TypeError, "budget_ms"),
         ((img, txt, np.array(["a"] * 4)), TypeError, "budget_ms must be numeric"),
-        ((img, txt, 10 ** 400), OverflowError, "too large"),
+        ((img, txt, 10**400), OverflowError, "too large"),
     ]
     for args, exc, match in cases:
         with pytest.raises(exc, match=match):
@@ -400,7 +451,7 @@ def _misaligned(a: np.ndarray) -> np.ndarray:
     """A C-contiguous float32 copy of ``a`` whose data starts 1 byte past an aligned address."""
     buf = np.zeros(a.nbytes + 8, np.uint8)
     start = (-buf.ctypes.data) % 8 + 1
-    buf[start:start + a.nbytes] = np.frombuffer(a.astype(np.float32).tobytes(), np.uint8)
+    buf[start : start + a.nbytes] = np.frombuffer(a.astype(np.float32).tobytes(), np.uint8)
     x = np.frombuffer(buf.data, np.float32, count=a.size, offset=start).reshape(a.shape)
     assert x.ctypes.data % 4 != 0 and not x.flags.aligned and x.flags.c_contiguous
     return x
@@ -414,13 +465,16 @@ def test_misaligned_float32_views_are_refused_raw_and_copied_by_the_engine(small
     for isa in ISAS:
         e = Int8Engine(small_controller, isa)
         want, want_lg = e.decide(img, txt, budget), e.logits(img, txt, budget)
-        cases = (((_misaligned(img), txt, budget), "image_feat"),
-                 ((img, _misaligned(txt), budget), "lang_feat"),
-                 ((img, txt, _misaligned(budget)), "budget_ms"))
+        cases = (
+            ((_misaligned(img), txt, budget), "image_feat"),
+            ((img, _misaligned(txt), budget), "lang_feat"),
+            ((img, txt, _misaligned(budget)), "budget_ms"),
+        )
         for args, name in cases:
             for fn in (e._model.decide, e._model.logits, e._model.decide_list):
-                with pytest.raises(ValueError, match=f"{name} is a float32 view whose data is "
-                                                     "not 4-byte aligned"):
+                with pytest.raises(
+                    ValueError, match=f"{name} is a float32 view whose data is not 4-byte aligned"
+                ):
                     fn(*args)
             with pytest.raises(_C.MisalignedError):
                 e._model.decide(*args)
@@ -436,11 +490,26 @@ def test_misaligned_float32_views_are_refused_raw_and_copied_by_the_engine(small
         _C.quantize_weights(_misaligned(img))
     # weights are converted at load anyway: a misaligned one is copied, same model
     w = export_weights(small_controller)
-    args = [w.img_w, w.img_b, w.txt_w, w.txt_b, list(w.trunk_w), list(w.trunk_b), w.head_w,
-            w.head_b, list(w.head_sizes), w.encoding, w.budget_freqs, w.inv_ref_latency, "scalar"]
+    args = [
+        w.img_w,
+        w.img_b,
+        w.txt_w,
+        w.txt_b,
+        list(w.trunk_w),
+        list(w.trunk_b),
+        w.head_w,
+        w.head_b,
+        list(w.head_sizes),
+        w.encoding,
+        w.budget_freqs,
+        w.inv_ref_latency,
+        "scalar",
+    ]
     args[2] = _misaligned(w.txt_w)
-    np.testing.assert_array_equal(_C.Int8Model(*args).decide(img, txt, budget),
-                                  Int8Engine(small_controller, "scalar").decide(img, txt, budget))
+    np.testing.assert_array_equal(
+        _C.Int8Model(*args).decide(img, txt, budget),
+        Int8Engine(small_controller, "scalar").decide(img, txt, budget),
+    )
 
 
 def test_raw_kernels_validate(small_controller):
@@ -454,8 +523,21 @@ def test_raw_kernels_validate(small_controller):
     with pytest.raises(ValueError, match="x contains NaN"):
         _C.quantize_rows(np.array([[1.0, np.inf]], np.float32), "scalar")
     w = export_weights(small_controller)
-    args = [w.img_w, w.img_b, w.txt_w, w.txt_b, list(w.trunk_w), list(w.trunk_b), w.head_w,
-            w.head_b, list(w.head_sizes), w.encoding, w.budget_freqs, w.inv_ref_latency, "scalar"]
+    args = [
+        w.img_w,
+        w.img_b,
+        w.txt_w,
+        w.txt_b,
+        list(w.trunk_w),
+        list(w.trunk_b),
+        w.head_w,
+        w.head_b,
+        list(w.head_sizes),
+        w.encoding,
+        w.budget_freqs,
+        w.inv_ref_latency,
+        "scalar",
+    ]
     bad = list(args)
     bad[6] = w.head_w[:, :-1]
     with pytest.raises(ValueError, match="head_w must have shape"):

@@ -37,8 +37,7 @@ def grids(request) -> dict[str, list[int]]:
 
 def _controller(grids, image_dim=37, text_dim=91, seed=0) -> Controller:
     torch.manual_seed(seed)
-    return Controller(ControllerConfig(image_dim=image_dim, text_dim=text_dim,
-                                       grids=grids)).eval()
+    return Controller(ControllerConfig(image_dim=image_dim, text_dim=text_dim, grids=grids)).eval()
 
 
 def _engine(controller, kind):
@@ -121,20 +120,26 @@ def _subset_profile(grids, n=300, seed=0, image_dim=16, text_dim=24) -> Profile:
     space = ActionSpace(grids)
     rng = np.random.default_rng(seed)
     cfg = np.array([c.indices for c in space.all_configs()], dtype=np.float64)  # [C, K]
-    frac = cfg / np.maximum(np.array(space.sizes, dtype=np.float64) - 1, 1)      # [C, K] 0..1
-    need = rng.uniform(0.2, 1.0, size=(n, 1))                                    # difficulty
-    reach = frac.mean(1)[None]                                                   # [1, C]
+    frac = cfg / np.maximum(np.array(space.sizes, dtype=np.float64) - 1, 1)  # [C, K] 0..1
+    need = rng.uniform(0.2, 1.0, size=(n, 1))  # difficulty
+    reach = frac.mean(1)[None]  # [1, C]
     quality = np.clip(1.0 - need * (1.0 - reach) ** 2 + rng.normal(0, 0.02, (n, 1)), 0, 1)
-    cost = 10.0 + 40.0 * reach + 5.0 * need                                       # [N, C]
+    cost = 10.0 + 40.0 * reach + 5.0 * need  # [N, C]
     latency = cost[..., None] * rng.lognormal(0.0, 0.05, size=(n, space.n_configs, 3))
     ids = [f"sub-{i:05d}" for i in range(n)]
     rnd = rng.uniform(size=n)
     splits = np.where(rnd < 0.6, "train", np.where(rnd < 0.8, "val", "test"))
-    image = (need * rng.normal(size=(1, image_dim)) + rng.normal(0, 0.1, (n, image_dim)))
+    image = need * rng.normal(size=(1, image_dim)) + rng.normal(0, 0.1, (n, image_dim))
     text = rng.normal(size=(n, text_dim))
-    return Profile(space, ids, ["vqa"] * n, splits, quality.astype(np.float32),
-                   latency.astype(np.float32),
-                   FeatureStore(ids, image.astype(np.float32), text.astype(np.float32)))
+    return Profile(
+        space,
+        ids,
+        ["vqa"] * n,
+        splits,
+        quality.astype(np.float32),
+        latency.astype(np.float32),
+        FeatureStore(ids, image.astype(np.float32), text.astype(np.float32)),
+    )
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])
@@ -163,12 +168,28 @@ def test_real_sweep_on_a_dense_tiny_model(tmp_path, dense_model, grids):
 
     model = dense_model
     rng = np.random.default_rng(0)
-    data = [{"request_id": f"r{i}", "image": rng.integers(0, 256, (32, 32, 3), dtype=np.uint8),
-             "prompt": "what color is it?", "answer": "red"} for i in range(3)]
+    data = [
+        {
+            "request_id": f"r{i}",
+            "image": rng.integers(0, 256, (32, 32, 3), dtype=np.uint8),
+            "prompt": "what color is it?",
+            "answer": "red",
+        }
+        for i in range(3)
+    ]
     space = ActionSpace(grids)
     out = tmp_path / "sweep.parquet"
-    run_sweep(model, TinyProcessor(model), data, space, out, warmup=0, repeats=1,
-              max_new_tokens=2, quiet=True)
+    run_sweep(
+        model,
+        TinyProcessor(model),
+        data,
+        space,
+        out,
+        warmup=0,
+        repeats=1,
+        max_new_tokens=2,
+        quiet=True,
+    )
     prof = Profile.load(out, require_features=True)
     assert prof.space == space
     assert prof.n_requests == 3 and prof.n_configs == space.n_configs
@@ -192,9 +213,29 @@ def test_every_method_trains_on_a_subset_space(tmp_path, grids, method):
     prof.save(path)
     out = tmp_path / method
     flags = {"ppo": ["--rollout_contexts", "64"]}.get(method, [])
-    assert main(["--method", method, "--profile", str(path), "--output_dir", str(out),
-                 "--max_env_steps", "3000", "--eval_every_steps", "1500", "--quiet",
-                 "--eval_requests", "40", "--batch_size", "32", *flags]) == 0
+    assert (
+        main(
+            [
+                "--method",
+                method,
+                "--profile",
+                str(path),
+                "--output_dir",
+                str(out),
+                "--max_env_steps",
+                "3000",
+                "--eval_every_steps",
+                "1500",
+                "--quiet",
+                "--eval_requests",
+                "40",
+                "--batch_size",
+                "32",
+                *flags,
+            ]
+        )
+        == 0
+    )
     res = json.loads((out / "eval_results.json").read_text())
     assert res["method"] == method
     assert res["controller"]["overall"]["gap_to_oracle"] >= -1e-9

@@ -21,8 +21,7 @@ from fastctrl.profile.synthetic_noisy import noisy_vqa_profile
 def test_the_length_prior_is_the_simulators_draw():
     rng = np.random.default_rng(0)
     for median in sorted({t.answer_median for t in TASKS.values()}):
-        draws = np.clip(np.round(median * rng.lognormal(0.0, ANSWER_SIGMA, 400_000)), 1,
-                        ANSWER_MAX)
+        draws = np.clip(np.round(median * rng.lognormal(0.0, ANSWER_SIGMA, 400_000)), 1, ANSWER_MAX)
         freq = np.bincount(draws.astype(int), minlength=ANSWER_MAX + 1)[1:] / len(draws)
         prior = answer_length_prior(median)
         assert prior.shape == (ANSWER_MAX,) and prior.sum() == pytest.approx(1.0)
@@ -65,9 +64,23 @@ def test_e5_reader_gaps_and_errors(tmp_path, capsys):
 
     with pytest.raises(FileNotFoundError, match="output_dir: e5_statistics.json"):
         length_blind_gaps(tmp_path)
-    args = ["--methods", "lut", "--seeds", "2", "--jobs", "1", "--synthetic_requests", "300",
-            "--max_env_steps", "10000", "--eval_every_steps", "5000", "--bootstrap_reps", "200",
-            "--quiet"]
+    args = [
+        "--methods",
+        "lut",
+        "--seeds",
+        "2",
+        "--jobs",
+        "1",
+        "--synthetic_requests",
+        "300",
+        "--max_env_steps",
+        "10000",
+        "--eval_every_steps",
+        "5000",
+        "--bootstrap_reps",
+        "200",
+        "--quiet",
+    ]
     out = tmp_path / "e5"
     assert compare_main([*args, "--output_dir", str(out)]) == 0
     res = length_blind_gaps(out)
@@ -78,10 +91,11 @@ def test_e5_reader_gaps_and_errors(tmp_path, capsys):
     assert "lut: gap to the length-blind oracle" in capsys.readouterr().out
     # what the comparison wrote is the oracle recomputed from the runs' own files
     runs = [out / "runs" / f"lut_seed{s}" for s in (0, 1)]
-    cfg = TrainConfig.from_dict(json.loads((runs[0] / "training_stats.json").read_text())
-                                ["config"])
-    utilities = [json.loads((r / "eval_results.json").read_text())["controller"]["overall"]
-                 ["utility"] for r in runs]
+    cfg = TrainConfig.from_dict(json.loads((runs[0] / "training_stats.json").read_text())["config"])
+    utilities = [
+        json.loads((r / "eval_results.json").read_text())["controller"]["overall"]["utility"]
+        for r in runs
+    ]
     mine = length_blind_reference(cfg, {"lut": utilities}, reps=200)
     assert res["oracle_length_blind"] == pytest.approx(mine["oracle_length_blind"])
     assert gap.point == pytest.approx(mine["methods"]["lut"].point)
@@ -95,8 +109,11 @@ def test_e5_reader_gaps_and_errors(tmp_path, capsys):
         length_blind_main(noisy)
     assert exit_.value.code == 2 and "default synthetic profile only" in capsys.readouterr().err
     with pytest.raises(ValueError, match="default synthetic profile only"):
-        length_blind_reference(dataclasses.replace(
-            cfg, data=dataclasses.replace(cfg.data, synthetic_family="noisy")), {})
-    assert "length_blind" not in json.loads(
-        (noisy / "e5_statistics.json").read_text())["statistics"]
+        length_blind_reference(
+            dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, synthetic_family="noisy")),
+            {},
+        )
+    assert (
+        "length_blind" not in json.loads((noisy / "e5_statistics.json").read_text())["statistics"]
+    )
     assert "length-blind" not in (noisy / "e5_report.md").read_text()

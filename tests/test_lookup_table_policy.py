@@ -17,9 +17,23 @@ from fastctrl.train.loop import Run
 @pytest.fixture(scope="module")
 def lut_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("lut")
-    run = Run(parse_train_args(["--method", "lut", "--synthetic_requests", "300",
-                                "--max_env_steps", "20000", "--eval_every_steps", "4500",
-                                "--quiet", "--output_dir", str(out)]))
+    run = Run(
+        parse_train_args(
+            [
+                "--method",
+                "lut",
+                "--synthetic_requests",
+                "300",
+                "--max_env_steps",
+                "20000",
+                "--eval_every_steps",
+                "4500",
+                "--quiet",
+                "--output_dir",
+                str(out),
+            ]
+        )
+    )
     run.run()
     return run, out
 
@@ -29,11 +43,16 @@ def test_the_served_table_decides_as_the_method_does(lut_run):
     served = LookupTablePolicy.from_pretrained(out / RUN_SUBDIR)
     env = run.test_env
     n = len(env.requests)
-    ctx = env.contexts(np.tile(env.requests, len(env.budget_ratios)),
-                       np.repeat(env.budget_ratios, n))
+    ctx = env.contexts(
+        np.tile(env.requests, len(env.budget_ratios)), np.repeat(env.budget_ratios, n)
+    )
     want = run.method.decide(ctx, env)  # [requests x budgets, knobs] grid indices
-    got = np.array([served.decide(str(env.profile.task_types[r]), float(b)).indices
-                    for r, b in zip(ctx.req, ctx.budget_ms, strict=True)])
+    got = np.array(
+        [
+            served.decide(str(env.profile.task_types[r]), float(b)).indices
+            for r, b in zip(ctx.req, ctx.budget_ms, strict=True)
+        ]
+    )
     np.testing.assert_array_equal(got, want)
     assert len({tuple(row) for row in want}) > 1  # the table varies: a real comparison
     assert served.space == run.profile.space
@@ -63,8 +82,9 @@ def test_a_round_trip_keeps_the_table_and_bad_files_are_refused(lut_run, tmp_pat
 
 def test_bad_requests_and_tables_name_what_was_expected():
     space = ActionSpace({"top_k": [1, 2], "num_active_blocks": [1, 2]})
-    table = LookupTablePolicy(space, ["count", "read"], np.array([10.0]),
-                              np.array([[[0, 0], [1, 1]], [[0, 1], [1, 0]]]))
+    table = LookupTablePolicy(
+        space, ["count", "read"], np.array([10.0]), np.array([[[0, 0], [1, 1]], [[0, 1], [1, 0]]])
+    )
     assert table.decide("read", 5.0).values == {"top_k": 1, "num_active_blocks": 2}
     assert table.decide("read", 50.0).values == {"top_k": 2, "num_active_blocks": 1}
     assert table.decide("count", 10.0).values == {"top_k": 1, "num_active_blocks": 1}

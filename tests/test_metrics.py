@@ -26,31 +26,35 @@ def _score(metric, pred, answer):
 
 # --- VQA normalisation ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("raw, norm", [
-    ("Two", "2"),                  # number word -> digit (after lower-casing)
-    ("none", "0"),
-    ("ten", "10"),
-    ("eleven", "eleven"),          # only zero..ten and none are mapped
-    ("the dog.", "dog"),           # article dropped, trailing period stripped
-    ("An Apple", "apple"),
-    ("yes!", "yes"),               # "!" not touching a space -> space -> squeezed
-    ("isnt", "isn't"),             # contractions map
-    ("itll", "it'll"),
-    ("it's", "it's"),              # apostrophe is not punctuation
-    ("its", "its"),                # not in the map
-    ("Im", "im"),                  # the official map's "Im" key is dead after lower()
-    ("1,000", "1000"),             # comma between digits: punctuation deleted, digits kept
-    ("x, y", "x y"),               # "," touching a space: deleted
-    ("x,y", "x y"),                # otherwise replaced by a space
-    ("1,000 x-y", "1000 xy"),      # a digit comma anywhere deletes every punctuation char
-    ("x-y", "x y"),
-    ("1.5", "1.5"),                # period followed by a digit kept
-    ("e.g.", "eg"),
-    ("3.", "3"),
-    ("  red\tcar\n", "red car"),
-    ("50%", "50%"),                # "%" and ":" are not in the punctuation list
-    ("The  Red!", "red"),
-])
+
+@pytest.mark.parametrize(
+    "raw, norm",
+    [
+        ("Two", "2"),  # number word -> digit (after lower-casing)
+        ("none", "0"),
+        ("ten", "10"),
+        ("eleven", "eleven"),  # only zero..ten and none are mapped
+        ("the dog.", "dog"),  # article dropped, trailing period stripped
+        ("An Apple", "apple"),
+        ("yes!", "yes"),  # "!" not touching a space -> space -> squeezed
+        ("isnt", "isn't"),  # contractions map
+        ("itll", "it'll"),
+        ("it's", "it's"),  # apostrophe is not punctuation
+        ("its", "its"),  # not in the map
+        ("Im", "im"),  # the official map's "Im" key is dead after lower()
+        ("1,000", "1000"),  # comma between digits: punctuation deleted, digits kept
+        ("x, y", "x y"),  # "," touching a space: deleted
+        ("x,y", "x y"),  # otherwise replaced by a space
+        ("1,000 x-y", "1000 xy"),  # a digit comma anywhere deletes every punctuation char
+        ("x-y", "x y"),
+        ("1.5", "1.5"),  # period followed by a digit kept
+        ("e.g.", "eg"),
+        ("3.", "3"),
+        ("  red\tcar\n", "red car"),
+        ("50%", "50%"),  # "%" and ":" are not in the punctuation list
+        ("The  Red!", "red"),
+    ],
+)
 def test_normalize_answer(raw, norm):
     assert normalize_answer(raw) == norm
 
@@ -61,6 +65,7 @@ def test_normalize_period_strip_count_is_32():
 
 
 # --- VQA accuracy ---------------------------------------------------------------------------
+
 
 def test_vqa_ten_references_leave_one_out():
     assert _score(vqa_accuracy, "cat", ["cat"] * 1 + ["dog"] * 9) == pytest.approx(0.3)
@@ -75,9 +80,10 @@ def test_vqa_ten_references_leave_one_out():
 
 def test_vqa_normalises_prediction_and_references():
     refs = ["2", "two", "Two.", "2", "3", "3", "3", "3", "3", "3"]
-    assert _score(vqa_accuracy, "Two", refs) == pytest.approx(1.0)   # 4 matches
-    assert _score(vqa_accuracy, "the dog.", ["dog", "Dog", "cat", "cat"]) == \
-        pytest.approx((2 * (1 / 3) + 2 * (2 / 3)) / 4)
+    assert _score(vqa_accuracy, "Two", refs) == pytest.approx(1.0)  # 4 matches
+    assert _score(vqa_accuracy, "the dog.", ["dog", "Dog", "cat", "cat"]) == pytest.approx(
+        (2 * (1 / 3) + 2 * (2 / 3)) / 4
+    )
 
 
 def test_vqa_general_n():
@@ -94,21 +100,30 @@ def test_vqa_single_reference_is_exact_match():
 
 # --- ANLS -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("a, b, d", [
-    ("hello", "helo", 1), ("kitten", "sitting", 3), ("", "abc", 3), ("abc", "", 3),
-    ("flaw", "lawn", 2), ("same", "same", 0), ("ab", "ba", 2),
-])
+
+@pytest.mark.parametrize(
+    "a, b, d",
+    [
+        ("hello", "helo", 1),
+        ("kitten", "sitting", 3),
+        ("", "abc", 3),
+        ("abc", "", 3),
+        ("flaw", "lawn", 2),
+        ("same", "same", 0),
+        ("ab", "ba", 2),
+    ],
+)
 def test_levenshtein(a, b, d):
     assert levenshtein(a, b) == d
     assert levenshtein(b, a) == d
 
 
 def test_anls():
-    assert _score(anls, "hello", "helo") == pytest.approx(0.8)       # NL 1/5
-    assert _score(anls, "  HELLO ", ["Hello"]) == 1.0                  # lower + strip
+    assert _score(anls, "hello", "helo") == pytest.approx(0.8)  # NL 1/5
+    assert _score(anls, "  HELLO ", ["Hello"]) == 1.0  # lower + strip
     assert _score(anls, "kitten", "sitting") == pytest.approx(4 / 7)  # NL 3/7 < 0.5
-    assert _score(anls, "ab", "ac") == 0.0                            # NL exactly 0.5 -> 0
-    assert _score(anls, "abc", "xyz") == 0.0                          # NL 1
+    assert _score(anls, "ab", "ac") == 0.0  # NL exactly 0.5 -> 0
+    assert _score(anls, "abc", "xyz") == 0.0  # NL 1
     # max over references: "helo" (0.8) beats "help me" (NL 4/7 -> 0)
     assert _score(anls, "hello", ["help me", "helo"]) == pytest.approx(0.8)
     assert _score(anls, "abcd", ["abce", "abcd"]) == 1.0
@@ -118,38 +133,43 @@ def test_anls():
 
 # --- relaxed accuracy -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("pred, ref, ok", [
-    ("105", "100", 1.0),           # exactly 5 % above
-    ("95", "100", 1.0),            # exactly 5 % below
-    ("105.1", "100", 0.0),
-    ("94.9", "100", 0.0),
-    ("1,050", "1000", 1.0),        # thousands separator
-    ("1,051", "1,000", 0.0),
-    ("-10.4", "-10", 1.0),
-    ("-10.6", "-10", 0.0),
-    ("50%", "0.5", 1.0),           # "%" divides by 100 (ChartQA reference code)
-    ("52%", "50%", 1.0),           # 0.52 vs 0.50: 4 %
-    ("53%", "50%", 0.0),           # 6 %
-    ("50%", "50", 0.0),
-    ("0", "0", 1.0),               # reference 0: exact
-    ("0.0", "0", 1.0),
-    ("0.001", "0", 0.0),
-    (" Yes ", "yes", 1.0),         # non-numeric: lower + strip equality
-    ("yes.", "yes", 0.0),
-    ("100 apples", "100", 0.0),    # not a number -> string comparison
-    ("1,23", "123", 0.0),          # malformed grouping is not a number
-    ("nan", "nan", 1.0),           # "nan" is not a number here: string equality
-])
+
+@pytest.mark.parametrize(
+    "pred, ref, ok",
+    [
+        ("105", "100", 1.0),  # exactly 5 % above
+        ("95", "100", 1.0),  # exactly 5 % below
+        ("105.1", "100", 0.0),
+        ("94.9", "100", 0.0),
+        ("1,050", "1000", 1.0),  # thousands separator
+        ("1,051", "1,000", 0.0),
+        ("-10.4", "-10", 1.0),
+        ("-10.6", "-10", 0.0),
+        ("50%", "0.5", 1.0),  # "%" divides by 100 (ChartQA reference code)
+        ("52%", "50%", 1.0),  # 0.52 vs 0.50: 4 %
+        ("53%", "50%", 0.0),  # 6 %
+        ("50%", "50", 0.0),
+        ("0", "0", 1.0),  # reference 0: exact
+        ("0.0", "0", 1.0),
+        ("0.001", "0", 0.0),
+        (" Yes ", "yes", 1.0),  # non-numeric: lower + strip equality
+        ("yes.", "yes", 0.0),
+        ("100 apples", "100", 0.0),  # not a number -> string comparison
+        ("1,23", "123", 0.0),  # malformed grouping is not a number
+        ("nan", "nan", 1.0),  # "nan" is not a number here: string equality
+    ],
+)
 def test_relaxed_accuracy(pred, ref, ok):
     assert _score(relaxed_accuracy, pred, ref) == ok
 
 
 def test_relaxed_accuracy_max_over_references():
-    assert _score(relaxed_accuracy, "12", ["20", "12.5"]) == 1.0   # 4 % of 12.5
+    assert _score(relaxed_accuracy, "12", ["20", "12.5"]) == 1.0  # 4 % of 12.5
     assert _score(relaxed_accuracy, "12", ["20", "13"]) == 0.0
 
 
 # --- exact match ----------------------------------------------------------------------------
+
 
 def test_exact_match():
     assert _score(exact_match, "Two dogs.", "2 dogs") == 1.0
@@ -163,18 +183,35 @@ def test_exact_match():
 
 # --- multiple choice ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, letter", [
-    ("B", "B"), ("b", "B"), ("(B)", "B"), ("B.", "B"), ("B)", "B"), (" (c). ", "C"),
-    ("B) cat", "B"), ("B. cat", "B"), ("(B) cat", "B"), ("(b) cat", "B"), ("D: red", "D"),
-    ("The answer is B", "B"), ("answer: b", "B"), ("Answer: (d).", "D"),
-    ("The correct option is C.", "C"), ("ANSWER IS A", "A"),
-    ("First I thought the answer is A, but the answer is C", "C"),  # last phrase wins
-    ("I'd pick (C) because it is red", "C"),
-    ("the answer is a dog", None),   # lower-case article, not an option
-    ("A cat", None),                 # leading article without delimiter
-    ("I think B", None),             # bare capital elsewhere is not guessed
-    ("cat", None), ("", None),
-])
+
+@pytest.mark.parametrize(
+    "text, letter",
+    [
+        ("B", "B"),
+        ("b", "B"),
+        ("(B)", "B"),
+        ("B.", "B"),
+        ("B)", "B"),
+        (" (c). ", "C"),
+        ("B) cat", "B"),
+        ("B. cat", "B"),
+        ("(B) cat", "B"),
+        ("(b) cat", "B"),
+        ("D: red", "D"),
+        ("The answer is B", "B"),
+        ("answer: b", "B"),
+        ("Answer: (d).", "D"),
+        ("The correct option is C.", "C"),
+        ("ANSWER IS A", "A"),
+        ("First I thought the answer is A, but the answer is C", "C"),  # last phrase wins
+        ("I'd pick (C) because it is red", "C"),
+        ("the answer is a dog", None),  # lower-case article, not an option
+        ("A cat", None),  # leading article without delimiter
+        ("I think B", None),  # bare capital elsewhere is not guessed
+        ("cat", None),
+        ("", None),
+    ],
+)
 def test_extract_choice(text, letter):
     assert extract_choice(text) == letter
 
@@ -222,21 +259,41 @@ def test_agreement_unchanged():
 
 # --- selection ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, metric", [
-    ("vqav2", "vqa"), ("lmms-lab/VQAv2", "vqa"), ("vqa_v2", "vqa"), ("TextVQA-val", "vqa"),
-    ("vizwiz", "vqa"), ("docvqa", "anls"), ("DocVQA_val", "anls"),
-    ("InfographicVQA", "anls"), ("chartqa", "relaxed_accuracy"),
-    ("HuggingFaceM4/ChartQA", "relaxed_accuracy"), ("ai2d", "multiple_choice"),
-    ("MMMU/MMMU", "multiple_choice"), ("ScienceQA-IMG", "multiple_choice"),
-    ("MMBench_DEV_EN", "multiple_choice"), ("gqa", "exact_match"), ("", "exact_match"),
-])
+
+@pytest.mark.parametrize(
+    "name, metric",
+    [
+        ("vqav2", "vqa"),
+        ("lmms-lab/VQAv2", "vqa"),
+        ("vqa_v2", "vqa"),
+        ("TextVQA-val", "vqa"),
+        ("vizwiz", "vqa"),
+        ("docvqa", "anls"),
+        ("DocVQA_val", "anls"),
+        ("InfographicVQA", "anls"),
+        ("chartqa", "relaxed_accuracy"),
+        ("HuggingFaceM4/ChartQA", "relaxed_accuracy"),
+        ("ai2d", "multiple_choice"),
+        ("MMMU/MMMU", "multiple_choice"),
+        ("ScienceQA-IMG", "multiple_choice"),
+        ("MMBench_DEV_EN", "multiple_choice"),
+        ("gqa", "exact_match"),
+        ("", "exact_match"),
+    ],
+)
 def test_metric_for_dataset(name, metric):
     assert metric_for_dataset(name) == metric
 
 
 def test_resolve_metric():
-    assert set(METRICS) == {"exact_match", "vqa", "anls", "relaxed_accuracy",
-                            "multiple_choice", "agreement"}
+    assert set(METRICS) == {
+        "exact_match",
+        "vqa",
+        "anls",
+        "relaxed_accuracy",
+        "multiple_choice",
+        "agreement",
+    }
     assert resolve_metric("auto", True) == ("exact_match", exact_match)
     assert resolve_metric("auto", False) == ("agreement", agreement)
     assert resolve_metric("auto", True, dataset="docvqa") == ("anls", anls)

@@ -56,8 +56,12 @@ def test_impute_rule_and_bookkeeping(dense, tmp_path):
     # the rule, checked by hand on one imputed cell
     r, c = map(int, np.argwhere(~p.measured)[0])
     cfgs = list(SPACE.all_configs())
-    below = [j for j, cfg in enumerate(cfgs) if p.measured[r, j] and
-             all(a <= b for a, b in zip(cfg.indices, cfgs[c].indices, strict=True))]
+    below = [
+        j
+        for j, cfg in enumerate(cfgs)
+        if p.measured[r, j]
+        and all(a <= b for a, b in zip(cfg.indices, cfgs[c].indices, strict=True))
+    ]
     assert p.quality[r, c] == pytest.approx(max(dense.quality[r, j] for j in below))
     full = p.full_index
     mean = dense.latency.mean(2)
@@ -85,8 +89,9 @@ def test_impute_needs_full_and_cheapest_and_every_config_somewhere(dense):
     rid = df["request_id"].iloc[0]
     full = dense.space.full().values
     is_full = np.all([df[k] == v for k, v in full.items()], axis=0)
-    p = Profile.from_frame(df.loc[~((df["request_id"] == rid) & is_full)], SPACE,
-                           missing_configs="impute")
+    p = Profile.from_frame(
+        df.loc[~((df["request_id"] == rid) & is_full)], SPACE, missing_configs="impute"
+    )
     assert rid not in set(p.request_ids)
     assert p.report.dropped_requests == {"missing configs, full or cheapest unmeasured": 1}
     one = (df["max_crops"] == 2) & (df["top_k"] == 1) & (df["num_active_blocks"] == 2)

@@ -39,7 +39,9 @@ def test_grid_dims_and_quality_values(prof):
     assert prof.n_configs == 48 and prof.n_repeats == 5
     assert (prof.features.image_dim, prof.features.text_dim) == (1152, 896)
     assert (prof.features.image_dim, prof.features.text_dim) != (
-        default.features.image_dim, default.features.text_dim)
+        default.features.image_dim,
+        default.features.text_dim,
+    )
     thirds = prof.quality * 3
     np.testing.assert_allclose(thirds, np.round(thirds), atol=1e-6)
     assert set(np.round(thirds).astype(int).ravel()) == {0, 1, 2, 3}
@@ -59,7 +61,7 @@ def test_measured_quality_averages_to_the_expected_column():
     se = np.sqrt(p * (1 - p) / (3 * n_draws))
     # per cell within 4.5 standard errors (960 cells: a miss by chance is ~1e-2 likely)
     assert (np.abs(mean - p) <= 4.5 * se + 1e-6).all()
-    z = (mean - p).sum() / np.sqrt((se ** 2).sum())
+    z = (mean - p).sum() / np.sqrt((se**2).sum())
     assert abs(z) < 4, z
     # and a single draw is noisy: it is not the expected value
     assert np.abs(draws[0].quality - p).mean() > 0.1
@@ -88,8 +90,9 @@ def test_expected_oracle_well_above_best_static_at_every_budget(prof):
         assert row["quality"] == "expected"
         assert row["margin"] >= 0.04, row
         assert row["oracle_utility"] - row["static_utility"] >= 0.04, row
-    res = evaluate_baselines(ProfileEnv(prof, "train"), ProfileEnv(prof, "test"),
-                             measure_overhead=False)
+    res = evaluate_baselines(
+        ProfileEnv(prof, "train"), ProfileEnv(prof, "test"), measure_overhead=False
+    )
     for k, blk in res["oracle_expected"].per_budget.items():
         assert blk.utility_expected - res["best_static"].per_budget[k].utility_expected >= 0.04, k
 
@@ -120,8 +123,9 @@ class PlugIn:
     def decide(self, ctx: Contexts, env: ProfileEnv) -> np.ndarray:
         m, s, b = self.log_lat[ctx.req], self.sd[None, :], ctx.budget_ms[:, None]
         # E[max(0, L - b)] for L ~ lognormal(m, s)
-        over = (np.exp(m + s ** 2 / 2) * ndtr((m + s ** 2 - np.log(b)) / s)
-                - b * ndtr((m - np.log(b)) / s))
+        over = np.exp(m + s**2 / 2) * ndtr((m + s**2 - np.log(b)) / s) - b * ndtr(
+            (m - np.log(b)) / s
+        )
         return env.profile.config_indices[(self.q[ctx.req] - self.lam * over / b).argmax(1)]
 
 
@@ -138,9 +142,13 @@ def test_a_simple_learned_controller_beats_best_static_at_every_budget(prof):
 
 
 def test_bad_arguments_are_named():
-    for kwargs, match in [({"n_requests": 0}, "n_requests"), ({"n_answers": 0}, "n_answers"),
-                          ({"n_repeats": 0}, "n_repeats"), ({"answer_seed": -1}, "answer_seed"),
-                          ({"feature_noise": -1.0}, "feature_noise"),
-                          ({"space": ActionSpace({"max_crops": [1, 2]})}, "space")]:
+    for kwargs, match in [
+        ({"n_requests": 0}, "n_requests"),
+        ({"n_answers": 0}, "n_answers"),
+        ({"n_repeats": 0}, "n_repeats"),
+        ({"answer_seed": -1}, "answer_seed"),
+        ({"feature_noise": -1.0}, "feature_noise"),
+        ({"space": ActionSpace({"max_crops": [1, 2]})}, "space"),
+    ]:
         with pytest.raises(ValueError, match=match):
             noisy_vqa_profile(**{"n_requests": 10, **kwargs})

@@ -63,14 +63,17 @@ def test_generation_config_token_rules_are_applied():
         assert eos not in got[:, -1].tolist()
 
 
-@pytest.mark.parametrize("gen", [
-    dict(max_new_tokens=2, do_sample=False),
-    dict(max_new_tokens=1, do_sample=True),
-    dict(max_new_tokens=1, num_beams=2),
-    dict(max_new_tokens=1, repetition_penalty=1.3),
-    dict(max_new_tokens=1, bad_words_ids=[[5]]),
-    dict(max_new_tokens=1, some_forward_kwarg=3),
-])
+@pytest.mark.parametrize(
+    "gen",
+    [
+        dict(max_new_tokens=2, do_sample=False),
+        dict(max_new_tokens=1, do_sample=True),
+        dict(max_new_tokens=1, num_beams=2),
+        dict(max_new_tokens=1, repetition_penalty=1.3),
+        dict(max_new_tokens=1, bad_words_ids=[[5]]),
+        dict(max_new_tokens=1, some_forward_kwarg=3),
+    ],
+)
 def test_what_it_cannot_reproduce_goes_to_generate(gen):
     assert PrefillAnswer.create(build_tiny("llava-olmoe", seed=0), gen) is None
 
@@ -83,8 +86,9 @@ def test_hook_kwargs_reach_the_hooked_forward():
 
     model = build_tiny("llava-olmoe", seed=0)
     a = find_adapter(model)
-    ctrl = Controller(ControllerConfig(image_dim=a.image_dim, text_dim=a.text_dim,
-                                       grids=sweep_grids(model))).eval()
+    ctrl = Controller(
+        ControllerConfig(image_dim=a.image_dim, text_dim=a.text_dim, grids=sweep_grids(model))
+    ).eval()
     answer = PrefillAnswer.create(model, GREEDY_1)
     inputs = tiny_inputs(model)
     with hook(model, ctrl, engine="torch") as handle, torch.inference_mode():

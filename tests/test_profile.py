@@ -22,10 +22,16 @@ def small_frame() -> pd.DataFrame:
     for i, rid in enumerate(["a", "b", "c"]):
         for c in SPACE.all_configs():
             v = c.values
-            rows.append({"request_id": rid, "task_type": "vqa", **v,
-                         "quality": 0.1 * i + 0.01 * v["max_crops"],
-                         "latency_ms_0": 10.0 * v["max_crops"] + v["num_active_blocks"],
-                         "latency_ms_1": 11.0 * v["max_crops"] + v["num_active_blocks"]})
+            rows.append(
+                {
+                    "request_id": rid,
+                    "task_type": "vqa",
+                    **v,
+                    "quality": 0.1 * i + 0.01 * v["max_crops"],
+                    "latency_ms_0": 10.0 * v["max_crops"] + v["num_active_blocks"],
+                    "latency_ms_1": 11.0 * v["max_crops"] + v["num_active_blocks"],
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -84,12 +90,15 @@ def test_profile_without_expected_quality_is_unchanged(tmp_path):
     assert Profile.load(tmp_path / "p.csv").quality_expected is None
 
 
-@pytest.mark.parametrize("value, match", [
-    (1.2, r"quality_expected outside \[0, 1\]"),
-    (-0.1, r"quality_expected outside \[0, 1\]"),
-    (np.nan, "NaN or non-numeric quality_expected"),
-    ("high", "NaN or non-numeric quality_expected"),
-])
+@pytest.mark.parametrize(
+    "value, match",
+    [
+        (1.2, r"quality_expected outside \[0, 1\]"),
+        (-0.1, r"quality_expected outside \[0, 1\]"),
+        (np.nan, "NaN or non-numeric quality_expected"),
+        ("high", "NaN or non-numeric quality_expected"),
+    ],
+)
 def test_expected_quality_is_validated(value, match):
     df = expected_frame().astype({"quality_expected": object})
     df.loc[3, "quality_expected"] = value
@@ -103,8 +112,7 @@ def test_expected_quality_is_validated(value, match):
 
 def test_expected_quality_array_is_validated():
     prof = Profile.from_frame(small_frame(), SPACE)
-    args = (prof.space, prof.request_ids, prof.task_types, prof.splits, prof.quality,
-            prof.latency)
+    args = (prof.space, prof.request_ids, prof.task_types, prof.splits, prof.quality, prof.latency)
     with pytest.raises(ProfileError, match=r"quality_expected must be \[3, 4\]"):
         Profile(*args, quality_expected=np.zeros((3, 5)))
     with pytest.raises(ProfileError, match="finite and in"):
@@ -113,18 +121,28 @@ def test_expected_quality_array_is_validated():
         Profile(*args, quality_expected=np.full((3, 4), 1.5))
 
 
-@pytest.mark.parametrize("mutate, match", [
-    (lambda df: df.drop(index=5), "miss configs"),
-    (lambda df: df.assign(latency_ms_0=df.latency_ms_0.where(df.index != 2, np.nan)),
-     "NaN, inf or non-numeric latency"),
-    (lambda df: df.assign(latency_ms_1=df.latency_ms_1.where(df.index != 2, -1.0)),
-     "non-positive latency"),
-    (lambda df: df.assign(quality=df.quality.where(df.index != 1, 1.5)), r"quality outside"),
-    (lambda df: pd.concat([df, df.iloc[[0]]]), "duplicate"),
-    (lambda df: df.drop(columns=["quality"]), "missing columns"),
-    (lambda df: df.assign(split="holdout"), "split"),
-    (lambda df: df.assign(task_type=np.where(df.index == 0, "ocr", "vqa")), "task_type differs"),
-])
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (lambda df: df.drop(index=5), "miss configs"),
+        (
+            lambda df: df.assign(latency_ms_0=df.latency_ms_0.where(df.index != 2, np.nan)),
+            "NaN, inf or non-numeric latency",
+        ),
+        (
+            lambda df: df.assign(latency_ms_1=df.latency_ms_1.where(df.index != 2, -1.0)),
+            "non-positive latency",
+        ),
+        (lambda df: df.assign(quality=df.quality.where(df.index != 1, 1.5)), r"quality outside"),
+        (lambda df: pd.concat([df, df.iloc[[0]]]), "duplicate"),
+        (lambda df: df.drop(columns=["quality"]), "missing columns"),
+        (lambda df: df.assign(split="holdout"), "split"),
+        (
+            lambda df: df.assign(task_type=np.where(df.index == 0, "ocr", "vqa")),
+            "task_type differs",
+        ),
+    ],
+)
 def test_validation_raises_clear_errors(mutate, match):
     with pytest.raises(ProfileError, match=match):
         Profile.from_frame(mutate(small_frame()), SPACE)
@@ -132,8 +150,8 @@ def test_validation_raises_clear_errors(mutate, match):
 
 def test_drop_mode_counts_everything_it_drops():
     df = small_frame()
-    df.loc[1, "quality"] = 2.0           # one bad row -> request "a" then misses a config
-    df = pd.concat([df, df.iloc[[6]]])   # one duplicate row of request "b"
+    df.loc[1, "quality"] = 2.0  # one bad row -> request "a" then misses a config
+    df = pd.concat([df, df.iloc[[6]]])  # one duplicate row of request "b"
     prof = Profile.from_frame(df, SPACE, on_invalid="drop")
     assert list(prof.request_ids) == ["b", "c"]
     rep = prof.report
@@ -173,8 +191,9 @@ def _fixture_dirs(tmp_path: Path) -> tuple[Path, Path]:
     (exp5 / "features").mkdir()
     rng = np.random.default_rng(0)
     for sid in ("q1", "q2", "q3"):
-        np.savez(exp5 / "features" / f"{sid}.npz", image=rng.normal(size=6),
-                 text=rng.normal(size=9))
+        np.savez(
+            exp5 / "features" / f"{sid}.npz", image=rng.normal(size=6), text=rng.normal(size=9)
+        )
     return exp5, exp6
 
 

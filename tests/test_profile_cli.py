@@ -21,8 +21,6 @@ GRID = {"max_crops": [1, 4], "top_k": [2, 4], "num_active_blocks": [2, 4]}
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
-
-
 def test_synthetic_vqa_is_deterministic():
     a, b = synthetic_vqa(6, seed=3), synthetic_vqa(6, seed=3)
     assert [s.request_id for s in a] == [s.request_id for s in b]
@@ -35,8 +33,17 @@ def test_synthetic_vqa_is_deterministic():
 
 def test_sweep_writes_profile_and_features(llava, tmp_path):
     out = tmp_path / "p.parquet"
-    res = run_sweep(llava, TinyProcessor(llava), synthetic_vqa(3, with_answers=False),
-                    ActionSpace(GRID), out, warmup=1, repeats=2, max_new_tokens=2, quiet=True)
+    res = run_sweep(
+        llava,
+        TinyProcessor(llava),
+        synthetic_vqa(3, with_answers=False),
+        ActionSpace(GRID),
+        out,
+        warmup=1,
+        repeats=2,
+        max_new_tokens=2,
+        quiet=True,
+    )
     prof = Profile.load(out, require_features=True)
     a = find_adapter(llava)
     assert prof.n_requests == 3 and prof.n_configs == 8 and prof.n_repeats == 2
@@ -71,8 +78,17 @@ def test_sweep_resumes_after_interruption(llava, tmp_path):
 
 def test_sweep_with_answers_uses_exact_match(llava, tmp_path):
     data = [(s.image, s.prompt, s.answer) for s in synthetic_vqa(2)]
-    res = run_sweep(llava, TinyProcessor(llava), data, ActionSpace(GRID), tmp_path / "a.csv",
-                    warmup=0, repeats=1, max_new_tokens=1, quiet=True)
+    res = run_sweep(
+        llava,
+        TinyProcessor(llava),
+        data,
+        ActionSpace(GRID),
+        tmp_path / "a.csv",
+        warmup=0,
+        repeats=1,
+        max_new_tokens=1,
+        quiet=True,
+    )
     side = json.loads(res.sidecar_path.read_text())
     assert side["settings"]["metric"] == "exact_match" and side["quality_proxy"] is False
     assert set(res.profile.request_ids) == {"req-00000", "req-00001"}
@@ -83,18 +99,31 @@ def test_one_token_sweep_answers_by_the_prefill_forward_with_generates_answers(l
     what generate() scores; answer_path='generate' keeps generate()."""
     data = synthetic_vqa(4, with_answers=False)
     kw = dict(warmup=0, repeats=1, max_new_tokens=1, quiet=True)
-    fast = run_sweep(llava, TinyProcessor(llava), data, ActionSpace(GRID), tmp_path / "f.csv",
-                     **kw)
-    slow = run_sweep(llava, TinyProcessor(llava), data, ActionSpace(GRID), tmp_path / "g.csv",
-                     answer_path="generate", **kw)
+    fast = run_sweep(llava, TinyProcessor(llava), data, ActionSpace(GRID), tmp_path / "f.csv", **kw)
+    slow = run_sweep(
+        llava,
+        TinyProcessor(llava),
+        data,
+        ActionSpace(GRID),
+        tmp_path / "g.csv",
+        answer_path="generate",
+        **kw,
+    )
     sides = [json.loads(r.sidecar_path.read_text()) for r in (fast, slow)]
     assert [s["answered_by"] for s in sides] == ["prefill_forward", "generate"]
     assert [s["settings"]["answer_path"] for s in sides] == ["auto", "generate"]
     np.testing.assert_array_equal(fast.profile.quality, slow.profile.quality)
     assert not np.all(fast.profile.quality == 1.0)  # the agreement varies: a real comparison
     with pytest.raises(ValueError, match="answer_path"):
-        run_sweep(llava, TinyProcessor(llava), data, ActionSpace(GRID), tmp_path / "x.csv",
-                  answer_path="fast", **kw)
+        run_sweep(
+            llava,
+            TinyProcessor(llava),
+            data,
+            ActionSpace(GRID),
+            tmp_path / "x.csv",
+            answer_path="fast",
+            **kw,
+        )
 
 
 def test_sweep_argument_errors(llava, tmp_path):
@@ -104,8 +133,14 @@ def test_sweep_argument_errors(llava, tmp_path):
     with pytest.raises(ValueError, match=r"\.parquet or \.csv"):
         run_sweep(llava, proc, synthetic_vqa(1), space, tmp_path / "x.txt")
     with pytest.raises(ValueError, match="needs an answer"):
-        run_sweep(llava, proc, synthetic_vqa(1, with_answers=False), space, tmp_path / "x.csv",
-                  metric="exact_match")
+        run_sweep(
+            llava,
+            proc,
+            synthetic_vqa(1, with_answers=False),
+            space,
+            tmp_path / "x.csv",
+            metric="exact_match",
+        )
     with pytest.raises(TypeError, match="expected"):
         run_sweep(llava, proc, [42], space, tmp_path / "x.csv")
 
@@ -117,12 +152,43 @@ def test_cli_profile_then_train_then_hook(tmp_path):
     from fastctrl.train import main as train_main
 
     out = tmp_path / "tiny.parquet"
-    assert profile_main(["--samples", "8", "--grid", json.dumps(GRID), "--warmup", "0",
-                         "--repeats", "1", "--max-new-tokens", "2", "--out", str(out),
-                         "--quiet"]) == 0
+    assert (
+        profile_main(
+            [
+                "--samples",
+                "8",
+                "--grid",
+                json.dumps(GRID),
+                "--warmup",
+                "0",
+                "--repeats",
+                "1",
+                "--max-new-tokens",
+                "2",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     run_dir = tmp_path / "run"
-    assert train_main(["--method", "supervised", "--profile", str(out), "--output_dir",
-                       str(run_dir), "--num_epochs", "2", "--quiet"]) == 0
+    assert (
+        train_main(
+            [
+                "--method",
+                "supervised",
+                "--profile",
+                str(out),
+                "--output_dir",
+                str(run_dir),
+                "--num_epochs",
+                "2",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert (run_dir / "eval_results.json").is_file()
     # the trained controller drives the profiled model through the hook
     controller = Controller.from_pretrained(run_dir / "controller")

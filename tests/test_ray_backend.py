@@ -26,12 +26,18 @@ from fastctrl.profile.sweep import as_request
 from fastctrl.tune import main as tune_main
 
 GRID = json.dumps({"max_crops": [1, 4], "top_k": [2, 4], "num_active_blocks": [2, 4]})
-PROFILE = ["--grid", GRID, "--warmup", "0", "--repeats", "1", "--max_new_tokens", "2",
-           "--quiet"]
+PROFILE = ["--grid", GRID, "--warmup", "0", "--repeats", "1", "--max_new_tokens", "2", "--quiet"]
 #: 12 requests in batches of 2, 4 sampled configs each (a batch measures the union)
 SAMPLED = [*PROFILE, "--samples", "12", "--batch_size", "2", "--configs", "random 4"]
-TRAIN = ["--synthetic_requests", "200", "--max_env_steps", "3000", "--eval_every_steps", "1500",
-         "--quiet"]
+TRAIN = [
+    "--synthetic_requests",
+    "200",
+    "--max_env_steps",
+    "3000",
+    "--eval_every_steps",
+    "1500",
+    "--quiet",
+]
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
@@ -76,18 +82,21 @@ def _same_profile(a, b) -> None:
     assert sa["cost"]["answer_calls"] == sb["cost"]["answer_calls"]
 
 
-
-
 # ---------------------------------------------------------------------------- map_jobs
 def test_map_jobs_same_outcomes_on_both_backends(cluster):
     def outcomes(backend):
-        got = {r.index: (r.value, type(r.error)) for r in
-               map_jobs(json.loads, ["1", "x", "[3]"], backend=backend, num_cpus=1)}
+        got = {
+            r.index: (r.value, type(r.error))
+            for r in map_jobs(json.loads, ["1", "x", "[3]"], backend=backend, num_cpus=1)
+        }
         return [got[i] for i in range(3)]
 
     # the job's own exception, not Ray's wrapper
-    assert outcomes("ray") == outcomes("local") == [
-        (1, type(None)), (None, json.JSONDecodeError), ([3], type(None))]
+    assert (
+        outcomes("ray")
+        == outcomes("local")
+        == [(1, type(None)), (None, json.JSONDecodeError), ([3], type(None))]
+    )
     with pytest.raises(ValueError, match="--cpus_per_task"):
         list(map_jobs(json.loads, ["1"], backend="ray", num_cpus=0))
 
@@ -97,12 +106,15 @@ def test_compare_same_results_on_ray(cluster, tmp_path):
     args = ["--methods", "supervised", "--seeds", "2", *TRAIN, "--bootstrap_reps", "200"]
     assert compare_main([*args, "--jobs", "1", "--output_dir", str(tmp_path / "local")]) == 0
     assert compare_main([*args, "--backend", "ray", "--output_dir", str(tmp_path / "ray")]) == 0
-    stats = {b: json.loads((tmp_path / b / "e5_statistics.json").read_text())
-             for b in ("local", "ray")}
+    stats = {
+        b: json.loads((tmp_path / b / "e5_statistics.json").read_text()) for b in ("local", "ray")
+    }
     assert stats["ray"]["meta"]["backend"] == "ray" and stats["ray"]["meta"]["jobs"] == 2
     timed = ("train_s_per_1k_env_steps", "decision_us")  # wall clock: measured, not compared
-    metrics = {b: {k: v for k, v in s["statistics"]["metrics"].items() if k not in timed}
-               for b, s in stats.items()}
+    metrics = {
+        b: {k: v for k, v in s["statistics"]["metrics"].items() if k not in timed}
+        for b, s in stats.items()
+    }
     assert metrics["ray"] == metrics["local"]
     assert metrics["ray"]["final_utility"]["methods"]["supervised"]["values"]
 
@@ -110,8 +122,24 @@ def test_compare_same_results_on_ray(cluster, tmp_path):
 def test_tune_same_study_on_ray(cluster, tmp_path):
     def study(backend: str) -> list[tuple]:
         out = tmp_path / backend
-        assert tune_main(["--method", "lut", "--trials", "2", "--parallel_trials", "2",
-                          "--output_dir", str(out), "--backend", backend, *TRAIN]) == 0
+        assert (
+            tune_main(
+                [
+                    "--method",
+                    "lut",
+                    "--trials",
+                    "2",
+                    "--parallel_trials",
+                    "2",
+                    "--output_dir",
+                    str(out),
+                    "--backend",
+                    backend,
+                    *TRAIN,
+                ]
+            )
+            == 0
+        )
         trials = json.loads((out / "trials.json").read_text())["trials"]
         return [(t["number"], t["state"], t["params"], t["value"]) for t in trials]
 
@@ -121,16 +149,24 @@ def test_tune_same_study_on_ray(cluster, tmp_path):
 
 
 # ---------------------------------------------------------------------------- profile
-def test_profile_on_ray_equals_local_after_a_dead_worker_and_driver(cluster, tmp_path,
-                                                                    monkeypatch):
+def test_profile_on_ray_equals_local_after_a_dead_worker_and_driver(cluster, tmp_path, monkeypatch):
     """The rows of an uninterrupted local sweep, from a Ray sweep resumed after its driver died
     (shard 0 written, a half-written file and a damaged shard left behind) in which a worker
     dies after the first batch of a shard."""
     local = tmp_path / "local.parquet"
     assert profile_main([*SAMPLED, "--out", str(local)]) == 0
     out = tmp_path / "ray.parquet"
-    argv = [*SAMPLED, "--backend", "ray", "--num_workers", "2", "--shard_size", "4",
-            "--out", str(out)]
+    argv = [
+        *SAMPLED,
+        "--backend",
+        "ray",
+        "--num_workers",
+        "2",
+        "--shard_size",
+        "4",
+        "--out",
+        str(out),
+    ]
     args = cli.parse(ProfileArgs, argv, prog="test")
     data, _, _ = load_data(args)
     ids = [as_request(x, i).request_id for i, x in enumerate(data)]
@@ -154,15 +190,21 @@ def test_profile_on_ray_equals_local_after_a_dead_worker_and_driver(cluster, tmp
 
 
 def test_merge_checks_every_request_and_config(tmp_path):
-    args = cli.parse(ProfileArgs, [*SAMPLED, "--samples", "4", "--out",
-                                   str(tmp_path / "m.parquet")], prog="test")
+    args = cli.parse(
+        ProfileArgs, [*SAMPLED, "--samples", "4", "--out", str(tmp_path / "m.parquet")], prog="test"
+    )
     worker = ProfileWorker(args, have_answers=False, dataset_name=None)
     data, _, _ = load_data(args)
     requests = [as_request(x, i) for i, x in enumerate(data)]
     store = ShardStore(tmp_path / "shards")
-    store.open(worker.describe()["fingerprint"], [r.request_id for r in requests],
-               shard_size=2, batch_size=2, resume=True)
-    first, second = (worker.measure_shard(i, requests[2 * i:2 * i + 2]) for i in (0, 1))
+    store.open(
+        worker.describe()["fingerprint"],
+        [r.request_id for r in requests],
+        shard_size=2,
+        batch_size=2,
+        resume=True,
+    )
+    first, second = (worker.measure_shard(i, requests[2 * i : 2 * i + 2]) for i in (0, 1))
     store.write(first)
     with pytest.raises(ShardError, match="shard 1 .* is missing"):
         store.merge(worker.setup)
@@ -183,11 +225,20 @@ def test_bad_backend_arguments(tmp_path, capsys):
     assert "--num_workers must be >= 1" in capsys.readouterr().err
     assert _code(profile_main, ["--num_workers", "2", *out]) == 2
     assert "--num_workers needs --backend ray" in capsys.readouterr().err
-    assert _code(tune_main, ["--method", "lut", "--ray_address", "auto",
-                             "--output_dir", str(tmp_path)]) == 2
+    assert (
+        _code(
+            tune_main, ["--method", "lut", "--ray_address", "auto", "--output_dir", str(tmp_path)]
+        )
+        == 2
+    )
     assert "--ray_address needs --backend ray" in capsys.readouterr().err
-    assert _code(compare_main, ["--backend", "ray", "--cpus_per_task", "0",
-                                "--output_dir", str(tmp_path)]) == 2
+    assert (
+        _code(
+            compare_main,
+            ["--backend", "ray", "--cpus_per_task", "0", "--output_dir", str(tmp_path)],
+        )
+        == 2
+    )
     assert "--cpus_per_task must be > 0" in capsys.readouterr().err
 
 
@@ -202,9 +253,25 @@ def test_unreachable_ray_address(tmp_path, capsys, monkeypatch):
     with pytest.raises(ValueError, match="--ray_address must be auto, local, host:port"):
         with ray_session("no-port"):
             pass
-    assert _code(compare_main, ["--methods", "lut", "--seeds", "1", *TRAIN, "--backend", "ray",
-                                "--ray_address", f"127.0.0.1:{port}",
-                                "--output_dir", str(tmp_path)]) == 2
+    assert (
+        _code(
+            compare_main,
+            [
+                "--methods",
+                "lut",
+                "--seeds",
+                "1",
+                *TRAIN,
+                "--backend",
+                "ray",
+                "--ray_address",
+                f"127.0.0.1:{port}",
+                "--output_dir",
+                str(tmp_path),
+            ],
+        )
+        == 2
+    )
     assert "no Ray cluster answers" in capsys.readouterr().err
     # a cluster `ray start` recorded here that is gone (Ray would wait for it without end):
     # `auto` is an error, the default starts a new local cluster
@@ -217,11 +284,15 @@ def test_unreachable_ray_address(tmp_path, capsys, monkeypatch):
     assert _default_address() == "local"
 
 
-@pytest.mark.parametrize("main,argv", [
-    (profile_main, []), (tune_main, ["--method", "lut"]), (compare_main, [])])
+@pytest.mark.parametrize(
+    "main,argv", [(profile_main, []), (tune_main, ["--method", "lut"]), (compare_main, [])]
+)
 def test_ray_missing_says_how_to_install(main, argv, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
-    out = ["--out", str(tmp_path / "p.parquet")] if main is profile_main else \
-        ["--output_dir", str(tmp_path)]
+    out = (
+        ["--out", str(tmp_path / "p.parquet")]
+        if main is profile_main
+        else ["--output_dir", str(tmp_path)]
+    )
     assert _code(main, [*argv, "--backend", "ray", *out]) == 2
     assert RAY_MISSING in capsys.readouterr().err

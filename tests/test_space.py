@@ -25,12 +25,15 @@ def test_config_round_trip_and_flat_index():
     assert ActionSpace.from_dict(space.to_dict()) == space
 
 
-@pytest.mark.parametrize("grids, match", [
-    ({}, "at least one knob"),
-    ({"a": []}, "non-empty"),
-    ({"a": [2, 1]}, "ascending"),
-    ({"a": [1, 1]}, "distinct"),
-])
+@pytest.mark.parametrize(
+    "grids, match",
+    [
+        ({}, "at least one knob"),
+        ({"a": []}, "non-empty"),
+        ({"a": [2, 1]}, "ascending"),
+        ({"a": [1, 1]}, "distinct"),
+    ],
+)
 def test_bad_grids_are_refused(grids, match):
     with pytest.raises(ValueError, match=match):
         ActionSpace(grids)

@@ -17,8 +17,9 @@ from fastctrl.space import ActionSpace
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
-BIG = ActionSpace({"max_crops": [1, 2, 4, 8], "top_k": [1, 2, 4, 8],
-                   "num_active_blocks": [2, 4, 6, 8, 10]})
+BIG = ActionSpace(
+    {"max_crops": [1, 2, 4, 8], "top_k": [1, 2, 4, 8], "num_active_blocks": [2, 4, 6, 8, 10]}
+)
 
 
 @pytest.mark.parametrize("mode", ["random", "lhs"])
@@ -51,9 +52,20 @@ def test_bad_config_specs(bad):
 def test_sampled_batched_sweep_writes_an_imputable_profile(llava, tmp_path):
     space = ActionSpace({"max_crops": [1, 2, 4], "top_k": [1, 2, 4], "num_active_blocks": [2, 4]})
     out = tmp_path / "sampled.csv"
-    res = run_sweep(llava, TinyProcessor(llava), synthetic_vqa(5, with_answers=False), space,
-                    out, warmup=0, repeats=1, max_new_tokens=2, quiet=True, configs="lhs 4",
-                    batch_size=2, seed=1)
+    res = run_sweep(
+        llava,
+        TinyProcessor(llava),
+        synthetic_vqa(5, with_answers=False),
+        space,
+        out,
+        warmup=0,
+        repeats=1,
+        max_new_tokens=2,
+        quiet=True,
+        configs="lhs 4",
+        batch_size=2,
+        seed=1,
+    )
     # 5 requests x 4 of 18 configs leave some configs unmeasured: written, not loadable
     assert res.profile is None
     side = json.loads(res.sidecar_path.read_text())
@@ -67,9 +79,19 @@ def test_sampled_batched_sweep_writes_an_imputable_profile(llava, tmp_path):
         Profile.load(out, missing_configs="impute")
     # enough requests for every config: the sweep's own profile, imputed
     out2 = tmp_path / "sampled2.csv"
-    res = run_sweep(llava, TinyProcessor(llava), synthetic_vqa(14, with_answers=False), space,
-                    out2, warmup=0, repeats=1, max_new_tokens=1, quiet=True, configs="random 6",
-                    seed=2)
+    res = run_sweep(
+        llava,
+        TinyProcessor(llava),
+        synthetic_vqa(14, with_answers=False),
+        space,
+        out2,
+        warmup=0,
+        repeats=1,
+        max_new_tokens=1,
+        quiet=True,
+        configs="random 6",
+        seed=2,
+    )
     side = json.loads(res.sidecar_path.read_text())
     assert side["cells_measured"] == 14 * 6
     with pytest.raises(ValueError, match="missing_configs"):

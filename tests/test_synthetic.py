@@ -86,17 +86,20 @@ def r2(prof):
     x = prof.features.image.astype(np.float64)
     x = (x - x.mean(0)) / x.std(0)
     rng = np.random.default_rng(0)
-    targets = {**prof.hidden, "log_prompt_tokens": np.log(prof.hidden["prompt_tokens"]),
-               # an exact linear read-out of the features' main directions, and pure noise
-               "_line": x @ _top_directions(x, 5, rng) @ rng.normal(size=5),
-               "_noise": rng.normal(size=prof.n_requests)}
+    targets = {
+        **prof.hidden,
+        "log_prompt_tokens": np.log(prof.hidden["prompt_tokens"]),
+        # an exact linear read-out of the features' main directions, and pure noise
+        "_line": x @ _top_directions(x, 5, rng) @ rng.normal(size=5),
+        "_noise": rng.normal(size=prof.n_requests),
+    }
     return probe_r2(prof, targets)
 
 
 def test_answer_length_is_only_weakly_observable(r2):
     # issue 14: no server knows an answer's length in advance (it used to be R^2 0.98)
     assert r2["n_out"] <= 0.3, r2
-    assert r2["n_out"] > 0.05, r2        # the task type and a length guess still hint at it
+    assert r2["n_out"] > 0.05, r2  # the task type and a length guess still hint at it
     # the others as documented: v and r ~0.9, image size / (log) prompt length ~exact,
     # difficulty not at all
     for k in ("v", "r"):

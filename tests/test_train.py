@@ -16,8 +16,19 @@ from fastctrl.train.loop import Run
 from fastctrl.train.methods import METHOD_NAMES
 from fastctrl.train.records import EvalResults
 
-SMALL = ["--synthetic_requests", "300", "--max_env_steps", "12000", "--eval_every_steps", "4000",
-         "--quiet", "--eval_requests", "40", "--batch_size", "32"]
+SMALL = [
+    "--synthetic_requests",
+    "300",
+    "--max_env_steps",
+    "12000",
+    "--eval_every_steps",
+    "4000",
+    "--quiet",
+    "--eval_requests",
+    "40",
+    "--batch_size",
+    "32",
+]
 #: each method's own flags, only accepted with that --method
 METHOD_FLAGS = {"ppo": ["--rollout_contexts", "64"]}
 BUDGET_KEYS = {"quality_mean", "latency_p95", "slo_violation_rate", "utility", "gap_to_oracle"}
@@ -26,10 +37,16 @@ BUDGET_KEYS = {"quality_mean", "latency_p95", "slo_violation_rate", "utility", "
 @pytest.mark.parametrize("method", METHOD_NAMES)
 def test_every_method_runs_end_to_end(tmp_path, method):
     out = tmp_path / method
-    assert main(["--method", method, "--output_dir", str(out), *SMALL,
-                 *METHOD_FLAGS.get(method, [])]) == 0
-    for name in ("best_checkpoint.pt", "training_stats.json", "training_curves.png",
-                 "eval_results.json"):
+    assert (
+        main(["--method", method, "--output_dir", str(out), *SMALL, *METHOD_FLAGS.get(method, [])])
+        == 0
+    )
+    for name in (
+        "best_checkpoint.pt",
+        "training_stats.json",
+        "training_curves.png",
+        "eval_results.json",
+    ):
         assert (out / name).is_file(), name
     res = json.loads((out / "eval_results.json").read_text())
     assert res["method"] == method
@@ -43,8 +60,15 @@ def test_every_method_runs_end_to_end(tmp_path, method):
     ckpt = torch.load(out / "best_checkpoint.pt", weights_only=True)
     stats = json.loads((out / "training_stats.json").read_text())
     entry = stats["history"][-1]
-    for key in ("env_steps", "wall_s", "utility", "quality_mean", "latency_p95",
-                "slo_violation_rate", "reward_std"):
+    for key in (
+        "env_steps",
+        "wall_s",
+        "utility",
+        "quality_mean",
+        "latency_p95",
+        "slo_violation_rate",
+        "reward_std",
+    ):
         assert key in entry, key
     assert "num_failed_updates" in entry["counters"]
     if method == "lut":
@@ -67,10 +91,26 @@ def test_every_method_runs_end_to_end(tmp_path, method):
 
 
 def _cfg(tmp_path: Path, name: str, *flags: str):
-    return parse_train_args(["--method", "grpo", "--synthetic_requests", "300", "--quiet",
-                             "--eval_requests", "40", "--batch_size", "32",
-                             "--max_env_steps", "9000", "--eval_every_steps", "3000",
-                             "--output_dir", str(tmp_path / name), *flags])
+    return parse_train_args(
+        [
+            "--method",
+            "grpo",
+            "--synthetic_requests",
+            "300",
+            "--quiet",
+            "--eval_requests",
+            "40",
+            "--batch_size",
+            "32",
+            "--max_env_steps",
+            "9000",
+            "--eval_every_steps",
+            "3000",
+            "--output_dir",
+            str(tmp_path / name),
+            *flags,
+        ]
+    )
 
 
 def _run(tmp_path: Path, name: str, *flags: str) -> EvalResults:
@@ -112,16 +152,28 @@ def test_dpo_warm_start_is_on_the_grid_and_resumes(tmp_path):
     """DPO's supervised warm start is the first phase of the run: validation points from
     env_steps 0 (the untrained policy) fall inside it, the reference is frozen where it ends,
     and a run killed inside it resumes to the uninterrupted curve."""
-    flags = ["--method", "dpo", "--dpo_reference", "supervised", "--synthetic_requests", "120",
-             "--max_env_steps", "90000", "--eval_every_steps", "9000", "--eval_requests", "40",
-             "--quiet"]
+    flags = [
+        "--method",
+        "dpo",
+        "--dpo_reference",
+        "supervised",
+        "--synthetic_requests",
+        "120",
+        "--max_env_steps",
+        "90000",
+        "--eval_every_steps",
+        "9000",
+        "--eval_requests",
+        "40",
+        "--quiet",
+    ]
     a = Run(parse_train_args([*flags, "--output_dir", str(tmp_path / "a")]))
     a.run()
     cost = a.profile.n_configs * a.profile.n_repeats
     steps = [h.env_steps for h in a.history]
     warm_rows = len(a.method.warm._requests)
-    assert steps[0] == 0 and steps[1] == -(-9000 // cost) * cost   # a point inside the warm start
-    assert warm_rows * cost < 90000 and steps[-1] >= 90000          # then DPO's own steps
+    assert steps[0] == 0 and steps[1] == -(-9000 // cost) * cost  # a point inside the warm start
+    assert warm_rows * cost < 90000 and steps[-1] >= 90000  # then DPO's own steps
     assert a.method.reference is not None and a.method.counters["pairs"] > 0
     run = Run(parse_train_args([*flags, "--output_dir", str(tmp_path / "b")]))
     save = run.save_last
@@ -135,8 +187,11 @@ def test_dpo_warm_start_is_on_the_grid_and_resumes(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run.run()
     assert run.method.warming
-    b = Run(parse_train_args([*flags, "--output_dir", str(tmp_path / "b"),
-                              "--resume", str(tmp_path / "b")]))
+    b = Run(
+        parse_train_args(
+            [*flags, "--output_dir", str(tmp_path / "b"), "--resume", str(tmp_path / "b")]
+        )
+    )
     b.run()
     assert [h.env_steps for h in b.history] == steps
     assert [h.utility for h in b.history] == [h.utility for h in a.history]
@@ -146,9 +201,23 @@ def test_offline_methods_pay_for_every_measurement_they_read(tmp_path):
     """The lookup table and supervised labels read whole profile rows (every config, every
     latency repeat) in chunks: their curve is on the same env-step axis, never past the budget."""
     for method in ("lut", "supervised"):
-        run = Run(parse_train_args(["--method", method, "--synthetic_requests", "300",
-                                    "--max_env_steps", "20000", "--eval_every_steps", "4500",
-                                    "--quiet", "--output_dir", str(tmp_path / method)]))
+        run = Run(
+            parse_train_args(
+                [
+                    "--method",
+                    method,
+                    "--synthetic_requests",
+                    "300",
+                    "--max_env_steps",
+                    "20000",
+                    "--eval_every_steps",
+                    "4500",
+                    "--quiet",
+                    "--output_dir",
+                    str(tmp_path / method),
+                ]
+            )
+        )
         run.fit()
         cost = run.profile.n_configs * run.profile.n_repeats
         steps = [h.env_steps for h in run.history]
@@ -156,14 +225,26 @@ def test_offline_methods_pay_for_every_measurement_they_read(tmp_path):
         assert steps[-1] <= 20000 and 20000 - steps[-1] < cost  # as many rows as fit
         read = steps[-1] // cost
         assert read == len(run.method.reqs if method == "lut" else run.method.ctx.req) // (
-            1 if method == "lut" else len(run.train_env.budget_ratios))
+            1 if method == "lut" else len(run.train_env.budget_ratios)
+        )
 
 
 def test_supervised_labels_average_the_latency_repeats(tmp_path):
     from fastctrl.train.methods.supervised import oracle_labels
 
-    run = Run(parse_train_args(["--method", "supervised", "--synthetic_requests", "200",
-                                "--quiet", "--output_dir", str(tmp_path)]))
+    run = Run(
+        parse_train_args(
+            [
+                "--method",
+                "supervised",
+                "--synthetic_requests",
+                "200",
+                "--quiet",
+                "--output_dir",
+                str(tmp_path),
+            ]
+        )
+    )
     env = run.train_env
     reqs = env.requests[:5]
     ctx, labels = oracle_labels(env, reqs)
@@ -175,8 +256,19 @@ def test_supervised_labels_average_the_latency_repeats(tmp_path):
 def test_synthetic_family_noisy_trains_on_the_noisy_profile(tmp_path):
     from fastctrl.profile.synthetic_noisy import NOISY_GRIDS
 
-    run = Run(parse_train_args(["--synthetic_family", "noisy", "--synthetic_requests", "120",
-                                "--quiet", "--output_dir", str(tmp_path)]))
+    run = Run(
+        parse_train_args(
+            [
+                "--synthetic_family",
+                "noisy",
+                "--synthetic_requests",
+                "120",
+                "--quiet",
+                "--output_dir",
+                str(tmp_path),
+            ]
+        )
+    )
     prof = run.profile
     assert prof.quality_expected is not None
     assert prof.space.to_dict() == {k: list(v) for k, v in NOISY_GRIDS.items()}
@@ -190,8 +282,21 @@ def test_supervised_expected_reward_takes_the_best_config_on_average(tmp_path):
     """Two rows that look the same to the controller (one context, read twice) and disagree on
     the best config: the expected-reward loss settles on the config best on their mean, which
     neither row's oracle label names."""
-    run = Run(parse_train_args(["--method", "supervised", "--synthetic_requests", "200",
-                                "--lr", "1e-2", "--quiet", "--output_dir", str(tmp_path)]))
+    run = Run(
+        parse_train_args(
+            [
+                "--method",
+                "supervised",
+                "--synthetic_requests",
+                "200",
+                "--lr",
+                "1e-2",
+                "--quiet",
+                "--output_dir",
+                str(tmp_path),
+            ]
+        )
+    )
     m = run.method
     m.setup()
     m.add_labels(m.env.requests[:1])
@@ -216,11 +321,15 @@ def test_cell_labels_are_each_cells_best_config_on_average():
     config best on its cell's mean reward, which no single row's own argmax has to name."""
     from fastctrl.train.methods.supervised import cell_labels
 
-    rewards = np.array([[1.0, 0.0, 0.7],   # a, 0.5: mean (0.5, 0.5, 0.7) -> 2
-                        [0.0, 1.0, 0.7],
-                        [0.0, 1.0, 0.0],   # b, 0.5: alone -> 1
-                        [0.9, 0.0, 0.0],   # a, 1.0: mean (0.6, 0.1, 0.3) -> 0
-                        [0.3, 0.2, 0.6]])
+    rewards = np.array(
+        [
+            [1.0, 0.0, 0.7],  # a, 0.5: mean (0.5, 0.5, 0.7) -> 2
+            [0.0, 1.0, 0.7],
+            [0.0, 1.0, 0.0],  # b, 0.5: alone -> 1
+            [0.9, 0.0, 0.0],  # a, 1.0: mean (0.6, 0.1, 0.3) -> 0
+            [0.3, 0.2, 0.6],
+        ]
+    )
     tasks = np.array(["a", "a", "b", "a", "a"])
     ratios = np.array([0.5, 0.5, 0.5, 1.0, 1.0])
     np.testing.assert_array_equal(cell_labels(tasks, ratios, rewards), [2, 2, 1, 0, 0])
@@ -231,16 +340,26 @@ def test_supervised_cell_labels_follow_the_pool(tmp_path):
     the rows read so far: one config per (task type, budget ratio)."""
     from fastctrl.train.methods.supervised import cell_labels
 
-    run = Run(parse_train_args(["--method", "supervised", "--synthetic_requests", "300",
-                                "--quiet", "--output_dir", str(tmp_path)]))
+    run = Run(
+        parse_train_args(
+            [
+                "--method",
+                "supervised",
+                "--synthetic_requests",
+                "300",
+                "--quiet",
+                "--output_dir",
+                str(tmp_path),
+            ]
+        )
+    )
     m = run.method
     assert m.args.loss == "cell_labels"
     m.setup()
     for chunk in (m._requests[:20], m._requests[20:60]):
         m.add_labels(chunk)
         tasks = run.profile.task_types[m.ctx.req].astype(str)
-        np.testing.assert_array_equal(
-            m.labels, cell_labels(tasks, m.ctx.ratio, m.rewards.numpy()))
+        np.testing.assert_array_equal(m.labels, cell_labels(tasks, m.ctx.ratio, m.rewards.numpy()))
         for key in set(zip(tasks, m.ctx.ratio, strict=True)):
             cell = (tasks == key[0]) & (m.ctx.ratio == key[1])
             assert len(set(m.labels[cell])) == 1
@@ -253,9 +372,23 @@ def test_every_method_learns_on_a_short_run(tmp_path):
     the best static config on the test split."""
     best_u, static_u = -np.inf, None
     for method in METHOD_NAMES:
-        run = Run(parse_train_args(["--method", method, "--synthetic_requests", "500",
-                                    "--max_env_steps", "120000", "--eval_every_steps", "20000",
-                                    "--quiet", "--output_dir", str(tmp_path / method)]))
+        run = Run(
+            parse_train_args(
+                [
+                    "--method",
+                    method,
+                    "--synthetic_requests",
+                    "500",
+                    "--max_env_steps",
+                    "120000",
+                    "--eval_every_steps",
+                    "20000",
+                    "--quiet",
+                    "--output_dir",
+                    str(tmp_path / method),
+                ]
+            )
+        )
         res = run.run()
         first, best = run.history[0].utility, run.best["utility"]  # validation, both
         assert best > first + 0.05, (method, first, best)
@@ -267,8 +400,9 @@ def test_every_method_learns_on_a_short_run(tmp_path):
 
 
 def test_nan_updates_are_skipped_and_counted(tmp_path):
-    run = Run(parse_train_args(["--synthetic_requests", "200", "--quiet",
-                                "--output_dir", str(tmp_path)]))
+    run = Run(
+        parse_train_args(["--synthetic_requests", "200", "--quiet", "--output_dir", str(tmp_path)])
+    )
     m = run.method
     before = {k: v.clone() for k, v in m.controller.state_dict().items()}
     p = next(m.controller.parameters())
@@ -279,19 +413,23 @@ def test_nan_updates_are_skipped_and_counted(tmp_path):
         assert torch.equal(v, before[k]), k
 
 
-@pytest.mark.parametrize("argv, match", [
-    (["--method", "sft"], "Invalid choice"),
-    (["--method", "lut", "--group_size", "4"], "Unrecognized options: --group_size"),
-    (["--group_size", "1"], "--group_size must be >= 2"),
-    (["--lr", "0"], "--lr must be > 0"),
-    (["--exp5_dir", "x"], "go together"),
-    (["--profile", "/nonexistent/p.parquet"], "not found"),
-    (["--resume", "/nonexistent"], "no checkpoint"),
-])
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--method", "sft"], "Invalid choice"),
+        (["--method", "lut", "--group_size", "4"], "Unrecognized options: --group_size"),
+        (["--group_size", "1"], "--group_size must be >= 2"),
+        (["--lr", "0"], "--lr must be > 0"),
+        (["--exp5_dir", "x"], "go together"),
+        (["--profile", "/nonexistent/p.parquet"], "not found"),
+        (["--resume", "/nonexistent"], "no checkpoint"),
+    ],
+)
 def test_bad_arguments_fail_clearly(tmp_path, capsys, argv, match):
     try:
-        code = main([*argv, "--output_dir", str(tmp_path), "--synthetic_requests", "100",
-                     "--quiet"])
+        code = main(
+            [*argv, "--output_dir", str(tmp_path), "--synthetic_requests", "100", "--quiet"]
+        )
     except SystemExit as e:  # tyro (a choice it does not know) or cli.fail
         code = e.code
     assert code == 2
@@ -304,22 +442,45 @@ def test_train_on_an_exp5_exp6_import(tmp_path):
     exp5, exp6 = _fixture_dirs(tmp_path)
     # three requests are too few to split; give each its own split explicitly via the cache
     out = tmp_path / "run"
-    code = main(["--method", "lut", "--exp5_dir", str(exp5), "--exp6_dir", str(exp6),
-                 "--output_data_path", str(tmp_path / "prepared.parquet"), "--train_split",
-                 "0.5", "--output_dir", str(out), "--quiet"])
+    code = main(
+        [
+            "--method",
+            "lut",
+            "--exp5_dir",
+            str(exp5),
+            "--exp6_dir",
+            str(exp6),
+            "--output_data_path",
+            str(tmp_path / "prepared.parquet"),
+            "--train_split",
+            "0.5",
+            "--output_dir",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0
     res = json.loads((out / "eval_results.json").read_text())
     assert res["n_test_requests"] >= 1
     assert np.isfinite(res["controller"]["overall"]["utility"])
 
 
-@pytest.mark.parametrize("module", ["fastctrl.train", "fastctrl.compare", "fastctrl.profile",
-                                    "fastctrl.control.train", "fastctrl.control.pipeline"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "fastctrl.train",
+        "fastctrl.compare",
+        "fastctrl.profile",
+        "fastctrl.control.train",
+        "fastctrl.control.pipeline",
+    ],
+)
 def test_every_cli_explains_itself(module):
     import subprocess
     import sys
 
-    res = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True,
-                         text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 0, res.stderr
     assert "usage:" in res.stdout and "--" in res.stdout

@@ -51,9 +51,18 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def _small_cfg(**kw) -> ControllerConfig:
-    base = dict(image_dim=37, text_dim=91, image_proj_dim=24, text_proj_dim=40, hidden_dim=48,
-                grids={"max_crops": [1, 2, 4], "top_k": [1, 2, 4, 8],
-                       "num_active_blocks": [4, 6, 8, 10, 12]})
+    base = dict(
+        image_dim=37,
+        text_dim=91,
+        image_proj_dim=24,
+        text_proj_dim=40,
+        hidden_dim=48,
+        grids={
+            "max_crops": [1, 2, 4],
+            "top_k": [1, 2, 4, 8],
+            "num_active_blocks": [4, 6, 8, 10, 12],
+        },
+    )
     base.update(kw)
     return ControllerConfig(**base)
 
@@ -97,8 +106,9 @@ def _check_kernel(name: str, batch: int, dtype: torch.dtype, block_b: int = fc.B
     assert dec.shape == (batch, len(w.head_sizes)) and dec.dtype == torch.int64
     assert logits.shape == (batch, sum(w.head_sizes))
     if dtype == torch.float32:
-        ref = torch.from_numpy(reference_logits(
-            w, img.cpu().numpy(), txt.cpu().numpy(), bud.cpu().numpy()))
+        ref = torch.from_numpy(
+            reference_logits(w, img.cpu().numpy(), txt.cpu().numpy(), bud.cpu().numpy())
+        )
         pt = fc.fused_controller_ref(img, txt, bud, packed)[1]
     else:
         ref = fc.fused_controller_ref(img, txt, bud, packed)[1]
@@ -116,7 +126,7 @@ def _check_kernel(name: str, batch: int, dtype: torch.dtype, block_b: int = fc.B
     got = dec.cpu().numpy()
     margins, o = [], 0
     for s in w.head_sizes:
-        top = np.sort(ref_np[:, o:o + s], axis=1)
+        top = np.sort(ref_np[:, o : o + s], axis=1)
         margins.append(top[:, -1] - top[:, -2] if s > 1 else np.full(batch, np.inf))
         o += s
     margin = np.stack(margins, axis=1)
@@ -124,10 +134,12 @@ def _check_kernel(name: str, batch: int, dtype: torch.dtype, block_b: int = fc.B
     np.testing.assert_array_equal(got[sure], want[sure])
     close = ~sure
     rate = float((got[close] == want[close]).mean()) if close.any() else 1.0
-    print(f"\n[triton] {name:14s} B={batch:5d} {str(dtype):15s} block_b={block_b}: "
-          f"err={err:.2e} torch_{str(dtype)[6:]}_err={err_pt:.2e} bound={bound:.2e}; "
-          f"asserted {int(sure.sum())}/{sure.size} decisions, agreement on the "
-          f"{int(close.sum())} near-ties {rate:.3f}")
+    print(
+        f"\n[triton] {name:14s} B={batch:5d} {str(dtype):15s} block_b={block_b}: "
+        f"err={err:.2e} torch_{str(dtype)[6:]}_err={err_pt:.2e} bound={bound:.2e}; "
+        f"asserted {int(sure.sum())}/{sure.size} decisions, agreement on the "
+        f"{int(close.sum())} near-ties {rate:.3f}"
+    )
 
 
 # ------------------------------------------------------------------------------ kernel vs ref
@@ -147,8 +159,9 @@ def test_kernel_small_odd_dims(batch, dtype):
     _check_kernel("small", batch, DTYPES[dtype])
 
 
-@pytest.mark.parametrize(("batch", "dtype"), [(1, "fp32"), (17, "fp32"), (16, "fp16"),
-                                              (17, "bf16")])
+@pytest.mark.parametrize(
+    ("batch", "dtype"), [(1, "fp32"), (17, "fp32"), (16, "fp16"), (17, "bf16")]
+)
 def test_kernel_default_dims(batch, dtype):
     """The default 768/2048 controller (K = 2848); ~0.45 s per 16-row program interpreted."""
     _check_kernel("default", batch, DTYPES[dtype])
@@ -184,8 +197,9 @@ def test_packing_round_trips_exported_weights():
 def test_reference_matches_fp64_spec():
     _, w, packed = _model("small")
     img, txt, bud = random_inputs(_model("small")[0], 64, seed=5)
-    dec, logits = fc.fused_controller_ref(torch.from_numpy(img), torch.from_numpy(txt),
-                                          torch.from_numpy(bud), fc.pack_weights(w))
+    dec, logits = fc.fused_controller_ref(
+        torch.from_numpy(img), torch.from_numpy(txt), torch.from_numpy(bud), fc.pack_weights(w)
+    )
     ref = reference_logits(w, img, txt, bud)
     np.testing.assert_allclose(logits.numpy(), ref, rtol=0, atol=1e-5)
 
@@ -241,8 +255,9 @@ def test_engine_numpy_in_numpy_out_and_scalar_budget(engine, small_controller):
     img, txt, bud = random_inputs(small_controller, 5)
     out = engine.decide(img, txt, bud)
     assert isinstance(out, np.ndarray) and out.dtype == np.int64 and out.shape == (5, 3)
-    np.testing.assert_array_equal(engine.decide(img, txt, 60.0),
-                                  engine.decide(img, txt, np.full(5, 60.0, np.float32)))
+    np.testing.assert_array_equal(
+        engine.decide(img, txt, 60.0), engine.decide(img, txt, np.full(5, 60.0, np.float32))
+    )
     one = engine.decide(img[:1], txt[:1], np.float32(60.0))
     np.testing.assert_array_equal(one, engine.decide(img, txt, 60.0)[:1])
 
@@ -321,7 +336,6 @@ def test_import_fastctrl_without_triton():
     assert r.returncode == 0, r.stderr
 
 
-
 _SHADOW_SCRIPT = """
 import importlib.metadata, importlib.util, json
 spec = importlib.util.find_spec("kernels")
@@ -347,8 +361,13 @@ def test_the_repo_kernels_dir_does_not_shadow_the_pypi_kernels_package():
     assert not (repo / "kernels" / "__init__.py").exists(), (
         "kernels/__init__.py makes the repo dir a regular package that shadows PyPI kernels"
     )
-    r = subprocess.run([sys.executable, "-c", _SHADOW_SCRIPT], cwd=repo, capture_output=True,
-                       text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-c", _SHADOW_SCRIPT],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     got = json.loads(r.stdout.strip().splitlines()[-1])
     assert Path(got["fused"]).resolve() == repo / "kernels" / "fused_controller.py"
@@ -394,8 +413,9 @@ def test_kernel_compiles_for_hopper():
 
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # triton 3.9's default, without its warning
-    r = subprocess.run([sys.executable, "-c", _AOT_SCRIPT], capture_output=True, text=True,
-                       timeout=300, env=env)
+    r = subprocess.run(
+        [sys.executable, "-c", _AOT_SCRIPT], capture_output=True, text=True, timeout=300, env=env
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     info = json.loads(r.stdout.strip().splitlines()[-1])
     if "skip" in info:

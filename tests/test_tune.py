@@ -17,8 +17,15 @@ from fastctrl.train.methods.grpo import GRPOConfig
 from fastctrl.tune import apply_params, main, suggest
 from fastctrl.tune.space import LOOP_PARAMS
 
-TINY = ["--synthetic_requests", "200", "--max_env_steps", "3000", "--eval_every_steps", "1500",
-        "--quiet"]
+TINY = [
+    "--synthetic_requests",
+    "200",
+    "--max_env_steps",
+    "3000",
+    "--eval_every_steps",
+    "1500",
+    "--quiet",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -40,8 +47,9 @@ def test_split_is_never_read(monkeypatch):
 
 
 def _tune(out, method: str, trials: int, *extra: str) -> int:
-    return main(["--method", method, "--trials", str(trials), "--output_dir", str(out),
-                 *TINY, *extra])
+    return main(
+        ["--method", method, "--trials", str(trials), "--output_dir", str(out), *TINY, *extra]
+    )
 
 
 def _trials(out) -> list[dict]:
@@ -55,8 +63,13 @@ def _key(trials: list[dict]) -> list[tuple]:
 def test_outputs_resume_and_determinism(tmp_path):
     a = tmp_path / "a"
     assert _tune(a, "lut", 2) == 0
-    for name in ("study.db", "trials.json", "best_params.json", "search_space.json",
-                 "tune_summary.md"):
+    for name in (
+        "study.db",
+        "trials.json",
+        "best_params.json",
+        "search_space.json",
+        "tune_summary.md",
+    ):
         assert (a / name).is_file(), name
     first = _trials(a)
     assert len(first) == 2 and not any(t["interrupted"] for t in first)
@@ -136,8 +149,9 @@ def test_bad_arguments(tmp_path, capsys, monkeypatch):
     _tune(out, "lut", 1)  # a study with one trial (whether it completed does not matter here)
     assert (out / "study.db").is_file()
     other_budget = [a if a != "3000" else "6000" for a in TINY]
-    assert code(["--method", "lut", "--trials", "2", "--output_dir", str(out),
-                 *other_budget]) == 2  # another env-step budget: not the same study
+    assert (
+        code(["--method", "lut", "--trials", "2", "--output_dir", str(out), *other_budget]) == 2
+    )  # another env-step budget: not the same study
     err = capsys.readouterr().err
     assert "other settings" in err and "max_env_steps" in err
     with pytest.raises(ValueError, match="unknown hyper-parameters.*not_a_field"):

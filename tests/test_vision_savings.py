@@ -47,7 +47,8 @@ class TileCounter:
     def __init__(self, model) -> None:
         self.tiles: list[int] = []
         self.h = find_adapter(model).vision_tower.register_forward_pre_hook(
-            self._pre, with_kwargs=True)
+            self._pre, with_kwargs=True
+        )
 
     def _pre(self, mod, args, kwargs):
         pix = kwargs.get("pixel_values", args[0] if args else None)
@@ -142,7 +143,7 @@ def test_generate_equals_unhooked_generate_on_reduced_inputs(model, blocks):
     assert torch.equal(out[:, :L], inp["input_ids"])
     if blocks == 4:
         ref = model.generate(**reduced, **kw)
-        assert torch.equal(out[:, L:], ref[:, reduced["input_ids"].shape[1]:])
+        assert torch.equal(out[:, L:], ref[:, reduced["input_ids"].shape[1] :])
 
 
 @torch.no_grad()
@@ -165,15 +166,15 @@ def test_controller_features_come_before_the_vision_tower(model):
     hv.remove()
     assert order == ["decide", "vision"]
     glob = inp["pixel_values"][:, -1]
-    expect = torch.cat([F.adaptive_avg_pool2d(glob, 4).flatten(1),
-                        torch.full((2, 1), 4.0)], 1)
+    expect = torch.cat([F.adaptive_avg_pool2d(glob, 4).flatten(1), torch.full((2, 1), 4.0)], 1)
     assert image.shape == (2, a.image_dim)
     torch.testing.assert_close(image, expect, atol=1e-5, rtol=1e-5)
     ids, mask = inp["input_ids"], inp["attention_mask"].bool()
     emb = a.embed_tokens(ids)
     pos = mask & ~a.vision_mask(ids)
-    torch.testing.assert_close(text, torch.stack([emb[b][pos[b]].mean(0) for b in range(2)]),
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        text, torch.stack([emb[b][pos[b]].mean(0) for b in range(2)]), atol=1e-5, rtol=0
+    )
 
 
 @torch.no_grad()

@@ -114,14 +114,26 @@ class CompareArgs:
 
     def __post_init__(self) -> None:
         need(bool(self.methods), f"--methods must name some of {METHOD_NAMES}")
-        need_at_least(self, 1, "seeds", "jobs", "max_env_steps", "eval_every_steps",
-                      "synthetic_requests", "bootstrap_reps")
+        need_at_least(
+            self,
+            1,
+            "seeds",
+            "jobs",
+            "max_env_steps",
+            "eval_every_steps",
+            "synthetic_requests",
+            "bootstrap_reps",
+        )
         need_at_least(self, 0, "num_epochs")
         need_positive(self, "cpus_per_task")
-        need(0 <= self.slo_threshold <= 1,
-             f"--slo_threshold must be in [0, 1], got {self.slo_threshold}")
-        need(0 < self.quality_fraction <= 1,
-             f"--quality_fraction must be in (0, 1], got {self.quality_fraction}")
+        need(
+            0 <= self.slo_threshold <= 1,
+            f"--slo_threshold must be in [0, 1], got {self.slo_threshold}",
+        )
+        need(
+            0 < self.quality_fraction <= 1,
+            f"--quality_fraction must be in (0, 1], got {self.quality_fraction}",
+        )
         if self.quick:
             self.synthetic_requests, self.seeds = 400, 2
             self.max_env_steps, self.eval_every_steps = 20_000, 2_500
@@ -132,11 +144,15 @@ class CompareArgs:
             return {}
         path = Path(self.tuned_dir) / method / "best_params.json"
         if not path.is_file():
-            raise ValueError(f"--tuned_dir: no {path} (run python -m fastctrl.tune --method "
-                             f"{method} --output_dir {Path(self.tuned_dir) / method})")
+            raise ValueError(
+                f"--tuned_dir: no {path} (run python -m fastctrl.tune --method "
+                f"{method} --output_dir {Path(self.tuned_dir) / method})"
+            )
         record = io.read_json(path, "tuned parameters")
-        need(isinstance(record, dict) and isinstance(record.get("params"), dict),
-             f"--tuned_dir: {path} has no 'params' object")
+        need(
+            isinstance(record, dict) and isinstance(record.get("params"), dict),
+            f"--tuned_dir: {path} has no 'params' object",
+        )
         return record
 
     def tuned_params(self, method: str) -> dict[str, Any]:
@@ -147,14 +163,23 @@ class CompareArgs:
         from ..tune.space import apply_params
 
         cfg = TrainConfig(
-            method=method, seed=seed,
-            data=DataConfig(profile=self.profile, synthetic_requests=self.synthetic_requests,
-                            synthetic_family=self.synthetic_family,
-                            data_seed=self.data_seed),
+            method=method,
+            seed=seed,
+            data=DataConfig(
+                profile=self.profile,
+                synthetic_requests=self.synthetic_requests,
+                synthetic_family=self.synthetic_family,
+                data_seed=self.data_seed,
+            ),
             # the method's own loop defaults (e.g. its learning rate) under the common budget
-            loop=loop_for(method, max_env_steps=self.max_env_steps,
-                          eval_every_steps=self.eval_every_steps, num_epochs=self.num_epochs),
-            run=RunConfig(output_dir=str(out / "runs" / f"{method}_seed{seed}"), quiet=True))
+            loop=loop_for(
+                method,
+                max_env_steps=self.max_env_steps,
+                eval_every_steps=self.eval_every_steps,
+                num_epochs=self.num_epochs,
+            ),
+            run=RunConfig(output_dir=str(out / "runs" / f"{method}_seed{seed}"), quiet=True),
+        )
         return apply_params(cfg, self.tuned_params(method))
 
 
@@ -206,8 +231,9 @@ def _resumable(run_dir: Path, cfg: TrainConfig) -> bool:
     return not diff_configs(saved, cfg.to_dict(), skip=RESUME_FREE)
 
 
-def _run_all(todo: dict[tuple[str, int], TrainConfig], args: CompareArgs, total: int
-             ) -> tuple[list[tuple[tuple[str, int], str]], int]:
+def _run_all(
+    todo: dict[tuple[str, int], TrainConfig], args: CompareArgs, total: int
+) -> tuple[list[tuple[tuple[str, int], str]], int]:
     """Run every config of ``todo`` on the chosen backend: (failures, runs at once)."""
     ex, t0, failures = args.execution, time.perf_counter(), []
     if not todo:
@@ -215,12 +241,23 @@ def _run_all(todo: dict[tuple[str, int], TrainConfig], args: CompareArgs, total:
         return failures, args.jobs
     with ex.session():
         slots = parallel_slots(ex.backend, args.jobs, args.cpus_per_task)
-        log.info("E5: %d runs, %d already done, %d to run %s", total, total - len(todo),
-                 len(todo), f"as Ray tasks ({slots} at once)" if ex.backend == "ray" else
-                 f"on {args.jobs} processes")
+        log.info(
+            "E5: %d runs, %d already done, %d to run %s",
+            total,
+            total - len(todo),
+            len(todo),
+            f"as Ray tasks ({slots} at once)"
+            if ex.backend == "ray"
+            else f"on {args.jobs} processes",
+        )
         keys = list(todo)
-        for r in map_jobs(_run_one, [todo[k].to_dict() for k in keys], backend=ex.backend,
-                          jobs=args.jobs, num_cpus=args.cpus_per_task):
+        for r in map_jobs(
+            _run_one,
+            [todo[k].to_dict() for k in keys],
+            backend=ex.backend,
+            jobs=args.jobs,
+            num_cpus=args.cpus_per_task,
+        ):
             if r.error is None:
                 log.info("done %s seed %d (%.0f s)", *keys[r.index], time.perf_counter() - t0)
             else:  # one failed run must not lose the others
@@ -232,8 +269,10 @@ def _run_all(todo: dict[tuple[str, int], TrainConfig], args: CompareArgs, total:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = _split_commas(sys.argv[1:] if argv is None else argv)
     args = cli.parse(CompareArgs, argv, prog="python -m fastctrl.compare")
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     methods = list(args.methods)
     out = Path(args.output_dir)
     seeds = list(range(args.seeds))
@@ -256,55 +295,90 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     runs = analysis.load_runs({k: Path(c.run.output_dir) for k, c in configs.items()})
     any_run = next(iter(next(iter(runs.values())).values()))
-    meta = {"methods": methods, "seeds": seeds, "data_seed": args.data_seed,
-            "profile": args.profile or (f"synthetic {args.synthetic_family} "
-                                        f"({args.synthetic_requests} requests)"),
-            "profile_detail": any_run.stats.profile, "reward": any_run.eval.reward,
-            "budget_ratios": any_run.eval.budget_ratios,
-            "budget_baseline": any_run.eval.budget_baseline,
-            "n_configs": any_run.eval.n_configs,
-            "max_env_steps": args.max_env_steps, "eval_every_steps": args.eval_every_steps,
-            "tuned_dir": args.tuned_dir,
-            "tuned": {m: {"params": args.tuned_params(m), "trials": args.tuned(m).get("trials"),
-                          "max_env_steps": ((args.tuned(m).get("settings") or {}).get("loop")
-                                            or {}).get("max_env_steps")}
-                      for m in methods} if args.tuned_dir else None,
-            "expected_findings": str(args.expected_findings or "fastctrl/compare/"
-                                     "expected_findings.json"),
-            "wall_time_s": time.perf_counter() - t0, "jobs": slots,
-            "backend": args.execution.backend,
-            "command": "python -m fastctrl.compare " + " ".join(argv)}
+    meta = {
+        "methods": methods,
+        "seeds": seeds,
+        "data_seed": args.data_seed,
+        "profile": args.profile
+        or (f"synthetic {args.synthetic_family} ({args.synthetic_requests} requests)"),
+        "profile_detail": any_run.stats.profile,
+        "reward": any_run.eval.reward,
+        "budget_ratios": any_run.eval.budget_ratios,
+        "budget_baseline": any_run.eval.budget_baseline,
+        "n_configs": any_run.eval.n_configs,
+        "max_env_steps": args.max_env_steps,
+        "eval_every_steps": args.eval_every_steps,
+        "tuned_dir": args.tuned_dir,
+        "tuned": {
+            m: {
+                "params": args.tuned_params(m),
+                "trials": args.tuned(m).get("trials"),
+                "max_env_steps": ((args.tuned(m).get("settings") or {}).get("loop") or {}).get(
+                    "max_env_steps"
+                ),
+            }
+            for m in methods
+        }
+        if args.tuned_dir
+        else None,
+        "expected_findings": str(
+            args.expected_findings or "fastctrl/compare/expected_findings.json"
+        ),
+        "wall_time_s": time.perf_counter() - t0,
+        "jobs": slots,
+        "backend": args.execution.backend,
+        "command": "python -m fastctrl.compare " + " ".join(argv),
+    }
     curves = analysis.training_curves(runs)
     eff = analysis.sample_efficiency(runs, args.slo_threshold, args.quality_fraction)
     fr = analysis.final_frontiers(runs)
     ov = analysis.overhead_analysis(runs)
     st = analysis.stability_analysis(runs)
-    stats = analysis.statistics(runs, args.slo_threshold, args.quality_fraction,
-                                seed=args.stats_seed, reps=args.bootstrap_reps)
+    stats = analysis.statistics(
+        runs,
+        args.slo_threshold,
+        args.quality_fraction,
+        seed=args.stats_seed,
+        reps=args.bootstrap_reps,
+    )
     # imported here: ``python -m fastctrl.compare.length_blind`` runs that module as __main__
     from .length_blind import length_blind_reference, on_default_simulator
 
     any_cfg = next(iter(configs.values()))
     if on_default_simulator(any_cfg):  # the reachable reference of the default simulator
         ref = length_blind_reference(
-            any_cfg, {m: [r.eval.controller.overall.utility for r in runs[m].values()]
-                      for m in methods}, seed=args.stats_seed, reps=args.bootstrap_reps)
-        stats["length_blind"] = {"oracle_length_blind": ref["oracle_length_blind"],
-                                 "methods": {m: e.to_dict() for m, e in ref["methods"].items()}}
+            any_cfg,
+            {m: [r.eval.controller.overall.utility for r in runs[m].values()] for m in methods},
+            seed=args.stats_seed,
+            reps=args.bootstrap_reps,
+        )
+        stats["length_blind"] = {
+            "oracle_length_blind": ref["oracle_length_blind"],
+            "methods": {m: e.to_dict() for m, e in ref["methods"].items()},
+        }
     checked = check_findings(stats, findings)
-    stats["expected_findings"] = {"source": findings.source,
-                                  "results": [io.to_json(r) for r in checked]}
-    for name, obj in (("e5_training_curves", curves), ("e5_sample_efficiency", eff),
-                      ("e5_final_frontiers", fr), ("e5_overhead_analysis", ov),
-                      ("e5_stability_analysis", st), ("e5_statistics", stats)):
+    stats["expected_findings"] = {
+        "source": findings.source,
+        "results": [io.to_json(r) for r in checked],
+    }
+    for name, obj in (
+        ("e5_training_curves", curves),
+        ("e5_sample_efficiency", eff),
+        ("e5_final_frontiers", fr),
+        ("e5_overhead_analysis", ov),
+        ("e5_stability_analysis", st),
+        ("e5_statistics", stats),
+    ):
         io.write_json(out / f"{name}.json", {"meta": meta, name.removeprefix("e5_"): obj})
     figs = out / "figures"
-    for name, fn, obj in (("e5_learning_curves", plot_e5_learning_curves, curves),
-                          ("e5_sample_efficiency", plot_e5_sample_efficiency, stats),
-                          ("e5_final_frontiers", plot_e5_frontiers, fr),
-                          ("e5_final_utility", plot_e5_final_utility, stats),
-                          ("e5_overhead_comparison", plot_e5_overhead, stats),
-                          ("e5_stability", plot_e5_stability, stats)):
+    for name, fn, obj in (
+        ("e5_learning_curves", plot_e5_learning_curves, curves),
+        ("e5_sample_efficiency", plot_e5_sample_efficiency, stats),
+        ("e5_final_frontiers", plot_e5_frontiers, fr),
+        ("e5_final_utility", plot_e5_final_utility, stats),
+        ("e5_overhead_comparison", plot_e5_overhead, stats),
+        ("e5_stability", plot_e5_stability, stats),
+    ):
         io.write_with(figs / f"{name}.png", lambda p, fn=fn, obj=obj: fn(obj, p))
     io.write_text(out / "e5_report.md", report.report(meta, stats, checked, findings.source))
     if not args.quiet:

@@ -73,8 +73,7 @@ def load_findings(path: str | Path | None = None) -> Findings:
     for i, c in enumerate(findings.claims):
         where = f"{path}: claims[{i}] ({c.claim!r})"
         if c.relation not in RELATIONS:
-            raise ValueError(f"{where}: relation must be one of {RELATIONS}, got "
-                             f"{c.relation!r}")
+            raise ValueError(f"{where}: relation must be one of {RELATIONS}, got {c.relation!r}")
         if c.relation == "better_than" and not c.other:
             raise ValueError(f"{where}: relation better_than needs 'other'")
         if c.relation in ("at_least", "at_most") and c.value is None:
@@ -89,6 +88,7 @@ def _fmt(stats: dict[str, Any], metric: str, name: str, e: S.Estimate) -> str:
 
 def check_claim(stats: dict[str, Any], c: Claim) -> ClaimResult:
     """Mark one claim against ``e5_statistics.json``'s content."""
+
     def result(status: Status, evidence: str) -> ClaimResult:
         return ClaimResult(c.claim, c.metric, c.method, c.relation, status, evidence)
 
@@ -99,17 +99,22 @@ def check_claim(stats: dict[str, Any], c: Claim) -> ClaimResult:
     mine = estimate(stats, c.metric, c.method)
     if mine is None or c.method not in block["methods"]:
         return result("not tested", f"{c.method} is not in this comparison")
-    label = f"{block['label']} (IQM [95% CI])" if block["statistic"] == "iqm" else \
-        f"{block['label']} [95% CI]"
+    label = (
+        f"{block['label']} (IQM [95% CI])"
+        if block["statistic"] == "iqm"
+        else f"{block['label']} [95% CI]"
+    )
     if c.relation in ("at_least", "at_most"):
         assert c.value is not None
         v = S.point(c.value)
         verdict = S.compare(mine, v, higher_is_better=c.relation == "at_least")
         status: Status = {"better": "held", "worse": "contradicted"}.get(
-            verdict, "not distinguishable")  # type: ignore[assignment]
+            verdict, "not distinguishable"
+        )  # type: ignore[assignment]
         side = ">=" if c.relation == "at_least" else "<="
-        return result(status, f"{label}: {_fmt(stats, c.metric, c.method, mine)}; "
-                              f"claimed {side} {c.value:g}")
+        return result(
+            status, f"{label}: {_fmt(stats, c.metric, c.method, mine)}; claimed {side} {c.value:g}"
+        )
     if c.relation == "better_than":
         others = [c.other] if c.other else []
     else:
@@ -120,8 +125,10 @@ def check_claim(stats: dict[str, Any], c: Claim) -> ClaimResult:
     if not found:
         return result("not tested", f"nothing to compare {c.method} with on {c.metric}")
     verdicts = [(o, e, S.compare(mine, e, hib)) for o, e in found]
-    parts = [f"{_fmt(stats, c.metric, o, e)} ({S.describe(c.method, mine, o, e, hib)})"
-             for o, e, _ in verdicts]
+    parts = [
+        f"{_fmt(stats, c.metric, o, e)} ({S.describe(c.method, mine, o, e, hib)})"
+        for o, e, _ in verdicts
+    ]
     evidence = f"{label}: {_fmt(stats, c.metric, c.method, mine)}; " + "; ".join(parts)
     if any(v == "worse" for _, _, v in verdicts):
         return result("contradicted", evidence)

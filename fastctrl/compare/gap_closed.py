@@ -20,18 +20,26 @@ from .stats import Estimate
 
 def gap_closed(output_dir: Path) -> dict[str, tuple[Estimate, dict[str, Estimate]]]:
     """Per method: the IQM [CI] of ``gap_closed`` overall, and per budget."""
-    stats = io.read_json(Path(output_dir) / "e5_statistics.json",
-                         "output_dir: e5_statistics.json (written by python -m fastctrl.compare)")
+    stats = io.read_json(
+        Path(output_dir) / "e5_statistics.json",
+        "output_dir: e5_statistics.json (written by python -m fastctrl.compare)",
+    )
     metrics = stats["statistics"]["metrics"]
     if "gap_closed" not in metrics:
-        raise ValueError(f"output_dir: {output_dir}/e5_statistics.json has no gap_closed "
-                         "(written before it was a metric: rerun python -m fastctrl.compare "
-                         "with the same --output_dir; finished runs are reused)")
+        raise ValueError(
+            f"output_dir: {output_dir}/e5_statistics.json has no gap_closed "
+            "(written before it was a metric: rerun python -m fastctrl.compare "
+            "with the same --output_dir; finished runs are reused)"
+        )
     prefix = "gap_closed@"
-    budgets = [k[len(prefix):] for k in metrics if k.startswith(prefix)]
-    return {m: (Estimate.from_dict(block),
-                {b: Estimate.from_dict(metrics[prefix + b]["methods"][m]) for b in budgets})
-            for m, block in metrics["gap_closed"]["methods"].items()}
+    budgets = [k[len(prefix) :] for k in metrics if k.startswith(prefix)]
+    return {
+        m: (
+            Estimate.from_dict(block),
+            {b: Estimate.from_dict(metrics[prefix + b]["methods"][m]) for b in budgets},
+        )
+        for m, block in metrics["gap_closed"]["methods"].items()
+    }
 
 
 def main(output_dir: Annotated[Path, tyro.conf.Positional]) -> None:
@@ -45,8 +53,10 @@ def main(output_dir: Annotated[Path, tyro.conf.Positional]) -> None:
     except (FileNotFoundError, ValueError) as e:
         cli.fail(str(e))
     for method, (overall, per) in out.items():
-        print(f"{method}: {overall.fmt()} (n={overall.n}); per budget {' / '.join(per)}: "
-              f"{' / '.join(f'{e.point:.3f}' for e in per.values())}")
+        print(
+            f"{method}: {overall.fmt()} (n={overall.n}); per budget {' / '.join(per)}: "
+            f"{' / '.join(f'{e.point:.3f}' for e in per.values())}"
+        )
 
 
 if __name__ == "__main__":

@@ -31,25 +31,40 @@ def on_default_simulator(cfg: TrainConfig) -> bool:
     return not (d.profile or d.exp5_dir) and d.synthetic_family == "default"
 
 
-def length_blind_reference(cfg: TrainConfig, utilities: dict[str, list[float]], *,
-                           seed: int = 0, reps: int = S.DEFAULT_REPS) -> dict[str, Any]:
+def length_blind_reference(
+    cfg: TrainConfig,
+    utilities: dict[str, list[float]],
+    *,
+    seed: int = 0,
+    reps: int = S.DEFAULT_REPS,
+) -> dict[str, Any]:
     """``{"oracle_length_blind": test utility, "methods": {m: Estimate}}``: the oracle on the
     test split of ``cfg``'s profile (its reward and budgets), and per method the IQM [CI] over
     seeds of the gap of ``utilities[m]`` (final test utility per seed) to it, in % of its
     utility."""
     d = cfg.data
     if not on_default_simulator(cfg):
-        raise ValueError(f"the runs were trained on "
-                         f"{d.profile or d.exp5_dir or 'the ' + d.synthetic_family + ' family'}"
-                         "; the length-blind oracle is defined for the default synthetic "
-                         "profile only")
+        raise ValueError(
+            f"the runs were trained on "
+            f"{d.profile or d.exp5_dir or 'the ' + d.synthetic_family + ' family'}"
+            "; the length-blind oracle is defined for the default synthetic "
+            "profile only"
+        )
     profile = load_profile(cfg)
     env = ProfileEnv(profile, "test", reward=cfg.reward.build(), baseline=d.budget_baseline)
     u_ref = evaluate_policy(LengthBlindOracle(profile), env, measure_overhead=False).overall.utility
-    return {"oracle_length_blind": u_ref,
-            "methods": {m: S.iqm([100.0 * (u_ref - x) / u_ref for x in u],
-                                 key=f"length-blind-gap:{m}", seed=seed, reps=reps)
-                        for m, u in utilities.items()}}
+    return {
+        "oracle_length_blind": u_ref,
+        "methods": {
+            m: S.iqm(
+                [100.0 * (u_ref - x) / u_ref for x in u],
+                key=f"length-blind-gap:{m}",
+                seed=seed,
+                reps=reps,
+            )
+            for m, u in utilities.items()
+        },
+    }
 
 
 def length_blind_gaps(output_dir: Path) -> dict[str, Any]:
@@ -57,20 +72,26 @@ def length_blind_gaps(output_dir: Path) -> dict[str, Any]:
     ``output_dir``'s ``e5_statistics.json``: ``{"oracle": the hindsight oracle's test utility,
     "oracle_length_blind": its test utility, "methods": {m: Estimate}}``."""
     out = Path(output_dir)
-    stats = io.read_json(out / "e5_statistics.json",
-                         "output_dir: e5_statistics.json (written by python -m fastctrl.compare)")
+    stats = io.read_json(
+        out / "e5_statistics.json",
+        "output_dir: e5_statistics.json (written by python -m fastctrl.compare)",
+    )
     st = stats["statistics"]
     lb = st.get("length_blind")
     if lb is None:
         profile = stats.get("meta", {}).get("profile", "?")
-        raise ValueError(f"output_dir: {out}/e5_statistics.json has no length_blind: the runs "
-                         f"are on {profile}, and the length-blind oracle is defined for the "
-                         "default synthetic profile only (a file written before it existed: "
-                         "rerun python -m fastctrl.compare with the same --output_dir; "
-                         "finished runs are reused)")
-    return {"oracle": st["baselines"]["oracle"]["final_utility"]["value"],
-            "oracle_length_blind": lb["oracle_length_blind"],
-            "methods": {m: S.Estimate.from_dict(e) for m, e in lb["methods"].items()}}
+        raise ValueError(
+            f"output_dir: {out}/e5_statistics.json has no length_blind: the runs "
+            f"are on {profile}, and the length-blind oracle is defined for the "
+            "default synthetic profile only (a file written before it existed: "
+            "rerun python -m fastctrl.compare with the same --output_dir; "
+            "finished runs are reused)"
+        )
+    return {
+        "oracle": st["baselines"]["oracle"]["final_utility"]["value"],
+        "oracle_length_blind": lb["oracle_length_blind"],
+        "methods": {m: S.Estimate.from_dict(e) for m, e in lb["methods"].items()},
+    }
 
 
 def main(output_dir: Annotated[Path, tyro.conf.Positional]) -> None:
@@ -84,8 +105,10 @@ def main(output_dir: Annotated[Path, tyro.conf.Positional]) -> None:
         res = length_blind_gaps(output_dir)
     except (FileNotFoundError, ValueError) as e:
         cli.fail(str(e))
-    print(f"test utility: hindsight oracle {res['oracle']:.3f}, length-blind oracle "
-          f"{res['oracle_length_blind']:.3f}")
+    print(
+        f"test utility: hindsight oracle {res['oracle']:.3f}, length-blind oracle "
+        f"{res['oracle_length_blind']:.3f}"
+    )
     for m, e in res["methods"].items():
         print(f"{m}: gap to the length-blind oracle {e.fmt('.1f')}% (n={e.n})")
 

@@ -67,12 +67,12 @@ class Estimate:
         def num(x: float) -> float | None:
             return float(x) if math.isfinite(x) else None
 
-        return {"point": num(self.point), "low": num(self.low), "high": num(self.high),
-                "n": self.n}
+        return {"point": num(self.point), "low": num(self.low), "high": num(self.high), "n": self.n}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Estimate:
         """Inverse of :meth:`to_dict` (``null`` bounds: no interval)."""
+
         def num(x: Any) -> float:
             return math.nan if x is None else float(x)
 
@@ -102,22 +102,31 @@ def _as_scores(values: Sequence[float] | np.ndarray, what: str) -> np.ndarray:
     return a
 
 
-def _interval(data: tuple[np.ndarray, ...], statistic, key: str, seed: int,
-              reps: int) -> tuple[float, float]:
+def _interval(
+    data: tuple[np.ndarray, ...], statistic, key: str, seed: int, reps: int
+) -> tuple[float, float]:
     if any(len(d) < 2 for d in data):
         return math.nan, math.nan
     if all(np.ptp(d) == 0 for d in data):  # every resample is the same: the CI is the point
         v = float(statistic(*(d[None, :] for d in data), axis=-1)[0])
         return v, v
-    res = scipy.stats.bootstrap(data, statistic, n_resamples=reps, vectorized=True,
-                                paired=False, confidence_level=CONFIDENCE,
-                                method="percentile", rng=_rng(seed, key))
+    res = scipy.stats.bootstrap(
+        data,
+        statistic,
+        n_resamples=reps,
+        vectorized=True,
+        paired=False,
+        confidence_level=CONFIDENCE,
+        method="percentile",
+        rng=_rng(seed, key),
+    )
     ci = res.confidence_interval
     return float(ci.low), float(ci.high)
 
 
-def iqm(values: Sequence[float] | np.ndarray, *, key: str = "", seed: int = 0,
-        reps: int = DEFAULT_REPS) -> Estimate:
+def iqm(
+    values: Sequence[float] | np.ndarray, *, key: str = "", seed: int = 0, reps: int = DEFAULT_REPS
+) -> Estimate:
     """IQM of per-seed values with its 95% stratified-bootstrap CI (``key`` names the statistic
     for its seeded generator)."""
     a = _as_scores(values, key or "iqm")
@@ -125,8 +134,9 @@ def iqm(values: Sequence[float] | np.ndarray, *, key: str = "", seed: int = 0,
     return Estimate(float(rly.aggregate_iqm(a)), low, high, len(a))
 
 
-def spread(values: Sequence[float] | np.ndarray, *, key: str = "", seed: int = 0,
-           reps: int = DEFAULT_REPS) -> Estimate:
+def spread(
+    values: Sequence[float] | np.ndarray, *, key: str = "", seed: int = 0, reps: int = DEFAULT_REPS
+) -> Estimate:
     """Standard deviation across seeds with its bootstrap CI (the stability of a method)."""
     a = _as_scores(values, key or "spread")
     low, high = _interval((a,), _std_along, f"std:{key}", seed, reps)
@@ -138,12 +148,17 @@ def _poi_along(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
     # task (its Mann-Whitney U / (n m)), vectorised over bootstrap resamples
     x = np.moveaxis(x, axis, -1)[..., :, None]
     y = np.moveaxis(y, axis, -1)[..., None, :]
-    return ((x > y).mean((-2, -1)) + 0.5 * (x == y).mean((-2, -1)))
+    return (x > y).mean((-2, -1)) + 0.5 * (x == y).mean((-2, -1))
 
 
-def probability_of_improvement(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray,
-                               *, key: str = "", seed: int = 0,
-                               reps: int = DEFAULT_REPS) -> Estimate:
+def probability_of_improvement(
+    x: Sequence[float] | np.ndarray,
+    y: Sequence[float] | np.ndarray,
+    *,
+    key: str = "",
+    seed: int = 0,
+    reps: int = DEFAULT_REPS,
+) -> Estimate:
     """P(X > Y): the chance that a run of X scores above a run of Y (ties count half), with the
     bootstrap CI of X's and Y's seeds resampled independently."""
     a, b = _as_scores(x, f"{key} x"), _as_scores(y, f"{key} y")
@@ -167,8 +182,9 @@ def point(value: float) -> Estimate:
     return Estimate(float(value), float(value), float(value), 1)
 
 
-def describe(name_a: str, a: Estimate, name_b: str, b: Estimate,
-             higher_is_better: bool = True) -> str:
+def describe(
+    name_a: str, a: Estimate, name_b: str, b: Estimate, higher_is_better: bool = True
+) -> str:
     """``"grpo better than lut"``, ``"lut better than grpo"`` or
     ``"grpo and lut not distinguishable"``."""
     v = compare(a, b, higher_is_better)

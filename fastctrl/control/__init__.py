@@ -25,16 +25,26 @@ from ..policy.recursive import RecursiveRefiner
 from .model import MODEL_SIZES, TinyRecursiveControl, TRCConfig
 from .system import DoubleIntegrator
 
-__all__ = ["MODEL_SIZES", "DoubleIntegrator", "RecursiveRefiner", "TRCConfig",
-           "TinyRecursiveControl"]
+__all__ = [
+    "MODEL_SIZES",
+    "DoubleIntegrator",
+    "RecursiveRefiner",
+    "TRCConfig",
+    "TinyRecursiveControl",
+]
 
 A = TypeVar("A")
 R = TypeVar("R")
 
 
-def run_command(cls: type[A], run: Callable[[A], R], argv: Sequence[str] | None, *, name: str,
-                errors: tuple[type[Exception], ...] = (FileNotFoundError, ValueError)
-                ) -> tuple[A, R]:
+def run_command(
+    cls: type[A],
+    run: Callable[[A], R],
+    argv: Sequence[str] | None,
+    *,
+    name: str,
+    errors: tuple[type[Exception], ...] = (FileNotFoundError, ValueError),
+) -> tuple[A, R]:
     """``python -m fastctrl.control.<name>``: parse ``argv`` into ``cls`` and ``run`` it.
 
     A bad flag exits with status 2 (:func:`fastctrl.cli.parse`); one of ``errors`` raised by

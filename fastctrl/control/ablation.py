@@ -39,10 +39,17 @@ from .train import TRCTrainConfig, train
 
 log = logging.getLogger(__name__)
 
-Variant = Literal["baseline", "equivariant", "equivariant-wide", "baseline-ft",
-                  "equivariant-ft", "final"]
-VARIANTS: tuple[Variant, ...] = ("baseline", "equivariant", "equivariant-wide", "baseline-ft",
-                                 "equivariant-ft", "final")
+Variant = Literal[
+    "baseline", "equivariant", "equivariant-wide", "baseline-ft", "equivariant-ft", "final"
+]
+VARIANTS: tuple[Variant, ...] = (
+    "baseline",
+    "equivariant",
+    "equivariant-wide",
+    "baseline-ft",
+    "equivariant-ft",
+    "final",
+)
 # fine-tuned variant -> the supervised variant it starts from
 STARTS = {"baseline-ft": "baseline", "equivariant-ft": "equivariant", "final": "final-supervised"}
 
@@ -84,24 +91,43 @@ class AblationArgs(generalize.SweepArgs):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        need_positive(self, "num_train", "epochs", "final_epochs", "wide_scale_max", "finetune_steps",
-                      "finetune_scale_max", "finetune_lr", "success_threshold")
-        need(bool(self.variants) and all(v in VARIANTS for v in self.variants),
-             f"--variants must be some of {VARIANTS}, got {self.variants!r}")
+        need_positive(
+            self,
+            "num_train",
+            "epochs",
+            "final_epochs",
+            "wide_scale_max",
+            "finetune_steps",
+            "finetune_scale_max",
+            "finetune_lr",
+            "success_threshold",
+        )
+        need(
+            bool(self.variants) and all(v in VARIANTS for v in self.variants),
+            f"--variants must be some of {VARIANTS}, got {self.variants!r}",
+        )
 
 
 def run(args: AblationArgs) -> dict[str, Any]:
     out = Path(args.output_dir)
-    data = generate(GenerateArgs(num_samples=args.num_train, seed=args.train_seed,
-                                 position_range=args.position_range,
-                                 velocity_range=args.velocity_range,
-                                 output_dir=str(out / "data"), quiet=True))
+    data = generate(
+        GenerateArgs(
+            num_samples=args.num_train,
+            seed=args.train_seed,
+            position_range=args.position_range,
+            velocity_range=args.velocity_range,
+            output_dir=str(out / "data"),
+            quiet=True,
+        )
+    )
     supervised = {
         "baseline": {},
         "equivariant": {"scale_equivariant": True},
         "equivariant-wide": {"scale_equivariant": True, "scale_max": args.wide_scale_max},
-        "final-supervised": {"scale_equivariant": True,
-                             "train_num_steps": tuple(args.train_num_steps)},
+        "final-supervised": {
+            "scale_equivariant": True,
+            "train_num_steps": tuple(args.train_num_steps),
+        },
     }
     needed = {STARTS.get(v, v) for v in args.variants}
     checkpoints: dict[str, Path] = {}
@@ -111,20 +137,35 @@ def run(args: AblationArgs) -> dict[str, Any]:
             continue
         t0 = time.perf_counter()
         epochs = args.final_epochs if name == "final-supervised" else args.epochs
-        res = train(TRCTrainConfig(data=str(data), output_dir=str(out / name),
-                                   model_size=args.model_size, epochs=epochs,
-                                   seed=args.seed, quiet=args.quiet, **extra))
+        res = train(
+            TRCTrainConfig(
+                data=str(data),
+                output_dir=str(out / name),
+                model_size=args.model_size,
+                epochs=epochs,
+                seed=args.seed,
+                quiet=args.quiet,
+                **extra,
+            )
+        )
         checkpoints[name], seconds[name] = res.best_checkpoint, time.perf_counter() - t0
     for name, start in STARTS.items():
         if name not in args.variants:
             continue
         t0 = time.perf_counter()
-        s = finetune(FinetuneArgs(checkpoint=str(checkpoints[start]),
-                                  output_dir=str(out / name),
-                                  scale_max=args.finetune_scale_max,
-                                  position_range=args.position_range,
-                                  velocity_range=args.velocity_range, steps=args.finetune_steps,
-                                  lr=args.finetune_lr, seed=args.seed, quiet=args.quiet))
+        s = finetune(
+            FinetuneArgs(
+                checkpoint=str(checkpoints[start]),
+                output_dir=str(out / name),
+                scale_max=args.finetune_scale_max,
+                position_range=args.position_range,
+                velocity_range=args.velocity_range,
+                steps=args.finetune_steps,
+                lr=args.finetune_lr,
+                seed=args.seed,
+                quiet=args.quiet,
+            )
+        )
         checkpoints[name] = Path(s["best_checkpoint"])
         seconds[name] = seconds[start] + time.perf_counter() - t0
     policies: dict[str, generalize.Policy] = {}
@@ -132,13 +173,13 @@ def run(args: AblationArgs) -> dict[str, Any]:
         model, _ = load_checkpoint(checkpoints[name])
         policies[name] = generalize.model_policy(model)
     policies["saturated LQR feedback"] = generalize.saturated_lqr_policy
-    result = generalize.sweep(policies, DoubleIntegrator(), args.sweep_args(),
-                              args.success_threshold)
+    result = generalize.sweep(
+        policies, DoubleIntegrator(), args.sweep_args(), args.success_threshold
+    )
     result["args"] = asdict(args)
     result["checkpoints"] = {k: str(v) for k, v in checkpoints.items()}
     result["train_seconds"] = seconds
-    generalize.write(result, out / "ablation.json", out / "ablation_table.md",
-                     out / "ablation.png")
+    generalize.write(result, out / "ablation.json", out / "ablation_table.md", out / "ablation.png")
     return result
 
 

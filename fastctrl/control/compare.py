@@ -35,10 +35,12 @@ GENERALIZATION_STEM = "comparison_generalization"
 
 def random_policy(seed: int) -> generalize.Policy:
     """Controls uniform in the bound, seeded per call (the same for the same states)."""
+
     def policy(system: DoubleIntegrator, x0: np.ndarray) -> np.ndarray:
         rng = np.random.default_rng(seed)
-        return rng.uniform(-system.control_bound, system.control_bound,
-                           size=(len(x0), system.num_steps))
+        return rng.uniform(
+            -system.control_bound, system.control_bound, size=(len(x0), system.num_steps)
+        )
 
     return policy
 
@@ -76,14 +78,16 @@ def compare(args: CompareArgs) -> dict[str, Any]:
     }
     rows["trc"].update(time_inference(model, x0, args.timing_batch_size, args.timing_repeats))
     rows["trc"]["num_parameters"] = model.num_parameters()
-    rows["lqr"]["inference_ms_per_batch"] = float(np.median(time_ms(
-        lambda: lqr.rollout(sys_, x0, sol), repeats=20)))
+    rows["lqr"]["inference_ms_per_batch"] = float(
+        np.median(time_ms(lambda: lqr.rollout(sys_, x0, sol), repeats=20))
+    )
     rows["lqr"]["inference_batch_size"] = len(ds)
     rows["lqr"]["note"] = "closed-form Riccati feedback rollout in numpy float64 (the oracle)"
     for name in ("random", "trc"):
         r = rows[name]
         r["final_error_reduction_vs_random_percent"] = float(
-            100.0 * (1.0 - r["mean_final_error"] / rows["random"]["mean_final_error"]))
+            100.0 * (1.0 - r["mean_final_error"] / rows["random"]["mean_final_error"])
+        )
     result = {
         "test_data": str(args.test_data),
         "trc_checkpoint": str(args.trc_checkpoint),
@@ -93,13 +97,16 @@ def compare(args: CompareArgs) -> dict[str, Any]:
         "methods": rows,
     }
     if args.generalization:
-        policies = {"random controls": random_policy(args.seed),
-                    "TinyRecursiveControl": generalize.model_policy(model),
-                    "saturated LQR feedback": generalize.saturated_lqr_policy}
+        policies = {
+            "random controls": random_policy(args.seed),
+            "TinyRecursiveControl": generalize.model_policy(model),
+            "saturated LQR feedback": generalize.saturated_lqr_policy,
+        }
         gen = generalize.sweep(policies, sys_, args.sweep_args(), args.success_threshold)
         out = Path(args.output).parent
-        generalize.write(gen, None, out / f"{GENERALIZATION_STEM}.md",
-                         out / f"{GENERALIZATION_STEM}.png")
+        generalize.write(
+            gen, None, out / f"{GENERALIZATION_STEM}.md", out / f"{GENERALIZATION_STEM}.png"
+        )
         result["generalization"] = gen
     io.write_json(args.output, result)
     io.write_text(Path(args.output).parent / TABLE_FILE, format_table(result) + "\n")
@@ -121,8 +128,10 @@ def format_table(result: dict[str, Any]) -> str:
         r = result["methods"][key]
         t = r.get("inference_ms_per_batch")
         timing = f"{t:.2f} (batch {r['inference_batch_size']})" if t is not None else "-"
-        lines.append(f"| {label} | {r['mean_final_error']:.4f} | {100 * r['success_rate']:.1f}% "
-                     f"| {r['mean_cost']:.3f} | {r['cost_gap_percent']:.2f}% | {timing} |")
+        lines.append(
+            f"| {label} | {r['mean_final_error']:.4f} | {100 * r['success_rate']:.1f}% "
+            f"| {r['mean_cost']:.3f} | {r['cost_gap_percent']:.2f}% | {timing} |"
+        )
     return "\n".join(lines)
 
 

@@ -48,8 +48,13 @@ class LQRDataset:
         return int(self.initial_states.shape[0])
 
 
-def generate(system: DoubleIntegrator, num_samples: int, seed: int, position_range: float,
-             velocity_range: float) -> LQRDataset:
+def generate(
+    system: DoubleIntegrator,
+    num_samples: int,
+    seed: int,
+    position_range: float,
+    velocity_range: float,
+) -> LQRDataset:
     """Sample initial states uniformly in the box and solve each with the LQR oracle."""
     if num_samples <= 0:
         raise ValueError(f"--num_samples must be > 0, got {num_samples}")
@@ -70,11 +75,18 @@ def generate(system: DoubleIntegrator, num_samples: int, seed: int, position_ran
     sol = lqr.solve(system)
     controls, traj, costs = lqr.rollout(system, x0, sol)
     return LQRDataset(
-        system=system, initial_states=x0, control_sequences=controls, state_trajectories=traj,
-        costs=costs, feedback_gains=sol.gains,
-        generator={"num_samples": int(num_samples), "seed": int(seed),
-                   "position_range": float(position_range),
-                   "velocity_range": float(velocity_range)},
+        system=system,
+        initial_states=x0,
+        control_sequences=controls,
+        state_trajectories=traj,
+        costs=costs,
+        feedback_gains=sol.gains,
+        generator={
+            "num_samples": int(num_samples),
+            "seed": int(seed),
+            "position_range": float(position_range),
+            "velocity_range": float(velocity_range),
+        },
     )
 
 
@@ -109,8 +121,15 @@ def load(path: str | os.PathLike[str]) -> LQRDataset:
             arrays = {k: z[k] for k in z.files}
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message
         raise ValueError(f"LQR dataset {path} is not a readable .npz file: {e}") from e
-    required = ("initial_states", "control_sequences", "state_trajectories", "costs",
-                "feedback_gains", "system_json", "generator_json")
+    required = (
+        "initial_states",
+        "control_sequences",
+        "state_trajectories",
+        "costs",
+        "feedback_gains",
+        "system_json",
+        "generator_json",
+    )
     missing = [k for k in required if k not in arrays]
     if missing:
         raise ValueError(f"LQR dataset {path} lacks the arrays {missing}; has {sorted(arrays)}")
@@ -152,6 +171,12 @@ def load(path: str | os.PathLike[str]) -> LQRDataset:
             f"LQR dataset {path}: costs differ from the quadratic cost of the stored trajectories "
             f"(max difference {np.abs(recomputed - costs).max():.3g})"
         )
-    return LQRDataset(system=system, initial_states=x0, control_sequences=u,
-                      state_trajectories=traj, costs=costs, feedback_gains=gains,
-                      generator=generator)
+    return LQRDataset(
+        system=system,
+        initial_states=x0,
+        control_sequences=u,
+        state_trajectories=traj,
+        costs=costs,
+        feedback_gains=gains,
+        generator=generator,
+    )

@@ -98,17 +98,25 @@ def time_ms(fn: Callable[[], object], repeats: int, warmup: int = 0) -> np.ndarr
     return np.array(times) * 1e3
 
 
-def time_inference(model: TinyRecursiveControl, initial_states: np.ndarray, batch_size: int,
-                   repeats: int, warmup: int = 5) -> dict[str, float]:
+def time_inference(
+    model: TinyRecursiveControl,
+    initial_states: np.ndarray,
+    batch_size: int,
+    repeats: int,
+    warmup: int = 5,
+) -> dict[str, float]:
     """Median / min wall time (ms) of one forward pass over ``batch_size`` states (CPU)."""
     reps = int(np.ceil(batch_size / len(initial_states)))
     x = torch.tensor(np.tile(initial_states, (reps, 1))[:batch_size], dtype=torch.float32)
     with torch.inference_mode():
         ms = time_ms(lambda: model(x), repeats, warmup)
-    return {"inference_ms_per_batch": float(np.median(ms)),
-            "inference_ms_per_batch_min": float(ms.min()),
-            "inference_ms_per_batch_p90": float(np.percentile(ms, 90)),
-            "inference_batch_size": int(batch_size), "torch_threads": torch.get_num_threads()}
+    return {
+        "inference_ms_per_batch": float(np.median(ms)),
+        "inference_ms_per_batch_min": float(ms.min()),
+        "inference_ms_per_batch_p90": float(np.percentile(ms, 90)),
+        "inference_batch_size": int(batch_size),
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 def lqr_reference(ds: data.LQRDataset, success_threshold: float) -> dict[str, Any]:
@@ -116,8 +124,10 @@ def lqr_reference(ds: data.LQRDataset, success_threshold: float) -> dict[str, An
     controls, _, costs = lqr.rollout(ds.system, ds.initial_states)
     max_dev = float(np.abs(costs - ds.costs).max())
     if not np.allclose(costs, ds.costs, rtol=1e-8, atol=1e-10):
-        raise ValueError(f"test data: stored LQR costs differ from a fresh Riccati solve by up to "
-                         f"{max_dev:.3g}; the dataset is not LQR-optimal for its system")
+        raise ValueError(
+            f"test data: stored LQR costs differ from a fresh Riccati solve by up to "
+            f"{max_dev:.3g}; the dataset is not LQR-optimal for its system"
+        )
     m = rollout_metrics(ds.system, ds.initial_states, controls[..., 0], costs, success_threshold)
     m["max_abs_deviation_from_stored_costs"] = max_dev
     return m
@@ -125,13 +135,16 @@ def lqr_reference(ds: data.LQRDataset, success_threshold: float) -> dict[str, An
 
 def check_compatible(model: TinyRecursiveControl, system: DoubleIntegrator, what: str) -> None:
     c = model.config
-    pairs = (("num_steps", c.num_steps, system.num_steps),
-             ("time_horizon", c.time_horizon, system.time_horizon),
-             ("control_bound", c.control_bound, system.control_bound))
+    pairs = (
+        ("num_steps", c.num_steps, system.num_steps),
+        ("time_horizon", c.time_horizon, system.time_horizon),
+        ("control_bound", c.control_bound, system.control_bound),
+    )
     for name, mine, theirs in pairs:
         if not np.isclose(float(mine), float(theirs)):
-            raise ValueError(f"{what}: {name}={theirs} but the model was trained with "
-                             f"{name}={mine}")
+            raise ValueError(
+                f"{what}: {name}={theirs} but the model was trained with {name}={mine}"
+            )
 
 
 def evaluate(args: EvaluateArgs) -> dict[str, Any]:
@@ -142,12 +155,15 @@ def evaluate(args: EvaluateArgs) -> dict[str, Any]:
     check_compatible(model, ds.system, f"--test_data {args.test_data}")
     ref = lqr_reference(ds, args.success_threshold)
     controls = predict(model, ds.initial_states)
-    metrics = rollout_metrics(ds.system, ds.initial_states, controls, ds.costs,
-                              args.success_threshold)
-    metrics["control_rmse"] = float(np.sqrt(np.mean((controls - ds.control_sequences[..., 0])
-                                                    ** 2)))
-    metrics.update(time_inference(model, ds.initial_states, args.timing_batch_size,
-                                  args.timing_repeats))
+    metrics = rollout_metrics(
+        ds.system, ds.initial_states, controls, ds.costs, args.success_threshold
+    )
+    metrics["control_rmse"] = float(
+        np.sqrt(np.mean((controls - ds.control_sequences[..., 0]) ** 2))
+    )
+    metrics.update(
+        time_inference(model, ds.initial_states, args.timing_batch_size, args.timing_repeats)
+    )
     result = {
         "checkpoint": str(args.checkpoint),
         "test_data": str(args.test_data),
@@ -158,13 +174,16 @@ def evaluate(args: EvaluateArgs) -> dict[str, Any]:
         "trc": metrics,
         "lqr": ref,
         "success_rate_gap_points": 100.0 * (ref["success_rate"] - metrics["success_rate"]),
-        "machine": {"processor": platform.processor() or platform.machine(),
-                    "torch": torch.__version__},
+        "machine": {
+            "processor": platform.processor() or platform.machine(),
+            "torch": torch.__version__,
+        },
     }
     if args.onnx:
         onnx_u = generalize.onnx_policy(args.onnx)(ds.system, ds.initial_states)
-        result["onnx"] = rollout_metrics(ds.system, ds.initial_states, onnx_u, ds.costs,
-                                         args.success_threshold)
+        result["onnx"] = rollout_metrics(
+            ds.system, ds.initial_states, onnx_u, ds.costs, args.success_threshold
+        )
         result["onnx"]["max_abs_difference_from_torch"] = float(np.abs(onnx_u - controls).max())
     if args.generalization:
         policies = {"trc": generalize.model_policy(model)}
@@ -172,8 +191,9 @@ def evaluate(args: EvaluateArgs) -> dict[str, Any]:
             policies["trc (onnx)"] = generalize.onnx_policy(args.onnx)
         gen = generalize.sweep(policies, ds.system, args.sweep_args(), args.success_threshold)
         out = Path(args.output).parent
-        generalize.write(gen, None, out / f"{GENERALIZATION_STEM}.md",
-                         out / f"{GENERALIZATION_STEM}.png")
+        generalize.write(
+            gen, None, out / f"{GENERALIZATION_STEM}.md", out / f"{GENERALIZATION_STEM}.png"
+        )
         result["generalization"] = gen
     io.write_json(args.output, result)
     return result
@@ -183,11 +203,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     args, r = run_command(EvaluateArgs, evaluate, argv, name="evaluate")
     if not args.quiet:
         t, q = r["trc"], r["lqr"]
-        print(f"TRC on {r['num_samples']} test states: cost gap {t['cost_gap_percent']:.3f}% "
-              f"from LQR, success {100 * t['success_rate']:.1f}% (LQR {100 * q['success_rate']:.1f}%)"
-              f", mean final error {t['mean_final_error']:.4f} (LQR {q['mean_final_error']:.4f}), "
-              f"inference {t['inference_ms_per_batch']:.2f} ms per batch of "
-              f"{t['inference_batch_size']} -> {args.output}")
+        print(
+            f"TRC on {r['num_samples']} test states: cost gap {t['cost_gap_percent']:.3f}% "
+            f"from LQR, success {100 * t['success_rate']:.1f}% (LQR {100 * q['success_rate']:.1f}%)"
+            f", mean final error {t['mean_final_error']:.4f} (LQR {q['mean_final_error']:.4f}), "
+            f"inference {t['inference_ms_per_batch']:.2f} ms per batch of "
+            f"{t['inference_batch_size']} -> {args.output}"
+        )
 
 
 if __name__ == "__main__":

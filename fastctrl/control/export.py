@@ -44,16 +44,21 @@ class _ForSystem(nn.Module):
         return u
 
 
-def export_onnx(model: TinyRecursiveControl, path: str | os.PathLike[str],
-                num_steps: int | None = None, time_horizon: float | None = None) -> Path:
+def export_onnx(
+    model: TinyRecursiveControl,
+    path: str | os.PathLike[str],
+    num_steps: int | None = None,
+    time_horizon: float | None = None,
+) -> Path:
     """Write ``model`` as ONNX (TorchScript-based exporter, dynamic batch) to ``path``, for
     ``num_steps`` / ``time_horizon`` (default: the model's own; others need a conditioned
     model)."""
     try:
         import onnx  # noqa: F401  (the exporter needs it)
     except ImportError as e:
-        raise ImportError("ONNX export needs the 'onnx' package: pip install 'fastctrl[onnx]'"
-                          ) from e
+        raise ImportError(
+            "ONNX export needs the 'onnx' package: pip install 'fastctrl[onnx]'"
+        ) from e
     n, t = model.resolve(num_steps, time_horizon)  # refuses an (N, T) the model cannot serve
     model = model.eval()
     graph = _ForSystem(model, n, t).eval()
@@ -66,8 +71,13 @@ def export_onnx(model: TinyRecursiveControl, path: str | os.PathLike[str],
             # onnxscript; this model is a fixed unrolled graph, which the former handles.
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                graph, (example,), str(tmp), input_names=["initial_states"],
-                output_names=["controls"], opset_version=ONNX_OPSET, dynamo=False,
+                graph,
+                (example,),
+                str(tmp),
+                input_names=["initial_states"],
+                output_names=["controls"],
+                opset_version=ONNX_OPSET,
+                dynamo=False,
                 dynamic_axes={"initial_states": {0: "batch"}, "controls": {0: "batch"}},
             )
 
@@ -81,8 +91,9 @@ def run_onnx(path: str | os.PathLike[str], initial_states: np.ndarray) -> np.nda
     try:
         import onnxruntime as ort
     except ImportError as e:
-        raise ImportError("running ONNX models needs onnxruntime: pip install 'fastctrl[onnx]'"
-                          ) from e
+        raise ImportError(
+            "running ONNX models needs onnxruntime: pip install 'fastctrl[onnx]'"
+        ) from e
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (out,) = sess.run(["controls"], {"initial_states": np.asarray(initial_states, np.float32)})
     return out
@@ -111,8 +122,13 @@ def export_checkpoint(args: ExportArgs) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args, path = run_command(ExportArgs, export_checkpoint, argv, name="export",
-                             errors=(FileNotFoundError, ValueError, ImportError))
+    args, path = run_command(
+        ExportArgs,
+        export_checkpoint,
+        argv,
+        name="export",
+        errors=(FileNotFoundError, ValueError, ImportError),
+    )
     if not args.quiet:
         print(f"exported {args.checkpoint} -> {path}")
 

@@ -54,8 +54,12 @@ from .train import supervised_loss
 
 log = logging.getLogger(__name__)
 
-BEST_FILE, STATS_FILE, CURVES_FILE, ONNX_FILE = ("best_model.pt", "finetune_stats.json",
-                                                 "finetune_curves.png", "model.onnx")
+BEST_FILE, STATS_FILE, CURVES_FILE, ONNX_FILE = (
+    "best_model.pt",
+    "finetune_stats.json",
+    "finetune_curves.png",
+    "model.onnx",
+)
 
 
 @dataclass
@@ -102,13 +106,24 @@ class FinetuneArgs:
     """No progress bar."""
 
     def __post_init__(self) -> None:
-        need_positive(self, "scale_max", "position_range", "velocity_range", "steps",
-                      "batch_size", "lr", "val_states", "eval_every", "anchor_batch_size")
+        need_positive(
+            self,
+            "scale_max",
+            "position_range",
+            "velocity_range",
+            "steps",
+            "batch_size",
+            "lr",
+            "val_states",
+            "eval_every",
+            "anchor_batch_size",
+        )
         need_at_least(self, 0, "bound_penalty", "anchor_weight", "grad_clip", "num_threads")
         need(math.isfinite(self.scale_max), f"--scale_max must be finite, got {self.scale_max}")
-        need(all(isinstance(n, int) and not isinstance(n, bool) and n > 0
-                 for n in self.num_steps),
-             f"--num_steps must be positive ints, got {self.num_steps!r}")
+        need(
+            all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in self.num_steps),
+            f"--num_steps must be positive ints, got {self.num_steps!r}",
+        )
 
 
 class RolloutCost(torch.nn.Module):
@@ -119,8 +134,12 @@ class RolloutCost(torch.nn.Module):
         super().__init__()
         p = reference.stacked(system)
         self.r = p.r
-        for name, value in (("phi", p.phi), ("gam", p.gam), ("qbar", p.qbar),
-                            ("p0", lqr.solve(system).cost_to_go[0])):
+        for name, value in (
+            ("phi", p.phi),
+            ("gam", p.gam),
+            ("qbar", p.qbar),
+            ("p0", lqr.solve(system).cost_to_go[0]),
+        ):
             self.register_buffer(name, torch.tensor(value, dtype=torch.float32))
 
     def forward(self, x0: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -144,8 +163,9 @@ class _Task:
 
 
 def _box_states(rng: np.random.Generator, n: int, args: FinetuneArgs) -> np.ndarray:
-    return rng.uniform(-1.0, 1.0, size=(n, 2)) * np.array([args.position_range,
-                                                           args.velocity_range])
+    return rng.uniform(-1.0, 1.0, size=(n, 2)) * np.array(
+        [args.position_range, args.velocity_range]
+    )
 
 
 def _states(rng: np.random.Generator, n: int, args: FinetuneArgs) -> np.ndarray:
@@ -157,19 +177,20 @@ def _anchor_loss(model: TinyRecursiveControl, task: _Task, x_box: np.ndarray) ->
     target = torch.tensor(reference.optimum(task.system, x_box).controls, dtype=torch.float32)
     x0 = torch.tensor(x_box, dtype=torch.float32)
     outputs = model.forward_all(x0, task.num_steps, task.system.time_horizon)
-    return supervised_loss(model, outputs, x0, target, task.g, final_state_weight=1.0,
-                           deep=True)
+    return supervised_loss(model, outputs, x0, target, task.g, final_state_weight=1.0, deep=True)
 
 
-def _loss(model: TinyRecursiveControl, task: _Task, x0: torch.Tensor, penalty: float
-          ) -> torch.Tensor:
+def _loss(
+    model: TinyRecursiveControl, task: _Task, x0: torch.Tensor, penalty: float
+) -> torch.Tensor:
     u, pre = model.forward_all(x0, task.num_steps, task.system.time_horizon)[-1]
     ratio = task.cost(x0, u) / task.cost.lqr_cost(x0).clamp_min(1e-12)
     loss = ratio.mean()
     c = model.config
     if penalty > 0 and c.scale_equivariant:
-        unit = x0.abs().amax(dim=1, keepdim=True).clamp_min(1e-6 * c.state_scale) \
-            * (c.control_bound / c.state_scale)
+        unit = x0.abs().amax(dim=1, keepdim=True).clamp_min(1e-6 * c.state_scale) * (
+            c.control_bound / c.state_scale
+        )
         loss = loss + penalty * ((pre.abs() - c.control_bound).clamp_min(0) / unit).pow(2).mean()
     return loss
 
@@ -216,28 +237,39 @@ def _finetune(args: FinetuneArgs) -> dict[str, Any]:
         system = replace(base, num_steps=int(n))
         x_val = _states(rng, args.val_states, args)
         g = torch.tensor(system.final_state_maps()[1], dtype=torch.float32)
-        tasks.append(_Task(int(n), system, RolloutCost(system), g, x_val,
-                           reference.optimum(system, x_val).costs))
+        tasks.append(
+            _Task(
+                int(n),
+                system,
+                RolloutCost(system),
+                g,
+                x_val,
+                reference.optimum(system, x_val).costs,
+            )
+        )
 
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.steps,
-                                                        eta_min=args.lr * 1e-2)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+        opt, T_max=args.steps, eta_min=args.lr * 1e-2
+    )
     out = Path(args.output_dir)
     history: list[dict[str, float | None]] = []
     t_start = time.perf_counter()
 
     def checkpoint(step: int, val: float) -> dict[str, Any]:
-        return {**ckpt, "state_dict": {k: v.detach().cpu().clone()
-                                       for k, v in model.state_dict().items()},
-                "finetune_config": asdict(args), "finetune_step": int(step),
-                "finetune_val_gap_percent": float(val)}
+        return {
+            **ckpt,
+            "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+            "finetune_config": asdict(args),
+            "finetune_step": int(step),
+            "finetune_val_gap_percent": float(val),
+        }
 
     start_gap = _validate(model, tasks)
     best_gap, best_step = start_gap, 0
     save_checkpoint(checkpoint(0, start_gap), out / BEST_FILE)
-    history.append({"step": 0, "loss": None, "val_gap_percent": start_gap,
-                    "lr": args.lr})
+    history.append({"step": 0, "loss": None, "val_gap_percent": start_gap, "lr": args.lr})
     running: list[float] = []
     bar = tqdm(range(1, args.steps + 1), desc="finetune TRC", disable=args.quiet, unit="step")
     for step in bar:
@@ -256,13 +288,21 @@ def _finetune(args: FinetuneArgs) -> dict[str, Any]:
         sched.step()
         running.append(float(loss.detach()))
         if not math.isfinite(running[-1]):
-            raise FloatingPointError(f"fine-tuning loss became {running[-1]} at step {step}; "
-                                     f"try a lower --lr (now {args.lr})")
+            raise FloatingPointError(
+                f"fine-tuning loss became {running[-1]} at step {step}; "
+                f"try a lower --lr (now {args.lr})"
+            )
         if step % args.eval_every == 0 or step == args.steps:
             model.eval()
             gap = _validate(model, tasks)
-            history.append({"step": step, "loss": float(np.mean(running)),
-                            "val_gap_percent": gap, "lr": opt.param_groups[0]["lr"]})
+            history.append(
+                {
+                    "step": step,
+                    "loss": float(np.mean(running)),
+                    "val_gap_percent": gap,
+                    "lr": opt.param_groups[0]["lr"],
+                }
+            )
             running = []
             if gap < best_gap:
                 best_gap, best_step = gap, step
@@ -306,9 +346,11 @@ def _plot(history: list[dict[str, Any]], path: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     args, s = run_command(FinetuneArgs, finetune, argv, name="finetune")
     if not args.quiet:
-        print(f"fine-tuned for {args.steps} steps in {s['finetune_seconds']:.1f}s: validation "
-              f"gap {s['val_gap_percent_before']:.3f}% -> {s['val_gap_percent_best']:.3f}% "
-              f"(step {s['best_step']}) -> {s['best_checkpoint']}")
+        print(
+            f"fine-tuned for {args.steps} steps in {s['finetune_seconds']:.1f}s: validation "
+            f"gap {s['val_gap_percent_before']:.3f}% -> {s['val_gap_percent_best']:.3f}% "
+            f"(step {s['best_step']}) -> {s['best_checkpoint']}"
+        )
 
 
 if __name__ == "__main__":

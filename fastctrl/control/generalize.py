@@ -58,8 +58,10 @@ def parse_weights(spec: str) -> dict[str, float]:
     for part in spec.split(","):
         key, sep, value = part.partition("=")
         key = key.strip()
-        need(bool(sep) and key in WEIGHT_KEYS,
-             f"--cost_weights: {spec!r} must be key=value[,key=value] with keys in {WEIGHT_KEYS}")
+        need(
+            bool(sep) and key in WEIGHT_KEYS,
+            f"--cost_weights: {spec!r} must be key=value[,key=value] with keys in {WEIGHT_KEYS}",
+        )
         try:
             out[key] = float(value)
         except ValueError:
@@ -91,13 +93,18 @@ class SweepArgs:
 
     def __post_init__(self) -> None:
         need_positive(self, "sweep_states", "position_range", "velocity_range")
-        need(all(s > 0 and math.isfinite(s) for s in self.scales),
-             f"--scales must be finite numbers > 0, got {self.scales!r}")
-        need(all(isinstance(n, int) and not isinstance(n, bool) and n > 0
-                 for n in self.step_counts),
-             f"--step_counts must be positive ints, got {self.step_counts!r}")
-        need(all(t > 0 and math.isfinite(t) for t in self.time_horizons),
-             f"--time_horizons must be finite numbers > 0, got {self.time_horizons!r}")
+        need(
+            all(s > 0 and math.isfinite(s) for s in self.scales),
+            f"--scales must be finite numbers > 0, got {self.scales!r}",
+        )
+        need(
+            all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in self.step_counts),
+            f"--step_counts must be positive ints, got {self.step_counts!r}",
+        )
+        need(
+            all(t > 0 and math.isfinite(t) for t in self.time_horizons),
+            f"--time_horizons must be finite numbers > 0, got {self.time_horizons!r}",
+        )
         for spec in self.cost_weights:
             parse_weights(spec)
 
@@ -151,8 +158,7 @@ def saturated_lqr_policy(system: DoubleIntegrator, x0: np.ndarray) -> np.ndarray
     x = np.asarray(x0, dtype=np.float64)
     u = np.empty((x.shape[0], system.num_steps))
     for k in range(system.num_steps):
-        u[:, k] = np.clip(-(x @ sol.gains[k].T)[:, 0], -system.control_bound,
-                          system.control_bound)
+        u[:, k] = np.clip(-(x @ sol.gains[k].T)[:, 0], -system.control_bound, system.control_bound)
         x = x @ system.A.T + u[:, k, None] * system.B[:, 0]
     return u
 
@@ -171,12 +177,17 @@ class Condition:
 
 def conditions(base: DoubleIntegrator, args: SweepArgs) -> list[Condition]:
     out = [Condition("scale", f"x{s:g}", float(s), base) for s in args.scales]
-    out += [Condition("steps", f"N={n}", 1.0, replace(base, num_steps=int(n)))
-            for n in args.step_counts]
-    out += [Condition("horizon", f"T={t:g}", 1.0, replace(base, time_horizon=float(t)))
-            for t in args.time_horizons]
-    out += [Condition("weights", spec, 1.0, replace(base, **parse_weights(spec)))
-            for spec in args.cost_weights]
+    out += [
+        Condition("steps", f"N={n}", 1.0, replace(base, num_steps=int(n))) for n in args.step_counts
+    ]
+    out += [
+        Condition("horizon", f"T={t:g}", 1.0, replace(base, time_horizon=float(t)))
+        for t in args.time_horizons
+    ]
+    out += [
+        Condition("weights", spec, 1.0, replace(base, **parse_weights(spec)))
+        for spec in args.cost_weights
+    ]
     return out
 
 
@@ -187,8 +198,12 @@ def unit_states(args: SweepArgs) -> np.ndarray:
     return rng.uniform(-1.0, 1.0, size=(args.sweep_states, 2)) * box
 
 
-def sweep(policies: dict[str, Policy], base: DoubleIntegrator, args: SweepArgs,
-          success_threshold: float = 0.1) -> dict[str, Any]:
+def sweep(
+    policies: dict[str, Policy],
+    base: DoubleIntegrator,
+    args: SweepArgs,
+    success_threshold: float = 0.1,
+) -> dict[str, Any]:
     """Every condition of ``args`` for every policy, scored against the bounded optimum."""
     z = unit_states(args)
     rows = []
@@ -197,8 +212,11 @@ def sweep(policies: dict[str, Policy], base: DoubleIntegrator, args: SweepArgs,
         opt = reference.optimum(cond.system, x0)
         ref = rollout_metrics(cond.system, x0, opt.controls, opt.costs, success_threshold)
         row: dict[str, Any] = {
-            "kind": cond.kind, "label": cond.label, "scale": cond.scale,
-            "system": cond.system.to_dict(), "reference": opt.method,
+            "kind": cond.kind,
+            "label": cond.label,
+            "scale": cond.scale,
+            "system": cond.system.to_dict(),
+            "reference": opt.method,
             "bound_active_fraction": float(opt.constrained.mean()),
             "reference_max_kkt_residual": float(opt.kkt_residual.max()),
             "reference_success_rate": ref["success_rate"],
@@ -214,37 +232,56 @@ def sweep(policies: dict[str, Policy], base: DoubleIntegrator, args: SweepArgs,
                 continue
             m = rollout_metrics(cond.system, x0, u, opt.costs, success_threshold)
             m["served"] = True
-            m["bound_respected"] = bool(m["max_abs_control"] <= cond.system.control_bound
-                                        * (1 + 1e-6))
+            m["bound_respected"] = bool(
+                m["max_abs_control"] <= cond.system.control_bound * (1 + 1e-6)
+            )
             row["policies"][name] = m
         rows.append(row)
-    sweep_record = {k: list(v) if isinstance(v, tuple) else v  # as JSON reads back
-                    for k, v in ((k, getattr(args, k)) for k in SweepArgs.__dataclass_fields__)}
-    return {"base_system": base.to_dict(), "sweep": sweep_record,
-        "success_threshold": success_threshold, "policies": list(policies), "rows": rows}
+    sweep_record = {
+        k: list(v) if isinstance(v, tuple) else v  # as JSON reads back
+        for k, v in ((k, getattr(args, k)) for k in SweepArgs.__dataclass_fields__)
+    }
+    return {
+        "base_system": base.to_dict(),
+        "sweep": sweep_record,
+        "success_threshold": success_threshold,
+        "policies": list(policies),
+        "rows": rows,
+    }
 
 
 def format_table(result: dict[str, Any]) -> str:
     """Markdown: one row per condition, gap / success per policy, then the reference."""
     names = result["policies"]
-    head = "| condition | bound binds | " + " | ".join(
-        f"{n}: gap / success" for n in names) + " | optimum: success | reference |"
+    head = (
+        "| condition | bound binds | "
+        + " | ".join(f"{n}: gap / success" for n in names)
+        + " | optimum: success | reference |"
+    )
     lines = [
         f"Gap = mean cost over the optimum's mean cost - 1; success = final error < "
         f"{result['success_threshold']}; {result['sweep']['sweep_states']} states per row, "
         f"scale s: s x the training box [-{result['sweep']['position_range']:g}, "
         f"{result['sweep']['position_range']:g}] x [-{result['sweep']['velocity_range']:g}, "
         f"{result['sweep']['velocity_range']:g}]",
-        "", head, "|" + "---|" * (len(names) + 4)]
+        "",
+        head,
+        "|" + "---|" * (len(names) + 4),
+    ]
     for row in result["rows"]:
         cells = []
         for n in names:
             m = row["policies"][n]
-            cells.append(f"{m['cost_gap_percent']:.3g}% / {100 * m['success_rate']:.1f}%"
-                         if m["served"] else "n/a")
-        lines.append(f"| {row['label']} | {100 * row['bound_active_fraction']:.1f}% | "
-                     + " | ".join(cells)
-                     + f" | {100 * row['reference_success_rate']:.1f}% | {row['reference']} |")
+            cells.append(
+                f"{m['cost_gap_percent']:.3g}% / {100 * m['success_rate']:.1f}%"
+                if m["served"]
+                else "n/a"
+            )
+        lines.append(
+            f"| {row['label']} | {100 * row['bound_active_fraction']:.1f}% | "
+            + " | ".join(cells)
+            + f" | {100 * row['reference_success_rate']:.1f}% | {row['reference']} |"
+        )
     return "\n".join(lines)
 
 
@@ -261,8 +298,9 @@ def plot(result: dict[str, Any], path: str | Path) -> None:
             continue
         ax1.plot(scales, [max(m["cost_gap_percent"], 1e-4) for m in ms], marker="o", label=name)
         ax2.plot(scales, [100 * m["success_rate"] for m in ms], marker="o", label=name)
-    ax2.plot(scales, [100 * r["reference_success_rate"] for r in rows], "k--",
-             label="bounded optimum")
+    ax2.plot(
+        scales, [100 * r["reference_success_rate"] for r in rows], "k--", label="bounded optimum"
+    )
     ax1.set_yscale("log")
     ax1.set_xlabel("initial-state scale (x training box)")
     ax1.set_ylabel("gap from the bounded optimum (percent)")
@@ -276,8 +314,9 @@ def plot(result: dict[str, Any], path: str | Path) -> None:
     io.write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
 
 
-def write(result: dict[str, Any], output: str | Path | None, table: str | Path,
-          figure_path: str | Path) -> None:
+def write(
+    result: dict[str, Any], output: str | Path | None, table: str | Path, figure_path: str | Path
+) -> None:
     """The JSON at ``output`` (unless None), the Markdown table and the figure."""
     if output is not None:
         io.write_json(output, result)
@@ -311,8 +350,10 @@ class GeneralizeArgs(SweepArgs):
         super().__post_init__()
         need_positive(self, "success_threshold")
         need(bool(self.checkpoints or self.onnx), "give --checkpoints and/or --onnx")
-        need(not self.labels or len(self.labels) == len(self.checkpoints),
-             f"--labels: {len(self.labels)} names for {len(self.checkpoints)} checkpoints")
+        need(
+            not self.labels or len(self.labels) == len(self.checkpoints),
+            f"--labels: {len(self.labels)} names for {len(self.checkpoints)} checkpoints",
+        )
 
 
 def run(args: GeneralizeArgs) -> dict[str, Any]:
@@ -325,18 +366,17 @@ def run(args: GeneralizeArgs) -> dict[str, Any]:
         if base is None:
             base = system
         elif base != system:
-            raise ValueError(f"--checkpoints: {path} was trained on {system}, the first on "
-                             f"{base}")
-        policies[label if label not in policies else f"{label}-{len(policies)}"] = \
-            model_policy(model)
+            raise ValueError(f"--checkpoints: {path} was trained on {system}, the first on {base}")
+        policies[label if label not in policies else f"{label}-{len(policies)}"] = model_policy(
+            model
+        )
     for path in args.onnx:
         if not Path(path).is_file():
             raise FileNotFoundError(f"--onnx: no file at {path}")
         policies[f"onnx:{Path(path).name}"] = onnx_policy(path)
     if args.saturated_lqr:
         policies["saturated LQR feedback"] = saturated_lqr_policy
-    result = sweep(policies, base or DoubleIntegrator(), args.sweep_args(),
-                   args.success_threshold)
+    result = sweep(policies, base or DoubleIntegrator(), args.sweep_args(), args.success_threshold)
     result["checkpoints"] = list(args.checkpoints)
     result["onnx"] = list(args.onnx)
     out = Path(args.output).parent
@@ -345,8 +385,13 @@ def run(args: GeneralizeArgs) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args, result = run_command(GeneralizeArgs, run, argv, name="generalize",
-                               errors=(FileNotFoundError, ValueError, ImportError))
+    args, result = run_command(
+        GeneralizeArgs,
+        run,
+        argv,
+        name="generalize",
+        errors=(FileNotFoundError, ValueError, ImportError),
+    )
     if not args.quiet:
         print(format_table(result))
         print(f"-> {args.output}")

@@ -57,23 +57,29 @@ class GenerateArgs:
     """Print nothing on success."""
 
     def __post_init__(self) -> None:
-        need_positive(self, "num_samples", "num_steps", "time_horizon", "position_range",
-                      "velocity_range")
+        need_positive(
+            self, "num_samples", "num_steps", "time_horizon", "position_range", "velocity_range"
+        )
         need(bool(self.output_dir), "--output_dir must not be empty")
 
     def system(self) -> DoubleIntegrator:
         return DoubleIntegrator(
-            num_steps=self.num_steps, time_horizon=self.time_horizon,
-            control_bound=self.control_bound, q_position=self.q_position,
-            q_velocity=self.q_velocity, r=self.r, qf_position=self.qf_position,
+            num_steps=self.num_steps,
+            time_horizon=self.time_horizon,
+            control_bound=self.control_bound,
+            q_position=self.q_position,
+            q_velocity=self.q_velocity,
+            r=self.r,
+            qf_position=self.qf_position,
             qf_velocity=self.qf_velocity,
         )
 
 
 def run(args: GenerateArgs) -> Path:
     """Generate and save the dataset; returns the path of the written file."""
-    ds = data.generate(args.system(), args.num_samples, args.seed, args.position_range,
-                       args.velocity_range)
+    ds = data.generate(
+        args.system(), args.num_samples, args.seed, args.position_range, args.velocity_range
+    )
     path = Path(args.output_dir) / data.DATASET_FILE
     data.save(ds, path)
     log.info("wrote %d LQR trajectories to %s", len(ds), path)

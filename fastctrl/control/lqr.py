@@ -33,8 +33,14 @@ class LQRSolution:
     """P_k, [N + 1, 2, 2]: the optimal cost from state x at step k is x' P_k x."""
 
 
-def riccati(A: np.ndarray, B: np.ndarray, Q: np.ndarray, R: np.ndarray, Qf: np.ndarray,  # noqa: N803
-            num_steps: int) -> LQRSolution:
+def riccati(
+    A: np.ndarray,
+    B: np.ndarray,
+    Q: np.ndarray,
+    R: np.ndarray,
+    Qf: np.ndarray,  # noqa: N803
+    num_steps: int,
+) -> LQRSolution:
     """Backward Riccati recursion over ``num_steps`` steps."""
     if num_steps <= 0:
         raise ValueError(f"num_steps must be > 0, got {num_steps}")
@@ -55,8 +61,9 @@ def solve(system: DoubleIntegrator) -> LQRSolution:
     return riccati(system.A, system.B, system.Q, system.R, system.Qf, system.num_steps)
 
 
-def rollout(system: DoubleIntegrator, initial_states: np.ndarray,
-            solution: LQRSolution | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def rollout(
+    system: DoubleIntegrator, initial_states: np.ndarray, solution: LQRSolution | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Optimal (controls [n, N, 1], trajectories [n, N + 1, 2], costs [n]) from [n, 2] states."""
     sol = solution if solution is not None else solve(system)
     x = np.asarray(initial_states, dtype=np.float64)
@@ -83,8 +90,9 @@ def open_loop_map(system: DoubleIntegrator, solution: LQRSolution | None = None)
     return controls[:, :, 0].T
 
 
-def max_abs_control(system: DoubleIntegrator, position_range: float, velocity_range: float
-                    ) -> float:
+def max_abs_control(
+    system: DoubleIntegrator, position_range: float, velocity_range: float
+) -> float:
     """Largest |u*| over initial states in [-p, p] x [-v, v]; attained at a corner (linear map)."""
     M = open_loop_map(system)
     corners = np.array([[position_range, velocity_range], [position_range, -velocity_range]])

@@ -9,8 +9,13 @@ import numpy as np
 from .system import DoubleIntegrator
 
 
-def rollout_metrics(system: DoubleIntegrator, initial_states: np.ndarray, controls: np.ndarray,
-                    lqr_costs: np.ndarray, success_threshold: float = 0.1) -> dict[str, float]:
+def rollout_metrics(
+    system: DoubleIntegrator,
+    initial_states: np.ndarray,
+    controls: np.ndarray,
+    lqr_costs: np.ndarray,
+    success_threshold: float = 0.1,
+) -> dict[str, float]:
     """Metrics of open-loop ``controls`` [n, N] from ``initial_states`` versus reference costs
     [n] (``lqr_costs``: the optimum the gap is measured from)."""
     traj = system.simulate(initial_states, controls)

@@ -90,8 +90,13 @@ class TRCConfig:
     horizon and serve any N in [1, max_num_steps]."""
 
     def __post_init__(self) -> None:
-        for name in ("num_steps", "latent_dim", "hidden_dim", "num_outer_cycles",
-                     "num_inner_cycles"):
+        for name in (
+            "num_steps",
+            "latent_dim",
+            "hidden_dim",
+            "num_outer_cycles",
+            "num_inner_cycles",
+        ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ValueError(f"--{name} must be a positive int, got {v!r}")
@@ -99,22 +104,29 @@ class TRCConfig:
             raise ValueError(f"--scale_equivariant must be a bool, got {self.scale_equivariant!r}")
         m = self.max_num_steps
         if isinstance(m, bool) or not isinstance(m, int) or m < 0 or 0 < m < self.num_steps:
-            raise ValueError(f"--max_num_steps must be 0 or an int >= num_steps "
-                             f"({self.num_steps}), got {m!r}")
+            raise ValueError(
+                f"--max_num_steps must be 0 or an int >= num_steps ({self.num_steps}), got {m!r}"
+            )
         for name in ("time_horizon", "control_bound", "state_scale"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not v > 0 or v == float("inf"):
                 raise ValueError(f"--{name} must be a finite number > 0, got {v!r}")
 
     @classmethod
-    def for_size(cls, size: str, system: DoubleIntegrator, state_scale: float = 2.0,
-                 **overrides: Any) -> TRCConfig:
+    def for_size(
+        cls, size: str, system: DoubleIntegrator, state_scale: float = 2.0, **overrides: Any
+    ) -> TRCConfig:
         if size not in MODEL_SIZES:
             raise ValueError(f"--model_size must be one of {sorted(MODEL_SIZES)}, got {size!r}")
         kw: dict[str, Any] = dict(MODEL_SIZES[size])
         kw.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(num_steps=system.num_steps, time_horizon=float(system.time_horizon),
-                   control_bound=float(system.control_bound), state_scale=float(state_scale), **kw)
+        return cls(
+            num_steps=system.num_steps,
+            time_horizon=float(system.time_horizon),
+            control_bound=float(system.control_bound),
+            state_scale=float(state_scale),
+            **kw,
+        )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TRCConfig:
@@ -144,19 +156,25 @@ class TinyRecursiveControl(nn.Module):
         super().__init__()
         self.config = config
         a_pow_n, g = _final_state_maps(config.num_steps, config.time_horizon, config.out_steps)
-        self.register_buffer("a_pow_n", torch.tensor(a_pow_n, dtype=torch.float32),
-                             persistent=False)
+        self.register_buffer(
+            "a_pow_n", torch.tensor(a_pow_n, dtype=torch.float32), persistent=False
+        )
         self.register_buffer("g", torch.tensor(g, dtype=torch.float32), persistent=False)
         out = config.out_steps * CONTROL_DIM
         # equivariant: the distance outside the box as an input, the clipped controls as
         # feedback; conditioned: (N, T) relative to the defaults as inputs
-        in_dim = STATE_DIM + (1 if config.scale_equivariant else 0) \
-            + (2 if config.conditioned else 0)
+        in_dim = (
+            STATE_DIM + (1 if config.scale_equivariant else 0) + (2 if config.conditioned else 0)
+        )
         feedback_dim = STATE_DIM + (out if config.scale_equivariant else 0)
         self.refiner = RecursiveRefiner(
-            in_dim=in_dim, out_dim=out, latent_dim=config.latent_dim,
-            hidden_dim=config.hidden_dim, num_outer_cycles=config.num_outer_cycles,
-            num_inner_cycles=config.num_inner_cycles, feedback_dim=feedback_dim,
+            in_dim=in_dim,
+            out_dim=out,
+            latent_dim=config.latent_dim,
+            hidden_dim=config.hidden_dim,
+            num_outer_cycles=config.num_outer_cycles,
+            num_inner_cycles=config.num_inner_cycles,
+            feedback_dim=feedback_dim,
         )
         # Inputs beyond the state start with zero weights: one that training never varies
         # (the box excess on the box, T trained at one horizon) keeps them and has no effect.
@@ -172,27 +190,37 @@ class TinyRecursiveControl(nn.Module):
         n = c.num_steps if num_steps is None else num_steps
         t = float(c.time_horizon if time_horizon is None else time_horizon)
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= c.out_steps:
-            raise ValueError(f"TinyRecursiveControl: num_steps must be an int in "
-                             f"[1, {c.out_steps}], got {n!r}")
+            raise ValueError(
+                f"TinyRecursiveControl: num_steps must be an int in [1, {c.out_steps}], got {n!r}"
+            )
         if not (t > 0 and math.isfinite(t)):
             raise ValueError(f"TinyRecursiveControl: time_horizon must be > 0, got {t!r}")
         if not c.conditioned and (n != c.num_steps or not math.isclose(t, c.time_horizon)):
-            raise ValueError(f"TinyRecursiveControl: this model serves only num_steps="
-                             f"{c.num_steps}, time_horizon={c.time_horizon} (it was not "
-                             f"trained conditioned on them; see --max_num_steps)")
+            raise ValueError(
+                f"TinyRecursiveControl: this model serves only num_steps="
+                f"{c.num_steps}, time_horizon={c.time_horizon} (it was not "
+                f"trained conditioned on them; see --max_num_steps)"
+            )
         return n, t
 
-    def forward(self, initial_states: torch.Tensor, return_all: bool = False,
-                num_steps: int | None = None, time_horizon: float | None = None
-                ) -> torch.Tensor | list[torch.Tensor]:
+    def forward(
+        self,
+        initial_states: torch.Tensor,
+        return_all: bool = False,
+        num_steps: int | None = None,
+        time_horizon: float | None = None,
+    ) -> torch.Tensor | list[torch.Tensor]:
         """Controls [B, N] (or every cycle's controls with ``return_all``)."""
         outs = self.forward_all(initial_states, num_steps, time_horizon)
         controls = [u for u, _ in outs]
         return controls if return_all else controls[-1]
 
-    def forward_all(self, initial_states: torch.Tensor, num_steps: int | None = None,
-                    time_horizon: float | None = None
-                    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def forward_all(
+        self,
+        initial_states: torch.Tensor,
+        num_steps: int | None = None,
+        time_horizon: float | None = None,
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(bounded controls [B, N], controls before the bound [B, N]) for every cycle.
 
         Before the bound: ``bound * tanh``'s argument times the bound (tanh models), the
@@ -226,11 +254,15 @@ class TinyRecursiveControl(nn.Module):
             outside = torch.log((norm / c.state_scale).clamp_min(1.0))
             context = torch.cat([context, outside], dim=1)
         if c.conditioned:
-            cond = torch.tensor([n / c.num_steps - 1.0, t / c.time_horizon - 1.0],
-                                dtype=x0.dtype, device=x0.device)
+            cond = torch.tensor(
+                [n / c.num_steps - 1.0, t / c.time_horizon - 1.0], dtype=x0.dtype, device=x0.device
+            )
             context = torch.cat([context, cond.expand(x0.shape[0], 2)], dim=1)
-        mask = None if n == c.out_steps else (
-            torch.arange(c.out_steps, device=x0.device) < n).to(x0.dtype)
+        mask = (
+            None
+            if n == c.out_steps
+            else (torch.arange(c.out_steps, device=x0.device) < n).to(x0.dtype)
+        )
 
         def bounded(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             if c.scale_equivariant:
@@ -253,8 +285,9 @@ class TinyRecursiveControl(nn.Module):
         return [(u[:, :n], pre[:, :n]) for u, pre in map(bounded, ys)]
 
 
-def _final_state_maps(num_steps: int, time_horizon: float, out_steps: int
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def _final_state_maps(
+    num_steps: int, time_horizon: float, out_steps: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(A^N [2, 2], G [2, out_steps]) with G's columns past N zero (padded outputs)."""
     system = DoubleIntegrator(num_steps=num_steps, time_horizon=time_horizon)
     a_pow_n, g = system.final_state_maps()
@@ -268,8 +301,10 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[TinyRecursiveControl,
     (eval mode, CPU); returns it with the checkpoint dict."""
     ckpt = checkpoint.load_checkpoint(path, CHECKPOINT_FORMAT, what="TinyRecursiveControl")
     if ckpt.get("version") not in READABLE_VERSIONS:
-        raise ValueError(f"TinyRecursiveControl: {path} has version {ckpt.get('version')!r}, "
-                         f"this code reads versions {list(READABLE_VERSIONS)}")
+        raise ValueError(
+            f"TinyRecursiveControl: {path} has version {ckpt.get('version')!r}, "
+            f"this code reads versions {list(READABLE_VERSIONS)}"
+        )
     model = TinyRecursiveControl(TRCConfig.from_dict(ckpt["model_config"]))
     model.load_state_dict(ckpt["state_dict"])
     return model.eval(), ckpt

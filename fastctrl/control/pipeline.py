@@ -71,14 +71,19 @@ def generalization_targets(gen: dict[str, Any], in_box_gap: float) -> dict[str, 
     steps = [rows.get(f"N={n}") for n in TARGET_STEPS]
     return {
         "in_box_gap_at_most_0.2_percent": in_box_gap <= TARGET_IN_BOX_GAP_PERCENT,
-        "x3_gap_at_most_5_percent_success_at_least_95":
-            None if x3 is None else bool(x3["served"]
-                                         and x3["cost_gap_percent"] <= TARGET_X3_GAP_PERCENT
-                                         and x3["success_rate"] >= TARGET_X3_SUCCESS),
-        "steps_10_15_20_within_2_percent":
-            None if any(m is None for m in steps) else all(
-                m is not None and m["served"] and m["cost_gap_percent"] <= TARGET_STEPS_GAP_PERCENT
-                for m in steps),
+        "x3_gap_at_most_5_percent_success_at_least_95": None
+        if x3 is None
+        else bool(
+            x3["served"]
+            and x3["cost_gap_percent"] <= TARGET_X3_GAP_PERCENT
+            and x3["success_rate"] >= TARGET_X3_SUCCESS
+        ),
+        "steps_10_15_20_within_2_percent": None
+        if any(m is None for m in steps)
+        else all(
+            m is not None and m["served"] and m["cost_gap_percent"] <= TARGET_STEPS_GAP_PERCENT
+            for m in steps
+        ),
     }
 
 
@@ -142,12 +147,16 @@ class PipelineArgs(SweepArgs):
         super().__post_init__()
         need_positive(self, "num_train", "num_test", "finetune_scale_max", "finetune_lr")
         need_at_least(self, 0, "epochs", "finetune_steps")
-        need(self.preset == "baseline" or not self.train_num_steps
-             or self.num_steps in self.train_num_steps,
-             f"--train_num_steps {self.train_num_steps} must include --num_steps "
-             f"{self.num_steps}")
-        need(self.train_seed != self.test_seed,
-             f"--train_seed and --test_seed must differ (both {self.train_seed})")
+        need(
+            self.preset == "baseline"
+            or not self.train_num_steps
+            or self.num_steps in self.train_num_steps,
+            f"--train_num_steps {self.train_num_steps} must include --num_steps {self.num_steps}",
+        )
+        need(
+            self.train_seed != self.test_seed,
+            f"--train_seed and --test_seed must differ (both {self.train_seed})",
+        )
 
 
 def run(args: PipelineArgs) -> dict[str, Any]:
@@ -157,36 +166,72 @@ def run(args: PipelineArgs) -> dict[str, Any]:
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
     t0 = time.perf_counter()
-    common = {"num_steps": args.num_steps, "time_horizon": args.time_horizon, "quiet": True,
-              "position_range": args.position_range, "velocity_range": args.velocity_range}
-    train_path = generate(GenerateArgs(num_samples=args.num_train, seed=args.train_seed,
-                                       output_dir=str(out / "data" / "lqr_train"), **common))
-    test_path = generate(GenerateArgs(num_samples=args.num_test, seed=args.test_seed,
-                                      output_dir=str(out / "data" / "lqr_test"), **common))
+    common = {
+        "num_steps": args.num_steps,
+        "time_horizon": args.time_horizon,
+        "quiet": True,
+        "position_range": args.position_range,
+        "velocity_range": args.velocity_range,
+    }
+    train_path = generate(
+        GenerateArgs(
+            num_samples=args.num_train,
+            seed=args.train_seed,
+            output_dir=str(out / "data" / "lqr_train"),
+            **common,
+        )
+    )
+    test_path = generate(
+        GenerateArgs(
+            num_samples=args.num_test,
+            seed=args.test_seed,
+            output_dir=str(out / "data" / "lqr_test"),
+            **common,
+        )
+    )
     timings["generate_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     generalizing = args.preset == "generalizing"
-    res = train(TRCTrainConfig(
-        data=str(train_path), output_dir=str(out / "supervised"), model_size=args.model_size,
-        epochs=args.epochs or (150 if generalizing else 60), batch_size=args.batch_size, lr=args.lr, patience=args.patience,
-        scheduler=args.scheduler, seed=args.seed, device=args.device,
-        export_onnx=args.export_onnx, quiet=args.quiet,
-        scale_equivariant=generalizing, scale_max=args.scale_max if generalizing else 1.0,
-        train_num_steps=tuple(args.train_num_steps) if generalizing else (),
-    ))
+    res = train(
+        TRCTrainConfig(
+            data=str(train_path),
+            output_dir=str(out / "supervised"),
+            model_size=args.model_size,
+            epochs=args.epochs or (150 if generalizing else 60),
+            batch_size=args.batch_size,
+            lr=args.lr,
+            patience=args.patience,
+            scheduler=args.scheduler,
+            seed=args.seed,
+            device=args.device,
+            export_onnx=args.export_onnx,
+            quiet=args.quiet,
+            scale_equivariant=generalizing,
+            scale_max=args.scale_max if generalizing else 1.0,
+            train_num_steps=tuple(args.train_num_steps) if generalizing else (),
+        )
+    )
     timings["train_s"] = time.perf_counter() - t0
     final = res.best_checkpoint
     onnx = final.parent / "model.onnx" if args.export_onnx else None
     finetuned: dict[str, Any] | None = None
     if generalizing and args.finetune_steps > 0:
         t0 = time.perf_counter()
-        finetuned = finetune(FinetuneArgs(
-            checkpoint=str(final), output_dir=str(out / "finetuned"),
-            scale_max=args.finetune_scale_max, position_range=args.position_range,
-            velocity_range=args.velocity_range, steps=args.finetune_steps, lr=args.finetune_lr,
-            seed=args.seed,
-            export_onnx=args.export_onnx, quiet=args.quiet))
+        finetuned = finetune(
+            FinetuneArgs(
+                checkpoint=str(final),
+                output_dir=str(out / "finetuned"),
+                scale_max=args.finetune_scale_max,
+                position_range=args.position_range,
+                velocity_range=args.velocity_range,
+                steps=args.finetune_steps,
+                lr=args.finetune_lr,
+                seed=args.seed,
+                export_onnx=args.export_onnx,
+                quiet=args.quiet,
+            )
+        )
         final = Path(finetuned["best_checkpoint"])
         onnx = final.parent / "model.onnx" if args.export_onnx else None
         timings["finetune_s"] = time.perf_counter() - t0
@@ -199,14 +244,28 @@ def run(args: PipelineArgs) -> dict[str, Any]:
 
     sweep = {k: getattr(args, k) for k in SweepArgs.__dataclass_fields__}
     t0 = time.perf_counter()
-    ev = evaluate(EvaluateArgs(checkpoint=str(final), test_data=str(test_path),
-                               output=str(out / "evaluation_results.json"),
-                               onnx=str(onnx) if onnx else "", quiet=True, **sweep))
+    ev = evaluate(
+        EvaluateArgs(
+            checkpoint=str(final),
+            test_data=str(test_path),
+            output=str(out / "evaluation_results.json"),
+            onnx=str(onnx) if onnx else "",
+            quiet=True,
+            **sweep,
+        )
+    )
     timings["evaluate_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    cmp = compare(CompareArgs(test_data=str(test_path), trc_checkpoint=str(final),
-                              output=str(out / "comparison_results.json"), quiet=True, **sweep))
+    cmp = compare(
+        CompareArgs(
+            test_data=str(test_path),
+            trc_checkpoint=str(final),
+            output=str(out / "comparison_results.json"),
+            quiet=True,
+            **sweep,
+        )
+    )
     timings["compare_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - t_all
 
@@ -214,26 +273,44 @@ def run(args: PipelineArgs) -> dict[str, Any]:
     summary = {
         "args": asdict(args),
         "timings": timings,
-        "load_average_1min": {"start": load_start,
-                              "end": os.getloadavg()[0] if hasattr(os, "getloadavg") else None},
+        "load_average_1min": {
+            "start": load_start,
+            "end": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        },
         "final_checkpoint": str(final),
         "final_onnx": str(onnx) if onnx else None,
         "num_parameters": ev["num_parameters"],
         "epochs_run": res.stats["epochs_run"],
-        "finetune": None if finetuned is None else {
-            k: finetuned[k] for k in ("val_gap_percent_before", "val_gap_percent_best",
-                                      "best_step", "finetune_seconds")},
-        "trc": {k: trc[k] for k in ("cost_gap_percent", "success_rate", "mean_final_error",
-                                    "mean_cost", "inference_ms_per_batch",
-                                    "inference_ms_per_batch_min", "inference_batch_size")},
+        "finetune": None
+        if finetuned is None
+        else {
+            k: finetuned[k]
+            for k in (
+                "val_gap_percent_before",
+                "val_gap_percent_best",
+                "best_step",
+                "finetune_seconds",
+            )
+        },
+        "trc": {
+            k: trc[k]
+            for k in (
+                "cost_gap_percent",
+                "success_rate",
+                "mean_final_error",
+                "mean_cost",
+                "inference_ms_per_batch",
+                "inference_ms_per_batch_min",
+                "inference_batch_size",
+            )
+        },
         "lqr": {k: ref[k] for k in ("success_rate", "mean_final_error", "mean_cost")},
         "targets": {
             "cost_gap_percent_at_most_5": trc["cost_gap_percent"] <= TARGET_GAP_PERCENT,
-            "success_within_2_points_of_lqr":
-                ev["success_rate_gap_points"] <= TARGET_SUCCESS_POINTS,
-            "inference_batch_1000_under_10ms":
-                trc["inference_batch_size"] == 1000
-                and trc["inference_ms_per_batch"] < TARGET_INFERENCE_MS,
+            "success_within_2_points_of_lqr": ev["success_rate_gap_points"]
+            <= TARGET_SUCCESS_POINTS,
+            "inference_batch_1000_under_10ms": trc["inference_batch_size"] == 1000
+            and trc["inference_ms_per_batch"] < TARGET_INFERENCE_MS,
             **generalization_targets(ev["generalization"], trc["cost_gap_percent"]),
         },
         "comparison_table": format_table(cmp),
@@ -245,19 +322,22 @@ def run(args: PipelineArgs) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     def logged_run(args: PipelineArgs) -> dict[str, Any]:
-        logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                            format="%(name)s: %(message)s")
+        logging.basicConfig(
+            level=logging.WARNING if args.quiet else logging.INFO, format="%(name)s: %(message)s"
+        )
         return run(args)
 
     args, s = run_command(PipelineArgs, logged_run, argv, name="pipeline")
     print(s["comparison_table"])
     print("\n" + s["generalization_table"])
     t = s["trc"]
-    print(f"\ngap from LQR {t['cost_gap_percent']:.3f}%, success {100 * t['success_rate']:.1f}% "
-          f"(LQR {100 * s['lqr']['success_rate']:.1f}%), inference "
-          f"{t['inference_ms_per_batch']:.2f} ms median / {t['inference_ms_per_batch_min']:.2f} ms "
-          f"min per batch of {t['inference_batch_size']}; pipeline {s['timings']['total_s']:.0f} s "
-          f"-> {Path(args.output_dir) / 'pipeline_summary.json'}")
+    print(
+        f"\ngap from LQR {t['cost_gap_percent']:.3f}%, success {100 * t['success_rate']:.1f}% "
+        f"(LQR {100 * s['lqr']['success_rate']:.1f}%), inference "
+        f"{t['inference_ms_per_batch']:.2f} ms median / {t['inference_ms_per_batch_min']:.2f} ms "
+        f"min per batch of {t['inference_batch_size']}; pipeline {s['timings']['total_s']:.0f} s "
+        f"-> {Path(args.output_dir) / 'pipeline_summary.json'}"
+    )
 
 
 if __name__ == "__main__":

@@ -78,17 +78,19 @@ def stacked(system: DoubleIntegrator) -> StackedProblem:
     gam = np.zeros((STATE_DIM * (N + 1), N))
     powers = [np.linalg.matrix_power(A, k) for k in range(N + 1)]
     for k in range(N + 1):
-        phi[2 * k:2 * k + 2] = powers[k]
+        phi[2 * k : 2 * k + 2] = powers[k]
         for j in range(k):
-            gam[2 * k:2 * k + 2, j] = (powers[k - 1 - j] @ B)[:, 0]
+            gam[2 * k : 2 * k + 2, j] = (powers[k - 1 - j] @ B)[:, 0]
     q = np.diag(system.Q)
     qbar = np.concatenate([np.tile(q, N), np.diag(system.Qf)])
-    return StackedProblem(phi=phi, gam=gam, qbar=qbar, r=float(system.r),
-                          bound=float(system.control_bound))
+    return StackedProblem(
+        phi=phi, gam=gam, qbar=qbar, r=float(system.r), bound=float(system.control_bound)
+    )
 
 
-def kkt_residual(problem: StackedProblem, initial_states: np.ndarray, controls: np.ndarray,
-                 atol: float = 1e-9) -> np.ndarray:
+def kkt_residual(
+    problem: StackedProblem, initial_states: np.ndarray, controls: np.ndarray, atol: float = 1e-9
+) -> np.ndarray:
     """Relative KKT residual [n] of bounded ``controls``: the projected gradient's largest entry
     over that of the gradient at u = 0 (zero exactly at the optimum).
 
@@ -110,8 +112,9 @@ def optimum(system: DoubleIntegrator, initial_states: np.ndarray) -> Optimum:
     """The optimum of the bounded problem from each of the [n, 2] ``initial_states``."""
     x0 = np.asarray(initial_states, dtype=np.float64)
     if x0.ndim != 2 or x0.shape[1] != STATE_DIM or not np.all(np.isfinite(x0)):
-        raise ValueError(f"initial_states must be a finite [n, {STATE_DIM}] array, "
-                         f"got shape {x0.shape}")
+        raise ValueError(
+            f"initial_states must be a finite [n, {STATE_DIM}] array, got shape {x0.shape}"
+        )
     p = stacked(system)
     H = p.hessian
     f = p.linear_term(x0)
@@ -124,12 +127,20 @@ def optimum(system: DoubleIntegrator, initial_states: np.ndarray) -> Optimum:
         for i in np.flatnonzero(constrained):
             d = np.concatenate([-sq * (p.phi @ x0[i]), np.zeros(system.num_steps)])
             # bvls stops after max_iter active-set changes (default N: too few far outside)
-            sol = lsq_linear(M, d, bounds=(-p.bound, p.bound), method="bvls", tol=1e-14,
-                             max_iter=100 * system.num_steps)
+            sol = lsq_linear(
+                M,
+                d,
+                bounds=(-p.bound, p.bound),
+                method="bvls",
+                tol=1e-14,
+                max_iter=100 * system.num_steps,
+            )
             u[i] = np.clip(sol.x, -p.bound, p.bound)
     res = kkt_residual(p, x0, u)
     if np.any(res > KKT_TOLERANCE):
         worst = int(np.argmax(res))
-        raise RuntimeError(f"reference optimum: KKT residual {res[worst]:.2e} at state "
-                           f"{x0[worst].tolist()} exceeds {KKT_TOLERANCE:g}")
+        raise RuntimeError(
+            f"reference optimum: KKT residual {res[worst]:.2e} at state "
+            f"{x0[worst].tolist()} exceeds {KKT_TOLERANCE:g}"
+        )
     return Optimum(controls=u, costs=p.cost(x0, u), constrained=constrained, kkt_residual=res)

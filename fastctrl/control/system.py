@@ -48,8 +48,11 @@ class DoubleIntegrator:
     """Terminal-cost weight on velocity squared (Qf[1, 1])."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.num_steps, bool) or not isinstance(self.num_steps, (int, np.integer)) \
-                or self.num_steps <= 0:
+        if (
+            isinstance(self.num_steps, bool)
+            or not isinstance(self.num_steps, (int, np.integer))
+            or self.num_steps <= 0
+        ):
             raise ValueError(f"--num_steps must be a positive integer, got {self.num_steps!r}")
         for name in ("time_horizon", "control_bound", "r"):
             v = float(getattr(self, name))
@@ -130,8 +133,9 @@ class DoubleIntegrator:
             G[:, k] = (np.linalg.matrix_power(A, n - 1 - k) @ B)[:, 0]
         return np.linalg.matrix_power(A, n), G
 
-    def _check(self, initial_states: np.ndarray, controls: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def _check(
+        self, initial_states: np.ndarray, controls: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         x0 = np.asarray(initial_states, dtype=np.float64)
         u = np.asarray(controls, dtype=np.float64)
         if x0.ndim != 2 or x0.shape[1] != STATE_DIM:
@@ -146,7 +150,8 @@ class DoubleIntegrator:
         return x0, u
 
 
-def final_state_torch(initial_states: torch.Tensor, controls: torch.Tensor,
-                      a_pow_n: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+def final_state_torch(
+    initial_states: torch.Tensor, controls: torch.Tensor, a_pow_n: torch.Tensor, g: torch.Tensor
+) -> torch.Tensor:
     """Differentiable ``x_N = A^N x_0 + G u`` for [B, 2] states and [B, N] controls."""
     return initial_states @ a_pow_n.T + controls @ g.T

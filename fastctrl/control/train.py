@@ -125,26 +125,46 @@ class TRCTrainConfig:
 
     def __post_init__(self) -> None:
         need_positive(self, "epochs", "batch_size", "lr")
-        need(not isinstance(self.scale_max, bool) and self.scale_max >= 1.0
-             and math.isfinite(self.scale_max),
-             f"--scale_max must be a finite number >= 1, got {self.scale_max!r}")
-        need(all(isinstance(n, int) and not isinstance(n, bool) and n > 0
-                 for n in self.train_num_steps),
-             f"--train_num_steps must be positive ints, got {self.train_num_steps!r}")
-        need(all(t > 0 and math.isfinite(t) for t in self.train_time_horizons),
-             f"--train_time_horizons must be finite numbers > 0, got "
-             f"{self.train_time_horizons!r}")
-        need_at_least(self, 0, "weight_decay", "patience", "grad_clip", "final_state_weight",
-                      "num_threads")
-        need_positive(self, *(name for name in ("latent_dim", "hidden_dim", "num_outer_cycles",
-                                                "num_inner_cycles")
-                              if getattr(self, name) is not None))
-        need(0.0 < self.val_fraction < 1.0,
-             f"--val_fraction must be in (0, 1), got {self.val_fraction!r}")
-        need(self.model_size in MODEL_SIZES,
-             f"--model_size must be one of {sorted(MODEL_SIZES)}, got {self.model_size!r}")
-        need(self.scheduler in typing.get_args(SchedulerKind),
-             f"--scheduler must be cosine, step, plateau or none, got {self.scheduler!r}")
+        need(
+            not isinstance(self.scale_max, bool)
+            and self.scale_max >= 1.0
+            and math.isfinite(self.scale_max),
+            f"--scale_max must be a finite number >= 1, got {self.scale_max!r}",
+        )
+        need(
+            all(
+                isinstance(n, int) and not isinstance(n, bool) and n > 0
+                for n in self.train_num_steps
+            ),
+            f"--train_num_steps must be positive ints, got {self.train_num_steps!r}",
+        )
+        need(
+            all(t > 0 and math.isfinite(t) for t in self.train_time_horizons),
+            f"--train_time_horizons must be finite numbers > 0, got {self.train_time_horizons!r}",
+        )
+        need_at_least(
+            self, 0, "weight_decay", "patience", "grad_clip", "final_state_weight", "num_threads"
+        )
+        need_positive(
+            self,
+            *(
+                name
+                for name in ("latent_dim", "hidden_dim", "num_outer_cycles", "num_inner_cycles")
+                if getattr(self, name) is not None
+            ),
+        )
+        need(
+            0.0 < self.val_fraction < 1.0,
+            f"--val_fraction must be in (0, 1), got {self.val_fraction!r}",
+        )
+        need(
+            self.model_size in MODEL_SIZES,
+            f"--model_size must be one of {sorted(MODEL_SIZES)}, got {self.model_size!r}",
+        )
+        need(
+            self.scheduler in typing.get_args(SchedulerKind),
+            f"--scheduler must be cosine, step, plateau or none, got {self.scheduler!r}",
+        )
         try:
             torch.device(self.device)
         except RuntimeError as e:
@@ -164,8 +184,13 @@ class TrainResult:
     stats: dict[str, Any]
 
 
-def _checkpoint(model: TinyRecursiveControl, cfg: TRCTrainConfig, system: dict[str, Any],
-                epoch: int, val_loss: float) -> dict[str, Any]:
+def _checkpoint(
+    model: TinyRecursiveControl,
+    cfg: TRCTrainConfig,
+    system: dict[str, Any],
+    epoch: int,
+    val_loss: float,
+) -> dict[str, Any]:
     return {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
@@ -178,10 +203,15 @@ def _checkpoint(model: TinyRecursiveControl, cfg: TRCTrainConfig, system: dict[s
     }
 
 
-def supervised_loss(model: TinyRecursiveControl,
-                    outputs: list[tuple[torch.Tensor, torch.Tensor]], x0: torch.Tensor,
-                    target: torch.Tensor, g: torch.Tensor, final_state_weight: float,
-                    deep: bool) -> torch.Tensor:
+def supervised_loss(
+    model: TinyRecursiveControl,
+    outputs: list[tuple[torch.Tensor, torch.Tensor]],
+    x0: torch.Tensor,
+    target: torch.Tensor,
+    g: torch.Tensor,
+    final_state_weight: float,
+    deep: bool,
+) -> torch.Tensor:
     """MSE of controls / bound, plus the weighted MSE of the final-state difference / scale.
 
     The final state is linear in the controls (``x_N = A^N x_0 + G u``), so the final-state
@@ -217,8 +247,13 @@ class _Task:
     u_va: torch.Tensor
 
 
-def _tasks(ds: data.LQRDataset, cfg: TRCTrainConfig, splits: dict[str, np.ndarray],
-           states: dict[str, np.ndarray], device: torch.device) -> list[_Task]:
+def _tasks(
+    ds: data.LQRDataset,
+    cfg: TRCTrainConfig,
+    splits: dict[str, np.ndarray],
+    states: dict[str, np.ndarray],
+    device: torch.device,
+) -> list[_Task]:
     """Targets of every (N, T) combination for the ``states`` of each split: the dataset's own
     controls where they apply (``splits``: its row indices; the states are not augmented),
     the optimum of the bounded problem (:func:`reference.optimum`) elsewhere."""
@@ -237,8 +272,9 @@ def _tasks(ds: data.LQRDataset, cfg: TRCTrainConfig, splits: dict[str, np.ndarra
             else:
                 targets = {k: reference.optimum(system, x).controls for k, x in states.items()}
             _, g = system.final_state_maps()
-            tasks.append(_Task(int(n), float(t), tensor(g), tensor(targets["train"]),
-                               tensor(targets["val"])))
+            tasks.append(
+                _Task(int(n), float(t), tensor(g), tensor(targets["train"]), tensor(targets["val"]))
+            )
     return tasks
 
 
@@ -279,36 +315,56 @@ def _train(cfg: TRCTrainConfig) -> TrainResult:
     n = len(ds)
     n_val = max(1, int(round(n * cfg.val_fraction)))
     if n - n_val < 1:
-        raise ValueError(f"--data {cfg.data}: {n} samples leave no training split with "
-                         f"--val_fraction {cfg.val_fraction}")
+        raise ValueError(
+            f"--data {cfg.data}: {n} samples leave no training split with "
+            f"--val_fraction {cfg.val_fraction}"
+        )
     perm = np.random.default_rng(cfg.seed).permutation(n)
     splits = {"train": perm[n_val:], "val": perm[:n_val]}
     states = {k: ds.initial_states[idx] for k, idx in splits.items()}
     if cfg.scale_max > 1.0:
         rng = np.random.default_rng([cfg.seed, 17])  # its own stream: the split stays the same
-        states = {k: np.concatenate([x, x * rng.uniform(1.0, cfg.scale_max, (len(x), 1))])
-                  for k, x in states.items()}
+        states = {
+            k: np.concatenate([x, x * rng.uniform(1.0, cfg.scale_max, (len(x), 1))])
+            for k, x in states.items()
+        }
     tasks = _tasks(ds, cfg, splits, states, device)
-    x_tr, x_va = (torch.tensor(states[k], dtype=torch.float32, device=device)
-                  for k in ("train", "val"))
+    x_tr, x_va = (
+        torch.tensor(states[k], dtype=torch.float32, device=device) for k in ("train", "val")
+    )
 
-    state_scale = float(max(ds.generator.get("position_range", 1.0),
-                            ds.generator.get("velocity_range", 1.0)))
+    state_scale = float(
+        max(ds.generator.get("position_range", 1.0), ds.generator.get("velocity_range", 1.0))
+    )
     conditioned = {(t.num_steps, t.time_horizon) for t in tasks} != {
-        (system.num_steps, float(system.time_horizon))}
+        (system.num_steps, float(system.time_horizon))
+    }
     max_steps = max([system.num_steps, *(t.num_steps for t in tasks)]) if conditioned else 0
-    mcfg = TRCConfig.for_size(cfg.model_size, system, state_scale=state_scale,
-                              latent_dim=cfg.latent_dim, hidden_dim=cfg.hidden_dim,
-                              num_outer_cycles=cfg.num_outer_cycles,
-                              num_inner_cycles=cfg.num_inner_cycles,
-                              scale_equivariant=cfg.scale_equivariant, max_num_steps=max_steps)
+    mcfg = TRCConfig.for_size(
+        cfg.model_size,
+        system,
+        state_scale=state_scale,
+        latent_dim=cfg.latent_dim,
+        hidden_dim=cfg.hidden_dim,
+        num_outer_cycles=cfg.num_outer_cycles,
+        num_inner_cycles=cfg.num_inner_cycles,
+        scale_equivariant=cfg.scale_equivariant,
+        max_num_steps=max_steps,
+    )
     model = TinyRecursiveControl(mcfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     # TinyRecursiveControl's own constants, stepped once per epoch: cosine to 1% of the peak,
     # step x0.1 every third of the epochs, plateau x0.5 on the validation loss.
-    sched = make_scheduler(cfg.scheduler, opt, total_steps=cfg.epochs, eta_min=cfg.lr * 1e-2,
-                           step_gamma=0.1, plateau_mode="min", plateau_factor=0.5,
-                           plateau_patience=max(1, cfg.patience // 4 if cfg.patience else 5))
+    sched = make_scheduler(
+        cfg.scheduler,
+        opt,
+        total_steps=cfg.epochs,
+        eta_min=cfg.lr * 1e-2,
+        step_gamma=0.1,
+        plateau_mode="min",
+        plateau_factor=0.5,
+        plateau_patience=max(1, cfg.patience // 4 if cfg.patience else 5),
+    )
 
     def loss_of(task: _Task, x: torch.Tensor, target: torch.Tensor, deep: bool) -> torch.Tensor:
         outputs = model.forward_all(x, task.num_steps, task.time_horizon)
@@ -328,10 +384,13 @@ def _train(cfg: TRCTrainConfig) -> TrainResult:
         order = torch.randperm(n_tr, generator=gen).to(device)
         total, count = 0.0, 0
         for i in range(0, n_tr, cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
+            idx = order[i : i + cfg.batch_size]
             # one (N, T) per batch; with a single task this draws nothing (same stream as before)
-            task = tasks[int(torch.randint(len(tasks), (1,), generator=gen))] \
-                if len(tasks) > 1 else tasks[0]
+            task = (
+                tasks[int(torch.randint(len(tasks), (1,), generator=gen))]
+                if len(tasks) > 1
+                else tasks[0]
+            )
             loss = loss_of(task, x_tr[idx], task.u_tr[idx], cfg.deep_supervision)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -345,11 +404,19 @@ def _train(cfg: TRCTrainConfig) -> TrainResult:
             val = float(np.mean([float(loss_of(t, x_va, t.u_va, deep=False)) for t in tasks]))
         lr_now = opt.param_groups[0]["lr"]
         step_scheduler(sched, val)
-        history.append({"epoch": epoch, "train_loss": total / count, "val_loss": val,
-                        "lr": lr_now, "seconds": time.perf_counter() - t0})
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": total / count,
+                "val_loss": val,
+                "lr": lr_now,
+                "seconds": time.perf_counter() - t0,
+            }
+        )
         if not math.isfinite(val):
-            raise FloatingPointError(f"validation loss became {val} at epoch {epoch}; "
-                                     f"try a lower --lr (now {cfg.lr})")
+            raise FloatingPointError(
+                f"validation loss became {val} at epoch {epoch}; try a lower --lr (now {cfg.lr})"
+            )
         if val < best_val:
             best_val, best_epoch, since_best = val, epoch, 0
             save_checkpoint(_checkpoint(model, cfg, sys_dict, epoch, val), out / BEST_FILE)
@@ -361,8 +428,10 @@ def _train(cfg: TRCTrainConfig) -> TrainResult:
             stopped_early = True
             break
     bar.close()
-    save_checkpoint(_checkpoint(model, cfg, sys_dict, history[-1]["epoch"],
-                                history[-1]["val_loss"]), out / LAST_FILE)
+    save_checkpoint(
+        _checkpoint(model, cfg, sys_dict, history[-1]["epoch"], history[-1]["val_loss"]),
+        out / LAST_FILE,
+    )
     best_model, _ = load_checkpoint(out / BEST_FILE)
     stats = {
         "config": cfg.to_dict(),
@@ -390,9 +459,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     cfg, res = run_command(TRCTrainConfig, train, argv, name="train")
     s = res.stats
     if not cfg.quiet:
-        print(f"trained {cfg.model_size} TRC ({s['num_parameters']:,} params) for "
-              f"{s['epochs_run']} epochs in {s['train_seconds']:.1f}s; best val loss "
-              f"{s['best_val_loss']:.3e} at epoch {s['best_epoch']} -> {res.best_checkpoint}")
+        print(
+            f"trained {cfg.model_size} TRC ({s['num_parameters']:,} params) for "
+            f"{s['epochs_run']} epochs in {s['train_seconds']:.1f}s; best val loss "
+            f"{s['best_val_loss']:.3e} at epoch {s['best_epoch']} -> {res.best_checkpoint}"
+        )
 
 
 if __name__ == "__main__":

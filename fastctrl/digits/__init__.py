@@ -26,7 +26,8 @@ def pretrained_dir() -> Path:
     if not (d / "config.json").is_file():
         raise FileNotFoundError(
             f"{d} holds no trained digits model (config.json missing); train one with "
-            "`python -m fastctrl.digits.train --output_dir fastctrl/digits/pretrained`")
+            "`python -m fastctrl.digits.train --output_dir fastctrl/digits/pretrained`"
+        )
     return d
 
 
@@ -35,6 +36,8 @@ def shipped_profile() -> Path:
     sidecar, which records the machine it was measured on, beside it)."""
     p = Path(__file__).resolve().parent / "profile" / "digits.parquet"
     if not p.is_file():
-        raise FileNotFoundError(f"{p} missing: profile the digits model with `python -m "
-                                "fastctrl.profile --model fastctrl-digits ...` (README)")
+        raise FileNotFoundError(
+            f"{p} missing: profile the digits model with `python -m "
+            "fastctrl.profile --model fastctrl-digits ...` (README)"
+        )
     return p

@@ -43,11 +43,11 @@ class DigitsDataArgs:
 
 def write(args: DigitsDataArgs) -> tuple[Path, Path]:
     out = Path(args.output_dir)
-    profile = write_dataset(out / "profile", profile_pages(args.val_pages, args.test_pages,
-                                                           args.seed, args.train_share))
+    profile = write_dataset(
+        out / "profile", profile_pages(args.val_pages, args.test_pages, args.seed, args.train_share)
+    )
     live_gen = PageGenerator("test", args.seed + LIVE_SEED_OFFSET)
-    live = write_dataset(out / "live", [(live_gen.page(i), "test")
-                                        for i in range(args.live_pages)])
+    live = write_dataset(out / "live", [(live_gen.page(i), "test") for i in range(args.live_pages)])
     return profile, live
 
 
@@ -57,8 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         profile, live = write(args)
     except (ValueError, ImportError, OSError) as e:
         cli.fail(str(e))
-    print(f"wrote {profile} ({args.val_pages + args.test_pages} pages) and {live} "
-          f"({args.live_pages} pages)")
+    print(
+        f"wrote {profile} ({args.val_pages + args.test_pages} pages) and {live} "
+        f"({args.live_pages} pages)"
+    )
     return 0
 
 

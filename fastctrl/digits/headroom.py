@@ -48,8 +48,10 @@ def page_grids(request_ids: Sequence[str]) -> np.ndarray:
     for rid in request_ids:
         m = _PAGE_ID.match(str(rid))
         if m is None:
-            raise ValueError(f"request_id {rid!r} is not a digits page id "
-                             "(digits-<pool>-<seed>-<index>): the grid needs digits pages")
+            raise ValueError(
+                f"request_id {rid!r} is not a digits page id "
+                "(digits-<pool>-<seed>-<index>): the grid needs digits pages"
+            )
         pool, seed, i = m.group(1), int(m.group(2)), int(m.group(3))
         gen = gens.setdefault((pool, seed), PageGenerator(pool, seed))
         digits = gen.page(i).digits
@@ -89,32 +91,43 @@ class Headroom:
         return [100 * (a - b) for a, b in zip(self.accuracy[policy][mode], base, strict=True)]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ratios": list(self.ratios), "baseline_ms": self.baseline_ms,
-                "requests": self.requests, "accuracy_within_slo": self.accuracy,
-                "gain_points": {p: {m: self.gain_points(p, m) for m in modes}
-                                for p, modes in self.accuracy.items()}}
+        return {
+            "ratios": list(self.ratios),
+            "baseline_ms": self.baseline_ms,
+            "requests": self.requests,
+            "accuracy_within_slo": self.accuracy,
+            "gain_points": {
+                p: {m: self.gain_points(p, m) for m in modes} for p, modes in self.accuracy.items()
+            },
+        }
 
 
 def headroom(profile: Profile, ratios: Sequence[float] = HEADROOM_RATIOS) -> Headroom:
     """The table of :mod:`this module <fastctrl.digits.headroom>` for ``profile``."""
     ratios = tuple(float(r) for r in ratios)
-    train, test = ProfileEnv(profile, "train", budget_ratios=ratios), \
-        ProfileEnv(profile, "test", budget_ratios=ratios)
+    train, test = (
+        ProfileEnv(profile, "train", budget_ratios=ratios),
+        ProfileEnv(profile, "test", budget_ratios=ratios),
+    )
     grid = page_grids(profile.request_ids)
     task = profile.task_types
     keys: dict[str, Callable[[np.ndarray], np.ndarray]] = {
         "static": lambda idx: np.zeros(len(idx), dtype=np.int64),
         "by task": lambda idx: task[idx],
         "by grid": lambda idx: grid[idx],
-        "by task+grid": lambda idx: np.asarray([f"{t}|{g}" for t, g in zip(task[idx], grid[idx],
-                                                                            strict=True)],
-                                               dtype=object),
+        "by task+grid": lambda idx: np.asarray(
+            [f"{t}|{g}" for t, g in zip(task[idx], grid[idx], strict=True)], dtype=object
+        ),
     }
-    res = Headroom(ratios, float(train.baseline_ms[0]),
-                   {"train": len(train.requests), "test": len(test.requests)})
+    res = Headroom(
+        ratios,
+        float(train.baseline_ms[0]),
+        {"train": len(train.requests), "test": len(test.requests)},
+    )
     for name in [*keys, "by request"]:
-        res.accuracy[name] = {"carried": [], "in_sample": []} if name != "by request" \
-            else {"in_sample": []}
+        res.accuracy[name] = (
+            {"carried": [], "in_sample": []} if name != "by request" else {"in_sample": []}
+        )
     for ratio in ratios:
         tr_req, tr_reward, _ = _env_rows(train, ratio)
         te_req, te_reward, te_acc = _env_rows(test, ratio)
@@ -133,20 +146,30 @@ def headroom(profile: Profile, ratios: Sequence[float] = HEADROOM_RATIOS) -> Hea
 
 def to_markdown(h: Headroom) -> str:
     budgets = " / ".join(f"{r:.2f}" for r in h.ratios)
-    head = ["policy", "chosen on -> read on", f"accuracy within SLO at {budgets}",
-            "gain over static, points", "mean gain"]
+    head = [
+        "policy",
+        "chosen on -> read on",
+        f"accuracy within SLO at {budgets}",
+        "gain over static, points",
+        "mean gain",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for mode, label in (("carried", "train -> test"), ("in_sample", "test -> test")):
         for name, modes in h.accuracy.items():
             if mode not in modes:
                 continue
             gain = h.gain_points(name, mode)
-            lines.append(f"| {name} | {label} | "
-                         + " / ".join(f"{a:.3f}" for a in modes[mode]) + " | "
-                         + " / ".join(f"{g:+.1f}" for g in gain)
-                         + f" | {np.mean(gain):+.1f} |")
-    lines.append(f"\n{h.requests['train']} train / {h.requests['test']} test requests; budgets "
-                 f"= ratio x {h.baseline_ms:.2f} ms (the train-mean full-config latency)")
+            lines.append(
+                f"| {name} | {label} | "
+                + " / ".join(f"{a:.3f}" for a in modes[mode])
+                + " | "
+                + " / ".join(f"{g:+.1f}" for g in gain)
+                + f" | {np.mean(gain):+.1f} |"
+            )
+    lines.append(
+        f"\n{h.requests['train']} train / {h.requests['test']} test requests; budgets "
+        f"= ratio x {h.baseline_ms:.2f} ms (the train-mean full-config latency)"
+    )
     return "\n".join(lines)
 
 

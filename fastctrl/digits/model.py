@@ -23,8 +23,23 @@ from .pages import ANSWERS, MAX_ANSWER_WORDS, MAX_GRID, PAGE, grey_to_rgb
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<image>")
 PAD, BOS, EOS, IMAGE = range(4)
 #: question words; with the answers and the special tokens, the whole vocabulary
-WORDS = ("digit", "digits", "at", "row", "column", "is", "there", "a", "how", "many", "largest", "sum",
-         "of", "?", "answer:")
+WORDS = (
+    "digit",
+    "digits",
+    "at",
+    "row",
+    "column",
+    "is",
+    "there",
+    "a",
+    "how",
+    "many",
+    "largest",
+    "sum",
+    "of",
+    "?",
+    "answer:",
+)
 # every count (<= 16 digits) and row / column sum (<= 4 x 9) is an answer word
 assert MAX_GRID * MAX_GRID <= 36 and MAX_GRID * 9 <= 36
 
@@ -62,8 +77,13 @@ def build_tokenizer() -> Any:
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
-        padding_side="left", extra_special_tokens={"image_token": "<image>"})
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        padding_side="left",
+        extra_special_tokens={"image_token": "<image>"},
+    )
 
 
 def build_config(cfg: DigitsModelConfig = DigitsModelConfig()) -> Any:
@@ -71,23 +91,44 @@ def build_config(cfg: DigitsModelConfig = DigitsModelConfig()) -> Any:
     try:
         from transformers import CLIPVisionConfig, LlavaConfig, OlmoeConfig
     except ImportError as e:
-        raise ImportError('the digits model needs transformers: pip install "fastctrl[digits]"'
-                          ) from e
+        raise ImportError(
+            'the digits model needs transformers: pip install "fastctrl[digits]"'
+        ) from e
 
     vocab = len(vocabulary())
-    vc = CLIPVisionConfig(hidden_size=cfg.vision_hidden, intermediate_size=2 * cfg.vision_hidden,
-                          num_hidden_layers=cfg.vision_layers, num_attention_heads=2,
-                          image_size=PAGE, patch_size=cfg.patch, projection_dim=cfg.vision_hidden)
-    tc = OlmoeConfig(vocab_size=vocab, hidden_size=cfg.hidden, intermediate_size=cfg.expert_width,
-                     num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads,
-                     num_key_value_heads=cfg.heads, num_experts=cfg.experts,
-                     num_experts_per_tok=cfg.top_k, max_position_embeddings=128,
-                     pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS,
-                     router_aux_loss_coef=0.01)
+    vc = CLIPVisionConfig(
+        hidden_size=cfg.vision_hidden,
+        intermediate_size=2 * cfg.vision_hidden,
+        num_hidden_layers=cfg.vision_layers,
+        num_attention_heads=2,
+        image_size=PAGE,
+        patch_size=cfg.patch,
+        projection_dim=cfg.vision_hidden,
+    )
+    tc = OlmoeConfig(
+        vocab_size=vocab,
+        hidden_size=cfg.hidden,
+        intermediate_size=cfg.expert_width,
+        num_hidden_layers=cfg.layers,
+        num_attention_heads=cfg.heads,
+        num_key_value_heads=cfg.heads,
+        num_experts=cfg.experts,
+        num_experts_per_tok=cfg.top_k,
+        max_position_embeddings=128,
+        pad_token_id=PAD,
+        bos_token_id=BOS,
+        eos_token_id=EOS,
+        router_aux_loss_coef=0.01,
+    )
     # vision_feature_layer -1: LLaVA's default (-2) would leave the last CLIP layer unused
-    return LlavaConfig(vision_config=vc, text_config=tc, image_token_index=IMAGE,
-                       image_seq_length=cfg.vision_tokens, projector_hidden_act="gelu",
-                       vision_feature_layer=-1)
+    return LlavaConfig(
+        vision_config=vc,
+        text_config=tc,
+        image_token_index=IMAGE,
+        image_seq_length=cfg.vision_tokens,
+        projector_hidden_act="gelu",
+        vision_feature_layer=-1,
+    )
 
 
 def build_model(cfg: DigitsModelConfig = DigitsModelConfig(), seed: int = 0) -> nn.Module:
@@ -156,8 +197,12 @@ class BatchEncoder:
             unknown = [w for w in words if w not in self.vocab]
             if unknown:
                 raise ValueError(f"question {question!r}: words {unknown} not in the vocabulary")
-            ids = ([BOS] + [self.vocab[w] for w in words] + [IMAGE] * self.n_vision
-                   + [self.vocab["answer:"]])
+            ids = (
+                [BOS]
+                + [self.vocab[w] for w in words]
+                + [IMAGE] * self.n_vision
+                + [self.vocab["answer:"]]
+            )
             self._ids[question] = ids
         return ids
 
@@ -165,12 +210,14 @@ class BatchEncoder:
         x = torch.as_tensor(np.stack(images)).float()[:, None] * self.scale  # [B, 1, H, W]
         return (x.expand(-1, 3, -1, -1) - self.mean) / self.std
 
-    def __call__(self, images: Sequence[np.ndarray], questions: Sequence[str]
-                 ) -> dict[str, torch.Tensor]:
+    def __call__(
+        self, images: Sequence[np.ndarray], questions: Sequence[str]
+    ) -> dict[str, torch.Tensor]:
         return self._inputs(images, [self.prompt_ids(q) for q in questions])
 
-    def _inputs(self, images: Sequence[np.ndarray], seqs: Sequence[Sequence[int]]
-                ) -> dict[str, torch.Tensor]:
+    def _inputs(
+        self, images: Sequence[np.ndarray], seqs: Sequence[Sequence[int]]
+    ) -> dict[str, torch.Tensor]:
         from ..inengine.tiny.common import PAD as TINY_PAD
         from ..inengine.tiny.common import pad_left
 
@@ -186,10 +233,9 @@ class BatchEncoder:
             raise ValueError(f"answer {answer!r}: expected answer words, got unknown {unknown}")
         return [self.vocab[w] for w in words] + [EOS]
 
-    def conversations(self, images: Sequence[np.ndarray],
-                      turns: Sequence[Sequence[tuple[str, str]]]
-                      ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor,
-                                 torch.Tensor]:
+    def conversations(
+        self, images: Sequence[np.ndarray], turns: Sequence[Sequence[tuple[str, str]]]
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
         """Teacher-forced training inputs for conversations ``<s> q1 <image>*N answer: a1
         </s> q2 answer: a2 </s> ...`` (an answer being one or more words):
         ``(inputs, rows, positions, targets)`` with, per answer token (``</s>`` included),
@@ -215,14 +261,12 @@ class BatchEncoder:
         pos = torch.tensor([width - len(seqs[b]) + p for b, p in where])
         return inputs, rows, pos, torch.tensor(targets, dtype=torch.long)
 
-    def check(self, processor: Any, images: Sequence[np.ndarray], questions: Sequence[str]
-              ) -> None:
+    def check(self, processor: Any, images: Sequence[np.ndarray], questions: Sequence[str]) -> None:
         """Raise unless this encoder gives the processor's inputs (ids exactly, pixels to
         1e-5)."""
         from ..profile.loading import ChatProcessor
 
-        ref = ChatProcessor(processor)([grey_to_rgb(im) for im in images],
-                                       list(questions))
+        ref = ChatProcessor(processor)([grey_to_rgb(im) for im in images], list(questions))
         mine = self(images, questions)
         for k in ("input_ids", "attention_mask"):
             if not torch.equal(ref[k], mine[k]):

@@ -91,8 +91,9 @@ def load_scans() -> tuple[np.ndarray, np.ndarray]:
     try:
         from sklearn.datasets import load_digits
     except ImportError as e:  # pragma: no cover - scikit-learn is a dependency
-        raise ImportError("the digits benchmark needs scikit-learn: pip install scikit-learn") \
-            from e
+        raise ImportError(
+            "the digits benchmark needs scikit-learn: pip install scikit-learn"
+        ) from e
     d = load_digits()
     images = np.round(d.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
     return images, d.target.astype(np.int64)
@@ -115,8 +116,9 @@ class PageGenerator:
     def __init__(self, split: str, seed: int = 0, task_types: Sequence[str] = TASK_TYPES) -> None:
         unknown = sorted(set(task_types) - set(TASK_TYPES))
         if unknown or not task_types:
-            raise ValueError(f"task_types must be a non-empty subset of {TASK_TYPES}, got "
-                             f"{list(task_types)}")
+            raise ValueError(
+                f"task_types must be a non-empty subset of {TASK_TYPES}, got {list(task_types)}"
+            )
         self.split, self.seed = split, int(seed)
         self.pool = scan_pool(split)
         self.scans, self.labels = load_scans()
@@ -161,7 +163,7 @@ class PageGenerator:
             for c in range(cols):
                 if scans[r, c] >= 0:
                     y, x = r * CELL + offsets[r, c, 0], c * CELL + offsets[r, c, 1]
-                    page[y:y + size, x:x + size] = self._scan(int(scans[r, c]), size)
+                    page[y : y + size, x : x + size] = self._scan(int(scans[r, c]), size)
         return page
 
     def page(self, i: int) -> Page:
@@ -170,9 +172,15 @@ class PageGenerator:
         image = self.render(scans, rng)
         task = str(rng.choice(self.task_types, p=self.task_p))
         question, answer = ask(task, digits, rng)
-        return Page(request_id=f"digits-{self.split}-{self.seed}-{i}", split=self.split,
-                    image=image, digits=tuple(tuple(int(d) for d in row) for row in digits),
-                    task_type=task, question=question, answer=answer)
+        return Page(
+            request_id=f"digits-{self.split}-{self.seed}-{i}",
+            split=self.split,
+            image=image,
+            digits=tuple(tuple(int(d) for d in row) for row in digits),
+            task_type=task,
+            question=question,
+            answer=answer,
+        )
 
     def conversation(self, i: int, turns: int) -> tuple[Page, list[tuple[str, str, str]]]:
         """Page ``i`` and ``turns`` ``(task_type, question, answer)`` about it: the page's own
@@ -274,13 +282,16 @@ def ask(task: str, digits: np.ndarray, rng: np.random.Generator) -> tuple[str, s
             r = int(rng.integers(rows))
             return f"digits of row {r + 1} ?", " ".join(str(int(d)) for d in digits[r] if d >= 0)
         c = int(rng.integers(cols))
-        return (f"digits of column {c + 1} ?",
-                " ".join(str(int(d)) for d in digits[:, c] if d >= 0))
+        return (
+            f"digits of column {c + 1} ?",
+            " ".join(str(int(d)) for d in digits[:, c] if d >= 0),
+        )
     raise ValueError(f"task must be one of {TASK_TYPES}, got {task!r}")
 
 
-def profile_pages(n_val: int, n_test: int, seed: int = 0, train_share: float = 0.75
-                  ) -> list[tuple[Page, str]]:
+def profile_pages(
+    n_val: int, n_test: int, seed: int = 0, train_share: float = 0.75
+) -> list[tuple[Page, str]]:
     """Pages for profiling, each with the profile split it belongs to.
 
     The model never saw these scans: pages of the ``val`` scan pool become the profile's
@@ -289,16 +300,20 @@ def profile_pages(n_val: int, n_test: int, seed: int = 0, train_share: float = 0
     only.
     """
     if n_val < 2 or n_test < 1 or not 0.0 < train_share < 1.0:
-        raise ValueError(f"need n_val >= 2, n_test >= 1, 0 < train_share < 1; got {n_val}, "
-                         f"{n_test}, {train_share}")
+        raise ValueError(
+            f"need n_val >= 2, n_test >= 1, 0 < train_share < 1; got {n_val}, "
+            f"{n_test}, {train_share}"
+        )
     val, test = PageGenerator("val", seed), PageGenerator("test", seed)
     cut = int(round(train_share * n_val))
-    return ([(val.page(i), "train" if i < cut else "val") for i in range(n_val)]
-            + [(test.page(i), "test") for i in range(n_test)])
+    return [(val.page(i), "train" if i < cut else "val") for i in range(n_val)] + [
+        (test.page(i), "test") for i in range(n_test)
+    ]
 
 
-def write_dataset(directory: str | Path, pages: Sequence[tuple[Page, str]],
-                  name: str = "questions.jsonl") -> Path:
+def write_dataset(
+    directory: str | Path, pages: Sequence[tuple[Page, str]], name: str = "questions.jsonl"
+) -> Path:
     """Write pages as PNGs plus a JSONL the profiler and the evaluator read (``--dataset``).
 
     ``pages``: ``(page, split)`` pairs, ``split`` being the ``profile_split`` column written (the
@@ -314,9 +329,18 @@ def write_dataset(directory: str | Path, pages: Sequence[tuple[Page, str]],
         rel = f"images/{page.request_id}.png"
         with io.atomic_path(directory / rel) as tmp:
             Image.fromarray(page.image).save(tmp, format="PNG")
-        rows.append({"request_id": page.request_id, "image": rel, "question": page.question,
-                     "answer": page.answer, "task_type": page.task_type, "profile_split": split,
-                     "n_digits": page.n_digits, "digits": json.dumps(page.digits)})
+        rows.append(
+            {
+                "request_id": page.request_id,
+                "image": rel,
+                "question": page.question,
+                "answer": page.answer,
+                "task_type": page.task_type,
+                "profile_split": split,
+                "n_digits": page.n_digits,
+                "digits": json.dumps(page.digits),
+            }
+        )
     out = directory / name
     io.write_text(out, "".join(json.dumps(r) + "\n" for r in rows))
     return out

@@ -41,9 +41,12 @@ def knob_table(profile: Profile, split: str = "test") -> dict[str, Any]:
     out = []
     for label, config in knob_rows(profile.space):
         c = profile.space.flat_index(config.indices)
-        row = {"config": label, **config.values,
-               "accuracy": float(profile.quality[idx, c].mean()),
-               "latency_p50_ms": float(np.median(lat[:, c, :]))}
+        row = {
+            "config": label,
+            **config.values,
+            "accuracy": float(profile.quality[idx, c].mean()),
+            "latency_p50_ms": float(np.median(lat[:, c, :])),
+        }
         for t in tasks:
             sel = idx[profile.task_types[idx] == t]
             row[f"acc_{t}"] = float(profile.quality[sel, c].mean())
@@ -59,27 +62,48 @@ def knob_table(profile: Profile, split: str = "test") -> dict[str, Any]:
         sel = idx[profile.task_types[idx] == t]
         hi, lo = (float(np.median(profile.latency[sel, c, :])) for c in (f, ch))
         per_task[t] = {"full_p50_ms": hi, "cheapest_p50_ms": lo, "span": hi / lo}
-    return {"split": split, "requests": len(idx), "requests_per_task": counts, "rows": out,
-            "latency_span": full / min(r["latency_p50_ms"] for r in out),
-            "latency_span_per_task": per_task}
+    return {
+        "split": split,
+        "requests": len(idx),
+        "requests_per_task": counts,
+        "rows": out,
+        "latency_span": full / min(r["latency_p50_ms"] for r in out),
+        "latency_span_per_task": per_task,
+    }
 
 
 def to_markdown(table: dict[str, Any]) -> str:
     tasks = list(table["requests_per_task"])
-    head = ["config", "accuracy", *[f"{t} (n={table['requests_per_task'][t]})" for t in tasks],
-            "latency p50 ms", "x full"]
+    head = [
+        "config",
+        "accuracy",
+        *[f"{t} (n={table['requests_per_task'][t]})" for t in tasks],
+        "latency p50 ms",
+        "x full",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table["rows"]:
-        cells = [r["config"], f"{r['accuracy']:.3f}", *[f"{r[f'acc_{t}']:.3f}" for t in tasks],
-                 f"{r['latency_p50_ms']:.2f}", f"{r['latency_ratio']:.2f}"]
+        cells = [
+            r["config"],
+            f"{r['accuracy']:.3f}",
+            *[f"{r[f'acc_{t}']:.3f}" for t in tasks],
+            f"{r['latency_p50_ms']:.2f}",
+            f"{r['latency_ratio']:.2f}",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
-    lines.append(f"\n{table['requests']} {table['split']} requests; latency span full / "
-                 f"cheapest: {table['latency_span']:.2f}x")
+    lines.append(
+        f"\n{table['requests']} {table['split']} requests; latency span full / "
+        f"cheapest: {table['latency_span']:.2f}x"
+    )
     spans = table.get("latency_span_per_task")
     if spans:
-        lines.append("full / cheapest per question type: "
-                     + ", ".join(f"{t} {v['span']:.2f}x ({v['full_p50_ms']:.2f} / "
-                                 f"{v['cheapest_p50_ms']:.2f} ms)" for t, v in spans.items()))
+        lines.append(
+            "full / cheapest per question type: "
+            + ", ".join(
+                f"{t} {v['span']:.2f}x ({v['full_p50_ms']:.2f} / {v['cheapest_p50_ms']:.2f} ms)"
+                for t, v in spans.items()
+            )
+        )
     return "\n".join(lines)
 
 

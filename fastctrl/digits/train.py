@@ -55,11 +55,16 @@ from .pages import NO_DIGIT, PageGenerator, patch_labels, relevant_patches
 
 log = logging.getLogger(__name__)
 
+
 def training_space(cfg: DigitsModelConfig) -> ActionSpace:
     """The grid the trainer samples from (and the widest the profiler can sweep)."""
-    return ActionSpace.from_dict({"max_crops": [1, 2, 3, 4],
-                                  "top_k": list(range(1, cfg.top_k + 1)),
-                                  "num_active_blocks": list(range(1, cfg.layers + 1))})
+    return ActionSpace.from_dict(
+        {
+            "max_crops": [1, 2, 3, 4],
+            "top_k": list(range(1, cfg.top_k + 1)),
+            "num_active_blocks": list(range(1, cfg.layers + 1)),
+        }
+    )
 
 
 @dataclass
@@ -100,13 +105,15 @@ class DigitsTrainArgs:
     quiet: bool = False
 
     def __post_init__(self) -> None:
-        cli.need_at_least(self, 1, "steps", "batch_size", "threads", "eval_every", "eval_pages",
-                          "turns")
+        cli.need_at_least(
+            self, 1, "steps", "batch_size", "threads", "eval_every", "eval_pages", "turns"
+        )
         cli.need_at_least(self, 0, "sampled", "warmup_steps", "vision_steps")
         cli.need_at_least(self, 1, "vision_batch_size", "match_layer")
         if self.save_dtype not in ("float32", "bfloat16", "float16"):
-            raise ValueError(f"--save_dtype must be float32, bfloat16 or float16, got "
-                             f"{self.save_dtype!r}")
+            raise ValueError(
+                f"--save_dtype must be float32, bfloat16 or float16, got {self.save_dtype!r}"
+            )
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"--lr must be a positive number, got {self.lr}")
 
@@ -121,13 +128,22 @@ Batch = tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]
 def encode_batches(encoder: BatchEncoder, pages: list, batch: int = 128) -> list[Batch]:
     """Teacher-forced ``(inputs, rows, positions, targets)`` per batch of ``pages``
     (:meth:`BatchEncoder.conversations`, one turn), encoded once for every evaluation."""
-    return [encoder.conversations([p.image for p in pages[i:i + batch]],
-                                  [[(p.question, p.answer)] for p in pages[i:i + batch]])
-            for i in range(0, len(pages), batch)]
+    return [
+        encoder.conversations(
+            [p.image for p in pages[i : i + batch]],
+            [[(p.question, p.answer)] for p in pages[i : i + batch]],
+        )
+        for i in range(0, len(pages), batch)
+    ]
 
 
-def answer_logits(model: Any, inputs: dict[str, torch.Tensor], rows: torch.Tensor,
-                  pos: torch.Tensor, **kwargs: Any) -> tuple[torch.Tensor, Any]:
+def answer_logits(
+    model: Any,
+    inputs: dict[str, torch.Tensor],
+    rows: torch.Tensor,
+    pos: torch.Tensor,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, Any]:
     """Logits at each answer token's predicting position, and the model's output."""
     out = model(**inputs, **kwargs)
     # a reduced config drops image tokens, all before the first answer token
@@ -155,8 +171,7 @@ def accuracy(model: Any, handle: Any, batches: list[Batch], config: Config) -> f
 
 
 def per_task(right: np.ndarray, tasks: list[str]) -> dict[str, float]:
-    return {t: round(float(right[[x == t for x in tasks]].mean()), 4)
-            for t in dict.fromkeys(tasks)}
+    return {t: round(float(right[[x == t for x in tasks]].mean()), 4) for t in dict.fromkeys(tasks)}
 
 
 def allowed_argmax(model: Any, logits: torch.Tensor) -> torch.Tensor:
@@ -184,12 +199,21 @@ def vision_tokens(model: Any, pixels: torch.Tensor) -> torch.Tensor:
     return feats.reshape(pixels.shape[0], -1, feats.shape[-1])
 
 
-def pretrain_vision(model: Any, head: torch.nn.Module, encoder: BatchEncoder,
-                    gen: PageGenerator, args: DigitsTrainArgs, cfg: DigitsModelConfig) -> float:
+def pretrain_vision(
+    model: Any,
+    head: torch.nn.Module,
+    encoder: BatchEncoder,
+    gen: PageGenerator,
+    args: DigitsTrainArgs,
+    cfg: DigitsModelConfig,
+) -> float:
     """Stage 1: vision tower + projector + head on the per-token digit target; returns the
     digit accuracy on the last batch's digit patches."""
-    params = [*model.model.vision_tower.parameters(),
-              *model.model.multi_modal_projector.parameters(), *head.parameters()]
+    params = [
+        *model.model.vision_tower.parameters(),
+        *model.model.multi_modal_projector.parameters(),
+        *head.parameters(),
+    ]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
     model.train()
     acc = float("nan")
@@ -228,23 +252,34 @@ def train(args: DigitsTrainArgs) -> dict[str, Any]:
     val_tasks = [p.task_type for p in val]
     rng = np.random.default_rng([args.seed, 1])
     if args.match_layer > cfg.layers:
-        raise ValueError(f"--match_layer must be at most the model's {cfg.layers} layers, got "
-                         f"{args.match_layer}")
+        raise ValueError(
+            f"--match_layer must be at most the model's {cfg.layers} layers, got {args.match_layer}"
+        )
     aux_head = torch.nn.Linear(cfg.hidden, NO_DIGIT + 1)
     match_head = torch.nn.Linear(cfg.hidden, 1)
     t0 = time.perf_counter()
-    vision_acc = pretrain_vision(model, aux_head, encoder, gen, args, cfg) \
-        if args.vision_steps else None
+    vision_acc = (
+        pretrain_vision(model, aux_head, encoder, gen, args, cfg) if args.vision_steps else None
+    )
     page_i = args.vision_steps * args.vision_batch_size
     projected: list[torch.Tensor] = []  # the projector's output of the current forward
     capture = model.model.multi_modal_projector.register_forward_hook(
-        lambda mod, args, out: projected.append(out))
-    named = [*model.named_parameters(), *aux_head.named_parameters(prefix="aux"),
-             *match_head.named_parameters(prefix="match")]
+        lambda mod, args, out: projected.append(out)
+    )
+    named = [
+        *model.named_parameters(),
+        *aux_head.named_parameters(prefix="aux"),
+        *match_head.named_parameters(prefix="match"),
+    ]
     decay = [p for n, p in named if p.ndim >= 2 and "embed" not in n]
     other = [p for n, p in named if not (p.ndim >= 2 and "embed" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                             {"params": other, "weight_decay": 0.0}], lr=args.lr)
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": args.weight_decay},
+            {"params": other, "weight_decay": 0.0},
+        ],
+        lr=args.lr,
+    )
     handle = hook(model, space=space)
     full, cheapest = space.full(), space.config([0] * len(space.names))
     curve: list[dict[str, float]] = []
@@ -256,35 +291,41 @@ def train(args: DigitsTrainArgs) -> dict[str, Any]:
             page_i += args.batch_size
             pages = [page for page, _ in talks]
             inputs, rows, pos, target = encoder.conversations(
-                [p.image for p in pages], [[(q, a) for _, q, a in qa] for _, qa in talks])
-            patch_target = torch.as_tensor(np.stack([patch_labels(p.digits, cfg.patch)
-                                                     for p in pages]))
-            match_target = torch.as_tensor(np.stack([
-                relevant_patches(qa[0][1], p.digits, cfg.patch) for p, qa in talks])).float()
+                [p.image for p in pages], [[(q, a) for _, q, a in qa] for _, qa in talks]
+            )
+            patch_target = torch.as_tensor(
+                np.stack([patch_labels(p.digits, cfg.patch) for p in pages])
+            )
+            match_target = torch.as_tensor(
+                np.stack([relevant_patches(qa[0][1], p.digits, cfg.patch) for p, qa in talks])
+            ).float()
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, args)
             model.train()
             opt.zero_grad(set_to_none=True)
             losses = []
-            for j, config in enumerate([full] + [sample_config(space, rng)
-                                                 for _ in range(args.sampled)]):
+            for j, config in enumerate(
+                [full] + [sample_config(space, rng) for _ in range(args.sampled)]
+            ):
                 handle.pin(config)
                 projected.clear()
                 dense = j == 0  # the vision side and the layers up to match_layer: full
                 logits, out = answer_logits(
-                    model, inputs, rows, pos,
-                    output_hidden_states=dense and args.match_weight > 0)
+                    model, inputs, rows, pos, output_hidden_states=dense and args.match_weight > 0
+                )
                 loss = torch.nn.functional.cross_entropy(logits.float(), target)
                 total = loss * (1.0 if j == 0 else args.reduced_weight)
                 if dense and args.aux_weight > 0:
                     aux = aux_head(projected[-1]).flatten(0, 1)
                     total = total + args.aux_weight * torch.nn.functional.cross_entropy(
-                        aux.float(), patch_target.flatten())
+                        aux.float(), patch_target.flatten()
+                    )
                 if dense and args.match_weight > 0:
                     h = out.hidden_states[args.match_layer]
                     vis = h[inputs["input_ids"] == IMAGE].reshape(len(pages), -1, h.shape[-1])
                     match = torch.nn.functional.binary_cross_entropy_with_logits(
-                        match_head(vis).squeeze(-1).float(), match_target)
+                        match_head(vis).squeeze(-1).float(), match_target
+                    )
                     total = total + args.match_weight * match
                     match_loss = float(match.detach())
                 total.backward()
@@ -295,16 +336,22 @@ def train(args: DigitsTrainArgs) -> dict[str, Any]:
             if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
                 model.eval()
                 right = correct(model, handle, val_batches, full)
-                point = {"step": step + 1, "wall_s": round(time.perf_counter() - t0, 1),
-                         "loss_full": losses[0], "loss_match": match_loss,
-                         "val_acc_full": float(right.mean()),
-                         "val_acc_full_per_task": per_task(right, val_tasks),
-                         "val_acc_cheapest": accuracy(model, handle, val_batches, cheapest)}
+                point = {
+                    "step": step + 1,
+                    "wall_s": round(time.perf_counter() - t0, 1),
+                    "loss_full": losses[0],
+                    "loss_match": match_loss,
+                    "val_acc_full": float(right.mean()),
+                    "val_acc_full_per_task": per_task(right, val_tasks),
+                    "val_acc_cheapest": accuracy(model, handle, val_batches, cheapest),
+                }
                 curve.append(point)
                 log.info("step %d: %s", step + 1, point)
-                bar.write(f"step {step + 1}: val accuracy full {point['val_acc_full']:.3f} "
-                          f"{point['val_acc_full_per_task']}, "
-                          f"cheapest {point['val_acc_cheapest']:.3f}")
+                bar.write(
+                    f"step {step + 1}: val accuracy full {point['val_acc_full']:.3f} "
+                    f"{point['val_acc_full_per_task']}, "
+                    f"cheapest {point['val_acc_cheapest']:.3f}"
+                )
         wall = time.perf_counter() - t0
         model.eval()
         save_dtype = getattr(torch, args.save_dtype)
@@ -320,11 +367,18 @@ def train(args: DigitsTrainArgs) -> dict[str, Any]:
     out = Path(args.output_dir)
     model.to(save_dtype).save_pretrained(out)
     processor.save_pretrained(out)
-    report = {"args": asdict(args), "model": asdict(cfg), "space": space.to_dict(),
-              "parameters": sum(p.numel() for p in model.parameters()),
-              "train_wall_s": round(wall, 1), "torch_threads": args.threads,
-              "pages_seen": page_i, "vision_patch_accuracy": vision_acc, "curve": curve,
-              "val_accuracy_per_knob": per_knob}
+    report = {
+        "args": asdict(args),
+        "model": asdict(cfg),
+        "space": space.to_dict(),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "train_wall_s": round(wall, 1),
+        "torch_threads": args.threads,
+        "pages_seen": page_i,
+        "vision_patch_accuracy": vision_acc,
+        "curve": curve,
+        "val_accuracy_per_knob": per_knob,
+    }
     io.write_json(out / "training.json", report)
     return report
 

@@ -16,5 +16,12 @@ from __future__ import annotations
 from .backend import BACKENDS, BackendArgs, JobOutcome, map_jobs
 from .ray_session import RAY_MISSING, RayUnavailableError, require_ray
 
-__all__ = ["BACKENDS", "RAY_MISSING", "BackendArgs", "JobOutcome", "RayUnavailableError",
-           "map_jobs", "require_ray"]
+__all__ = [
+    "BACKENDS",
+    "RAY_MISSING",
+    "BackendArgs",
+    "JobOutcome",
+    "RayUnavailableError",
+    "map_jobs",
+    "require_ray",
+]

@@ -42,8 +42,7 @@ class BackendArgs:
     None: a cluster on this machine if one runs, else a new local one."""
 
     def __post_init__(self) -> None:
-        need(self.backend in BACKENDS,
-             f"--backend must be one of {BACKENDS}, got {self.backend!r}")
+        need(self.backend in BACKENDS, f"--backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.backend == "local":
             need(self.ray_address is None, "--ray_address needs --backend ray")
         else:
@@ -63,9 +62,15 @@ class JobOutcome:
     error: BaseException | None = None
 
 
-def map_jobs(fn: Callable[[Any], Any], items: Sequence[Any], *, backend: str = "local",
-             jobs: int = 1, num_cpus: float = 1.0, ray_address: str | None = None
-             ) -> Iterator[JobOutcome]:
+def map_jobs(
+    fn: Callable[[Any], Any],
+    items: Sequence[Any],
+    *,
+    backend: str = "local",
+    jobs: int = 1,
+    num_cpus: float = 1.0,
+    ray_address: str | None = None,
+) -> Iterator[JobOutcome]:
     """``fn(item)`` for every item, yielded in the order they finish (see the module doc).
 
     ``jobs``: processes of the local backend. ``num_cpus``: the CPUs each Ray task reserves.
@@ -86,16 +91,18 @@ def map_jobs(fn: Callable[[Any], Any], items: Sequence[Any], *, backend: str = "
             except Exception as e:  # reported, not raised: the other jobs go on
                 yield JobOutcome(i, error=e)
     else:
-        with ProcessPoolExecutor(max_workers=min(jobs, len(items)),
-                                 mp_context=mp.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(
+            max_workers=min(jobs, len(items)), mp_context=mp.get_context("spawn")
+        ) as pool:
             futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
             for f in as_completed(futures):
                 e = f.exception()
                 yield JobOutcome(futures[f], None if e else f.result(), e)
 
 
-def _ray_jobs(ray: Any, fn: Callable[[Any], Any], items: Sequence[Any], num_cpus: float
-              ) -> Iterator[JobOutcome]:
+def _ray_jobs(
+    ray: Any, fn: Callable[[Any], Any], items: Sequence[Any], num_cpus: float
+) -> Iterator[JobOutcome]:
     task = ray.remote(num_cpus=num_cpus)(fn)
     refs = {task.remote(item): i for i, item in enumerate(items)}
     pending = list(refs)

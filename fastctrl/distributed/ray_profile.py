@@ -67,8 +67,13 @@ class WorkerError(RuntimeError):
 class ProfileWorker:
     """One model replica, run as a Ray actor: loads the model once, measures shards."""
 
-    def __init__(self, args: Any, have_answers: bool, dataset_name: str | None,
-                 crash: tuple[int, str] | None = None) -> None:
+    def __init__(
+        self,
+        args: Any,
+        have_answers: bool,
+        dataset_name: str | None,
+        crash: tuple[int, str] | None = None,
+    ) -> None:
         import torch
 
         from ..profile.cli import args_space, load_args_model
@@ -82,8 +87,11 @@ class ProfileWorker:
         self.crash = crash
 
     def describe(self) -> dict[str, Any]:
-        return {"grid": self.setup.space.to_dict(), "fingerprint": self.fingerprint,
-                "where": self.measurer.describe()}
+        return {
+            "grid": self.setup.space.to_dict(),
+            "fingerprint": self.fingerprint,
+            "where": self.measurer.describe(),
+        }
 
     def measure_shard(self, shard_id: int, requests: list[Request]) -> dict[str, Any]:
         """The shard's rows, features and cost (what :meth:`ShardStore.write` stores)."""
@@ -99,10 +107,15 @@ class ProfileWorker:
             done += len(batch)
             self._maybe_crash(done)
         cost = {k: self.measurer.cost[k] - before[k] for k in before}
-        return {"shard": shard_id, "request_ids": [r.request_id for r in requests],
-                "rows": rows, "features": features, "cost": cost,
-                "wall_s": time.perf_counter() - t0,
-                "worker": f"{socket.gethostname()}:{os.getpid()}"}
+        return {
+            "shard": shard_id,
+            "request_ids": [r.request_id for r in requests],
+            "rows": rows,
+            "features": features,
+            "cost": cost,
+            "wall_s": time.perf_counter() - t0,
+            "worker": f"{socket.gethostname()}:{os.getpid()}",
+        }
 
     def _maybe_crash(self, done: int) -> None:
         if self.crash is None or done != self.crash[0]:
@@ -123,14 +136,24 @@ def _writable(request: Request) -> Request:
     return request
 
 
-def sweep_setup(args: Any, space: ActionSpace, have_answers: bool,
-                dataset_name: str | None) -> SweepSetup:
+def sweep_setup(
+    args: Any, space: ActionSpace, have_answers: bool, dataset_name: str | None
+) -> SweepSetup:
     """The :class:`SweepSetup` of ``--`` arguments (the driver's and every worker's)."""
-    return SweepSetup.create(space, have_answers=have_answers, warmup=args.warmup,
-                             repeats=args.repeats, max_new_tokens=args.max_new_tokens,
-                             metric=args.metric, tokens_per_crop=args.tokens_per_crop,
-                             configs=args.configs, batch_size=args.batch_size, seed=args.seed,
-                             dataset_name=dataset_name, answer_path=args.answer_path)
+    return SweepSetup.create(
+        space,
+        have_answers=have_answers,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        max_new_tokens=args.max_new_tokens,
+        metric=args.metric,
+        tokens_per_crop=args.tokens_per_crop,
+        configs=args.configs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        dataset_name=dataset_name,
+        answer_path=args.answer_path,
+    )
 
 
 def crash_from_env() -> tuple[int, str] | None:
@@ -151,8 +174,9 @@ def default_workers(resources: dict[str, float], cpus: float, gpus: float) -> in
     return max(1, int(resources.get("CPU", 1) // cpus))
 
 
-def ray_sweep(args: Any, data: Sequence[Any], *, dataset_name: str | None,
-              total: int | None = None) -> SweepResult:
+def ray_sweep(
+    args: Any, data: Sequence[Any], *, dataset_name: str | None, total: int | None = None
+) -> SweepResult:
     """Sweep ``data`` with the profile arguments ``args`` on Ray (see the module doc)."""
     out_path = check_out_path(args.out)
     if args.grid != "auto":  # a bad --grid fails here, not in every worker
@@ -161,8 +185,10 @@ def ray_sweep(args: Any, data: Sequence[Any], *, dataset_name: str | None,
     if not len(data):
         raise ValueError("the dataset is empty")
     first = as_request(data[0], 0)
-    ids = list(getattr(data, "request_ids", None) or
-               [as_request(x, i).request_id for i, x in enumerate(data)])
+    ids = list(
+        getattr(data, "request_ids", None)
+        or [as_request(x, i).request_id for i, x in enumerate(data)]
+    )
     if len(set(ids)) != len(ids):
         dup = next(r for r in ids if ids.count(r) > 1)
         raise ValueError(f"request ids must be unique to shard a sweep; {dup!r} repeats")
@@ -173,51 +199,98 @@ def ray_sweep(args: Any, data: Sequence[Any], *, dataset_name: str | None,
     t0 = time.perf_counter()
     with args.execution.session() as ray:
         resources = ray.cluster_resources()
-        gpus = args.gpus_per_worker if args.gpus_per_worker is not None else \
-            (1.0 if resources.get("GPU", 0) > 0 else 0.0)
+        gpus = (
+            args.gpus_per_worker
+            if args.gpus_per_worker is not None
+            else (1.0 if resources.get("GPU", 0) > 0 else 0.0)
+        )
         cpus = max(1, args.threads)
-        workers = min(args.num_workers or default_workers(resources, cpus, gpus),
-                      math.ceil(len(ids) / args.batch_size))
+        workers = min(
+            args.num_workers or default_workers(resources, cpus, gpus),
+            math.ceil(len(ids) / args.batch_size),
+        )
         if workers * cpus > resources.get("CPU", 0) or workers * gpus > resources.get("GPU", 0):
-            log.warning("--num_workers %d x (%g CPUs, %g GPUs) is more than the cluster has "
-                        "(%g CPUs, %g GPUs): the rest wait until it grows", workers, cpus, gpus,
-                        resources.get("CPU", 0), resources.get("GPU", 0))
+            log.warning(
+                "--num_workers %d x (%g CPUs, %g GPUs) is more than the cluster has "
+                "(%g CPUs, %g GPUs): the rest wait until it grows",
+                workers,
+                cpus,
+                gpus,
+                resources.get("CPU", 0),
+                resources.get("GPU", 0),
+            )
         actor = ray.remote(ProfileWorker).options(
-            num_cpus=cpus, num_gpus=gpus, max_restarts=WORKER_RESTARTS,
-            max_task_retries=WORKER_RESTARTS)
+            num_cpus=cpus,
+            num_gpus=gpus,
+            max_restarts=WORKER_RESTARTS,
+            max_task_retries=WORKER_RESTARTS,
+        )
         log.info("starting %d workers (%g CPUs, %g GPUs each)", workers, cpus, gpus)
         actors = [actor.remote(args, have_answers, dataset_name, crash) for _ in range(workers)]
         try:
             info = _describe(ray, actors, args.model)
             startup_s = time.perf_counter() - t0
             setup = sweep_setup(args, ActionSpace(info["grid"]), have_answers, dataset_name)
-            plan = store.open(info["fingerprint"], ids, batch_size=args.batch_size,
-                              shard_size=args.shard_size or
-                              math.ceil(len(ids) / (SHARDS_PER_WORKER * workers)),
-                              resume=args.resume)
+            plan = store.open(
+                info["fingerprint"],
+                ids,
+                batch_size=args.batch_size,
+                shard_size=args.shard_size or math.ceil(len(ids) / (SHARDS_PER_WORKER * workers)),
+                resume=args.resume,
+            )
             done = store.finished()
             todo = [sid for sid in range(len(plan)) if sid not in done]
             resumed = sum(len(plan[sid]) for sid in done)
-            busy = actors[:len(todo)]
-            for a in actors[len(todo):]:  # more workers than shards left
+            busy = actors[: len(todo)]
+            for a in actors[len(todo) :]:  # more workers than shards left
                 ray.kill(a)
-            _dispatch(ray, busy, todo, plan, data, {r: i for i, r in enumerate(ids)}, store,
-                      tqdm(total=total or len(ids), initial=resumed, desc="profile",
-                           unit="req", disable=args.quiet))
+            _dispatch(
+                ray,
+                busy,
+                todo,
+                plan,
+                data,
+                {r: i for i, r in enumerate(ids)},
+                store,
+                tqdm(
+                    total=total or len(ids),
+                    initial=resumed,
+                    desc="profile",
+                    unit="req",
+                    disable=args.quiet,
+                ),
+            )
         finally:
             for a in actors:
                 ray.kill(a)
             if store.manifest:
                 store.add_wall(time.perf_counter() - t0)
     rows, features, cost = store.merge(setup)
-    backend = {"name": "ray", "workers": len(busy), "shards": len(plan),
-               "shard_size": len(plan[0]), "worker_s": round(cost.pop("worker_s"), 3),
-               "startup_s": round(startup_s, 3)}
-    profile = finish_sweep(rows, features, setup, out_path, where=info["where"],
-                           cost={**cost, "wall_s": store.wall_s}, backend=backend)
+    backend = {
+        "name": "ray",
+        "workers": len(busy),
+        "shards": len(plan),
+        "shard_size": len(plan[0]),
+        "worker_s": round(cost.pop("worker_s"), 3),
+        "startup_s": round(startup_s, 3),
+    }
+    profile = finish_sweep(
+        rows,
+        features,
+        setup,
+        out_path,
+        where=info["where"],
+        cost={**cost, "wall_s": store.wall_s},
+        backend=backend,
+    )
     store.remove()
-    return SweepResult(profile, out_path, out_path.with_suffix(SIDECAR_SUFFIX),
-                       measured=len(ids) - resumed, resumed=resumed)
+    return SweepResult(
+        profile,
+        out_path,
+        out_path.with_suffix(SIDECAR_SUFFIX),
+        measured=len(ids) - resumed,
+        resumed=resumed,
+    )
 
 
 def _describe(ray: Any, actors: list[Any], model: str) -> dict[str, Any]:
@@ -225,17 +298,26 @@ def _describe(ray: Any, actors: list[Any], model: str) -> dict[str, Any]:
     try:
         infos = ray.get([a.describe.remote() for a in actors])
     except ray.exceptions.RayActorError as e:
-        raise WorkerError(f"a profile worker could not start (loading --model {model}): "
-                          f"{e}") from e
+        raise WorkerError(f"a profile worker could not start (loading --model {model}): {e}") from e
     if len({i["fingerprint"] for i in infos}) > 1:
-        raise WorkerError("the workers loaded different models or grids (fingerprints "
-                          f"{sorted({i['fingerprint'] for i in infos})}): check that every "
-                          "node has the same model files and versions")
+        raise WorkerError(
+            "the workers loaded different models or grids (fingerprints "
+            f"{sorted({i['fingerprint'] for i in infos})}): check that every "
+            "node has the same model files and versions"
+        )
     return infos[0]
 
 
-def _dispatch(ray: Any, actors: list[Any], todo: list[int], plan: list[list[str]],
-              data: Sequence[Any], index: dict[str, int], store: ShardStore, bar: Any) -> None:
+def _dispatch(
+    ray: Any,
+    actors: list[Any],
+    todo: list[int],
+    plan: list[list[str]],
+    data: Sequence[Any],
+    index: dict[str, int],
+    store: ShardStore,
+    bar: Any,
+) -> None:
     """Hand shards to free workers until none is left; write each as it comes back."""
     from ray.util import ActorPool
 
@@ -255,9 +337,11 @@ def _dispatch(ray: Any, actors: list[Any], todo: list[int], plan: list[list[str]
         except ray.exceptions.RayTaskError as e:  # the measuring raised: that error, as is
             raise (e.cause if e.cause is not None else e) from None
         except ray.exceptions.RayActorError as e:
-            raise WorkerError(f"a profile worker died more than {WORKER_RESTARTS} times ({e}); "
-                              f"the finished shards are kept in {store.directory}: rerun the "
-                              "same command to measure the rest") from e
+            raise WorkerError(
+                f"a profile worker died more than {WORKER_RESTARTS} times ({e}); "
+                f"the finished shards are kept in {store.directory}: rerun the "
+                "same command to measure the rest"
+            ) from e
         store.write(result)
         bar.update(len(result["request_ids"]))
         submit_next()

@@ -71,16 +71,19 @@ def check_reachable(address: str | None) -> None:
     error = _probe(target)
     if error is not None:
         where = "" if target == address else f" ({target})"
-        raise ValueError(f"--ray_address {address}{where}: no Ray cluster answers ({error}); "
-                         "start one with `ray start --head` or pass its head's address")
+        raise ValueError(
+            f"--ray_address {address}{where}: no Ray cluster answers ({error}); "
+            "start one with `ray start --head` or pass its head's address"
+        )
 
 
 def _probe(address: str) -> OSError | None:
     """None when ``host:port`` (or ``ray://host:port``) accepts a TCP connection."""
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise ValueError(f"--ray_address must be auto, local, host:port or ray://host:port, "
-                         f"got {address!r}")
+        raise ValueError(
+            f"--ray_address must be auto, local, host:port or ray://host:port, got {address!r}"
+        )
     try:
         socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as e:
@@ -97,8 +100,11 @@ def _default_address() -> str | None:
     recorded = _recorded_address()
     if recorded is None or _probe(recorded) is None:
         return None
-    log.warning("the Ray cluster recorded in %s (%s) does not answer; starting a new local one",
-                _record_file(), recorded)
+    log.warning(
+        "the Ray cluster recorded in %s (%s) does not answer; starting a new local one",
+        _record_file(),
+        recorded,
+    )
     return "local"
 
 
@@ -113,5 +119,6 @@ def _recorded_address() -> str | None:
 
 
 def _record_file() -> Path:
-    return Path(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()) / "ray" / \
-        "ray_current_cluster"
+    return (
+        Path(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+    )

@@ -37,7 +37,9 @@ def make_engine(controller: Controller, kind: EngineKind = "auto", **kwargs) -> 
     otherwise it picks the fastest available CPU engine (int8) and falls back to torch.
     """
     if not isinstance(controller, Controller):
-        raise TypeError(f"controller must be a fastctrl.Controller, got {type(controller).__name__}")
+        raise TypeError(
+            f"controller must be a fastctrl.Controller, got {type(controller).__name__}"
+        )
     if kind not in ENGINE_KINDS:
         raise ValueError(f"engine kind must be one of {ENGINE_KINDS}, got {kind!r}")
     if kind == "torch":

@@ -36,9 +36,7 @@ def _check_features(x: Any, name: str, dim: int) -> bool:
     if isinstance(x, torch.Tensor):
         is_torch = True
         if x.dtype not in _FLOAT_TORCH:
-            raise TypeError(
-                f"{name} must be float16, bfloat16, float32 or float64, got {x.dtype}"
-            )
+            raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, got {x.dtype}")
     elif isinstance(x, np.ndarray):
         is_torch = False
         if x.dtype.type not in _FLOAT_NP:
@@ -78,23 +76,29 @@ def _tensor_budget(budget_ms: Any, batch: int, device: torch.device) -> tuple[to
                 f"shape {list(budget_ms.shape)}"
             )
         if budget_ms.device != device and capturing():
-            raise ValueError(f"budget_ms must be on {device} while a CUDA graph is captured "
-                             f"(a host-to-device copy cannot be captured), got {budget_ms.device}")
+            raise ValueError(
+                f"budget_ms must be on {device} while a CUDA graph is captured "
+                f"(a host-to-device copy cannot be captured), got {budget_ms.device}"
+            )
         b = budget_ms.detach().to(device=device, dtype=torch.float32).reshape(-1)
         return (b.expand(batch).contiguous() if n == 1 and batch != 1 else b), True
-    if isinstance(budget_ms, (int, float, np.floating, np.integer)) and \
-            not isinstance(budget_ms, bool):
+    if isinstance(budget_ms, (int, float, np.floating, np.integer)) and not isinstance(
+        budget_ms, bool
+    ):
         v = float(check_budget(budget_ms, 1)[0])
         return torch.full((batch,), v, dtype=torch.float32, device=device), False
     b = check_budget(budget_ms, batch)
     if capturing():
-        raise ValueError("budget_ms must be a number or a tensor on the features' device while "
-                         "a CUDA graph is captured (a host-to-device copy cannot be captured)")
+        raise ValueError(
+            "budget_ms must be a number or a tensor on the features' device while "
+            "a CUDA graph is captured (a host-to-device copy cannot be captured)"
+        )
     return torch.from_numpy(b).to(device), False
 
 
-def _check_values(image: Any, text: Any, budget: Any, budget_on_device: bool,
-                  is_torch: bool) -> None:
+def _check_values(
+    image: Any, text: Any, budget: Any, budget_on_device: bool, is_torch: bool
+) -> None:
     """Finiteness of the features (and a tensor budget's values): one reduction and ONE host
     read for tensors (on CUDA one sync instead of three), skipped while a CUDA graph is
     captured (a sync cannot be captured; the caller vouches for its inputs there)."""
@@ -117,8 +121,9 @@ def _check_values(image: Any, text: Any, budget: Any, budget_on_device: bool,
         raise ValueError("budget_ms must be finite and > 0 ms for every request")
 
 
-def check_inputs(image: Any, text: Any, budget_ms: Any, image_dim: int,
-                 text_dim: int) -> CheckedInputs:
+def check_inputs(
+    image: Any, text: Any, budget_ms: Any, image_dim: int, text_dim: int
+) -> CheckedInputs:
     """Validate ``decide()`` arguments; raise an error naming the bad argument.
 
     Tensors: metadata on the host; values (finiteness) in one device reduction with one host
@@ -189,8 +194,14 @@ class Engine(ABC):
     #: short name: "torch", "triton" or "int8"
     kind: str = ""
 
-    def __init__(self, image_dim: int, text_dim: int, knob_names: tuple[str, ...],
-                 device: torch.device, task_types: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        image_dim: int,
+        text_dim: int,
+        knob_names: tuple[str, ...],
+        device: torch.device,
+        task_types: tuple[str, ...] = (),
+    ) -> None:
         self.image_dim = image_dim
         self.text_dim = text_dim
         self.knob_names = knob_names
@@ -213,14 +224,22 @@ class Engine(ABC):
         else:
             img, txt, b = (torch.from_numpy(a) for a in (x.image, x.text, x.budget))
         out_device = img.device
-        t = torch.from_numpy(self.task_slots(task, x.batch)).to(self.device) \
-            if self.n_task_slots else None
+        t = (
+            torch.from_numpy(self.task_slots(task, x.batch)).to(self.device)
+            if self.n_task_slots
+            else None
+        )
         idx = self.decide_tensors(*(v.to(self.device) for v in (img, txt, b)), t)
         return idx.to(out_device) if x.is_torch else idx.cpu().numpy()
 
     @abstractmethod
-    def decide_tensors(self, image: torch.Tensor, text: torch.Tensor, budget_ms: torch.Tensor,
-                       task: torch.Tensor | None = None) -> torch.Tensor:
+    def decide_tensors(
+        self,
+        image: torch.Tensor,
+        text: torch.Tensor,
+        budget_ms: torch.Tensor,
+        task: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Decisions for validated inputs: float ``[B, D]`` features, a float32 ``[B]`` budget
         and int64 ``[B]`` task slots (or ``None``: unknown), all on :attr:`device`; no checks."""
 
@@ -247,8 +266,7 @@ class Engine(ABC):
         if arr.size == 1 and batch != 1:
             arr = np.full(batch, arr[0], dtype=np.int64)
         if arr.size != batch:
-            raise ValueError(f"task must be one task or one per request ({batch}), got "
-                             f"{arr.size}")
+            raise ValueError(f"task must be one task or one per request ({batch}), got {arr.size}")
         if (arr < 0).any() or (arr >= n).any():
             raise ValueError(f"task slots must be in [0, {n}) (0: unknown)")
         return arr
@@ -257,11 +275,16 @@ class Engine(ABC):
         """``[text, one_hot(task)]``: the text input of exported weights with task types."""
         if not self.n_task_slots:
             return text
-        slots = task if task is not None else torch.zeros(
-            text.shape[0], dtype=torch.long, device=text.device)
+        slots = (
+            task
+            if task is not None
+            else torch.zeros(text.shape[0], dtype=torch.long, device=text.device)
+        )
         one_hot = torch.nn.functional.one_hot(slots, self.n_task_slots).to(text.dtype)
         return torch.cat([text, one_hot], dim=1)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(image_dim={self.image_dim}, text_dim={self.text_dim}, " \
-               f"knobs={list(self.knob_names)})"
+        return (
+            f"{type(self).__name__}(image_dim={self.image_dim}, text_dim={self.text_dim}, "
+            f"knobs={list(self.knob_names)})"
+        )

@@ -69,24 +69,38 @@ class Int8Engine(Engine):
     kind = "int8"
 
     def __init__(self, controller: Controller, isa: str | None = None) -> None:
-        super().__init__(controller.config.image_dim, controller.config.text_dim,
-                         controller.knob_names, torch.device("cpu"),
-                         controller.config.task_types)
+        super().__init__(
+            controller.config.image_dim,
+            controller.config.text_dim,
+            controller.knob_names,
+            torch.device("cpu"),
+            controller.config.task_types,
+        )
         _C = _load_extension()
         isas = list(_C.available_isas())
         if isa is None:
             isa = isas[-1]
         elif isa not in isas:
             raise EngineUnavailableError(
-                f"isa {isa!r} is not available here; compiled in and supported by this CPU: "
-                f"{isas}"
+                f"isa {isa!r} is not available here; compiled in and supported by this CPU: {isas}"
             )
         w = export_weights(controller)
         self.isa: str = isa
         self.head_sizes = w.head_sizes
         self._model = _C.Int8Model(
-            w.img_w, w.img_b, w.txt_w, w.txt_b, list(w.trunk_w), list(w.trunk_b), w.head_w,
-            w.head_b, list(w.head_sizes), w.encoding, w.budget_freqs, w.inv_ref_latency, isa,
+            w.img_w,
+            w.img_b,
+            w.txt_w,
+            w.txt_b,
+            list(w.trunk_w),
+            list(w.trunk_b),
+            w.head_w,
+            w.head_b,
+            list(w.head_sizes),
+            w.encoding,
+            w.budget_freqs,
+            w.inv_ref_latency,
+            isa,
         )
         # Bound method cached: the B=1 fast path is one attribute load and one C++ call.
         self._decide = self._model.decide
@@ -97,18 +111,27 @@ class Int8Engine(Engine):
     def decide(self, image_feat: Any, lang_feat: Any, budget_ms: Any, task: Any = None) -> Any:
         # Fast path: float32 numpy arrays go straight to C++, which validates shape,
         # contiguity, finiteness and the budget itself and raises the same errors.
-        if (not self.n_task_slots and type(image_feat) is np.ndarray
-                and type(lang_feat) is np.ndarray
-                and image_feat.dtype is _F32 and lang_feat.dtype is _F32
-                and type(budget_ms) in _FAST_BUDGET):
+        if (
+            not self.n_task_slots
+            and type(image_feat) is np.ndarray
+            and type(lang_feat) is np.ndarray
+            and image_feat.dtype is _F32
+            and lang_feat.dtype is _F32
+            and type(budget_ms) in _FAST_BUDGET
+        ):
             try:
                 return self._decide(image_feat, lang_feat, budget_ms)
             except self._misaligned:  # free when not raised: no check on the fast path
                 return self._decide(*_aligned(image_feat, lang_feat, budget_ms))
         return super().decide(image_feat, lang_feat, budget_ms, task)
 
-    def decide_tensors(self, image: torch.Tensor, text: torch.Tensor, budget_ms: torch.Tensor,
-                       task: torch.Tensor | None = None) -> torch.Tensor:
+    def decide_tensors(
+        self,
+        image: torch.Tensor,
+        text: torch.Tensor,
+        budget_ms: torch.Tensor,
+        task: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         # float32 CPU tensors go to C++ as numpy views (no copy, no checks here; the binding
         # validates shapes). Was 3 x (detach, .to, .numpy, np.ascontiguousarray) + C++: 22 us
         # vs 6.8 us for the C++ call alone at B=1 (tiny bench controller, loaded host, one
@@ -119,8 +142,13 @@ class Int8Engine(Engine):
         except self._misaligned:  # e.g. torch.frombuffer(..., offset=1)
             return torch.from_numpy(self._decide(*_aligned(*arrays)))
 
-    def decide_rows(self, image: torch.Tensor, text: torch.Tensor, budget_ms: torch.Tensor,
-                    task: torch.Tensor | None = None) -> list[list[int]]:
+    def decide_rows(
+        self,
+        image: torch.Tensor,
+        text: torch.Tensor,
+        budget_ms: torch.Tensor,
+        task: torch.Tensor | None = None,
+    ) -> list[list[int]]:
         """:meth:`decide_tensors` as host lists (what the hook reads): the C++ call builds
         them directly, without an int64 array and a tensor around it (~1.3 us of a ~7 us
         B=1 call, measured warm)."""
@@ -130,8 +158,13 @@ class Int8Engine(Engine):
         except self._misaligned:
             return self._decide_list(*_aligned(*arrays))
 
-    def _arrays(self, image: torch.Tensor, text: torch.Tensor, budget_ms: torch.Tensor,
-                task: torch.Tensor | None) -> tuple[np.ndarray, ...]:
+    def _arrays(
+        self,
+        image: torch.Tensor,
+        text: torch.Tensor,
+        budget_ms: torch.Tensor,
+        task: torch.Tensor | None,
+    ) -> tuple[np.ndarray, ...]:
         if self.n_task_slots:
             text = self.with_task(text.float(), task)
         # The hook passes the same cached budget tensor every forward: its numpy view is kept
@@ -153,9 +186,16 @@ class Int8Engine(Engine):
             out = self._model.logits(*_aligned(*_f32_arrays(x.image, text, x.budget)))
             return torch.from_numpy(out).to(device)
         text = self.with_task(torch.from_numpy(np.asarray(x.text, dtype=np.float32)), None)
-        return self._model.logits(*_aligned(np.ascontiguousarray(x.image, dtype=np.float32),
-                                            np.ascontiguousarray(text.numpy()), x.budget))
+        return self._model.logits(
+            *_aligned(
+                np.ascontiguousarray(x.image, dtype=np.float32),
+                np.ascontiguousarray(text.numpy()),
+                x.budget,
+            )
+        )
 
     def __repr__(self) -> str:
-        return f"Int8Engine(isa={self.isa!r}, image_dim={self.image_dim}, " \
-               f"text_dim={self.text_dim}, knobs={list(self.knob_names)})"
+        return (
+            f"Int8Engine(isa={self.isa!r}, image_dim={self.image_dim}, "
+            f"text_dim={self.text_dim}, knobs={list(self.knob_names)})"
+        )

@@ -46,9 +46,13 @@ class TritonEngine(Engine):
         interpret = fc.interpret_mode()
         if device is None:
             device = "cpu" if interpret else "cuda"
-        super().__init__(controller.config.image_dim, controller.config.text_dim,
-                         controller.knob_names, torch.device(device),
-                         controller.config.task_types)
+        super().__init__(
+            controller.config.image_dim,
+            controller.config.text_dim,
+            controller.knob_names,
+            torch.device(device),
+            controller.config.task_types,
+        )
         if self.device.type == "cpu" and not interpret:
             raise EngineUnavailableError(
                 "the triton engine runs on CPU only in Triton's interpreter: set "
@@ -71,13 +75,19 @@ class TritonEngine(Engine):
         self.packed = fc.pack_weights(export_weights(controller), self.device)
 
     @torch.inference_mode()
-    def decide_tensors(self, image: torch.Tensor, text: torch.Tensor, budget_ms: torch.Tensor,
-                       task: torch.Tensor | None = None) -> torch.Tensor:
+    def decide_tensors(
+        self,
+        image: torch.Tensor,
+        text: torch.Tensor,
+        budget_ms: torch.Tensor,
+        task: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         # The kernel reads fp32/fp16/bf16 directly; float64 is narrowed here.
         if image.dtype == torch.float64:
             image = image.float()
         if text.dtype == torch.float64:
             text = text.float()
         text = self.with_task(text, task)
-        return self._fc.fused_controller(image.contiguous(), text.contiguous(),
-                                         budget_ms.contiguous(), self.packed)
+        return self._fc.fused_controller(
+            image.contiguous(), text.contiguous(), budget_ms.contiguous(), self.packed
+        )

@@ -29,8 +29,9 @@ BudgetBaseline = Literal["global", "request"]
 BASELINES: tuple[str, ...] = typing.get_args(BudgetBaseline)
 
 
-def guide_budgets(latency_ms: np.ndarray, ratios: tuple[float, ...] = GUIDE_BUDGET_RATIOS
-                  ) -> np.ndarray:
+def guide_budgets(
+    latency_ms: np.ndarray, ratios: tuple[float, ...] = GUIDE_BUDGET_RATIOS
+) -> np.ndarray:
     """The GRPO guide's per-sample budget variants: ``[..., len(ratios)]`` = ratio x latency."""
     lat = np.asarray(latency_ms, dtype=np.float64)
     return lat[..., None] * np.asarray(ratios)
@@ -71,9 +72,16 @@ class StepResult:
 class ProfileEnv:
     """Contextual bandit over one split of a profile (see module docstring)."""
 
-    def __init__(self, profile: Profile, split: str = "train", *, reward: Reward | None = None,
-                 budget_ratios: tuple[float, ...] = E5_BUDGET_RATIOS, baseline: BudgetBaseline = "global",
-                 seed: int = 0) -> None:
+    def __init__(
+        self,
+        profile: Profile,
+        split: str = "train",
+        *,
+        reward: Reward | None = None,
+        budget_ratios: tuple[float, ...] = E5_BUDGET_RATIOS,
+        baseline: BudgetBaseline = "global",
+        seed: int = 0,
+    ) -> None:
         if baseline not in BASELINES:
             raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
         ratios = tuple(float(r) for r in budget_ratios)
@@ -132,8 +140,9 @@ class ProfileEnv:
         """Run each context under its config (flat indices [n]); counts n env_steps."""
         configs = np.asarray(configs, dtype=np.int64).reshape(-1)
         if len(configs) != len(ctx):
-            raise ValueError(f"configs must have one entry per context ({len(ctx)}), got "
-                             f"{len(configs)}")
+            raise ValueError(
+                f"configs must have one entry per context ({len(ctx)}), got {len(configs)}"
+            )
         if (configs < 0).any() or (configs >= self.profile.n_configs).any():
             raise ValueError(f"configs must be flat indices in [0, {self.profile.n_configs})")
         rep = self.rng.integers(0, self.profile.n_repeats, size=len(ctx))
@@ -159,12 +168,17 @@ class ProfileEnv:
         """env_steps charged by :meth:`profile_rows` per request (configs x repeats)."""
         return int(self.profile.n_configs * self.profile.n_repeats)
 
-    def row_rewards(self, quality: np.ndarray, latency: np.ndarray,
-                    budget_ms: np.ndarray) -> np.ndarray:
+    def row_rewards(
+        self, quality: np.ndarray, latency: np.ndarray, budget_ms: np.ndarray
+    ) -> np.ndarray:
         """``[n, C]`` reward of every config of rows read with :meth:`profile_rows`, averaged
         over the measured repeats, at one budget per row (no env_steps: nothing new is read)."""
-        r = self.reward(quality[:, :, None], latency, np.asarray(budget_ms)[:, None, None],
-                        self.complexity[None, :, None])
+        r = self.reward(
+            quality[:, :, None],
+            latency,
+            np.asarray(budget_ms)[:, None, None],
+            self.complexity[None, :, None],
+        )
         return r.mean(axis=2)
 
     # ------------------------------------------------------------------ hindsight (no steps)

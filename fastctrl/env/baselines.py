@@ -41,8 +41,11 @@ class EnginePolicy:
 
     def decide(self, ctx: Contexts, env: ProfileEnv) -> np.ndarray:
         image, text = env.features(ctx)
-        return np.asarray(self.engine.decide(image, text, ctx.budget_ms.astype(np.float32),
-                                             task=env.profile.task_types[ctx.req]))
+        return np.asarray(
+            self.engine.decide(
+                image, text, ctx.budget_ms.astype(np.float32), task=env.profile.task_types[ctx.req]
+            )
+        )
 
 
 class RandomPolicy:
@@ -100,8 +103,10 @@ def expected_quality_rewards(env: ProfileEnv, ctx: Contexts) -> np.ndarray:
     measured latency repeats (judging only: no env_steps, never part of what a learner sees)."""
     qe = env.profile.quality_expected
     if qe is None:
-        raise ValueError("the profile has no expected quality (Profile.quality_expected); only "
-                         "profiles with a quality_expected column have an expected oracle")
+        raise ValueError(
+            "the profile has no expected quality (Profile.quality_expected); only "
+            "profiles with a quality_expected column have an expected oracle"
+        )
     q = qe[ctx.req].astype(np.float64)[:, :, None]
     lat = env.profile.latency[ctx.req].astype(np.float64)
     r = env.reward(q, lat, ctx.budget_ms[:, None, None], env.complexity[None, :, None])

@@ -86,7 +86,7 @@ def decision_metrics(env: ProfileEnv, ctx: Contexts, configs_flat: np.ndarray) -
     cfg = np.asarray(configs_flat, dtype=np.int64)
     prof = env.profile
     q = prof.quality[ctx.req, cfg].astype(np.float64)
-    lat = prof.latency[ctx.req, cfg].astype(np.float64)                 # [n, S]
+    lat = prof.latency[ctx.req, cfg].astype(np.float64)  # [n, S]
     budget = ctx.budget_ms[:, None]
     r = env.reward(q[:, None], lat, budget, env.complexity[cfg][:, None])
     m = Metrics(
@@ -111,13 +111,15 @@ def to_flat(env: ProfileEnv, indices: np.ndarray) -> np.ndarray:
     """[n, n_knobs] grid indices (a policy's decisions) -> [n] flat config indices."""
     idx = np.asarray(indices, dtype=np.int64)
     if idx.ndim != 2:
-        raise ValueError(f"decisions must be [n, {len(env.space)}] grid indices, got "
-                         f"{list(idx.shape)}")
+        raise ValueError(
+            f"decisions must be [n, {len(env.space)}] grid indices, got {list(idx.shape)}"
+        )
     return env.space.flat_index(idx)
 
 
-def measure_overhead_ms(policy: Policy, env: ProfileEnv, ctx: Contexts,
-                        n_calls: int = 200, warmup: int = 20) -> float:
+def measure_overhead_ms(
+    policy: Policy, env: ProfileEnv, ctx: Contexts, n_calls: int = 200, warmup: int = 20
+) -> float:
     """Median time of one decision at batch 1 (ms), through the decision engine if any.
 
     An engine policy is timed through exactly the call a hooked forward makes
@@ -139,13 +141,21 @@ def measure_overhead_ms(policy: Policy, env: ProfileEnv, ctx: Contexts,
         def tensor(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(engine.device)
 
-        rows = [(tensor(image[i:i + 1]), tensor(text[i:i + 1]),
-                 tensor(np.asarray([ctx.budget_ms[i]]))) for i in range(n)]
+        rows = [
+            (
+                tensor(image[i : i + 1]),
+                tensor(text[i : i + 1]),
+                tensor(np.asarray([ctx.budget_ms[i]])),
+            )
+            for i in range(n)
+        ]
         tasks: list[torch.Tensor | None] = [None] * n
         if getattr(engine, "n_task_slots", 0):
             types = env.profile.task_types[ctx.req[:n]]
-            tasks = [torch.from_numpy(engine.task_slots(types[i:i + 1], 1)).to(engine.device)
-                     for i in range(n)]
+            tasks = [
+                torch.from_numpy(engine.task_slots(types[i : i + 1], 1)).to(engine.device)
+                for i in range(n)
+            ]
 
         def call(i: int) -> None:
             decide(engine, configs, *rows[i], tasks[i])
@@ -165,9 +175,12 @@ def measure_overhead_ms(policy: Policy, env: ProfileEnv, ctx: Contexts,
     return float(np.median(times) * 1e3)
 
 
-def evaluate_policy(policy: Policy, env: ProfileEnv,
-                    ratios: tuple[float, ...] | None = None,
-                    measure_overhead: bool = True) -> PolicyEval:
+def evaluate_policy(
+    policy: Policy,
+    env: ProfileEnv,
+    ratios: tuple[float, ...] | None = None,
+    measure_overhead: bool = True,
+) -> PolicyEval:
     """Metrics per budget ratio and overall for one policy on ``env``'s split."""
     ratios = env.budget_ratios if ratios is None else ratios
     ctx = env.all_contexts(ratios)
@@ -183,11 +196,11 @@ def evaluate_policy(policy: Policy, env: ProfileEnv,
 
 def add_oracle_gap(result: PolicyEval, oracle: PolicyEval) -> None:
     """Set ``gap_to_oracle`` (+ ``_pct``) of every block of ``result``, in place."""
+
     def gap(block: Metrics, ref: Metrics) -> None:
         g = ref.utility - block.utility
         block.gap_to_oracle = float(g)
-        block.gap_to_oracle_pct = float(100.0 * g / abs(ref.utility)) if ref.utility != 0 \
-            else None
+        block.gap_to_oracle_pct = float(100.0 * g / abs(ref.utility)) if ref.utility != 0 else None
 
     gap(result.overall, oracle.overall)
     for k, block in result.per_budget.items():
@@ -217,37 +230,50 @@ def add_static_gap_closed(result: PolicyEval, baselines: dict[str, PolicyEval]) 
         if not expected:
             return block.utility
         if block.utility_expected is None:
-            raise ValueError(f"add_static_gap_closed: {who} has no utility_expected; evaluate "
-                             "it on the same profile (one with quality_expected)")
+            raise ValueError(
+                f"add_static_gap_closed: {who} has no utility_expected; evaluate "
+                "it on the same profile (one with quality_expected)"
+            )
         return block.utility_expected
 
     def closed(block: Metrics, st: Metrics, rf: Metrics) -> None:
         gap = utility(rf, ref_name) - utility(st, "best_static")
-        block.gap_closed = (float((utility(block, "result") - utility(st, "best_static")) / gap)
-                            if gap > _MIN_GAP else None)
+        block.gap_closed = (
+            float((utility(block, "result") - utility(st, "best_static")) / gap)
+            if gap > _MIN_GAP
+            else None
+        )
         block.gap_closed_reference = ref_name
 
     closed(result.overall, static.overall, ref.overall)
     missing = sorted(set(result.per_budget) - (set(ref.per_budget) & set(static.per_budget)))
     if missing:
-        raise ValueError(f"add_static_gap_closed: the baselines lack budgets {missing} of the "
-                         "result; evaluate them on the same budget ratios")
+        raise ValueError(
+            f"add_static_gap_closed: the baselines lack budgets {missing} of the "
+            "result; evaluate them on the same budget ratios"
+        )
     for k, block in result.per_budget.items():
         closed(block, static.per_budget[k], ref.per_budget[k])
 
 
-def evaluate_baselines(train_env: ProfileEnv, eval_env: ProfileEnv, seed: int = 0,
-                       measure_overhead: bool = True) -> dict[str, PolicyEval]:
+def evaluate_baselines(
+    train_env: ProfileEnv, eval_env: ProfileEnv, seed: int = 0, measure_overhead: bool = True
+) -> dict[str, PolicyEval]:
     """random / full / best_static (fit on train) / oracle on ``eval_env``, plus
     ``oracle_expected`` when the profile has expected quality; with oracle gaps
     (:func:`add_oracle_gap`, to the hindsight ``oracle``) and the share of the static -> oracle
     gap each closes (:func:`add_static_gap_closed`)."""
-    policies: list[Policy] = [RandomPolicy(seed), FullPolicy(), StaticPolicy.fit(train_env),
-                              OraclePolicy()]
+    policies: list[Policy] = [
+        RandomPolicy(seed),
+        FullPolicy(),
+        StaticPolicy.fit(train_env),
+        OraclePolicy(),
+    ]
     if eval_env.profile.quality_expected is not None:
         policies.append(ExpectedOraclePolicy())
-    results = {p.name: evaluate_policy(p, eval_env, measure_overhead=measure_overhead)
-               for p in policies}
+    results = {
+        p.name: evaluate_policy(p, eval_env, measure_overhead=measure_overhead) for p in policies
+    }
     for res in results.values():
         add_oracle_gap(res, results["oracle"])
     for res in results.values():
@@ -274,15 +300,25 @@ def profile_frontier(profile: Profile, split: str = "test") -> list[dict[str, An
     idx = profile.split_indices(split)
     lat = profile.mean_latency[idx].mean(0)
     q = profile.quality[idx].mean(0)
-    return [{"config": profile.space.config(profile.config_indices[i]).values,
-             "latency_mean": float(lat[i]), "quality_mean": float(q[i])}
-            for i in pareto_frontier(lat, q)]
+    return [
+        {
+            "config": profile.space.config(profile.config_indices[i]).values,
+            "latency_mean": float(lat[i]),
+            "quality_mean": float(q[i]),
+        }
+        for i in pareto_frontier(lat, q)
+    ]
 
 
-def oracle_static_margin(profile: Profile, reward: Reward | None = None, *,
-                         ratios: tuple[float, ...] = E5_BUDGET_RATIOS,
-                         baseline: str = "global", split: str = "test",
-                         quality: QualityKind = "auto") -> list[dict[str, Any]]:
+def oracle_static_margin(
+    profile: Profile,
+    reward: Reward | None = None,
+    *,
+    ratios: tuple[float, ...] = E5_BUDGET_RATIOS,
+    baseline: str = "global",
+    split: str = "test",
+    quality: QualityKind = "auto",
+) -> list[dict[str, Any]]:
     """Is the problem worth a controller? Per budget ratio: the per-request oracle's quality vs
     the best single static config whose SLO violation on ``split`` is at most the oracle's.
 
@@ -300,8 +336,9 @@ def oracle_static_margin(profile: Profile, reward: Reward | None = None, *,
         raise ValueError(f"quality must be one of {QUALITY_KINDS}, got {quality!r}")
     if quality == "expected" and profile.quality_expected is None:
         raise ValueError("quality='expected' needs a profile with quality_expected")
-    use_expected = quality == "expected" or (quality == "auto"
-                                             and profile.quality_expected is not None)
+    use_expected = quality == "expected" or (
+        quality == "auto" and profile.quality_expected is not None
+    )
     ev = ProfileEnv(profile, split, reward=reward, budget_ratios=ratios, baseline=baseline)
     oracle: Policy = ExpectedOraclePolicy() if use_expected else OraclePolicy()
     table = profile.quality_expected if use_expected else profile.quality
@@ -317,8 +354,8 @@ def oracle_static_margin(profile: Profile, reward: Reward | None = None, *,
     for ratio in ratios:
         ctx = ev.all_contexts((ratio,))
         m_or = decision_metrics(ev, ctx, to_flat(ev, oracle.decide(ctx, ev)))
-        lat = profile.latency[ctx.req].astype(np.float64)               # [n, C, S]
-        viol = (lat > ctx.budget_ms[:, None, None]).mean(axis=(0, 2))   # [C]
+        lat = profile.latency[ctx.req].astype(np.float64)  # [n, C, S]
+        viol = (lat > ctx.budget_ms[:, None, None]).mean(axis=(0, 2))  # [C]
         qual = table[ctx.req].mean(0)
         ok = np.flatnonzero(viol <= m_or.slo_violation_rate)
         if len(ok) == 0:
@@ -326,16 +363,18 @@ def oracle_static_margin(profile: Profile, reward: Reward | None = None, *,
         best = int(ok[qual[ok].argmax()])
         m_st = decision_metrics(ev, ctx, np.full(len(ctx), best))
         (q_or, u_or), (q_st, u_st) = q_and_u(m_or), q_and_u(m_st)
-        rows.append({
-            "budget_ratio": ratio,
-            "quality": "expected" if use_expected else "measured",
-            "oracle_quality": q_or,
-            "oracle_slo_violation_rate": m_or.slo_violation_rate,
-            "static_config": profile.space.config(profile.config_indices[best]).values,
-            "static_quality": q_st,
-            "static_slo_violation_rate": m_st.slo_violation_rate,
-            "margin": q_or - q_st,
-            "oracle_utility": u_or,
-            "static_utility": u_st,
-        })
+        rows.append(
+            {
+                "budget_ratio": ratio,
+                "quality": "expected" if use_expected else "measured",
+                "oracle_quality": q_or,
+                "oracle_slo_violation_rate": m_or.slo_violation_rate,
+                "static_config": profile.space.config(profile.config_indices[best]).values,
+                "static_quality": q_st,
+                "static_slo_violation_rate": m_st.slo_violation_rate,
+                "margin": q_or - q_st,
+                "oracle_utility": u_or,
+                "static_utility": u_st,
+            }
+        )
     return rows

@@ -40,8 +40,9 @@ class E5Reward:
             raise ValueError(f"reward lambda must be finite and >= 0, got {self.lam}")
 
     def __call__(self, quality, latency, budget, complexity=None) -> np.ndarray:
-        quality, latency, budget = (np.asarray(x, dtype=np.float64)
-                                    for x in (quality, latency, budget))
+        quality, latency, budget = (
+            np.asarray(x, dtype=np.float64) for x in (quality, latency, budget)
+        )
         return quality - self.lam * np.maximum(0.0, latency - budget) / budget
 
     def to_dict(self) -> dict:
@@ -76,19 +77,32 @@ class ShapedReward:
             raise ValueError(f"reward tau must be > 0, got {self.tau}")
 
     def __call__(self, quality, latency, budget, complexity=None) -> np.ndarray:
-        quality, latency, budget = (np.asarray(x, dtype=np.float64)
-                                    for x in (quality, latency, budget))
+        quality, latency, budget = (
+            np.asarray(x, dtype=np.float64) for x in (quality, latency, budget)
+        )
         cx = 0.0 if complexity is None else np.asarray(complexity, dtype=np.float64)
         over = latency > budget
         z = np.clip((latency - budget) / (self.tau * budget), -60.0, 60.0)
         smooth = 1.0 / (1.0 + np.exp(-z))
         bonus = np.where(over, 0.0, 1.0 - latency / budget)
-        return (self.alpha * quality - self.beta * smooth - self.gamma * over
-                - self.epsilon * cx + self.delta * bonus)
+        return (
+            self.alpha * quality
+            - self.beta * smooth
+            - self.gamma * over
+            - self.epsilon * cx
+            + self.delta * bonus
+        )
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "alpha": self.alpha, "beta": self.beta, "gamma": self.gamma,
-                "delta": self.delta, "epsilon": self.epsilon, "tau": self.tau}
+        return {
+            "name": self.name,
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "gamma": self.gamma,
+            "delta": self.delta,
+            "epsilon": self.epsilon,
+            "tau": self.tau,
+        }
 
 
 Reward = E5Reward | ShapedReward

@@ -75,12 +75,18 @@ class EvaluateArgs:
     quiet: bool = False
 
     def __post_init__(self) -> None:
-        cli.need(bool(self.budgets_ms) != bool(self.budget_ratios),
-                 "give --budgets_ms or --budget_ratios (one of them)")
-        cli.need(all(b > 0 for b in self.budgets_ms + self.budget_ratios),
-                 "budgets and budget ratios must be > 0")
-        cli.need(not self.budget_ratios or self.profile is not None,
-                 "--budget_ratios needs --profile (the reference latency is its full config)")
+        cli.need(
+            bool(self.budgets_ms) != bool(self.budget_ratios),
+            "give --budgets_ms or --budget_ratios (one of them)",
+        )
+        cli.need(
+            all(b > 0 for b in self.budgets_ms + self.budget_ratios),
+            "budgets and budget ratios must be > 0",
+        )
+        cli.need(
+            not self.budget_ratios or self.profile is not None,
+            "--budget_ratios needs --profile (the reference latency is its full config)",
+        )
         cli.need_at_least(self, 1, "max_new_tokens")
         cli.need_at_least(self, 0, "warmup", "threads")
 
@@ -99,16 +105,20 @@ def _load_policy(path: str) -> Any:
             if isinstance(meta, dict) and meta.get("format") == FORMAT_NAME:
                 return LookupTablePolicy.from_pretrained(cand)
             return Controller.from_pretrained(cand).eval()
-    raise FileNotFoundError(f"--controller {path}: no controller there (expected config.json "
-                            "written by Controller.save_pretrained or "
-                            "LookupTablePolicy.save_pretrained, or a run directory with "
-                            f"controller/ or {RUN_SUBDIR}/)")
+    raise FileNotFoundError(
+        f"--controller {path}: no controller there (expected config.json "
+        "written by Controller.save_pretrained or "
+        "LookupTablePolicy.save_pretrained, or a run directory with "
+        f"controller/ or {RUN_SUBDIR}/)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = cli.parse(EvaluateArgs, argv, prog="python -m fastctrl.evaluate")
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     import torch
 
     from ..profile.cli import load_model, load_requests
@@ -127,15 +137,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             torch.set_num_threads(args.threads)
         controller = _load_policy(args.controller)
         # the model and data, loaded exactly as the profiler loads them (tiny weights: seed 0)
-        model, processor = load_model(args.model, dtype=args.dtype, device=args.device,
-                                      device_map=args.device_map,
-                                      attn_implementation=args.attn_implementation,
-                                      trust_remote_code=args.trust_remote_code)
+        model, processor = load_model(
+            args.model,
+            dtype=args.dtype,
+            device=args.device,
+            device_map=args.device_map,
+            attn_implementation=args.attn_implementation,
+            trust_remote_code=args.trust_remote_code,
+        )
         if args.dataset is None:
             data, name = synthetic_vqa(args.samples or 12, seed=args.seed), None
         else:
-            data, name = load_requests(args.dataset, split=args.split, samples=args.samples,
-                                       on_error=args.on_error)
+            data, name = load_requests(
+                args.dataset, split=args.split, samples=args.samples, on_error=args.on_error
+            )
         requests = list(as_requests(data))
         metric_name, metric = resolve_metric(args.metric, True, name)
         static, ref, profile, recorded = None, None, None, None
@@ -143,42 +158,65 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.profile:
             profile = Profile.load(args.profile, missing_configs=args.missing_configs)
             if profile.space != controller.space:
-                raise ValueError(f"the profile's grid {profile.space} differs from the "
-                                 f"controller's {controller.space}")
+                raise ValueError(
+                    f"the profile's grid {profile.space} differs from the "
+                    f"controller's {controller.space}"
+                )
             if not budgets:
-                ref = float(profile.mean_latency[profile.split_indices("train"),
-                                                 profile.full_index].mean())
+                ref = float(
+                    profile.mean_latency[profile.split_indices("train"), profile.full_index].mean()
+                )
                 budgets = [r * ref for r in args.budget_ratios]
             static, ref = static_configs(profile, budgets)
             recorded = profile_machine(args.profile)  # unreadable: fails now, not after the run
-        res = evaluate_live(model, processor, controller, requests, budgets, metric,
-                            metric_name, static=static, reference_ms=ref,
-                            max_new_tokens=args.max_new_tokens, warmup=args.warmup,
-                            engine=args.engine, answer_path=args.answer_path,
-                            quiet=args.quiet)
+        res = evaluate_live(
+            model,
+            processor,
+            controller,
+            requests,
+            budgets,
+            metric,
+            metric_name,
+            static=static,
+            reference_ms=ref,
+            max_new_tokens=args.max_new_tokens,
+            warmup=args.warmup,
+            engine=args.engine,
+            answer_path=args.answer_path,
+            quiet=args.quiet,
+        )
         host = None
         if profile is not None:
             full_ms = [x for row in res.per_budget.values() for x in row["full"].latency_ms]
-            here = {**machine(next(model.parameters()).device),
-                    "torch_threads": torch.get_num_threads(), "answered_by": res.answered_by}
+            here = {
+                **machine(next(model.parameters()).device),
+                "torch_threads": torch.get_num_threads(),
+                "answered_by": res.answered_by,
+            }
             host = check_host(profile, recorded, full_ms, here)
     except (ValueError, TypeError, FileNotFoundError, ModelLoadError) as e:
         print(f"error: {e}", file=sys.stderr)
         return cli.USAGE_ERROR
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    io.write_json(out / "live_eval.json", {"args": io.to_json(args), **io.to_json(res),
-                                           "host": io.to_json(host)})
+    io.write_json(
+        out / "live_eval.json",
+        {"args": io.to_json(args), **io.to_json(res), "host": io.to_json(host)},
+    )
     plot_accuracy_vs_budget(res, out / "accuracy_vs_budget.png")
     plot_latency_per_budget(res, out / "latency_per_budget.png")
     for b in res.budgets_ms:
         row = res.per_budget[f"{b:g}"]
-        parts = [f"{n}: acc {r.accuracy:.3f}, p50 {r.latency_p50_ms:.1f} ms, SLO "
-                 f"{r.slo_attainment:.0%}" for n, r in row.items()]
+        parts = [
+            f"{n}: acc {r.accuracy:.3f}, p50 {r.latency_p50_ms:.1f} ms, SLO {r.slo_attainment:.0%}"
+            for n, r in row.items()
+        ]
         print(f"budget {b:.1f} ms | " + " | ".join(parts))
     if host is not None:
-        print(f"full config here / in the profile: {host.latency_scale:.2f}x "
-              f"({host.full_p50_live_ms:.2f} / {host.full_p50_profile_ms:.2f} ms p50)"
-              + ("; outside the same-machine band, see the warning" if host.warning else ""))
+        print(
+            f"full config here / in the profile: {host.latency_scale:.2f}x "
+            f"({host.full_p50_live_ms:.2f} / {host.full_p50_profile_ms:.2f} ms p50)"
+            + ("; outside the same-machine band, see the warning" if host.warning else "")
+        )
     print(f"wrote {out / 'live_eval.json'} and figures")
     return 0

@@ -63,8 +63,12 @@ def profile_machine(table_path: str | Path) -> dict[str, Any] | None:
     return out
 
 
-def check_host(profile: Profile, recorded: dict[str, Any] | None, full_latency_ms: list[float],
-               machine: dict[str, Any]) -> HostCheck:
+def check_host(
+    profile: Profile,
+    recorded: dict[str, Any] | None,
+    full_latency_ms: list[float],
+    machine: dict[str, Any],
+) -> HostCheck:
     """Compare the live full-config latencies with the profile's (median over its requests).
 
     ``recorded``: the machine its sweep recorded (:func:`profile_machine`); ``machine``: this
@@ -80,11 +84,16 @@ def check_host(profile: Profile, recorded: dict[str, Any] | None, full_latency_m
     warning = None
     lo, hi = SAME_SPEED
     if not lo <= scale <= hi:
-        where = (f"machine fields that differ: {', '.join(differs) or 'none recorded'}"
-                 if recorded is not None else "the profile records no machine")
-        warning = (f"the full config runs {scale:.2f}x the profile's latency here "
-                   f"({live_p50:.2f} vs {prof:.2f} ms p50): budgets in ms learnt from that "
-                   f"profile do not transfer to this machine ({where}); profile the model on "
-                   "the machine that serves it")
+        where = (
+            f"machine fields that differ: {', '.join(differs) or 'none recorded'}"
+            if recorded is not None
+            else "the profile records no machine"
+        )
+        warning = (
+            f"the full config runs {scale:.2f}x the profile's latency here "
+            f"({live_p50:.2f} vs {prof:.2f} ms p50): budgets in ms learnt from that "
+            f"profile do not transfer to this machine ({where}); profile the model on "
+            "the machine that serves it"
+        )
         log.warning(warning)
     return HostCheck(live_p50, prof, scale, recorded, machine, differs, warning)

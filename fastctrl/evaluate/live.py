@@ -84,8 +84,9 @@ def config_key(values: dict[str, int]) -> str:
     return ",".join(f"{k}={v}" for k, v in values.items())
 
 
-def static_configs(profile: Profile, budgets_ms: Sequence[float]) -> tuple[dict[float, Config],
-                                                                          float]:
+def static_configs(
+    profile: Profile, budgets_ms: Sequence[float]
+) -> tuple[dict[float, Config], float]:
     """Per budget, the best static config chosen on the profile's train split, and the
     reference latency (train mean of the full config) budgets are relative to."""
     ref = float(profile.mean_latency[profile.split_indices("train"), profile.full_index].mean())
@@ -100,12 +101,23 @@ def static_configs(profile: Profile, budgets_ms: Sequence[float]) -> tuple[dict[
     return out, ref
 
 
-def evaluate_live(model: nn.Module, processor: Any, controller: Controller | LookupTablePolicy,
-                  requests: Sequence[Request], budgets_ms: Sequence[float], metric: Metric,
-                  metric_name: str, *, static: dict[float, Config] | None = None,
-                  reference_ms: float | None = None, max_new_tokens: int = 4,
-                  warmup: int = 1, engine: str = "auto", answer_path: str = "auto",
-                  quiet: bool = False) -> LiveResult:
+def evaluate_live(
+    model: nn.Module,
+    processor: Any,
+    controller: Controller | LookupTablePolicy,
+    requests: Sequence[Request],
+    budgets_ms: Sequence[float],
+    metric: Metric,
+    metric_name: str,
+    *,
+    static: dict[float, Config] | None = None,
+    reference_ms: float | None = None,
+    max_new_tokens: int = 4,
+    warmup: int = 1,
+    engine: str = "auto",
+    answer_path: str = "auto",
+    quiet: bool = False,
+) -> LiveResult:
     """Run every request at every budget under the controller, ``static`` (if given) and the
     full config; see the module docstring. ``answer_path``: ``auto`` or ``generate``.
 
@@ -133,15 +145,19 @@ def evaluate_live(model: nn.Module, processor: Any, controller: Controller | Loo
     if table is not None:
         unknown = sorted({str(r.task_type) for r in requests} - set(table.tasks))
         if unknown:
-            raise ValueError(f"the lookup table knows the task types {table.tasks}; the "
-                             f"requests also have {unknown}")
+            raise ValueError(
+                f"the lookup table knows the task types {table.tasks}; the "
+                f"requests also have {unknown}"
+            )
         handle = hook(model, space=space)
     else:
         handle = hook(model, controller, budget_ms=budgets[0], engine=engine)
     per_budget: dict[str, dict[str, PolicyResult]] = {}
     try:
-        def run(req: Request, inputs: dict[str, Any], pin: Config | None, budget: float
-                ) -> tuple[float, float, str]:
+
+        def run(
+            req: Request, inputs: dict[str, Any], pin: Config | None, budget: float
+        ) -> tuple[float, float, str]:
             looked_up = table is not None and pin is None
             handle.pin(pin)
 
@@ -150,23 +166,28 @@ def evaluate_live(model: nn.Module, processor: Any, controller: Controller | Loo
                     handle.pin(table.decide(req.task_type, budget))
                 if prefill is not None:
                     return prefill(inputs, budget_ms=budget, task_type=req.task_type)
-                return model.generate(**inputs, **gen, budget_ms=budget,
-                                      task_type=req.task_type)
+                return model.generate(**inputs, **gen, budget_ms=budget, task_type=req.task_type)
 
             out, ms = timer.time(answer)
-            pred = out[0, inputs["input_ids"].shape[1]:].tolist()
+            pred = out[0, inputs["input_ids"].shape[1] :].tolist()
             q = float(metric(decode(pred), req.answer, pred, pred))  # scored on answers
             cfg = config_key(handle.last_config.values)
             return q, ms, cfg
 
-        inputs_of = [{k: v.to(device) if isinstance(v, torch.Tensor) else v
-                      for k, v in processor([r.image], [r.prompt]).items()} for r in requests]
+        inputs_of = [
+            {
+                k: v.to(device) if isinstance(v, torch.Tensor) else v
+                for k, v in processor([r.image], [r.prompt]).items()
+            }
+            for r in requests
+        ]
         with torch.inference_mode():
             for _ in range(warmup):  # untimed: caches, allocator, the engine's first call
                 run(requests[0], inputs_of[0], None, budgets[0])
                 run(requests[0], inputs_of[0], full, budgets[0])
-            bar = tqdm(total=len(budgets) * len(requests), desc="evaluate", unit="req",
-                       disable=quiet)
+            bar = tqdm(
+                total=len(budgets) * len(requests), desc="evaluate", unit="req", disable=quiet
+            )
             for b in budgets:
                 pins: dict[str, Config | None] = {"controller": None, "full": full}
                 if static is not None:
@@ -184,11 +205,13 @@ def evaluate_live(model: nn.Module, processor: Any, controller: Controller | Loo
                     q = np.array([r[0] for r in rows])
                     lat = np.array([r[1] for r in rows])
                     res[name] = PolicyResult(
-                        accuracy=float(q.mean()), latency_p50_ms=float(np.percentile(lat, 50)),
+                        accuracy=float(q.mean()),
+                        latency_p50_ms=float(np.percentile(lat, 50)),
                         latency_p95_ms=float(np.percentile(lat, 95)),
                         slo_attainment=float((lat <= b).mean()),
                         configs=dict(Counter(r[2] for r in rows).most_common()),
-                        latency_ms=[float(x) for x in lat])
+                        latency_ms=[float(x) for x in lat],
+                    )
                 if ctrl_ms:
                     res["controller"].controller_share = float(np.sum(ctrl_ms) / np.sum(fwd_ms))
                     res["controller"].controller_ms_p50 = float(np.median(ctrl_ms))
@@ -196,8 +219,14 @@ def evaluate_live(model: nn.Module, processor: Any, controller: Controller | Loo
             bar.close()
     finally:
         handle.remove()
-    return LiveResult(budgets, reference_ms, metric_name, len(requests), max_new_tokens,
-                      per_budget,
-                      {f"{b:g}": c.values for b, c in (static or {}).items()},
-                      answered_by(prefill),
-                      "lookup_table" if table is not None else "controller")
+    return LiveResult(
+        budgets,
+        reference_ms,
+        metric_name,
+        len(requests),
+        max_new_tokens,
+        per_budget,
+        {f"{b:g}": c.values for b, c in (static or {}).items()},
+        answered_by(prefill),
+        "lookup_table" if table is not None else "controller",
+    )

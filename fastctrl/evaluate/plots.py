@@ -26,12 +26,14 @@ def plot_accuracy_vs_budget(res: LiveResult, path: str | Path) -> None:
         if any(r is None for r in rows):
             continue
         ax_acc.plot(budgets, [r.accuracy for r in rows], "o-", color=COLORS[name], label=name)
-        ax_slo.plot(budgets, [r.slo_attainment for r in rows], "o-", color=COLORS[name],
-                    label=name)
-    ax_acc.set(xlabel="budget (ms)", ylabel=f"accuracy ({res.metric})",
-               title="accuracy vs budget")
-    ax_slo.set(xlabel="budget (ms)", ylabel="SLO attainment", ylim=(-0.02, 1.02),
-               title="share of requests within budget")
+        ax_slo.plot(budgets, [r.slo_attainment for r in rows], "o-", color=COLORS[name], label=name)
+    ax_acc.set(xlabel="budget (ms)", ylabel=f"accuracy ({res.metric})", title="accuracy vs budget")
+    ax_slo.set(
+        xlabel="budget (ms)",
+        ylabel="SLO attainment",
+        ylim=(-0.02, 1.02),
+        title="share of requests within budget",
+    )
     ax_acc.legend()
     _save(fig, Path(path))
 

@@ -28,19 +28,25 @@ BLOCKS_KNOB = "num_active_blocks"
 KNOWN_KNOBS = (*VISION_KNOBS, TOPK_KNOB, BLOCKS_KNOB)
 
 
-def keeps_every_token(space: ActionSpace, tokens_per_crop: int | None,
-                      values: Mapping[str, int]) -> bool:
+def keeps_every_token(
+    space: ActionSpace, tokens_per_crop: int | None, values: Mapping[str, int]
+) -> bool:
     """Whether a config keeps every vision token whatever the input (no vision knob, or
     ``max_crops`` at its grid top without ``tokens_per_crop``): decided without reading
     tensors, so no host sync."""
     knob = next((n for n in VISION_KNOBS if n in space.names), None)
-    return knob is None or (knob == "max_crops" and tokens_per_crop is None
-                            and values[knob] == space[knob].values[-1])
+    return knob is None or (
+        knob == "max_crops" and tokens_per_crop is None and values[knob] == space[knob].values[-1]
+    )
 
 
-def vision_keep(space: ActionSpace, tokens_per_crop: int | None, vis: torch.Tensor,
-                tokens_per_image: list[int], config: Config | Mapping[str, int]
-                ) -> torch.Tensor | None:
+def vision_keep(
+    space: ActionSpace,
+    tokens_per_crop: int | None,
+    vis: torch.Tensor,
+    tokens_per_image: list[int],
+    config: Config | Mapping[str, int],
+) -> torch.Tensor | None:
     """``[B, L]`` bool of positions kept, or ``None`` when every token is kept.
 
     ``config``: a Config or its knob values. Selection rule (cheap, content-independent):
@@ -67,14 +73,15 @@ def vision_keep(space: ActionSpace, tokens_per_crop: int | None, vis: torch.Tens
             chosen = ((torch.arange(k, device=vis.device) + 0.5) * n / k).long()
             drop = torch.ones(n, dtype=torch.bool, device=vis.device)
             drop[chosen] = False
-            p = pos[start:start + n][drop]
+            p = pos[start : start + n][drop]
             keep[p[:, 0], p[:, 1]] = False
         start += n
     return None if bool(keep.all()) else keep
 
 
-def kept_tokens(space: ActionSpace, tokens_per_crop: int | None, knob: str, value: int,
-                n: int) -> int:
+def kept_tokens(
+    space: ActionSpace, tokens_per_crop: int | None, knob: str, value: int, n: int
+) -> int:
     """Vision tokens of an ``n``-token image kept at ``knob = value``."""
     if knob == "vision_tokens":
         return max(1, min(n, value))
@@ -84,8 +91,9 @@ def kept_tokens(space: ActionSpace, tokens_per_crop: int | None, knob: str, valu
     return max(1, min(n, math.ceil(n * value / top)))
 
 
-def remove_tokens(adapter: Adapter, kwargs: dict[str, Any], keep: torch.Tensor
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+def remove_tokens(
+    adapter: Adapter, kwargs: dict[str, Any], keep: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Keep only the ``keep`` positions in the language model's inputs, in place.
 
     Returns ``keep_idx`` ``[B, L']`` (kept original columns) and the kept position ids
@@ -101,8 +109,7 @@ def remove_tokens(adapter: Adapter, kwargs: dict[str, Any], keep: torch.Tensor
         )
     keep_idx = keep.nonzero()[:, 1].view(bsz, -1)
     kept = keep_idx.shape[1]
-    kwargs["inputs_embeds"] = embeds.gather(
-        1, keep_idx[..., None].expand(-1, -1, embeds.shape[-1]))
+    kwargs["inputs_embeds"] = embeds.gather(1, keep_idx[..., None].expand(-1, -1, embeds.shape[-1]))
     am = kwargs.get("attention_mask")
     if isinstance(am, torch.Tensor) and am.ndim == 2:
         kwargs["attention_mask"] = am.gather(1, keep_idx)
@@ -172,14 +179,18 @@ class ModulePatcher:
         self.renormalize_topk = renormalize_topk
         self._norm_routers = [r for r in self.routers if hasattr(r, "norm_topk_prob")]
         self._orig_norm = [r.norm_topk_prob for r in self._norm_routers]
-        if renormalize_topk is not None and self.routers and len(self._norm_routers) < \
-                len(self.routers) and adapter.renormalises != ("always" if renormalize_topk
-                                                               else "never"):
+        if (
+            renormalize_topk is not None
+            and self.routers
+            and len(self._norm_routers) < len(self.routers)
+            and adapter.renormalises != ("always" if renormalize_topk else "never")
+        ):
             rule = adapter.renormalises
             raise ValueError(
                 f"renormalize_topk={renormalize_topk}: the {adapter.family} routers "
                 f"({type(self.routers[0]).__name__}) have no norm_topk_prob switch and "
-                f"their rule is fixed ({rule!r}); pass renormalize_topk=None to keep it")
+                f"their rule is fixed ({rule!r}); pass renormalize_topk=None to keep it"
+            )
 
     def apply(self, config: Config, values: dict[str, int] | None = None) -> None:
         """Patch for ``config`` (``values``: its knob values, if the caller has them)."""
@@ -194,7 +205,7 @@ class ModulePatcher:
             self._top_k_set = True
         active = values.get(BLOCKS_KNOB)
         if active is not None and active < len(self.layers):
-            for layer in self.layers[int(active):]:  # early exit: blocks active..N-1 skipped
+            for layer in self.layers[int(active) :]:  # early exit: blocks active..N-1 skipped
                 self._skipped.append((layer, layer.__dict__.get("forward", _NONE)))
                 layer.forward = self._skip_forward
 
@@ -238,24 +249,45 @@ def check_space(space: ActionSpace, adapter: Adapter, log: Any) -> None:
         if not adapter.is_moe:
             raise ValueError(
                 f"knob 'top_k': the {adapter.family} model has no MoE routers (a dense "
-                "language model); leave top_k out of the action space")
+                "language model); leave top_k out of the action space"
+            )
         vals = space[TOPK_KNOB].values
         if max(vals) > adapter.num_experts:
             raise ValueError(
                 f"knob 'top_k' grid {vals} exceeds the model's {adapter.num_experts} experts"
             )
         if max(vals) != adapter.native_top_k:
-            log.warning("top_k grid top %d differs from the model's native top_k %d: the full "
-                        "config is not the unmodified model", max(vals), adapter.native_top_k)
+            log.warning(
+                "top_k grid top %d differs from the model's native top_k %d: the full "
+                "config is not the unmodified model",
+                max(vals),
+                adapter.native_top_k,
+            )
     if BLOCKS_KNOB in space.names:
         vals = space[BLOCKS_KNOB].values
         if max(vals) > adapter.num_layers:
-            raise ValueError(f"knob 'num_active_blocks' grid {vals} exceeds the model's "
-                             f"{adapter.num_layers} decoder blocks")
+            raise ValueError(
+                f"knob 'num_active_blocks' grid {vals} exceeds the model's "
+                f"{adapter.num_layers} decoder blocks"
+            )
         if max(vals) != adapter.num_layers:
-            log.warning("num_active_blocks grid top %d < the model's %d blocks: the full config "
-                        "is not the unmodified model", max(vals), adapter.num_layers)
+            log.warning(
+                "num_active_blocks grid top %d < the model's %d blocks: the full config "
+                "is not the unmodified model",
+                max(vals),
+                adapter.num_layers,
+            )
 
 
-__all__ = ["BLOCKS_KNOB", "KNOWN_KNOBS", "TOPK_KNOB", "VISION_KNOBS", "ModulePatcher",
-           "check_space", "keeps_every_token", "kept_tokens", "remove_tokens", "vision_keep"]
+__all__ = [
+    "BLOCKS_KNOB",
+    "KNOWN_KNOBS",
+    "TOPK_KNOB",
+    "VISION_KNOBS",
+    "ModulePatcher",
+    "check_space",
+    "keeps_every_token",
+    "kept_tokens",
+    "remove_tokens",
+    "vision_keep",
+]

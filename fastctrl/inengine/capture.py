@@ -46,8 +46,9 @@ class ForwardCapture:
     tower (tile-splitting families, :mod:`.crops`): the language-model pre-hook applies it
     and neither decides nor removes tokens again."""
 
-    def on_vision(self, adapter: Adapter, args: tuple[Any, ...], kwargs: dict[str, Any],
-                  output: Any) -> None:
+    def on_vision(
+        self, adapter: Adapter, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
+    ) -> None:
         feats, tokens = adapter.pool_images(args, kwargs, output)
         self.image_feats.append(feats.detach())
         self.tokens_per_image += tokens
@@ -59,25 +60,34 @@ class ForwardCapture:
         if isinstance(ids, torch.Tensor) and ids.ndim == 2:
             self.input_ids, self.text_embeds = ids, output.detach()
 
-    def features(self, adapter: Adapter, vis: torch.Tensor, am: torch.Tensor | None,
-                 bsz: int, merged: torch.Tensor | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    def features(
+        self,
+        adapter: Adapter,
+        vis: torch.Tensor,
+        am: torch.Tensor | None,
+        bsz: int,
+        merged: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Pooled ``[B, Di]`` image and ``[B, Dt]`` text features (model dtype and device).
 
         ``merged``: the language model's ``inputs_embeds`` ``[B, L, D]``, pooled at the vision
         positions for families whose image feature is ``"merged"``."""
         dev = vis.device
         emb = self.text_embeds
-        dtype = emb.dtype if emb is not None else \
-            (self.image_feats[0].dtype if self.image_feats else torch.float32)
+        dtype = (
+            emb.dtype
+            if emb is not None
+            else (self.image_feats[0].dtype if self.image_feats else torch.float32)
+        )
         if adapter.image_feature == "merged":
             if merged is None or tuple(merged.shape[:2]) != tuple(vis.shape):
                 image = torch.zeros(bsz, adapter.image_dim, device=dev, dtype=dtype)
             else:
                 image = _masked_mean(merged, vis.to(merged.dtype), bsz).to(dtype)
         elif self.image_feats:
-            feats = self.image_feats[0] if len(self.image_feats) == 1 else \
-                torch.cat(self.image_feats)
+            feats = (
+                self.image_feats[0] if len(self.image_feats) == 1 else torch.cat(self.image_feats)
+            )
             if feats.device != dev or feats.dtype != dtype:
                 feats = feats.to(dev, dtype)
             image = self._pool_images(feats, vis, bsz)
@@ -103,7 +113,8 @@ class ForwardCapture:
             # a request with several images gets the mean of their features
             dev = feats.device
             counts = torch.zeros(bsz, device=dev, dtype=feats.dtype).index_add_(
-                0, rows, torch.ones(n, device=dev, dtype=feats.dtype))
+                0, rows, torch.ones(n, device=dev, dtype=feats.dtype)
+            )
             image = torch.zeros(bsz, feats.shape[1], device=dev, dtype=feats.dtype)
             return image.index_add_(0, rows, feats) / counts.clamp(min=1)[:, None]
         if n == bsz:
@@ -114,8 +125,9 @@ class ForwardCapture:
         )
 
 
-def text_feature(emb: torch.Tensor, vis: torch.Tensor, am: torch.Tensor | None,
-                 bsz: int) -> torch.Tensor:
+def text_feature(
+    emb: torch.Tensor, vis: torch.Tensor, am: torch.Tensor | None, bsz: int
+) -> torch.Tensor:
     """``[B, D]`` mean of the token embeddings ``emb [B, L, D]`` at attended (``am = 1``),
     non-vision positions: the text feature of every family."""
     if am is not None and am.device != emb.device:

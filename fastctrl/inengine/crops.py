@@ -58,7 +58,7 @@ class TileSpec:
 
     @property
     def feature_dim(self) -> int:
-        return self.channels * self.pool_grid ** 2 + 1
+        return self.channels * self.pool_grid**2 + 1
 
 
 @dataclass
@@ -105,23 +105,31 @@ def parse(input_ids: torch.Tensor, pixel_values: torch.Tensor | None, spec: Tile
     rows: list[list[Tile]] = []
     for b, ps in enumerate(per_row):
         if len(ps) % s:
-            raise ValueError(f"fastctrl.hook: row {b} has {len(ps)} image tokens, not a multiple "
-                             f"of the {s} tokens per tile")
+            raise ValueError(
+                f"fastctrl.hook: row {b} has {len(ps)} image tokens, not a multiple "
+                f"of the {s} tokens per tile"
+            )
         starts = ps[::s]
         for k, st in enumerate(starts):
             if ps[k * s + s - 1] != st + s - 1:
-                raise ValueError(f"fastctrl.hook: row {b}: the image tokens of tile {k} are not "
-                                 "contiguous (not a tile-splitting prompt layout)")
+                raise ValueError(
+                    f"fastctrl.hook: row {b}: the image tokens of tile {k} are not "
+                    "contiguous (not a tile-splitting prompt layout)"
+                )
         if starts and min(starts) < 2:
-            raise ValueError(f"fastctrl.hook: row {b}: a tile has no <fake><marker> tokens "
-                             "before its image tokens")
+            raise ValueError(
+                f"fastctrl.hook: row {b}: a tile has no <fake><marker> tokens "
+                "before its image tokens"
+            )
         if ids_host is None and starts:
             ids_host = ids.tolist()
         markers = [ids_host[b][st - 1] for st in starts] if starts else []
         glob = markers[-1] if markers else None
         if starts and any(ids_host[b][st - 2] != ids_host[b][starts[-1] - 2] for st in starts):
-            raise ValueError(f"fastctrl.hook: row {b}: the tiles are not all preceded by the "
-                             "same <fake_token_around_image> token")
+            raise ValueError(
+                f"fastctrl.hook: row {b}: the tiles are not all preceded by the "
+                "same <fake_token_around_image> token"
+            )
         tiles, image = [], 0
         for st, m in zip(starts, markers, strict=True):
             g = m == glob
@@ -137,7 +145,8 @@ def parse(input_ids: torch.Tensor, pixel_values: torch.Tensor | None, spec: Tile
             if len(idx) != len(tiles):
                 raise ValueError(
                     f"fastctrl.hook: row {b} has {len(tiles)} tiles in its prompt but "
-                    f"{len(idx)} real (not all-zero) tiles in pixel_values")
+                    f"{len(idx)} real (not all-zero) tiles in pixel_values"
+                )
             for t, j in zip(tiles, idx, strict=True):
                 t.pixel = j
             layout.pixel_index.append(idx)
@@ -187,19 +196,27 @@ class CropState:
         emb = kwargs.get("inputs_embeds")
         n = int((ids if ids is not None else emb).shape[1])
         am = kwargs.get("attention_mask")
-        if isinstance(am, torch.Tensor) and am.ndim == 2 and \
-                am.shape[1] == self.orig_len + (past - self.kept_len) + n:
-            head = self.prompt_mask if self.prompt_mask is not None else am.new_ones(
-                am.shape[0], self.kept_len)
-            kwargs["attention_mask"] = torch.cat([head.to(am.dtype), am[:, self.orig_len:]], 1)
+        if (
+            isinstance(am, torch.Tensor)
+            and am.ndim == 2
+            and am.shape[1] == self.orig_len + (past - self.kept_len) + n
+        ):
+            head = (
+                self.prompt_mask
+                if self.prompt_mask is not None
+                else am.new_ones(am.shape[0], self.kept_len)
+            )
+            kwargs["attention_mask"] = torch.cat([head.to(am.dtype), am[:, self.orig_len :]], 1)
         pos = kwargs.get("position_ids")
         if isinstance(pos, torch.Tensor):
             kwargs["position_ids"] = pos - self.shift.to(pos.device).view(
-                *([1] * (pos.ndim - 2)), -1, 1)
+                *([1] * (pos.ndim - 2)), -1, 1
+            )
 
 
-def reduce_inputs(kwargs: dict[str, Any], layout: Layout, keep: list[list[bool]],
-                  spec: TileSpec) -> CropState | None:
+def reduce_inputs(
+    kwargs: dict[str, Any], layout: Layout, keep: list[list[bool]], spec: TileSpec
+) -> CropState | None:
     """Rewrite the top-level forward's kwargs in place to the kept tiles (see the module
     docstring); ``None`` (kwargs untouched) when every tile is kept."""
     if all(all(row) for row in keep):
@@ -212,7 +229,7 @@ def reduce_inputs(kwargs: dict[str, Any], layout: Layout, keep: list[list[bool]]
     for b, (tiles, flags) in enumerate(zip(layout.rows, keep, strict=True)):
         for t, k in zip(tiles, flags, strict=True):
             if not k:
-                cols[b, t.start - 2:t.start + s] = False  # <fake><row_i_col_j><image>*S
+                cols[b, t.start - 2 : t.start + s] = False  # <fake><row_i_col_j><image>*S
     cols = cols.to(dev)
     am = kwargs.get("attention_mask")
     am2 = am if isinstance(am, torch.Tensor) and am.ndim == 2 else None
@@ -231,12 +248,12 @@ def reduce_inputs(kwargs: dict[str, Any], layout: Layout, keep: list[list[bool]]
         for b in range(bsz):
             row = real[b].nonzero()[:, 0]
             if left:
-                keep_idx[b, width - row.numel():] = row
+                keep_idx[b, width - row.numel() :] = row
             else:
-                keep_idx[b, :row.numel()] = row
+                keep_idx[b, : row.numel()] = row
     pad = keep_idx < 0
     gather_idx = keep_idx.clamp(min=0)
-    dropped = (~cols & attended)
+    dropped = ~cols & attended
     shift = dropped.sum(1)
 
     def take(x: torch.Tensor, fill: int | float) -> torch.Tensor:
@@ -253,9 +270,10 @@ def reduce_inputs(kwargs: dict[str, Any], layout: Layout, keep: list[list[bool]]
     if isinstance(pos, torch.Tensor) and pos.shape[-1] == seq:
         before = dropped.long().cumsum(1).gather(1, gather_idx)  # dropped up to each column
         p = pos.expand(*pos.shape[:-2], bsz, seq).gather(
-            -1, gather_idx.expand(*pos.shape[:-2], bsz, width))
+            -1, gather_idx.expand(*pos.shape[:-2], bsz, width)
+        )
         renum = p - before
-        real = (prompt_mask.bool() if prompt_mask is not None else ~pad)
+        real = prompt_mask.bool() if prompt_mask is not None else ~pad
         kwargs["position_ids"] = torch.where(real, renum, p).masked_fill(pad, 0)
     for name, v in list(kwargs.items()):  # other per-token inputs (token type ids, ...)
         if name in ("input_ids", "attention_mask", "position_ids"):
@@ -270,8 +288,10 @@ def _reduce_pixels(kwargs: dict[str, Any], layout: Layout, keep: list[list[bool]
     pix = kwargs.get("pixel_values")
     if pix is None:
         return
-    kept = [[t.pixel for t, k in zip(tiles, flags, strict=True) if k]
-            for tiles, flags in zip(layout.rows, keep, strict=True)]
+    kept = [
+        [t.pixel for t, k in zip(tiles, flags, strict=True) if k]
+        for tiles, flags in zip(layout.rows, keep, strict=True)
+    ]
     n = max(1, max(len(k) for k in kept))
     dev = pix.device
     idx = torch.tensor([k + [k[-1] if k else 0] * (n - len(k)) for k in kept], device=dev)
@@ -280,16 +300,21 @@ def _reduce_pixels(kwargs: dict[str, Any], layout: Layout, keep: list[list[bool]
         x = kwargs.get(name)
         if not isinstance(x, torch.Tensor):
             continue
-        g = x.gather(1, idx.view(*idx.shape, *([1] * (x.ndim - 2))).expand(
-            -1, -1, *x.shape[2:]))
+        g = x.gather(1, idx.view(*idx.shape, *([1] * (x.ndim - 2))).expand(-1, -1, *x.shape[2:]))
         if not bool(valid.all()):
             g = g * valid.view(*valid.shape, *([1] * (x.ndim - 2))).to(g.dtype)
         kwargs[name] = g
 
 
-def image_features(pixel_values: torch.Tensor | None, pixel_mask: torch.Tensor | None,
-                   layout: Layout | None, spec: TileSpec, bsz: int, dtype: torch.dtype,
-                   device: torch.device) -> torch.Tensor:
+def image_features(
+    pixel_values: torch.Tensor | None,
+    pixel_mask: torch.Tensor | None,
+    layout: Layout | None,
+    spec: TileSpec,
+    bsz: int,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> torch.Tensor:
     """``[B, 3 G^2 + 1]``: per request, the mean over its images of (the global tile pooled
     to ``G x G`` per channel, the image's number of crops); zeros without images."""
     out = torch.zeros(bsz, spec.feature_dim, dtype=dtype, device=device)
@@ -318,10 +343,20 @@ def image_features(pixel_values: torch.Tensor | None, pixel_mask: torch.Tensor |
     feats = feats.to(device, dtype)
     r = r.to(device)
     count = torch.zeros(bsz, device=device, dtype=dtype).index_add_(
-        0, r, torch.ones(len(rows), device=device, dtype=dtype))
+        0, r, torch.ones(len(rows), device=device, dtype=dtype)
+    )
     out.index_add_(0, r, feats)
     return out / count.clamp(min=1)[:, None]
 
 
-__all__ = ["CropState", "Layout", "Tile", "TileSpec", "crops_kept", "image_features", "parse",
-           "plan", "reduce_inputs"]
+__all__ = [
+    "CropState",
+    "Layout",
+    "Tile",
+    "TileSpec",
+    "crops_kept",
+    "image_features",
+    "parse",
+    "plan",
+    "reduce_inputs",
+]

@@ -44,8 +44,7 @@ class ConfigCache:
         if hit is None:
             config = Config(self.space, tuple(int(i) for i in indices))
             values = config.values
-            hit = self._configs[indices] = CachedConfig(config, values,
-                                                        tuple(values.values()))
+            hit = self._configs[indices] = CachedConfig(config, values, tuple(values.values()))
         return hit
 
 
@@ -71,8 +70,14 @@ class Decision:
     """The config the batch runs: the per-knob minimum of ``rows``."""
 
 
-def decide(engine: Any, configs: ConfigCache, image: torch.Tensor, text: torch.Tensor,
-           budget: torch.Tensor, task: torch.Tensor | None = None) -> Decision:
+def decide(
+    engine: Any,
+    configs: ConfigCache,
+    image: torch.Tensor,
+    text: torch.Tensor,
+    budget: torch.Tensor,
+    task: torch.Tensor | None = None,
+) -> Decision:
     """One engine call on validated inputs (``[B, D]`` features, a float32 ``[B]`` budget and
     optional int64 ``[B]`` task slots, on ``engine.device``), then the batch config.
     ``engine`` is anything with ``decide_tensors`` (an :class:`~fastctrl.engines.Engine` or a

@@ -31,11 +31,15 @@ class DecodeState:
     def map_mask(self, am: Any, past: int, n: int) -> Any:
         """A 2-D mask over the original prompt columns (+ generated ones) mapped onto the
         kept columns; any other mask as it is."""
-        if self.keep_idx is None or not (isinstance(am, torch.Tensor) and am.ndim == 2) or \
-                am.shape[1] != self.orig_len + (past - self.kept_len) + n:
+        if (
+            self.keep_idx is None
+            or not (isinstance(am, torch.Tensor) and am.ndim == 2)
+            or am.shape[1] != self.orig_len + (past - self.kept_len) + n
+        ):
             return am
-        return torch.cat([am[:, :self.orig_len].gather(1, self.keep_idx),
-                          am[:, self.orig_len:]], dim=1)
+        return torch.cat(
+            [am[:, : self.orig_len].gather(1, self.keep_idx), am[:, self.orig_len :]], dim=1
+        )
 
     def continue_step(self, kwargs: dict[str, Any], past: int) -> None:
         """Rewrite one decode step's language-model kwargs (mask, positions), in place."""
@@ -59,8 +63,12 @@ class DecodeState:
         step = torch.arange(n, device=self.next_pos.device)
         new = self.next_pos[..., None] + step
         given = kwargs.get("position_ids")
-        if given is not None and given.ndim == 3 and new.ndim == 3 and given.shape[0] != \
-                new.shape[0]:
+        if (
+            given is not None
+            and given.ndim == 3
+            and new.ndim == 3
+            and given.shape[0] != new.shape[0]
+        ):
             new = new[1:] if new.shape[0] == 4 else torch.cat([new[:1], new])
         kwargs["position_ids"] = new
         self.next_pos = self.next_pos + n

@@ -29,8 +29,9 @@ from torch import nn
 from .prefill_answer import _NEUTRAL, PrefillAnswer, _fit, _ids, _mask, _vocab_size
 
 
-def lean_answer_path(model: nn.Module, gen_kwargs: Mapping[str, Any]
-                     ) -> PrefillAnswer | GreedyDecode | None:
+def lean_answer_path(
+    model: nn.Module, gen_kwargs: Mapping[str, Any]
+) -> PrefillAnswer | GreedyDecode | None:
     """The answer path without ``generate()``'s per-call set-up that gives its tokens for
     ``gen_kwargs``: the prefill forward for one new token, the cached greedy loop for more;
     ``None`` where only ``generate()`` does."""
@@ -40,16 +41,27 @@ def lean_answer_path(model: nn.Module, gen_kwargs: Mapping[str, Any]
 def answered_by(path: Any) -> str:
     """The sidecar's name of an answer path (``None``: ``generate()``)."""
     return {PrefillAnswer: "prefill_forward", GreedyDecode: "greedy_decode"}.get(
-        type(path), "generate")
+        type(path), "generate"
+    )
 
 
 class GreedyDecode:
     """Greedy multi-token answers with a KV cache; build with :meth:`create`."""
 
-    def __init__(self, model: nn.Module, max_new_tokens: int, banned: torch.Tensor | None,
-                 banned_first: torch.Tensor | None, eos: torch.Tensor | None,
-                 eos_mask: torch.Tensor | None, pad_token_id: int, min_new: int,
-                 min_length: int, logits_to_keep: bool, position_ids: bool) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        max_new_tokens: int,
+        banned: torch.Tensor | None,
+        banned_first: torch.Tensor | None,
+        eos: torch.Tensor | None,
+        eos_mask: torch.Tensor | None,
+        pad_token_id: int,
+        min_new: int,
+        min_length: int,
+        logits_to_keep: bool,
+        position_ids: bool,
+    ) -> None:
         self.model = model
         self.max_new_tokens = max_new_tokens
         self._banned, self._banned_first = banned, banned_first  # bool (vocab,) or None
@@ -65,8 +77,11 @@ class GreedyDecode:
         2``, or ``None`` where it would not give ``generate()``'s tokens."""
         from transformers import GenerationConfig
 
-        needed = ("prepare_inputs_for_generation", "_update_model_kwargs_for_generation",
-                  "_prepare_position_ids_for_generation")
+        needed = (
+            "prepare_inputs_for_generation",
+            "_update_model_kwargs_for_generation",
+            "_prepare_position_ids_for_generation",
+        )
         if not all(hasattr(model, m) for m in needed):
             return None
         base = getattr(model, "generation_config", None)
@@ -88,16 +103,26 @@ class GreedyDecode:
         if eos and pad is None:
             return None
         params = inspect.signature(model.forward).parameters
-        return cls(model, int(gc.max_new_tokens), _mask(_ids(gc.suppress_tokens), vocab, device),
-                   _mask(_ids(gc.begin_suppress_tokens), vocab, device),
-                   torch.tensor(eos, device=device) if eos else None,
-                   _mask(eos, vocab, device), int(pad if pad is not None else 0),
-                   int(gc.min_new_tokens or 0), int(gc.min_length or 0),
-                   "logits_to_keep" in params, "position_ids" in params)
+        return cls(
+            model,
+            int(gc.max_new_tokens),
+            _mask(_ids(gc.suppress_tokens), vocab, device),
+            _mask(_ids(gc.begin_suppress_tokens), vocab, device),
+            torch.tensor(eos, device=device) if eos else None,
+            _mask(eos, vocab, device),
+            int(pad if pad is not None else 0),
+            int(gc.min_new_tokens or 0),
+            int(gc.min_length or 0),
+            "logits_to_keep" in params,
+            "position_ids" in params,
+        )
 
     def _choose(self, logits: torch.Tensor, step: int, length: int) -> torch.Tensor:
-        for mask, on in ((self._banned, True), (self._banned_first, step == 0),
-                         (self._eos_mask, step < self._min_new or length < self._min_length)):
+        for mask, on in (
+            (self._banned, True),
+            (self._banned_first, step == 0),
+            (self._eos_mask, step < self._min_new or length < self._min_length),
+        ):
             if on and mask is not None:
                 logits = logits.masked_fill(_fit(mask, logits.shape[-1]), float("-inf"))
         return logits.argmax(-1)
@@ -119,8 +144,11 @@ class GreedyDecode:
         unfinished = torch.ones(ids.shape[0], dtype=torch.bool, device=ids.device)
         for step in range(self.max_new_tokens):
             step_inputs = model.prepare_inputs_for_generation(
-                ids, next_sequence_length=None if step == 0 else 1,
-                is_first_iteration=step == 0, **kw)
+                ids,
+                next_sequence_length=None if step == 0 else 1,
+                is_first_iteration=step == 0,
+                **kw,
+            )
             out = model(**step_inputs, return_dict=True, **(call_kwargs if step == 0 else {}))
             kw = model._update_model_kwargs_for_generation(out, kw, is_encoder_decoder=False)
             nxt = self._choose(out.logits[:, -1].float(), step, int(ids.shape[1]))

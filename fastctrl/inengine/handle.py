@@ -90,9 +90,16 @@ def validate_budget(budget_ms: Any) -> np.ndarray | None:
 class HookHandle:
     """Returned by :func:`fastctrl.hook`; ``remove()`` undoes everything."""
 
-    def __init__(self, model: nn.Module, adapter: Adapter, space: ActionSpace,
-                 engine: Engine | None, budget_ms: np.ndarray | None,
-                 tokens_per_crop: int | None, renormalize_topk: bool | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        adapter: Adapter,
+        space: ActionSpace,
+        engine: Engine | None,
+        budget_ms: np.ndarray | None,
+        tokens_per_crop: int | None,
+        renormalize_topk: bool | None = None,
+    ) -> None:
         self.model = model
         self.adapter = adapter
         self.space = space
@@ -109,9 +116,10 @@ class HookHandle:
         self._hooks: list[Any] = []
         self._removed = False
         self._device = _model_device(model)
-        self.stats = HookStats(knob_names=space.names,
-                               timer="cuda_events" if self._device.type == "cuda"
-                               else "perf_counter")
+        self.stats = HookStats(
+            knob_names=space.names,
+            timer="cuda_events" if self._device.type == "cuda" else "perf_counter",
+        )
         self._last_idx: torch.Tensor | list[list[int]] | None = None
         self._configs = ConfigCache(space)
         self._budgets = BudgetCache()
@@ -201,8 +209,10 @@ class HookHandle:
 
     def __repr__(self) -> str:
         state = "removed" if self._removed else "active"
-        return (f"HookHandle({self.adapter.family}, {self.space}, engine="
-                f"{getattr(self.engine, 'kind', None)}, {state})")
+        return (
+            f"HookHandle({self.adapter.family}, {self.space}, engine="
+            f"{getattr(self.engine, 'kind', None)}, {state})"
+        )
 
     # ------------------------------------------------------------------ installation
     def _install(self) -> None:
@@ -216,15 +226,19 @@ class HookHandle:
         ]
         if a.image_feature == "vision_tower":
             self._hooks.append(
-                a.vision_tower.register_forward_hook(self._vision_post, with_kwargs=True))
+                a.vision_tower.register_forward_hook(self._vision_post, with_kwargs=True)
+            )
         orig_generate = getattr(self.model, "generate", None)
         if callable(orig_generate):
             # generate() validates its kwargs against forward's signature, so a per-request
             # budget is taken here and held for the whole call (prefill and decode steps).
-            def generate(*args: Any, budget_ms: Any = None, task_type: Any = None,
-                         **kwargs: Any) -> Any:
-                old_task, self._task = self._task, task_type if task_type is not None \
-                    else self._task
+            def generate(
+                *args: Any, budget_ms: Any = None, task_type: Any = None, **kwargs: Any
+            ) -> Any:
+                old_task, self._task = (
+                    self._task,
+                    task_type if task_type is not None else self._task,
+                )
                 try:
                     if budget_ms is None:
                         return orig_generate(*args, **kwargs)
@@ -241,8 +255,9 @@ class HookHandle:
             setattr(self.model, _ENCODE_BEFORE_PREFILL, _keep_pixels_for_prefill)
 
     # ------------------------------------------------------------------ hooks
-    def _outer_pre(self, module: nn.Module, args: tuple[Any, ...],
-                   kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    def _outer_pre(
+        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
         budget = kwargs.pop("budget_ms", None)
         budget = self._budget if budget is None else validate_budget(budget)
         task = kwargs.pop("task_type", None)
@@ -266,21 +281,23 @@ class HookHandle:
                 ids = kwargs.get("input_ids")
                 n = int(ids.shape[1]) if isinstance(ids, torch.Tensor) and ids.ndim == 2 else 1
                 if "attention_mask" in kwargs:
-                    kwargs["attention_mask"] = req.map_mask(kwargs["attention_mask"],
-                                                            int(past), n)
+                    kwargs["attention_mask"] = req.map_mask(kwargs["attention_mask"], int(past), n)
             return args, kwargs
         if self._tiles is not None and args:
             args, kwargs = (), {**self._bind(args), **kwargs}
         am = kwargs.get("attention_mask")
         ctx = self._ctx = ForwardCapture(
             budget=budget,
-            attention_mask=am if isinstance(am, torch.Tensor) and am.ndim == 2 else None)
+            attention_mask=am if isinstance(am, torch.Tensor) and am.ndim == 2 else None,
+        )
         pending = self._pending_vision
         if pending.image_feats:  # the tower ran outside a forward since the last prefill
             self._pending_vision = _empty_capture()
             if kwargs.get("mm_encoder_outputs"):  # encoded for this forward (generate())
-                ctx.image_feats, ctx.tokens_per_image = pending.image_feats, \
-                    pending.tokens_per_image
+                ctx.image_feats, ctx.tokens_per_image = (
+                    pending.image_feats,
+                    pending.tokens_per_image,
+                )
         ctx.task = task
         ctx.t0 = now(self._device)
         if self._tiles is not None:
@@ -346,8 +363,7 @@ class HookHandle:
         absolute = self.tokens_per_crop is not None
         if value == top and not absolute:
             return  # the grid top keeps every crop: the forward is the unmodified one
-        state = crops.reduce_inputs(kwargs, layout, crops.plan(layout, value, top, absolute),
-                                    spec)
+        state = crops.reduce_inputs(kwargs, layout, crops.plan(layout, value, top, absolute), spec)
         if state is not None:
             self._crop_state = state
             self.last_kept_positions = state.keep_idx
@@ -360,8 +376,9 @@ class HookHandle:
             return
         self.stats.record(ctx.ctrl, (ctx.t0, now(self._device)))
 
-    def _vision_post(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
-                     output: Any) -> None:
+    def _vision_post(
+        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
+    ) -> None:
         ctx = self._ctx
         if ctx is None:
             # transformers >= 5.2x generate() encodes the images before the prefill forward and
@@ -375,8 +392,9 @@ class HookHandle:
         if ctx is not None and ctx.decides:
             ctx.on_embed(args, output)
 
-    def _lm_pre(self, module: nn.Module, args: tuple[Any, ...],
-                kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+    def _lm_pre(
+        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
         ctx = self._ctx
         embeds = kwargs.get("inputs_embeds")
         if ctx is None or embeds is None:
@@ -414,12 +432,16 @@ class HookHandle:
         self._patcher.restore()
 
     # ------------------------------------------------------------------ prefill
-    def _prefill(self, ctx: ForwardCapture, kwargs: dict[str, Any],
-                 embeds: torch.Tensor) -> DecodeState:
+    def _prefill(
+        self, ctx: ForwardCapture, kwargs: dict[str, Any], embeds: torch.Tensor
+    ) -> DecodeState:
         bsz, seq = embeds.shape[:2]
         t0 = now(self._device)
-        ids = ctx.input_ids if ctx.input_ids is not None and \
-            tuple(ctx.input_ids.shape) == (bsz, seq) else None
+        ids = (
+            ctx.input_ids
+            if ctx.input_ids is not None and tuple(ctx.input_ids.shape) == (bsz, seq)
+            else None
+        )
         am = kwargs.get("attention_mask")
         am2 = am if isinstance(am, torch.Tensor) and am.ndim == 2 else ctx.attention_mask
 
@@ -450,18 +472,21 @@ class HookHandle:
         else:
             if vis is None:
                 vis = self._vision_mask(ids, bsz, seq, embeds.device)
-            keep = vision_keep(self.space, self.tokens_per_crop, vis, ctx.tokens_per_image,
-                               chosen.values)
+            keep = vision_keep(
+                self.space, self.tokens_per_crop, vis, ctx.tokens_per_image, chosen.values
+            )
         if keep is None and chosen.key not in self._keeps_all:
-            self._keeps_all[chosen.key] = keeps_every_token(self.space, self.tokens_per_crop,
-                                                            chosen.values)
+            self._keeps_all[chosen.key] = keeps_every_token(
+                self.space, self.tokens_per_crop, chosen.values
+            )
         self.last_kept_positions = None
         if keep is None:
             return DecodeState(config, None, seq, seq, None, 0, chosen.values)
         keep_idx, pos_kept = remove_tokens(self.adapter, kwargs, keep)
         self.last_kept_positions = keep_idx
-        return DecodeState(config, keep_idx, seq, keep_idx.shape[1], pos_kept[..., -1] + 1, 0,
-                           chosen.values)
+        return DecodeState(
+            config, keep_idx, seq, keep_idx.shape[1], pos_kept[..., -1] + 1, 0, chosen.values
+        )
 
     def _count_decision(self, chosen: Any, rows: list[list[int]], bsz: int) -> None:
         self.last_config = chosen.config
@@ -473,8 +498,9 @@ class HookHandle:
             for row in rows:
                 self.stats.request_configs[self._configs.get(tuple(row)).key] += 1
 
-    def _decide(self, ctx: ForwardCapture, image: torch.Tensor, text: torch.Tensor,
-                bsz: int) -> Decision:
+    def _decide(
+        self, ctx: ForwardCapture, image: torch.Tensor, text: torch.Tensor, bsz: int
+    ) -> Decision:
         """The one engine call on the pooled features (:func:`.decision.decide`)."""
         if self.engine is None:
             raise RuntimeError(
@@ -511,8 +537,9 @@ class HookHandle:
             self._features_from = None
         return self._features
 
-    def _vision_mask(self, ids: torch.Tensor | None, bsz: int, seq: int,
-                     device: torch.device) -> torch.Tensor:
+    def _vision_mask(
+        self, ids: torch.Tensor | None, bsz: int, seq: int, device: torch.device
+    ) -> torch.Tensor:
         if ids is None:  # no token ids (inputs_embeds given): no position is a vision token
             return torch.zeros(bsz, seq, dtype=torch.bool, device=device)
         return self.adapter.vision_mask(ids)
@@ -549,11 +576,16 @@ def _model_device(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-def hook(model: nn.Module, controller: Controller | None = None,
-         budget_ms: float | Sequence[float] | np.ndarray | torch.Tensor | None = None,
-         engine: str = "auto", *, space: ActionSpace | None = None,
-         tokens_per_crop: int | None = None,
-         renormalize_topk: bool | None = None) -> HookHandle:
+def hook(
+    model: nn.Module,
+    controller: Controller | None = None,
+    budget_ms: float | Sequence[float] | np.ndarray | torch.Tensor | None = None,
+    engine: str = "auto",
+    *,
+    space: ActionSpace | None = None,
+    tokens_per_crop: int | None = None,
+    renormalize_topk: bool | None = None,
+) -> HookHandle:
     """Patch a transformers VLM so that every forward decides and applies its own config.
 
     Args:
@@ -584,7 +616,8 @@ def hook(model: nn.Module, controller: Controller | None = None,
     if controller is not None:
         if not isinstance(controller, Controller):
             raise TypeError(
-                f"controller must be a fastctrl.Controller, got {type(controller).__name__}")
+                f"controller must be a fastctrl.Controller, got {type(controller).__name__}"
+            )
         cc = controller.config
         if (cc.image_dim, cc.text_dim) != (adapter.image_dim, adapter.text_dim):
             raise ValueError(
@@ -599,23 +632,25 @@ def hook(model: nn.Module, controller: Controller | None = None,
         dev = _model_device(model)
         # On CUDA the engine runs where the model is (auto: Triton), so pooled features stay
         # on the device and the decision's only sync is reading the config; int8 stays on CPU.
-        kw = {"device": dev} if dev.type == "cuda" and engine in ("auto", "torch", "triton") \
-            else {}
+        kw = {"device": dev} if dev.type == "cuda" and engine in ("auto", "torch", "triton") else {}
         eng: Engine | None = make_engine(controller, engine, **kw)
     else:
         if space is None:
             raise ValueError("fastctrl.hook needs a controller, or a space to pin configs from")
         eng = None
-    if tokens_per_crop is not None and (not isinstance(tokens_per_crop, int) or
-                                        tokens_per_crop < 1):
+    if tokens_per_crop is not None and (
+        not isinstance(tokens_per_crop, int) or tokens_per_crop < 1
+    ):
         raise ValueError(f"tokens_per_crop must be a positive int, got {tokens_per_crop!r}")
     check_space(space, adapter, log)
     adapter.check_experts_implementation()
     if renormalize_topk is not None and not isinstance(renormalize_topk, bool):
         raise ValueError(f"renormalize_topk must be None, True or False, got {renormalize_topk!r}")
-    handle = HookHandle(model, adapter, space, eng, validate_budget(budget_ms), tokens_per_crop,
-                        renormalize_topk)
+    handle = HookHandle(
+        model, adapter, space, eng, validate_budget(budget_ms), tokens_per_crop, renormalize_topk
+    )
     _HOOKED[model] = handle
-    log.info("fastctrl.hook: %s with %s, engine=%s", adapter.family, space,
-             getattr(eng, "kind", None))
+    log.info(
+        "fastctrl.hook: %s with %s, engine=%s", adapter.family, space, getattr(eng, "kind", None)
+    )
     return handle

@@ -39,16 +39,29 @@ ANSWER_PATHS = ("auto", "generate")
 # apply, with the values that leave it unchanged (unset, or the old explicit defaults): any
 # other value sends the call to generate().
 _NEUTRAL: dict[str, tuple[Any, ...]] = {
-    "do_sample": (None, False), "num_beams": (None, 1), "num_beam_groups": (None, 1),
-    "penalty_alpha": (None,), "diversity_penalty": (None, 0.0),
-    "repetition_penalty": (None, 1.0), "encoder_repetition_penalty": (None, 1.0),
-    "no_repeat_ngram_size": (None, 0), "encoder_no_repeat_ngram_size": (None, 0),
-    "bad_words_ids": (None,), "force_words_ids": (None,), "sequence_bias": (None,),
-    "forced_bos_token_id": (None,), "forced_eos_token_id": (None,),
-    "exponential_decay_length_penalty": (None,), "guidance_scale": (None, 1.0),
-    "watermarking_config": (None,), "constraints": (None,),
-    "prompt_lookup_num_tokens": (None,), "assistant_early_exit": (None,),
-    "dola_layers": (None,), "token_healing": (None, False)}
+    "do_sample": (None, False),
+    "num_beams": (None, 1),
+    "num_beam_groups": (None, 1),
+    "penalty_alpha": (None,),
+    "diversity_penalty": (None, 0.0),
+    "repetition_penalty": (None, 1.0),
+    "encoder_repetition_penalty": (None, 1.0),
+    "no_repeat_ngram_size": (None, 0),
+    "encoder_no_repeat_ngram_size": (None, 0),
+    "bad_words_ids": (None,),
+    "force_words_ids": (None,),
+    "sequence_bias": (None,),
+    "forced_bos_token_id": (None,),
+    "forced_eos_token_id": (None,),
+    "exponential_decay_length_penalty": (None,),
+    "guidance_scale": (None, 1.0),
+    "watermarking_config": (None,),
+    "constraints": (None,),
+    "prompt_lookup_num_tokens": (None,),
+    "assistant_early_exit": (None,),
+    "dola_layers": (None,),
+    "token_healing": (None, False),
+}
 
 
 def _ids(value: Any) -> list[int]:
@@ -62,9 +75,14 @@ def _ids(value: Any) -> list[int]:
 class PrefillAnswer:
     """Greedy one-token answers from one forward; build with :meth:`create`."""
 
-    def __init__(self, model: nn.Module, banned: torch.Tensor | None,
-                 banned_with_eos: torch.Tensor | None, min_length: int,
-                 logits_to_keep: bool) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        banned: torch.Tensor | None,
+        banned_with_eos: torch.Tensor | None,
+        min_length: int,
+        logits_to_keep: bool,
+    ) -> None:
         self.model = model
         # bool (vocab,), True = not chosen as the first new token; the second one also holds
         # EOS back, for prompts shorter than min_length
@@ -119,8 +137,7 @@ def _vocab_size(model: nn.Module) -> int | None:
     return int(weight.shape[0]) if isinstance(weight, torch.Tensor) else None
 
 
-def _mask(token_ids: list[int], vocab: int | None, device: torch.device
-          ) -> torch.Tensor | None:
+def _mask(token_ids: list[int], vocab: int | None, device: torch.device) -> torch.Tensor | None:
     if not token_ids or vocab is None:
         return None
     m = torch.zeros(vocab, dtype=torch.bool, device=device)

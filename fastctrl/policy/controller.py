@@ -86,8 +86,14 @@ class ControllerConfig:
     is not known or not in this list); empty: no task input."""
 
     def __post_init__(self) -> None:
-        for name in ("image_dim", "text_dim", "image_proj_dim", "text_proj_dim", "hidden_dim",
-                     "trunk_layers"):
+        for name in (
+            "image_dim",
+            "text_dim",
+            "image_proj_dim",
+            "text_proj_dim",
+            "hidden_dim",
+            "trunk_layers",
+        ):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise ValueError(f"ControllerConfig.{name} must be a positive int, got {v!r}")
@@ -115,17 +121,21 @@ class ControllerConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"ControllerConfig.dropout must be in [0, 1), got {self.dropout!r}")
         if self.arch not in ("mlp", "recursive"):
-            raise ValueError(f"ControllerConfig.arch must be 'mlp' or 'recursive', got "
-                             f"{self.arch!r}")
+            raise ValueError(
+                f"ControllerConfig.arch must be 'mlp' or 'recursive', got {self.arch!r}"
+            )
         for name in ("recursive_outer_cycles", "recursive_inner_cycles"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise ValueError(f"ControllerConfig.{name} must be a positive int, got {v!r}")
         ActionSpace(self.grids)  # validates the grids
         if len(set(self.task_types)) != len(self.task_types) or not all(
-                isinstance(t, str) and t for t in self.task_types):
-            raise ValueError("ControllerConfig.task_types must be distinct non-empty strings, "
-                             f"got {self.task_types!r}")
+            isinstance(t, str) and t for t in self.task_types
+        ):
+            raise ValueError(
+                "ControllerConfig.task_types must be distinct non-empty strings, "
+                f"got {self.task_types!r}"
+            )
 
     @property
     def space(self) -> ActionSpace:
@@ -141,8 +151,9 @@ class ControllerConfig:
         if task_types is None or isinstance(task_types, str):
             task_types = [task_types]
         lookup = {t: i + 1 for i, t in enumerate(self.task_types)}
-        return np.asarray([lookup.get(t, 0) if isinstance(t, str) else 0 for t in task_types],
-                          dtype=np.int64)
+        return np.asarray(
+            [lookup.get(t, 0) if isinstance(t, str) else 0 for t in task_types], dtype=np.int64
+        )
 
     @property
     def encoding_dim(self) -> int:
@@ -169,13 +180,16 @@ def budget_frequencies(cfg: ControllerConfig) -> torch.Tensor:
     if half == 1:
         return torch.tensor([cfg.budget_min_freq], dtype=torch.float32)
     return torch.logspace(
-        math.log10(cfg.budget_min_freq), math.log10(cfg.budget_max_freq), half,
+        math.log10(cfg.budget_min_freq),
+        math.log10(cfg.budget_max_freq),
+        half,
         dtype=torch.float64,
     ).to(torch.float32)
 
 
-def encode_budget(budget_ms: torch.Tensor, cfg: ControllerConfig,
-                  freqs: torch.Tensor | None = None) -> torch.Tensor:
+def encode_budget(
+    budget_ms: torch.Tensor, cfg: ControllerConfig, freqs: torch.Tensor | None = None
+) -> torch.Tensor:
     """``[B]`` budgets in ms -> ``[B, encoding_dim]`` features (see module docstring)."""
     b = budget_ms.to(torch.float32) / cfg.ref_latency_ms
     if cfg.budget_encoding == "linear":
@@ -252,14 +266,21 @@ class Controller(nn.Module):
             from .recursive import RecursiveRefiner
 
             self.refiner = RecursiveRefiner(
-                in_dim, sum(self.space.sizes), latent_dim=config.hidden_dim // 2,
-                hidden_dim=config.hidden_dim, num_outer_cycles=config.recursive_outer_cycles,
-                num_inner_cycles=config.recursive_inner_cycles)
+                in_dim,
+                sum(self.space.sizes),
+                latent_dim=config.hidden_dim // 2,
+                hidden_dim=config.hidden_dim,
+                num_outer_cycles=config.recursive_outer_cycles,
+                num_inner_cycles=config.recursive_inner_cycles,
+            )
         else:
             layers: list[nn.Module] = []
             for _ in range(config.trunk_layers):
-                layers += [nn.Linear(in_dim, config.hidden_dim), nn.ReLU(),
-                           nn.Dropout(config.dropout)]
+                layers += [
+                    nn.Linear(in_dim, config.hidden_dim),
+                    nn.ReLU(),
+                    nn.Dropout(config.dropout),
+                ]
                 in_dim = config.hidden_dim
             self.trunk = nn.Sequential(*layers)
             self.heads = nn.ModuleDict(
@@ -273,8 +294,11 @@ class Controller(nn.Module):
         self.register_buffer("image_std", torch.ones(config.image_dim))
         self.register_buffer("text_mean", torch.zeros(config.text_dim))
         self.register_buffer("text_std", torch.ones(config.text_dim))
-        freqs = budget_frequencies(config) if config.budget_encoding == "sinusoidal" else (
-            torch.zeros(0))
+        freqs = (
+            budget_frequencies(config)
+            if config.budget_encoding == "sinusoidal"
+            else (torch.zeros(0))
+        )
         self.register_buffer("budget_freqs", freqs)
 
     # ------------------------------------------------------------------ structure
@@ -291,8 +315,7 @@ class Controller(nn.Module):
         return [m for m in self.trunk if isinstance(m, nn.Linear)]
 
     @torch.no_grad()
-    def fit_input_normalization(self, image_feat: Any, lang_feat: Any,
-                                eps: float = 1e-6) -> None:
+    def fit_input_normalization(self, image_feat: Any, lang_feat: Any, eps: float = 1e-6) -> None:
         """Set the standardisation buffers from training features (one row per request)."""
         dev = self.image_mean.device
         img = _as_batch(image_feat, "image_feat", self.config.image_dim, dev)
@@ -306,8 +329,9 @@ class Controller(nn.Module):
         self.text_std.copy_(txt.std(0, unbiased=False).clamp_min(eps))
 
     # ------------------------------------------------------------------ forward
-    def encode_inputs(self, image_feat: Any, lang_feat: Any, budget_ms: Any,
-                      task: Any = None) -> torch.Tensor:
+    def encode_inputs(
+        self, image_feat: Any, lang_feat: Any, budget_ms: Any, task: Any = None
+    ) -> torch.Tensor:
         """``[h_img, h_txt, enc]``: the projected features and the encoded budget.
 
         ``task``: per-request task slots (int ``[B]``, see :meth:`ControllerConfig.task_index`;
@@ -325,27 +349,33 @@ class Controller(nn.Module):
         h_img = torch.relu(self.image_proj((img - self.image_mean) / self.image_std))
         pre_txt = self.text_proj((txt - self.text_mean) / self.text_std)
         if self.config.n_task_slots:
-            pre_txt = pre_txt + self.task_embed(_as_task(task, img.shape[0],
-                                                         self.config.n_task_slots, dev))
+            pre_txt = pre_txt + self.task_embed(
+                _as_task(task, img.shape[0], self.config.n_task_slots, dev)
+            )
         h_txt = torch.relu(pre_txt)
         enc = encode_budget(b, self.config, self.budget_freqs)
         return torch.cat([h_img, h_txt, enc], dim=1)
 
-    def forward(self, image_feat: Any, lang_feat: Any, budget_ms: Any,
-                task: Any = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, image_feat: Any, lang_feat: Any, budget_ms: Any, task: Any = None
+    ) -> dict[str, torch.Tensor]:
         """Logits per knob: ``{name: [B, |grid|]}`` (``task``: see :meth:`encode_inputs`)."""
         x = self.encode_inputs(image_feat, lang_feat, budget_ms, task)
         if self.config.arch == "recursive":
             flat = self.refiner(x)
-            return dict(zip(self.knob_names, flat.split(list(self.space.sizes), dim=1),
-                            strict=True))
+            return dict(
+                zip(self.knob_names, flat.split(list(self.space.sizes), dim=1), strict=True)
+            )
         z = self.trunk(x)
         return {name: head(z) for name, head in self.heads.items()}
 
     # ------------------------------------------------------------------ policy helpers
     @staticmethod
-    def sample_actions(logits: dict[str, torch.Tensor], deterministic: bool = True,
-                       generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def sample_actions(
+        logits: dict[str, torch.Tensor],
+        deterministic: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, torch.Tensor]:
         """Index per knob: argmax when ``deterministic`` else a sample from the softmax."""
         out = {}
         for name, lg in logits.items():
@@ -385,8 +415,9 @@ class Controller(nn.Module):
         return {n: indices[:, i] for i, n in enumerate(self.knob_names)}
 
     @torch.no_grad()
-    def decide(self, image_feat: Any, lang_feat: Any, budget_ms: Any,
-               task: Any = None) -> torch.Tensor:
+    def decide(
+        self, image_feat: Any, lang_feat: Any, budget_ms: Any, task: Any = None
+    ) -> torch.Tensor:
         """Deterministic decisions ``[B, n_knobs]`` (the torch reference of every engine)."""
         was_training = self.training
         self.eval()
@@ -405,12 +436,15 @@ class Controller(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         io.write_with(directory / WEIGHTS_FILE, lambda p: save_file(tensors, str(p)))
-        io.write_json(directory / CONFIG_FILE, {
-            "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "num_parameters": self.num_parameters(),
-            "config": self.config.to_dict(),
-        })
+        io.write_json(
+            directory / CONFIG_FILE,
+            {
+                "format": FORMAT_NAME,
+                "format_version": FORMAT_VERSION,
+                "num_parameters": self.num_parameters(),
+                "config": self.config.to_dict(),
+            },
+        )
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> Controller:
@@ -423,7 +457,7 @@ class Controller(nn.Module):
         if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
             raise ValueError(
                 f"{directory / CONFIG_FILE} is not a fastctrl controller config "
-                f"(expected \"format\": \"{FORMAT_NAME}\")"
+                f'(expected "format": "{FORMAT_NAME}")'
             )
         if meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(
@@ -462,4 +496,3 @@ def load_state_checked(model: nn.Module, state: dict[str, torch.Tensor], source:
         if v.is_floating_point() and not torch.isfinite(v).all():
             raise ValueError(f"{source}: tensor {k!r} contains NaN or inf")
     model.load_state_dict(state)
-

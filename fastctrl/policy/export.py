@@ -86,12 +86,16 @@ def export_weights(controller: Controller) -> EngineWeights:
     if cfg.n_task_slots:
         # the task vector added to the text projection = extra one-hot input columns
         txt_w = np.ascontiguousarray(
-            np.concatenate([txt_w, _np(controller.task_embed.weight).T], axis=1))
+            np.concatenate([txt_w, _np(controller.task_embed.weight).T], axis=1)
+        )
     trunk = controller.trunk_linears()
     heads = [controller.heads[n] for n in controller.knob_names]
     encoding = ENCODING_SINUSOIDAL if cfg.budget_encoding == "sinusoidal" else ENCODING_LINEAR
     return EngineWeights(
-        img_w=img_w, img_b=img_b, txt_w=txt_w, txt_b=txt_b,
+        img_w=img_w,
+        img_b=img_b,
+        txt_w=txt_w,
+        txt_b=txt_b,
         trunk_w=tuple(_np(layer.weight) for layer in trunk),
         trunk_b=tuple(_np(layer.bias) for layer in trunk),
         head_w=_np(torch.cat([h.weight for h in heads], 0)),
@@ -103,8 +107,9 @@ def export_weights(controller: Controller) -> EngineWeights:
     )
 
 
-def reference_logits(w: EngineWeights, image: np.ndarray, text: np.ndarray,
-                     budget_ms: np.ndarray) -> np.ndarray:
+def reference_logits(
+    w: EngineWeights, image: np.ndarray, text: np.ndarray, budget_ms: np.ndarray
+) -> np.ndarray:
     """fp64 numpy evaluation of the exported weights: ``[B, sum(head_sizes)]`` logits."""
     x_i = image.astype(np.float64)
     x_t = text.astype(np.float64)
@@ -127,6 +132,6 @@ def argmax_per_head(logits: np.ndarray, head_sizes: tuple[int, ...]) -> np.ndarr
     out = np.empty((logits.shape[0], len(head_sizes)), dtype=np.int64)
     o = 0
     for k, s in enumerate(head_sizes):
-        out[:, k] = logits[:, o:o + s].argmax(1)
+        out[:, k] = logits[:, o : o + s].argmax(1)
         o += s
     return out

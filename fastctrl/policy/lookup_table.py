@@ -46,11 +46,14 @@ class LookupTablePolicy:
         self.indices = np.asarray(self.indices, dtype=np.int64)
         t, k = len(self.tasks), len(self.space.names)
         if self.indices.ndim != 3 or self.indices.shape[0] != t or self.indices.shape[2] != k:
-            raise ValueError(f"indices must be [tasks={t}, bins, knobs={k}], got "
-                             f"{list(self.indices.shape)}")
+            raise ValueError(
+                f"indices must be [tasks={t}, bins, knobs={k}], got {list(self.indices.shape)}"
+            )
         if self.edges_ms.shape != (self.indices.shape[1] - 1,):
-            raise ValueError(f"edges_ms must hold bins - 1 = {self.indices.shape[1] - 1} "
-                             f"values, got {self.edges_ms.shape[0]}")
+            raise ValueError(
+                f"edges_ms must hold bins - 1 = {self.indices.shape[1] - 1} "
+                f"values, got {self.edges_ms.shape[0]}"
+            )
         if not np.all(np.isfinite(self.edges_ms)) or np.any(np.diff(self.edges_ms) < 0):
             raise ValueError("edges_ms must be finite and ascending")
         sizes = np.array([len(self.space[n].values) for n in self.space.names])
@@ -60,20 +63,35 @@ class LookupTablePolicy:
             raise ValueError(f"task types must be unique, got {self.tasks}")
 
     @classmethod
-    def from_flat(cls, space: ActionSpace, tasks: Sequence[str], edges_ms: np.ndarray,
-                  table: np.ndarray, config_indices: np.ndarray) -> LookupTablePolicy:
+    def from_flat(
+        cls,
+        space: ActionSpace,
+        tasks: Sequence[str],
+        edges_ms: np.ndarray,
+        table: np.ndarray,
+        config_indices: np.ndarray,
+    ) -> LookupTablePolicy:
         """From the method's table of profile columns and the profile's column -> grid
         indices map (``Profile.config_indices``)."""
-        return cls(space, [str(t) for t in tasks], edges_ms,
-                   np.asarray(config_indices)[np.asarray(table, dtype=np.int64)])
+        return cls(
+            space,
+            [str(t) for t in tasks],
+            edges_ms,
+            np.asarray(config_indices)[np.asarray(table, dtype=np.int64)],
+        )
 
     def decide(self, task_type: str | None, budget_ms: float) -> Config:
         """The config for one request."""
         if task_type not in self.tasks:
-            raise ValueError(f"task_type {task_type!r}: the lookup table knows {self.tasks} "
-                             "(requests need the task_type the table was built on)")
-        if not isinstance(budget_ms, (int, float)) or not math.isfinite(budget_ms) \
-                or budget_ms <= 0:
+            raise ValueError(
+                f"task_type {task_type!r}: the lookup table knows {self.tasks} "
+                "(requests need the task_type the table was built on)"
+            )
+        if (
+            not isinstance(budget_ms, (int, float))
+            or not math.isfinite(budget_ms)
+            or budget_ms <= 0
+        ):
             raise ValueError(f"budget_ms must be a positive finite number, got {budget_ms!r}")
         b = int(np.searchsorted(self.edges_ms, budget_ms))
         return self.space.config(self.indices[self.tasks.index(task_type), b].tolist())
@@ -86,10 +104,16 @@ class LookupTablePolicy:
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {"indices": torch.from_numpy(self.indices.copy())}
         io.write_with(directory / TABLE_FILE, lambda p: save_file(tensors, str(p)))
-        io.write_json(directory / CONFIG_FILE, {
-            "format": FORMAT_NAME, "format_version": FORMAT_VERSION,
-            "space": self.space.to_dict(), "tasks": self.tasks,
-            "budget_edges_ms": [float(x) for x in self.edges_ms]})
+        io.write_json(
+            directory / CONFIG_FILE,
+            {
+                "format": FORMAT_NAME,
+                "format_version": FORMAT_VERSION,
+                "space": self.space.to_dict(),
+                "tasks": self.tasks,
+                "budget_edges_ms": [float(x) for x in self.edges_ms],
+            },
+        )
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> LookupTablePolicy:
@@ -100,12 +124,16 @@ class LookupTablePolicy:
         directory = Path(directory)
         meta = io.read_json(directory / CONFIG_FILE, what="lookup table config")
         if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-            raise ValueError(f"{directory / CONFIG_FILE} is not a fastctrl lookup table "
-                             f"(expected \"format\": \"{FORMAT_NAME}\")")
+            raise ValueError(
+                f"{directory / CONFIG_FILE} is not a fastctrl lookup table "
+                f'(expected "format": "{FORMAT_NAME}")'
+            )
         if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{directory / CONFIG_FILE}: format_version "
-                             f"{meta.get('format_version')!r} is not supported (this fastctrl "
-                             f"reads version {FORMAT_VERSION})")
+            raise ValueError(
+                f"{directory / CONFIG_FILE}: format_version "
+                f"{meta.get('format_version')!r} is not supported (this fastctrl "
+                f"reads version {FORMAT_VERSION})"
+            )
         missing = [k for k in ("space", "tasks", "budget_edges_ms") if k not in meta]
         if missing:
             raise ValueError(f"{directory / CONFIG_FILE}: missing {missing}")
@@ -117,11 +145,16 @@ class LookupTablePolicy:
         except (SafetensorError, OSError, ValueError) as e:
             raise ValueError(f"lookup table {path} is corrupt or unreadable: {e}") from e
         if set(state) != {"indices"} or state["indices"].dtype != torch.int64:
-            raise ValueError(f"{path}: expected one int64 tensor 'indices', got "
-                             f"{ {k: str(v.dtype) for k, v in state.items()} }")
-        return cls(ActionSpace.from_dict(meta["space"]), list(meta["tasks"]),
-                   np.asarray(meta["budget_edges_ms"], dtype=np.float64),
-                   state["indices"].numpy())
+            raise ValueError(
+                f"{path}: expected one int64 tensor 'indices', got "
+                f"{ {k: str(v.dtype) for k, v in state.items()} }"
+            )
+        return cls(
+            ActionSpace.from_dict(meta["space"]),
+            list(meta["tasks"]),
+            np.asarray(meta["budget_edges_ms"], dtype=np.float64),
+            state["indices"].numpy(),
+        )
 
 
 __all__ = ["LookupTablePolicy", "RUN_SUBDIR"]

@@ -37,17 +37,31 @@ class RecursiveRefiner(nn.Module):
             (``forward(..., feedback=fn)``, ``fn(y) -> [B, feedback_dim]``); 0 for none.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, latent_dim: int = 128, hidden_dim: int = 256,
-                 num_outer_cycles: int = 3, num_inner_cycles: int = 2, feedback_dim: int = 0
-                 ) -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        latent_dim: int = 128,
+        hidden_dim: int = 256,
+        num_outer_cycles: int = 3,
+        num_inner_cycles: int = 2,
+        feedback_dim: int = 0,
+    ) -> None:
         super().__init__()
-        for name, v in (("in_dim", in_dim), ("out_dim", out_dim), ("latent_dim", latent_dim),
-                        ("hidden_dim", hidden_dim), ("num_outer_cycles", num_outer_cycles),
-                        ("num_inner_cycles", num_inner_cycles)):
+        for name, v in (
+            ("in_dim", in_dim),
+            ("out_dim", out_dim),
+            ("latent_dim", latent_dim),
+            ("hidden_dim", hidden_dim),
+            ("num_outer_cycles", num_outer_cycles),
+            ("num_inner_cycles", num_inner_cycles),
+        ):
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ValueError(f"RecursiveRefiner: {name} must be a positive int, got {v!r}")
         if isinstance(feedback_dim, bool) or not isinstance(feedback_dim, int) or feedback_dim < 0:
-            raise ValueError(f"RecursiveRefiner: feedback_dim must be an int >= 0, got {feedback_dim!r}")
+            raise ValueError(
+                f"RecursiveRefiner: feedback_dim must be an int >= 0, got {feedback_dim!r}"
+            )
         self.in_dim, self.out_dim, self.feedback_dim = in_dim, out_dim, feedback_dim
         self.num_outer_cycles, self.num_inner_cycles = num_outer_cycles, num_inner_cycles
         self.context_encoder = nn.Sequential(
@@ -56,13 +70,16 @@ class RecursiveRefiner(nn.Module):
         self.initial_head = nn.Sequential(nn.LayerNorm(latent_dim), nn.Linear(latent_dim, out_dim))
         self.answer_encoder = nn.Linear(out_dim + feedback_dim, latent_dim)
         self.core = nn.Sequential(
-            nn.LayerNorm(latent_dim), nn.Linear(latent_dim, hidden_dim), nn.GELU(),
+            nn.LayerNorm(latent_dim),
+            nn.Linear(latent_dim, hidden_dim),
+            nn.GELU(),
             nn.Linear(hidden_dim, latent_dim),
         )
         self.answer_head = nn.Sequential(nn.LayerNorm(latent_dim), nn.Linear(latent_dim, out_dim))
 
-    def forward(self, context: torch.Tensor, feedback: Feedback | None = None,
-                return_all: bool = False) -> torch.Tensor | list[torch.Tensor]:
+    def forward(
+        self, context: torch.Tensor, feedback: Feedback | None = None, return_all: bool = False
+    ) -> torch.Tensor | list[torch.Tensor]:
         """context [B, in_dim] -> output [B, out_dim] (or every cycle's output if return_all).
 
         With ``return_all`` the list holds the initial answer and the answer after each outer

@@ -118,8 +118,14 @@ class ProfileArgs:
     resumed), a multiple of --batch_size; None: about 4 shards per worker."""
 
     def __post_init__(self) -> None:
-        for name in ("samples", "repeats", "max_new_tokens", "batch_size", "num_workers",
-                     "shard_size"):
+        for name in (
+            "samples",
+            "repeats",
+            "max_new_tokens",
+            "batch_size",
+            "num_workers",
+            "shard_size",
+        ):
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"--{name} must be >= 1, got {v}")
@@ -136,10 +142,14 @@ class ProfileArgs:
         # (seconds), and every stage that reads a profile table imports this module
         from ..inengine.tiny import tiny_families
 
-        if self.model.startswith(TINY_PREFIX) and \
-                self.model.removeprefix(TINY_PREFIX) not in tiny_families():
-            raise ValueError(f"--model {self.model}: no such tiny model; built-in: "
-                             f"{', '.join(TINY_PREFIX + f for f in tiny_families())}")
+        if (
+            self.model.startswith(TINY_PREFIX)
+            and self.model.removeprefix(TINY_PREFIX) not in tiny_families()
+        ):
+            raise ValueError(
+                f"--model {self.model}: no such tiny model; built-in: "
+                f"{', '.join(TINY_PREFIX + f for f in tiny_families())}"
+            )
 
 
 def auto_grid(model: Any) -> dict[str, list[int]]:
@@ -156,10 +166,16 @@ def auto_grid(model: Any) -> dict[str, list[int]]:
     return grid
 
 
-def load_model(model_id: str, *, seed: int = 0, dtype: str = "auto",
-               device: str | None = None, device_map: str | None = None,
-               attn_implementation: str | None = None, trust_remote_code: bool = False
-               ) -> tuple[Any, Any]:
+def load_model(
+    model_id: str,
+    *,
+    seed: int = 0,
+    dtype: str = "auto",
+    device: str | None = None,
+    device_map: str | None = None,
+    attn_implementation: str | None = None,
+    trust_remote_code: bool = False,
+) -> tuple[Any, Any]:
     """(model, processor): a built-in ``tiny-<family>`` (weights from ``seed``) or a hub id /
     save_pretrained directory (:func:`fastctrl.profile.loading.load_model`);
     ``fastctrl-digits`` is the trained digits VLM shipped in the package
@@ -179,13 +195,19 @@ def load_model(model_id: str, *, seed: int = 0, dtype: str = "auto",
         return model, TinyProcessor(model)
     from .loading import load_model as load_pretrained
 
-    return load_pretrained(model_id, dtype=dtype, device=device, device_map=device_map,
-                           attn_implementation=attn_implementation,
-                           trust_remote_code=trust_remote_code)
+    return load_pretrained(
+        model_id,
+        dtype=dtype,
+        device=device,
+        device_map=device_map,
+        attn_implementation=attn_implementation,
+        trust_remote_code=trust_remote_code,
+    )
 
 
-def load_requests(dataset: str, *, split: str | None, samples: int | None,
-                  on_error: str) -> tuple[Any, str]:
+def load_requests(
+    dataset: str, *, split: str | None, samples: int | None, on_error: str
+) -> tuple[Any, str]:
     """A --dataset (:func:`fastctrl.profile.datasets.load_vqa_dataset`) and its name; skipped
     rows are logged with their count."""
     from .datasets import load_vqa_dataset
@@ -204,9 +226,15 @@ def load(args: ProfileArgs) -> tuple[Any, Any, Any, str | None, int]:
 
 def load_args_model(args: ProfileArgs) -> tuple[Any, Any]:
     """(model, processor) of ``--model`` (what every sweep worker loads once)."""
-    return load_model(args.model, seed=args.seed, dtype=args.dtype, device=args.device,
-                      device_map=args.device_map, attn_implementation=args.attn_implementation,
-                      trust_remote_code=args.trust_remote_code)
+    return load_model(
+        args.model,
+        seed=args.seed,
+        dtype=args.dtype,
+        device=args.device,
+        device_map=args.device_map,
+        attn_implementation=args.attn_implementation,
+        trust_remote_code=args.trust_remote_code,
+    )
 
 
 def load_data(args: ProfileArgs) -> tuple[Any, str | None, int]:
@@ -216,11 +244,11 @@ def load_data(args: ProfileArgs) -> tuple[Any, str | None, int]:
 
         n = args.samples or 12
         tiny = args.model.startswith(TINY_PREFIX)
-        data: Any = synthetic_vqa(n, seed=args.seed,
-                                  with_answers=args.use_answers or not tiny)
+        data: Any = synthetic_vqa(n, seed=args.seed, with_answers=args.use_answers or not tiny)
         return data, None, n
-    data, name = load_requests(args.dataset, split=args.split, samples=args.samples,
-                               on_error=args.on_error)
+    data, name = load_requests(
+        args.dataset, split=args.split, samples=args.samples, on_error=args.on_error
+    )
     return data, name, len(data)
 
 
@@ -231,8 +259,10 @@ def args_space(args: ProfileArgs, model: Any) -> ActionSpace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = cli.parse(ProfileArgs, argv, prog="python -m fastctrl.profile")
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     import torch
 
     from .loading import ModelLoadError
@@ -252,25 +282,44 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.threads:
                 torch.set_num_threads(args.threads)
             model, processor, data, name, n = load(args)
-            res = run_sweep(model, processor, data, args_space(args, model), args.out,
-                            warmup=args.warmup, repeats=args.repeats,
-                            max_new_tokens=args.max_new_tokens, metric=args.metric,
-                            tokens_per_crop=args.tokens_per_crop, resume=args.resume,
-                            quiet=args.quiet, total=n, configs=args.configs,
-                            batch_size=args.batch_size, seed=args.seed, dataset_name=name,
-                            answer_path=args.answer_path)
+            res = run_sweep(
+                model,
+                processor,
+                data,
+                args_space(args, model),
+                args.out,
+                warmup=args.warmup,
+                repeats=args.repeats,
+                max_new_tokens=args.max_new_tokens,
+                metric=args.metric,
+                tokens_per_crop=args.tokens_per_crop,
+                resume=args.resume,
+                quiet=args.quiet,
+                total=n,
+                configs=args.configs,
+                batch_size=args.batch_size,
+                seed=args.seed,
+                dataset_name=name,
+                answer_path=args.answer_path,
+            )
     except (ValueError, TypeError, FileNotFoundError, ModelLoadError) as e:
         print(f"error: {e}", file=sys.stderr)
         return cli.USAGE_ERROR
     cost = json.loads(res.sidecar_path.read_text())["cost"]
     if res.profile is None:
-        print(f"profile: {res.table_path} written, but some configs were measured for no "
-              "request: profile more requests or use a smaller grid before training on it")
+        print(
+            f"profile: {res.table_path} written, but some configs were measured for no "
+            "request: profile more requests or use a smaller grid before training on it"
+        )
     else:
-        print(f"profile: {res.table_path} ({res.profile.n_requests} requests x "
-              f"{res.profile.n_configs} configs, {res.profile.imputed_share:.0%} of cells "
-              f"imputed; {res.resumed} resumed, {res.measured} measured)")
+        print(
+            f"profile: {res.table_path} ({res.profile.n_requests} requests x "
+            f"{res.profile.n_configs} configs, {res.profile.imputed_share:.0%} of cells "
+            f"imputed; {res.resumed} resumed, {res.measured} measured)"
+        )
     print(f"features: {res.table_path.with_suffix('')}.features.safetensors")
-    print(f"sweep cost: {cost['wall_s']:.1f} s wall, {cost['answer_calls']} answer calls "
-          f"({cost['timed_s']:.1f} s timed); summary: {res.sidecar_path}")
+    print(
+        f"sweep cost: {cost['wall_s']:.1f} s wall, {cost['answer_calls']} answer calls "
+        f"({cost['timed_s']:.1f} s timed); summary: {res.sidecar_path}"
+    )
     return 0

@@ -43,8 +43,10 @@ class ConfigSampler:
             raise ValueError(f"--configs must be 'all', 'random N' or 'lhs N', got {spec!r}")
         n = int(m.group(2)) if m.group(2) else None
         if n is not None and n < 2:
-            raise ValueError(f"--configs {m.group(1)} N needs N >= 2 (the full and the cheapest "
-                             f"config are always measured), got {n}")
+            raise ValueError(
+                f"--configs {m.group(1)} N needs N >= 2 (the full and the cheapest "
+                f"config are always measured), got {n}"
+            )
         return cls(space, m.group(1), n, seed)
 
     @property
@@ -65,8 +67,8 @@ class ConfigSampler:
         if self.mode == "lhs":
             sizes = np.asarray(self.space.sizes)
             n = self.per_request
-            strata = np.stack([rng.permutation(n) for _ in sizes], 1)          # [n, K]
-            u = (strata + rng.random(strata.shape)) / n                         # in [0, 1)
+            strata = np.stack([rng.permutation(n) for _ in sizes], 1)  # [n, K]
+            u = (strata + rng.random(strata.shape)) / n  # in [0, 1)
             idx = np.minimum((u * sizes).astype(np.int64), sizes - 1)
             for row in idx:
                 if len(chosen) >= n:

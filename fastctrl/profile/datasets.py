@@ -169,8 +169,11 @@ def _image_ref(value: Any, base_dir: Path | None, *, check: bool = True) -> Any:
         if value.ndim not in (2, 3) or (value.ndim == 3 and value.shape[-1] not in (1, 3, 4)):
             raise _RowError(None, f"image array must be HxW or HxWx{{1,3,4}}, got {value.shape}")
         return value
-    raise _RowError(None, "expected a file path, an HF Image dict {'bytes', 'path'}, image "
-                          f"bytes, a PIL image or an array, got {type(value).__name__}")
+    raise _RowError(
+        None,
+        "expected a file path, an HF Image dict {'bytes', 'path'}, image "
+        f"bytes, a PIL image or an array, got {type(value).__name__}",
+    )
 
 
 def _verify(ref: Any) -> None:
@@ -183,8 +186,9 @@ def _verify(ref: Any) -> None:
             with Image.open(src) as im:
                 im.verify()
         except Exception as e:  # UnidentifiedImageError, OSError, SyntaxError, ...
-            raise _RowError(None, f"unreadable or corrupt image ({what}): "
-                                  f"{type(e).__name__}: {e}") from None
+            raise _RowError(
+                None, f"unreadable or corrupt image ({what}): {type(e).__name__}: {e}"
+            ) from None
 
 
 def _decode(ref: Any) -> Any:
@@ -215,8 +219,10 @@ def _one_answer(v: Any, where: str) -> str:
     if isinstance(v, dict):
         key = next((k for k in ("answer", "text") if k in v), None)
         if key is None:
-            raise _RowError(None, f"{where}: a dict answer needs an 'answer' or 'text' key, "
-                                  f"got keys {sorted(v)}")
+            raise _RowError(
+                None,
+                f"{where}: a dict answer needs an 'answer' or 'text' key, got keys {sorted(v)}",
+            )
         v = v[key]
     if isinstance(v, bool) or not isinstance(v, (str, int, float, np.integer, np.floating)):
         raise _RowError(None, f"{where}: expected a string, got {type(v).__name__}")
@@ -226,8 +232,9 @@ def _one_answer(v: Any, where: str) -> str:
     return s
 
 
-def _parse_answers(v: Any, *, from_csv: bool, int2str: Callable[[int], str] | None
-                   ) -> list[str] | None:
+def _parse_answers(
+    v: Any, *, from_csv: bool, int2str: Callable[[int], str] | None
+) -> list[str] | None:
     """A list of reference strings, or None when the row has no answer."""
     if _is_missing(v):
         return None
@@ -239,9 +246,12 @@ def _parse_answers(v: Any, *, from_csv: bool, int2str: Callable[[int], str] | No
             try:
                 v = json.loads(s)
             except json.JSONDecodeError as e:
-                raise _RowError(None, f"answers cell starts with '[' but is not a valid JSON "
-                                      f"list ({e}); expected a JSON list or a '|'-separated "
-                                      "string") from None
+                raise _RowError(
+                    None,
+                    f"answers cell starts with '[' but is not a valid JSON "
+                    f"list ({e}); expected a JSON list or a '|'-separated "
+                    "string",
+                ) from None
             if not isinstance(v, list):
                 raise _RowError(None, "answers cell is JSON but not a list")
         else:
@@ -303,19 +313,29 @@ def _file_table(path: Path, *, name: str | None = None, base_dir: Path | None = 
                 except json.JSONDecodeError as e:
                     records.append(_BadRecord(f"invalid JSON: {e}"))
                     continue
-                records.append(rec if isinstance(rec, dict) else
-                               _BadRecord(f"expected a JSON object, got {type(rec).__name__}"))
+                records.append(
+                    rec
+                    if isinstance(rec, dict)
+                    else _BadRecord(f"expected a JSON object, got {type(rec).__name__}")
+                )
     elif suffix == ".json":
         try:
             data = json.loads(path.read_text(encoding="utf-8-sig"))
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: invalid JSON ({e}); a .json source must be a list of "
-                             "objects (use .jsonl for one object per line)") from None
+            raise ValueError(
+                f"{path}: invalid JSON ({e}); a .json source must be a list of "
+                "objects (use .jsonl for one object per line)"
+            ) from None
         if not isinstance(data, list):
-            raise ValueError(f"{path}: a .json source must be a JSON list of objects, got "
-                             f"{type(data).__name__}")
-        records = [r if isinstance(r, dict) else
-                   _BadRecord(f"expected a JSON object, got {type(r).__name__}") for r in data]
+            raise ValueError(
+                f"{path}: a .json source must be a JSON list of objects, got {type(data).__name__}"
+            )
+        records = [
+            r
+            if isinstance(r, dict)
+            else _BadRecord(f"expected a JSON object, got {type(r).__name__}")
+            for r in data
+        ]
     elif suffix == ".csv":
         with open(path, encoding="utf-8-sig", newline="") as f:
             reader = csv.DictReader(f)
@@ -323,8 +343,9 @@ def _file_table(path: Path, *, name: str | None = None, base_dir: Path | None = 
                 raise ValueError(f"{path}: empty CSV file (expected a header row)")
             for rec in reader:
                 extra = rec.pop(None, None)  # type: ignore[call-overload]
-                records.append(_BadRecord(f"{len(extra)} more cells than header columns")
-                               if extra else rec)
+                records.append(
+                    _BadRecord(f"{len(extra)} more cells than header columns") if extra else rec
+                )
             header = list(reader.fieldnames)
     else:  # pragma: no cover - guarded by the caller
         raise ValueError(f"unsupported file type {suffix!r}")
@@ -339,8 +360,13 @@ def _file_table(path: Path, *, name: str | None = None, base_dir: Path | None = 
                 seen.update(dict.fromkeys(r))
         columns = list(seen)
     return _Table(
-        name=name or path.stem, stem=name or path.stem, kind=suffix[1:], columns=columns,
-        n=len(records), get=records.__getitem__, base_dir=base_dir or path.parent,
+        name=name or path.stem,
+        stem=name or path.stem,
+        kind=suffix[1:],
+        columns=columns,
+        n=len(records),
+        get=records.__getitem__,
+        base_dir=base_dir or path.parent,
         from_csv=suffix == ".csv",
         where=(lambda i: f" (line {lines[i]})") if lines else (lambda i: ""),
     )
@@ -350,13 +376,15 @@ def _import_datasets(why: str) -> Any:
     try:
         import datasets
     except ImportError as e:
-        raise ImportError(f"{why} needs the optional Hugging Face 'datasets' package: "
-                          "pip install datasets") from e
+        raise ImportError(
+            f"{why} needs the optional Hugging Face 'datasets' package: pip install datasets"
+        ) from e
     return datasets
 
 
-def _pick_split(obj: Any, split: str | None, what: str, *, applied: bool = False
-                ) -> tuple[Any, str | None]:
+def _pick_split(
+    obj: Any, split: str | None, what: str, *, applied: bool = False
+) -> tuple[Any, str | None]:
     """``obj``: a Dataset or a DatasetDict-like mapping; ``applied``: ``split`` was already
     applied by ``load_dataset`` (it may be a slice such as ``test[:100]``)."""
     if isinstance(obj, Mapping):  # DatasetDict is a dict
@@ -372,17 +400,29 @@ def _pick_split(obj: Any, split: str | None, what: str, *, applied: bool = False
     if applied:
         return obj, split
     if split is not None and (own is None or str(own) != split):
-        raise ValueError(f"{what} is a single Dataset without splits (its split is "
-                         f"{None if own is None else str(own)!r}); pass split=None")
+        raise ValueError(
+            f"{what} is a single Dataset without splits (its split is "
+            f"{None if own is None else str(own)!r}); pass split=None"
+        )
     return obj, (str(own) if own is not None else None)
 
 
-def _hf_table(ds: Any, *, name: str, stem: str, kind: str, base_dir: Path | None,
-              split: str | None, cols: dict[str, str | None]) -> _Table:
+def _hf_table(
+    ds: Any,
+    *,
+    name: str,
+    stem: str,
+    kind: str,
+    base_dir: Path | None,
+    split: str | None,
+    cols: dict[str, str | None],
+) -> _Table:
     datasets = _import_datasets("reading a Hugging Face dataset")
     if not hasattr(ds, "column_names") or not hasattr(ds, "__len__"):
-        raise ValueError(f"{name}: expected a map-style datasets.Dataset, got "
-                         f"{type(ds).__name__} (streaming / IterableDataset is not supported)")
+        raise ValueError(
+            f"{name}: expected a map-style datasets.Dataset, got "
+            f"{type(ds).__name__} (streaming / IterableDataset is not supported)"
+        )
     used = [c for c in cols.values() if c is not None]
     ds = ds.select_columns(used)
     int2str: dict[str, Callable[[int], str]] = {}
@@ -391,12 +431,23 @@ def _hf_table(ds: Any, *, name: str, stem: str, kind: str, base_dir: Path | None
             ds = ds.cast_column(col, datasets.Image(decode=False))
         elif isinstance(feat, datasets.ClassLabel):
             int2str[col] = feat.int2str
-    return _Table(name=name, stem=stem, kind=kind, columns=list(ds.column_names), n=len(ds),
-                  get=ds.__getitem__, base_dir=base_dir, hf=ds, int2str=int2str, split=split)
+    return _Table(
+        name=name,
+        stem=stem,
+        kind=kind,
+        columns=list(ds.column_names),
+        n=len(ds),
+        get=ds.__getitem__,
+        base_dir=base_dir,
+        hf=ds,
+        int2str=int2str,
+        split=split,
+    )
 
 
-def _resolve_columns(columns: list[str], cmap: ColumnMap, *, require_answers: bool,
-                     what: str, n: int | None = None) -> dict[str, str | None]:
+def _resolve_columns(
+    columns: list[str], cmap: ColumnMap, *, require_answers: bool, what: str, n: int | None = None
+) -> dict[str, str | None]:
     if n == 0:
         raise ValueError(f"{what}: the dataset has no rows")
     out: dict[str, str | None] = {}
@@ -404,18 +455,26 @@ def _resolve_columns(columns: list[str], cmap: ColumnMap, *, require_answers: bo
         explicit = getattr(cmap, f.name)
         if explicit is not None:
             if explicit not in columns:
-                raise ValueError(f"{what}: ColumnMap.{f.name}={explicit!r} is not a column; "
-                                 f"columns are {columns}")
+                raise ValueError(
+                    f"{what}: ColumnMap.{f.name}={explicit!r} is not a column; "
+                    f"columns are {columns}"
+                )
             out[f.name] = explicit
             continue
         found = next((c for c in ALIASES[f.name] if c in columns), None)
-        if found is None and (f.name in ("image", "question")
-                              or (f.name == "answers" and require_answers)):
-            hint = (" (or pass require_answers=False for a dataset without answers)"
-                    if f.name == "answers" else "")
-            raise ValueError(f"{what}: no {f.name} column; looked for {list(ALIASES[f.name])}, "
-                             f"columns are {columns}; name it with "
-                             f"ColumnMap({f.name}=...){hint}")
+        if found is None and (
+            f.name in ("image", "question") or (f.name == "answers" and require_answers)
+        ):
+            hint = (
+                " (or pass require_answers=False for a dataset without answers)"
+                if f.name == "answers"
+                else ""
+            )
+            raise ValueError(
+                f"{what}: no {f.name} column; looked for {list(ALIASES[f.name])}, "
+                f"columns are {columns}; name it with "
+                f"ColumnMap({f.name}=...){hint}"
+            )
         out[f.name] = found
     return out
 
@@ -425,77 +484,122 @@ def _looks_like_path(source: str) -> bool:
     return s.lower().endswith(FILE_SUFFIXES) or s.startswith(("/", ".", "~")) or "\\" in s
 
 
-def _open_source(source: str, split: str | None, cmap: ColumnMap, require_answers: bool
-                 ) -> tuple[_Table, dict[str, str | None]]:
+def _open_source(
+    source: str, split: str | None, cmap: ColumnMap, require_answers: bool
+) -> tuple[_Table, dict[str, str | None]]:
     path = Path(source).expanduser()
 
     def no_split(t: _Table) -> _Table:
         if split is not None:
-            raise ValueError(f"{source}: a {t.kind} source has no splits; pass split=None "
-                             "(or keep one file per split)")
+            raise ValueError(
+                f"{source}: a {t.kind} source has no splits; pass split=None "
+                "(or keep one file per split)"
+            )
         return t
 
     if path.is_file():
         if path.suffix.lower() not in FILE_SUFFIXES:
-            raise ValueError(f"{source}: unsupported file type {path.suffix!r}; accepted "
-                             "local formats: " + "; ".join(LOCAL_FORMATS))
+            raise ValueError(
+                f"{source}: unsupported file type {path.suffix!r}; accepted "
+                "local formats: " + "; ".join(LOCAL_FORMATS)
+            )
         t = no_split(_file_table(path))
-        return t, _resolve_columns(t.columns, cmap, require_answers=require_answers,
-                                   what=str(source))
+        return t, _resolve_columns(
+            t.columns, cmap, require_answers=require_answers, what=str(source)
+        )
     if path.is_dir():
         if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
             datasets = _import_datasets(f"{source} (a datasets.save_to_disk directory)")
             obj = datasets.load_from_disk(str(path))
             ds, chosen = _pick_split(obj, split, str(source))
-            cols = _resolve_columns(list(ds.column_names), cmap, n=len(ds),
-                                    require_answers=require_answers, what=str(source))
+            cols = _resolve_columns(
+                list(ds.column_names),
+                cmap,
+                n=len(ds),
+                require_answers=require_answers,
+                what=str(source),
+            )
             name = path.resolve().name
-            return _hf_table(ds, name=name, stem=name, kind="save_to_disk", base_dir=path,
-                             split=chosen, cols=cols), cols
+            return _hf_table(
+                ds,
+                name=name,
+                stem=name,
+                kind="save_to_disk",
+                base_dir=path,
+                split=chosen,
+                cols=cols,
+            ), cols
         found = [q for q in QUESTIONS_FILES if (path / q).is_file()]
         if len(found) > 1:
-            raise ValueError(f"{source}: image folder has several questions files {found}; "
-                             "keep exactly one")
+            raise ValueError(
+                f"{source}: image folder has several questions files {found}; keep exactly one"
+            )
         if found:
             name = path.resolve().name
             t = no_split(_file_table(path / found[0], name=name, base_dir=path))
             t.kind = "image_folder"
-            return t, _resolve_columns(t.columns, cmap, require_answers=require_answers,
-                                       what=str(path / found[0]))
-        raise ValueError(f"{source}: directory is neither a datasets.save_to_disk directory nor "
-                         f"an image folder with one of {list(QUESTIONS_FILES)}; accepted local "
-                         "formats: " + "; ".join(LOCAL_FORMATS))
+            return t, _resolve_columns(
+                t.columns, cmap, require_answers=require_answers, what=str(path / found[0])
+            )
+        raise ValueError(
+            f"{source}: directory is neither a datasets.save_to_disk directory nor "
+            f"an image folder with one of {list(QUESTIONS_FILES)}; accepted local "
+            "formats: " + "; ".join(LOCAL_FORMATS)
+        )
     if _looks_like_path(source):
-        raise FileNotFoundError(f"{source}: no such file or directory (it looks like a local "
-                                "path, so it was not tried as a Hub dataset name)")
+        raise FileNotFoundError(
+            f"{source}: no such file or directory (it looks like a local "
+            "path, so it was not tried as a Hub dataset name)"
+        )
     return _open_hub(source, split, cmap, require_answers)
 
 
-def _open_hub(source: str, split: str | None, cmap: ColumnMap, require_answers: bool
-              ) -> tuple[_Table, dict[str, str | None]]:
-    datasets = _import_datasets(f"{source!r} is not a local file or directory, so it was "
-                                "treated as a Hugging Face Hub dataset name; loading it")
+def _open_hub(
+    source: str, split: str | None, cmap: ColumnMap, require_answers: bool
+) -> tuple[_Table, dict[str, str | None]]:
+    datasets = _import_datasets(
+        f"{source!r} is not a local file or directory, so it was "
+        "treated as a Hugging Face Hub dataset name; loading it"
+    )
     formats = "; ".join(LOCAL_FORMATS)
     try:
         obj = datasets.load_dataset(source, split=split)
     except Exception as e:
         names = " ".join(c.__name__ for c in type(e).__mro__)
         network = isinstance(e, (ConnectionError, TimeoutError, OSError)) or any(
-            k in names for k in ("Connection", "Offline", "Timeout", "HTTP", "Http",
-                                 "LocalEntryNotFound", "Network"))
-        why = ("it could not be fetched (no network access, or no such dataset on the Hub)"
-               if network else "datasets.load_dataset failed")
+            k in names
+            for k in (
+                "Connection",
+                "Offline",
+                "Timeout",
+                "HTTP",
+                "Http",
+                "LocalEntryNotFound",
+                "Network",
+            )
+        )
+        why = (
+            "it could not be fetched (no network access, or no such dataset on the Hub)"
+            if network
+            else "datasets.load_dataset failed"
+        )
         raise HubDatasetError(
             f"{source!r} is not an existing local file or directory, so it was treated as a "
             f"Hugging Face Hub dataset name, and {why}: {type(e).__name__}: {e}. "
             f"Accepted local formats: {formats}."
         ) from e
     ds, chosen = _pick_split(obj, split, repr(source), applied=split is not None)
-    cols = _resolve_columns(list(ds.column_names), cmap, require_answers=require_answers,
-                            what=source, n=len(ds) if hasattr(ds, "__len__") else None)
+    cols = _resolve_columns(
+        list(ds.column_names),
+        cmap,
+        require_answers=require_answers,
+        what=source,
+        n=len(ds) if hasattr(ds, "__len__") else None,
+    )
     stem = source.rstrip("/").rsplit("/", 1)[-1]
-    return _hf_table(ds, name=source, stem=stem, kind="hub", base_dir=None, split=chosen,
-                     cols=cols), cols
+    return _hf_table(
+        ds, name=source, stem=stem, kind="hub", base_dir=None, split=chosen, cols=cols
+    ), cols
 
 
 # --------------------------------------------------------------------------- dataset
@@ -521,9 +625,17 @@ class VQADataset(Sequence[Request]):
     row dropped under ``on_error="skip"``), ``has_answers``, ``row_indices`` (each sample's row
     in the source)."""
 
-    def __init__(self, rows: list[_Row], *, name: str, source: str, kind: str,
-                 split: str | None, columns: dict[str, str | None],
-                 skipped: list[tuple[int, str]]):
+    def __init__(
+        self,
+        rows: list[_Row],
+        *,
+        name: str,
+        source: str,
+        kind: str,
+        split: str | None,
+        columns: dict[str, str | None],
+        skipped: list[tuple[int, str]],
+    ):
         self._rows = rows
         self.name = name
         self.source = source
@@ -542,16 +654,24 @@ class VQADataset(Sequence[Request]):
 
     def __getitem__(self, i: int | slice) -> Request | VQADataset:
         if isinstance(i, slice):
-            return VQADataset(self._rows[i], name=self.name, source=self.source,
-                              kind=self.kind, split=self.split, columns=self.columns,
-                              skipped=self.skipped)
+            return VQADataset(
+                self._rows[i],
+                name=self.name,
+                source=self.source,
+                kind=self.kind,
+                split=self.split,
+                columns=self.columns,
+                skipped=self.skipped,
+            )
         r = self._rows[i]
         try:
             image = _decode(r.image)
         except Exception as e:
-            raise ValueError(f"{self.name}: row {r.index} (request_id {r.request_id!r}), column "
-                             f"{self.columns['image']!r}: could not decode the image: "
-                             f"{type(e).__name__}: {e}") from e
+            raise ValueError(
+                f"{self.name}: row {r.index} (request_id {r.request_id!r}), column "
+                f"{self.columns['image']!r}: could not decode the image: "
+                f"{type(e).__name__}: {e}"
+            ) from e
         return Request(r.request_id, image, r.prompt, r.answer, r.task_type, r.split)
 
     def __iter__(self) -> Iterator[Request]:
@@ -574,18 +694,23 @@ class VQADataset(Sequence[Request]):
     def summary(self) -> str:
         split = f" split {self.split!r}" if self.split else ""
         answers = "with answers" if self.has_answers else "without answers for every sample"
-        lines = [f"{self.name} ({self.kind}{split}): {len(self)} samples, {answers}, "
-                 f"{len(self.skipped)} rows skipped"]
+        lines = [
+            f"{self.name} ({self.kind}{split}): {len(self)} samples, {answers}, "
+            f"{len(self.skipped)} rows skipped"
+        ]
         lines += [f"  row {row}: {reason}" for row, reason in self.skipped]
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        return (f"VQADataset(name={self.name!r}, kind={self.kind!r}, split={self.split!r}, "
-                f"len={len(self)}, skipped={len(self.skipped)})")
+        return (
+            f"VQADataset(name={self.name!r}, kind={self.kind!r}, split={self.split!r}, "
+            f"len={len(self)}, skipped={len(self.skipped)})"
+        )
 
 
-def _build_row(t: _Table, i: int, cols: dict[str, str | None], require_answers: bool,
-               rid_out: list[str]) -> _Row:
+def _build_row(
+    t: _Table, i: int, cols: dict[str, str | None], require_answers: bool, rid_out: list[str]
+) -> _Row:
     rec = t.get(i)
     rid = f"{t.stem}-{i}"
     rid_out[:] = [rid]
@@ -610,14 +735,18 @@ def _build_row(t: _Table, i: int, cols: dict[str, str | None], require_answers: 
     answer: list[str] | None = None
     if cols["answers"] is not None:
         try:
-            answer = _parse_answers(cell("answers"), from_csv=t.from_csv,
-                                    int2str=(t.int2str or {}).get(cols["answers"]))
+            answer = _parse_answers(
+                cell("answers"), from_csv=t.from_csv, int2str=(t.int2str or {}).get(cols["answers"])
+            )
         except _RowError as e:
             raise _RowError(cols["answers"], e.message) from None
     if answer is None and require_answers:
-        raise _RowError(cols["answers"], "missing answers: expected a list of reference "
-                                         "strings or one string (require_answers=False allows "
-                                         "rows without answers)")
+        raise _RowError(
+            cols["answers"],
+            "missing answers: expected a list of reference "
+            "strings or one string (require_answers=False allows "
+            "rows without answers)",
+        )
 
     tt = cell("task_type")
     task_type = "vqa" if _is_missing(tt) or not str(tt).strip() else str(tt)
@@ -675,8 +804,7 @@ def load_vqa_dataset(
     cmap = columns or ColumnMap()
     t, cols = _open_source(str(source), split, cmap, require_answers)
 
-    order = (np.random.default_rng(seed).permutation(t.n).tolist() if shuffle
-             else range(t.n))
+    order = np.random.default_rng(seed).permutation(t.n).tolist() if shuffle else range(t.n)
     rows: list[_Row] = []
     skipped: list[tuple[int, str]] = []
     first_row_of: dict[str, int] = {}
@@ -685,9 +813,11 @@ def load_vqa_dataset(
         try:
             row = _build_row(t, i, cols, require_answers, rid_box)
             if row.request_id in first_row_of:
-                raise _RowError(cols["request_id"] or "request_id",
-                                f"duplicate request_id {row.request_id!r}, already used by row "
-                                f"{first_row_of[row.request_id]}")
+                raise _RowError(
+                    cols["request_id"] or "request_id",
+                    f"duplicate request_id {row.request_id!r}, already used by row "
+                    f"{first_row_of[row.request_id]}",
+                )
         except _RowError as e:
             rid = rid_box[0] if rid_box else f"{t.stem}-{i}"
             col = f", column {e.column!r}" if e.column else ""
@@ -700,8 +830,15 @@ def load_vqa_dataset(
         rows.append(row)
         if max_samples is not None and len(rows) >= max_samples:
             break
-    ds = VQADataset(rows, name=t.name, source=str(source), kind=t.kind, split=t.split,
-                    columns=cols, skipped=skipped)
+    ds = VQADataset(
+        rows,
+        name=t.name,
+        source=str(source),
+        kind=t.kind,
+        split=t.split,
+        columns=cols,
+        skipped=skipped,
+    )
     if not rows:
         raise ValueError(f"{t.name}: every examined row was skipped\n{ds.summary()}")
     return ds

@@ -54,7 +54,7 @@ def _read_json_files(directory: Path, what: str) -> list[tuple[Path, dict[str, A
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ProfileError(f"{what} file {f} is not valid JSON: {e}") from e
         if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
-            raise ProfileError(f"{what} file {f} must be an object with a \"config\" object")
+            raise ProfileError(f'{what} file {f} must be an object with a "config" object')
         out.append((f, doc))
     return out
 
@@ -80,9 +80,12 @@ def _repeats(value: Any, source: Path) -> list[float]:
     return out
 
 
-def read_exp5_exp6(exp5_dir: str | Path, exp6_dir: str | Path, dataset_name: str = "default",
-                   knob_names: tuple[str, ...] = ("max_crops", "top_k", "num_active_blocks"),
-                   ) -> pd.DataFrame:
+def read_exp5_exp6(
+    exp5_dir: str | Path,
+    exp6_dir: str | Path,
+    dataset_name: str = "default",
+    knob_names: tuple[str, ...] = ("max_crops", "top_k", "num_active_blocks"),
+) -> pd.DataFrame:
     """Join accuracy and latency files into a long profile table (see module docstring)."""
     exp5_dir, exp6_dir = Path(exp5_dir), Path(exp6_dir)
     latency_cfg: dict[tuple, list[float]] = {}
@@ -90,55 +93,70 @@ def read_exp5_exp6(exp5_dir: str | Path, exp6_dir: str | Path, dataset_name: str
     for f, doc in _read_json_files(exp6_dir, "exp6 (latency)"):
         key = _config_key(doc["config"], knob_names, f)
         if key in latency_cfg or key in latency_sample:
-            raise ProfileError(f"{f}: config {dict(zip(knob_names, key, strict=True))} appears "
-                               "in more than one exp6 file")
+            raise ProfileError(
+                f"{f}: config {dict(zip(knob_names, key, strict=True))} appears "
+                "in more than one exp6 file"
+            )
         if "samples" in doc:
-            latency_sample[key] = {str(s["sample_id"]): _repeats(s.get("latency_ms"), f)
-                                   for s in doc["samples"]}
+            latency_sample[key] = {
+                str(s["sample_id"]): _repeats(s.get("latency_ms"), f) for s in doc["samples"]
+            }
         elif "latency_ms" in doc:
             latency_cfg[key] = _repeats(doc["latency_ms"], f)
         else:
-            raise ProfileError(f"{f}: exp6 file needs \"latency_ms\" or \"samples\"")
+            raise ProfileError(f'{f}: exp6 file needs "latency_ms" or "samples"')
     rows = []
     seen: set[tuple] = set()
     for f, doc in _read_json_files(exp5_dir, "exp5 (accuracy)"):
         key = _config_key(doc["config"], knob_names, f)
         if key in seen:
-            raise ProfileError(f"{f}: config {dict(zip(knob_names, key, strict=True))} appears "
-                               "in more than one exp5 file")
+            raise ProfileError(
+                f"{f}: config {dict(zip(knob_names, key, strict=True))} appears "
+                "in more than one exp5 file"
+            )
         seen.add(key)
         samples = doc.get("samples")
         if not isinstance(samples, list):
-            raise ProfileError(f"{f}: exp5 file needs a \"samples\" list")
+            raise ProfileError(f'{f}: exp5 file needs a "samples" list')
         default_task = str(doc.get("task_type", dataset_name))
         if key not in latency_cfg and key not in latency_sample:
-            raise ProfileError(f"{f}: no exp6 latency for config "
-                               f"{dict(zip(knob_names, key, strict=True))}")
+            raise ProfileError(
+                f"{f}: no exp6 latency for config {dict(zip(knob_names, key, strict=True))}"
+            )
         for s in samples:
             if "sample_id" not in s or "accuracy" not in s:
-                raise ProfileError(f"{f}: every sample needs \"sample_id\" and \"accuracy\"")
+                raise ProfileError(f'{f}: every sample needs "sample_id" and "accuracy"')
             sid = str(s["sample_id"])
             if key in latency_cfg:
                 lat = latency_cfg[key]
             elif sid in latency_sample[key]:
                 lat = latency_sample[key][sid]
             else:
-                raise ProfileError(f"no exp6 latency for sample {sid!r} under config "
-                                   f"{dict(zip(knob_names, key, strict=True))}")
-            row = {"request_id": sid, "task_type": str(s.get("task_type", default_task)),
-                   **dict(zip(knob_names, key, strict=True)), "quality": s["accuracy"]}
+                raise ProfileError(
+                    f"no exp6 latency for sample {sid!r} under config "
+                    f"{dict(zip(knob_names, key, strict=True))}"
+                )
+            row = {
+                "request_id": sid,
+                "task_type": str(s.get("task_type", default_task)),
+                **dict(zip(knob_names, key, strict=True)),
+                "quality": s["accuracy"],
+            }
             row.update({f"latency_ms_{j}": v for j, v in enumerate(lat)})
             rows.append(row)
     df = pd.DataFrame(rows)
     n_rep = {c for c in df.columns if c.startswith("latency_ms_")}
     if df[sorted(n_rep)].isna().any().any():
-        raise ProfileError("exp6: configs list different numbers of latency repeats; "
-                           "every config must have the same number")
+        raise ProfileError(
+            "exp6: configs list different numbers of latency repeats; "
+            "every config must have the same number"
+        )
     return df
 
 
-def load_feature_dir(features_dir: str | Path, cache: str | Path | None = None,
-                     force_recompute: bool = False) -> FeatureStore:
+def load_feature_dir(
+    features_dir: str | Path, cache: str | Path | None = None, force_recompute: bool = False
+) -> FeatureStore:
     """Consolidate ``<sample_id>.npz`` files (arrays ``image``, ``text``) into a FeatureStore.
 
     With ``cache``, a consolidated store there is reused unless ``force_recompute``.
@@ -154,8 +172,10 @@ def load_feature_dir(features_dir: str | Path, cache: str | Path | None = None,
         try:
             with np.load(f) as z:
                 if "image" not in z or "text" not in z:
-                    raise ProfileError(f"feature file {f} must hold arrays 'image' and 'text', "
-                                       f"found {list(z.keys())}")
+                    raise ProfileError(
+                        f"feature file {f} must hold arrays 'image' and 'text', "
+                        f"found {list(z.keys())}"
+                    )
                 rows[f.stem] = (z["image"].astype(np.float32), z["text"].astype(np.float32))
         except (OSError, ValueError) as e:
             if isinstance(e, ProfileError):
@@ -167,11 +187,19 @@ def load_feature_dir(features_dir: str | Path, cache: str | Path | None = None,
     return store
 
 
-def import_profile(exp5_dir: str | Path, exp6_dir: str | Path, *, dataset_name: str = "default",
-                   features_dir: str | Path | None = None, output_path: str | Path | None = None,
-                   force_recompute: bool = False, space: ActionSpace | None = None,
-                   on_invalid: str = "raise", seed: int = 0, train_split: float = 0.8
-                   ) -> Profile:
+def import_profile(
+    exp5_dir: str | Path,
+    exp6_dir: str | Path,
+    *,
+    dataset_name: str = "default",
+    features_dir: str | Path | None = None,
+    output_path: str | Path | None = None,
+    force_recompute: bool = False,
+    space: ActionSpace | None = None,
+    on_invalid: str = "raise",
+    seed: int = 0,
+    train_split: float = 0.8,
+) -> Profile:
     """exp5 + exp6 (+ features) -> a validated Profile; cached at ``output_path`` if given.
 
     An existing ``output_path`` table is loaded instead of re-importing, unless
@@ -179,8 +207,7 @@ def import_profile(exp5_dir: str | Path, exp6_dir: str | Path, *, dataset_name: 
     """
     if output_path is not None and Path(output_path).is_file() and not force_recompute:
         log.info("using cached profile %s (pass force_recompute to rebuild)", output_path)
-        return Profile.load(output_path, on_invalid=on_invalid, seed=seed,
-                            train_split=train_split)
+        return Profile.load(output_path, on_invalid=on_invalid, seed=seed, train_split=train_split)
     knob_names = space.names if space else ("max_crops", "top_k", "num_active_blocks")
     df = read_exp5_exp6(exp5_dir, exp6_dir, dataset_name, knob_names)
     fdir = Path(features_dir) if features_dir is not None else Path(exp5_dir) / "features"
@@ -190,8 +217,15 @@ def import_profile(exp5_dir: str | Path, exp6_dir: str | Path, *, dataset_name: 
         features = load_feature_dir(fdir, cache=cache, force_recompute=force_recompute)
     elif features_dir is not None:
         raise FileNotFoundError(f"features directory not found: {fdir}")
-    prof = Profile.from_frame(df, space, features=features, on_invalid=on_invalid, seed=seed,
-                              train_split=train_split, source=f"{exp5_dir} + {exp6_dir}")
+    prof = Profile.from_frame(
+        df,
+        space,
+        features=features,
+        on_invalid=on_invalid,
+        seed=seed,
+        train_split=train_split,
+        source=f"{exp5_dir} + {exp6_dir}",
+    )
     if output_path is not None:
         prof.save(output_path)
     return prof

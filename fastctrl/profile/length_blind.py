@@ -30,10 +30,11 @@ SIMULATOR = "fastctrl.profile.synthetic"  # the formulas below are this module's
 _NEEDED = ("v", "r", "n_native", "prompt_tokens", "q_max")
 
 
-def answer_length_prior(median: float, sigma: float = ANSWER_SIGMA,
-                        longest: int = ANSWER_MAX) -> np.ndarray:
+def answer_length_prior(
+    median: float, sigma: float = ANSWER_SIGMA, longest: int = ANSWER_MAX
+) -> np.ndarray:
     """``P(n_out = k)`` for ``k = 1..longest`` under the simulator's draw (rounding, clipping)."""
-    edges = np.log(np.arange(1, longest) + 0.5) - np.log(median)       # between k and k+1
+    edges = np.log(np.arange(1, longest) + 0.5) - np.log(median)  # between k and k+1
     cdf = norm.cdf(edges / sigma)
     return np.diff(np.concatenate([[0.0], cdf, [1.0]]))
 
@@ -45,11 +46,16 @@ class LengthBlindOracle:
 
     def __init__(self, profile: Profile) -> None:
         hidden = profile.hidden
-        if profile.simulator != SIMULATOR or hidden is None or \
-                any(k not in hidden for k in _NEEDED):
-            raise ValueError("the length-blind oracle needs a profile of "
-                             f"fastctrl.profile.synthetic_profile (its hidden factors), got one "
-                             f"of {profile.simulator or 'no simulator'}")
+        if (
+            profile.simulator != SIMULATOR
+            or hidden is None
+            or any(k not in hidden for k in _NEEDED)
+        ):
+            raise ValueError(
+                "the length-blind oracle needs a profile of "
+                f"fastctrl.profile.synthetic_profile (its hidden factors), got one "
+                f"of {profile.simulator or 'no simulator'}"
+            )
         self.hidden = hidden
         self.priors = {t: answer_length_prior(spec.answer_median) for t, spec in TASKS.items()}
         x, w = np.polynomial.hermite_e.hermegauss(NOISE_NODES)
@@ -58,15 +64,23 @@ class LengthBlindOracle:
     def expected_rewards(self, ctx: Contexts, env: ProfileEnv) -> np.ndarray:
         """``[n, C]`` expected reward of every config for the contexts ``ctx``."""
         h, req = self.hidden, ctx.req
-        quality = np.clip(_quality(env.space, h["v"][req], h["r"][req], h["n_native"][req],
-                                   h["q_max"][req]), 0.0, 1.0)[:, :, None]
+        quality = np.clip(
+            _quality(env.space, h["v"][req], h["r"][req], h["n_native"][req], h["q_max"][req]),
+            0.0,
+            1.0,
+        )[:, :, None]
         prior = self.length_probs(ctx, env)
         total = np.zeros(quality.shape[:2])
         for k in range(ANSWER_MAX):
-            base = _latency(env.space, h["prompt_tokens"][req], h["n_native"][req],
-                            np.full(len(req), k + 1.0))
-            r = env.reward(quality, base[:, :, None] * self.noise,
-                           ctx.budget_ms[:, None, None], env.complexity[None, :, None])
+            base = _latency(
+                env.space, h["prompt_tokens"][req], h["n_native"][req], np.full(len(req), k + 1.0)
+            )
+            r = env.reward(
+                quality,
+                base[:, :, None] * self.noise,
+                ctx.budget_ms[:, None, None],
+                env.complexity[None, :, None],
+            )
             total += prior[:, k, None] * (r * self.noise_w).sum(2)
         return total
 

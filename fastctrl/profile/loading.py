@@ -19,8 +19,12 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
-DTYPES = {"auto": "auto", "float32": torch.float32, "float16": torch.float16,
-          "bfloat16": torch.bfloat16}
+DTYPES = {
+    "auto": "auto",
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
 
 
 class ModelLoadError(ValueError):
@@ -39,8 +43,10 @@ class ChatProcessor:
         self.processor = processor
         tok = getattr(processor, "tokenizer", None)
         if tok is None:
-            raise ModelLoadError(f"{type(processor).__name__} has no tokenizer; fastctrl needs "
-                                 "a multimodal processor (AutoProcessor of a VLM)")
+            raise ModelLoadError(
+                f"{type(processor).__name__} has no tokenizer; fastctrl needs "
+                "a multimodal processor (AutoProcessor of a VLM)"
+            )
         tok.padding_side = "left"
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
@@ -50,18 +56,21 @@ class ChatProcessor:
 
     def render(self, prompt: str) -> str:
         if self.has_template:
-            msgs = [{"role": "user", "content": [{"type": "image"},
-                                                 {"type": "text", "text": prompt}]}]
-            return self.processor.apply_chat_template(msgs, add_generation_prompt=True,
-                                                      tokenize=False)
+            msgs = [
+                {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}
+            ]
+            return self.processor.apply_chat_template(
+                msgs, add_generation_prompt=True, tokenize=False
+            )
         return f"{self.image_token}{prompt}"
 
     def __call__(self, images: Sequence[Any], prompts: Sequence[str]) -> dict[str, torch.Tensor]:
         if len(images) != len(prompts):
             raise ValueError(f"{len(images)} images but {len(prompts)} prompts")
         text = [self.render(p) for p in prompts]
-        out = self.processor(text=text, images=[[_rgb(im)] for im in images],
-                             return_tensors="pt", padding=True)
+        out = self.processor(
+            text=text, images=[[_rgb(im)] for im in images], return_tensors="pt", padding=True
+        )
         return dict(out)
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
@@ -77,14 +86,21 @@ def _rgb(image: Any) -> Any:
 
     arr = np.asarray(image)
     if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[-1] != 3:
-        raise ValueError(f"images must be PIL images or HxWx3 uint8 arrays, got "
-                         f"{arr.dtype} {list(arr.shape)}")
+        raise ValueError(
+            f"images must be PIL images or HxWx3 uint8 arrays, got {arr.dtype} {list(arr.shape)}"
+        )
     return Image.fromarray(arr)
 
 
-def load_model(model_id: str, *, dtype: str = "auto", device: str | None = None,
-               device_map: str | None = None, attn_implementation: str | None = None,
-               trust_remote_code: bool = False) -> tuple[nn.Module, ChatProcessor]:
+def load_model(
+    model_id: str,
+    *,
+    dtype: str = "auto",
+    device: str | None = None,
+    device_map: str | None = None,
+    attn_implementation: str | None = None,
+    trust_remote_code: bool = False,
+) -> tuple[nn.Module, ChatProcessor]:
     """``(model, processor)`` for a hub id or a local directory (``save_pretrained`` layout).
 
     ``dtype``: auto (the checkpoint's) / float32 / float16 / bfloat16; ``device``: where to
@@ -100,17 +116,18 @@ def load_model(model_id: str, *, dtype: str = "auto", device: str | None = None,
         raise ValueError("give device or device_map, not both")
     local = Path(model_id).expanduser()
     if local.exists() and not (local / "config.json").is_file():
-        raise ModelLoadError(f"{local} has no config.json: not a save_pretrained model "
-                             "directory")
+        raise ModelLoadError(f"{local} has no config.json: not a save_pretrained model directory")
     try:
-        config = AutoConfig.from_pretrained(str(local) if local.exists() else model_id,
-                                            trust_remote_code=trust_remote_code)
+        config = AutoConfig.from_pretrained(
+            str(local) if local.exists() else model_id, trust_remote_code=trust_remote_code
+        )
     except OSError as e:
         where = "directory" if local.exists() else "hub id (not a local path)"
         raise ModelLoadError(
             f"could not load the config of {model_id!r} as a {where}: {e}. Offline, a hub "
             "model must already be in the local Hugging Face cache; or pass a local "
-            "directory written by save_pretrained") from e
+            "directory written by save_pretrained"
+        ) from e
     except ValueError as e:
         raise ModelLoadError(f"{model_id!r}: {e}") from e
     src = str(local) if local.exists() else model_id
@@ -122,19 +139,25 @@ def load_model(model_id: str, *, dtype: str = "auto", device: str | None = None,
     try:
         model = AutoModelForImageTextToText.from_pretrained(src, config=config, **kw)
     except ValueError as e:
-        raise ModelLoadError(f"{model_id!r} ({type(config).__name__}) is not an image-text-to-"
-                             f"text model transformers can load: {e}") from e
+        raise ModelLoadError(
+            f"{model_id!r} ({type(config).__name__}) is not an image-text-to-"
+            f"text model transformers can load: {e}"
+        ) from e
     if device_map is None:
         model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.eval()
     try:
         proc = AutoProcessor.from_pretrained(src, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, TypeError) as e:
-        raise ModelLoadError(f"{model_id!r} has no usable processor ({e}); fastctrl needs the "
-                             "model's processor (tokenizer + image processor) saved beside it "
-                             "(processor.save_pretrained)") from e
+        raise ModelLoadError(
+            f"{model_id!r} has no usable processor ({e}); fastctrl needs the "
+            "model's processor (tokenizer + image processor) saved beside it "
+            "(processor.save_pretrained)"
+        ) from e
     if not hasattr(proc, "image_processor"):
-        raise ModelLoadError(f"{model_id!r}: AutoProcessor gave a {type(proc).__name__} without "
-                             "an image processor (only a tokenizer is saved there?); save the "
-                             "model's full processor")
+        raise ModelLoadError(
+            f"{model_id!r}: AutoProcessor gave a {type(proc).__name__} without "
+            "an image processor (only a tokenizer is saved there?); save the "
+            "model's full processor"
+        )
     return model, ChatProcessor(proc)

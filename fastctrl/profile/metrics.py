@@ -35,51 +35,163 @@ Metric = Callable[[str, "str | Sequence[str] | None", Sequence[int], Sequence[in
 #: "somebody'd" maps to "somebodyd". The apostrophe itself is not punctuation, so "it's" stays
 #: "it's" (and "its", a word of its own, is not in the table).
 _CONTRACTIONS: dict[str, str] = {
-    "aint": "ain't", "arent": "aren't", "cant": "can't", "couldve": "could've",
-    "couldnt": "couldn't", "couldn'tve": "couldn't've", "couldnt've": "couldn't've",
-    "didnt": "didn't", "doesnt": "doesn't", "dont": "don't", "hadnt": "hadn't",
-    "hadnt've": "hadn't've", "hadn'tve": "hadn't've", "hasnt": "hasn't", "havent": "haven't",
-    "hed": "he'd", "hed've": "he'd've", "he'dve": "he'd've", "hes": "he's", "howd": "how'd",
-    "howll": "how'll", "hows": "how's", "Id've": "I'd've", "I'dve": "I'd've", "Im": "I'm",
-    "Ive": "I've", "isnt": "isn't", "itd": "it'd", "itd've": "it'd've", "it'dve": "it'd've",
-    "itll": "it'll", "let's": "let's", "maam": "ma'am", "mightnt": "mightn't",
-    "mightnt've": "mightn't've", "mightn'tve": "mightn't've", "mightve": "might've",
-    "mustnt": "mustn't", "mustve": "must've", "neednt": "needn't", "notve": "not've",
-    "oclock": "o'clock", "oughtnt": "oughtn't", "ow's'at": "'ow's'at", "'ows'at": "'ow's'at",
-    "'ow'sat": "'ow's'at", "shant": "shan't", "shed've": "she'd've", "she'dve": "she'd've",
-    "she's": "she's", "shouldve": "should've", "shouldnt": "shouldn't",
-    "shouldnt've": "shouldn't've", "shouldn'tve": "shouldn't've", "somebody'd": "somebodyd",
-    "somebodyd've": "somebody'd've", "somebody'dve": "somebody'd've",
-    "somebodyll": "somebody'll", "somebodys": "somebody's", "someoned": "someone'd",
-    "someoned've": "someone'd've", "someone'dve": "someone'd've", "someonell": "someone'll",
-    "someones": "someone's", "somethingd": "something'd", "somethingd've": "something'd've",
-    "something'dve": "something'd've", "somethingll": "something'll", "thats": "that's",
-    "thered": "there'd", "thered've": "there'd've", "there'dve": "there'd've",
-    "therere": "there're", "theres": "there's", "theyd": "they'd", "theyd've": "they'd've",
-    "they'dve": "they'd've", "theyll": "they'll", "theyre": "they're", "theyve": "they've",
-    "twas": "'twas", "wasnt": "wasn't", "wed've": "we'd've", "we'dve": "we'd've",
-    "weve": "we've", "werent": "weren't", "whatll": "what'll", "whatre": "what're",
-    "whats": "what's", "whatve": "what've", "whens": "when's", "whered": "where'd",
-    "wheres": "where's", "whereve": "where've", "whod": "who'd", "whod've": "who'd've",
-    "who'dve": "who'd've", "wholl": "who'll", "whos": "who's", "whove": "who've",
-    "whyll": "why'll", "whyre": "why're", "whys": "why's", "wont": "won't",
-    "wouldve": "would've", "wouldnt": "wouldn't", "wouldnt've": "wouldn't've",
-    "wouldn'tve": "wouldn't've", "yall": "y'all", "yall'll": "y'all'll", "y'allll": "y'all'll",
-    "yall'd've": "y'all'd've", "y'alld've": "y'all'd've", "y'all'dve": "y'all'd've",
-    "youd": "you'd", "youd've": "you'd've", "you'dve": "you'd've", "youll": "you'll",
-    "youre": "you're", "youve": "you've",
+    "aint": "ain't",
+    "arent": "aren't",
+    "cant": "can't",
+    "couldve": "could've",
+    "couldnt": "couldn't",
+    "couldn'tve": "couldn't've",
+    "couldnt've": "couldn't've",
+    "didnt": "didn't",
+    "doesnt": "doesn't",
+    "dont": "don't",
+    "hadnt": "hadn't",
+    "hadnt've": "hadn't've",
+    "hadn'tve": "hadn't've",
+    "hasnt": "hasn't",
+    "havent": "haven't",
+    "hed": "he'd",
+    "hed've": "he'd've",
+    "he'dve": "he'd've",
+    "hes": "he's",
+    "howd": "how'd",
+    "howll": "how'll",
+    "hows": "how's",
+    "Id've": "I'd've",
+    "I'dve": "I'd've",
+    "Im": "I'm",
+    "Ive": "I've",
+    "isnt": "isn't",
+    "itd": "it'd",
+    "itd've": "it'd've",
+    "it'dve": "it'd've",
+    "itll": "it'll",
+    "let's": "let's",
+    "maam": "ma'am",
+    "mightnt": "mightn't",
+    "mightnt've": "mightn't've",
+    "mightn'tve": "mightn't've",
+    "mightve": "might've",
+    "mustnt": "mustn't",
+    "mustve": "must've",
+    "neednt": "needn't",
+    "notve": "not've",
+    "oclock": "o'clock",
+    "oughtnt": "oughtn't",
+    "ow's'at": "'ow's'at",
+    "'ows'at": "'ow's'at",
+    "'ow'sat": "'ow's'at",
+    "shant": "shan't",
+    "shed've": "she'd've",
+    "she'dve": "she'd've",
+    "she's": "she's",
+    "shouldve": "should've",
+    "shouldnt": "shouldn't",
+    "shouldnt've": "shouldn't've",
+    "shouldn'tve": "shouldn't've",
+    "somebody'd": "somebodyd",
+    "somebodyd've": "somebody'd've",
+    "somebody'dve": "somebody'd've",
+    "somebodyll": "somebody'll",
+    "somebodys": "somebody's",
+    "someoned": "someone'd",
+    "someoned've": "someone'd've",
+    "someone'dve": "someone'd've",
+    "someonell": "someone'll",
+    "someones": "someone's",
+    "somethingd": "something'd",
+    "somethingd've": "something'd've",
+    "something'dve": "something'd've",
+    "somethingll": "something'll",
+    "thats": "that's",
+    "thered": "there'd",
+    "thered've": "there'd've",
+    "there'dve": "there'd've",
+    "therere": "there're",
+    "theres": "there's",
+    "theyd": "they'd",
+    "theyd've": "they'd've",
+    "they'dve": "they'd've",
+    "theyll": "they'll",
+    "theyre": "they're",
+    "theyve": "they've",
+    "twas": "'twas",
+    "wasnt": "wasn't",
+    "wed've": "we'd've",
+    "we'dve": "we'd've",
+    "weve": "we've",
+    "werent": "weren't",
+    "whatll": "what'll",
+    "whatre": "what're",
+    "whats": "what's",
+    "whatve": "what've",
+    "whens": "when's",
+    "whered": "where'd",
+    "wheres": "where's",
+    "whereve": "where've",
+    "whod": "who'd",
+    "whod've": "who'd've",
+    "who'dve": "who'd've",
+    "wholl": "who'll",
+    "whos": "who's",
+    "whove": "who've",
+    "whyll": "why'll",
+    "whyre": "why're",
+    "whys": "why's",
+    "wont": "won't",
+    "wouldve": "would've",
+    "wouldnt": "wouldn't",
+    "wouldnt've": "wouldn't've",
+    "wouldn'tve": "wouldn't've",
+    "yall": "y'all",
+    "yall'll": "y'all'll",
+    "y'allll": "y'all'll",
+    "yall'd've": "y'all'd've",
+    "y'alld've": "y'all'd've",
+    "y'all'dve": "y'all'd've",
+    "youd": "you'd",
+    "youd've": "you'd've",
+    "you'dve": "you'd've",
+    "youll": "you'll",
+    "youre": "you're",
+    "youve": "you've",
 }
 
 #: Number words -> digits (whole words only, so "twenty" or "eleven" stay words).
-_NUMBER_WORDS = {w: str(i) for i, w in enumerate(
-    ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"))}
+_NUMBER_WORDS = {
+    w: str(i)
+    for i, w in enumerate(
+        ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+    )
+}
 _NUMBER_WORDS["none"] = "0"
 
 _ARTICLES = frozenset(("a", "an", "the"))
 
 #: The characters the official script treats as punctuation (not ".", ":", "'", "%", ...).
-_PUNCT = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<",
-          "@", "`", ",", "?", "!")
+_PUNCT = (
+    ";",
+    "/",
+    "[",
+    "]",
+    '"',
+    "{",
+    "}",
+    "(",
+    ")",
+    "=",
+    "+",
+    "\\",
+    "_",
+    "-",
+    ">",
+    "<",
+    "@",
+    "`",
+    ",",
+    "?",
+    "!",
+)
 
 #: A comma between two digits ("1,000") anywhere in the answer.
 _DIGIT_COMMA = re.compile(r"\d,\d")
@@ -132,6 +244,7 @@ def normalize_answer(s: str) -> str:
 # Argument checks
 # --------------------------------------------------------------------------------------------
 
+
 def _check_pred(name: str, pred: object) -> str:
     if not isinstance(pred, str):
         raise TypeError(f"{name}: the prediction must be a str, got {type(pred).__name__}")
@@ -141,20 +254,22 @@ def _check_pred(name: str, pred: object) -> str:
 def _references(name: str, answer: str | Sequence[str] | None) -> list[str]:
     """The reference answers as a non-empty list of str."""
     if answer is None:
-        raise ValueError(f"{name} needs reference answers (got None), i.e. at least one "
-                         "reference answer; use 'agreement' when the data has none")
+        raise ValueError(
+            f"{name} needs reference answers (got None), i.e. at least one "
+            "reference answer; use 'agreement' when the data has none"
+        )
     if isinstance(answer, str):
         return [answer]
     if not isinstance(answer, Sequence):
-        raise TypeError(f"{name}: the answer must be a str or a sequence of str, got "
-                        f"{type(answer).__name__}")
+        raise TypeError(
+            f"{name}: the answer must be a str or a sequence of str, got {type(answer).__name__}"
+        )
     refs = list(answer)
     if not refs:
         raise ValueError(f"{name} needs at least one reference answer, got an empty list")
     for i, r in enumerate(refs):
         if not isinstance(r, str):
-            raise TypeError(f"{name}: reference answer {i} must be a str, got "
-                            f"{type(r).__name__}")
+            raise TypeError(f"{name}: reference answer {i} must be a str, got {type(r).__name__}")
     return refs
 
 
@@ -162,15 +277,18 @@ def _references(name: str, answer: str | Sequence[str] | None) -> list[str]:
 # Metrics
 # --------------------------------------------------------------------------------------------
 
-def exact_match(pred: str, answer: str | Sequence[str] | None, pred_ids: Sequence[int],
-                full_ids: Sequence[int]) -> float:
+
+def exact_match(
+    pred: str, answer: str | Sequence[str] | None, pred_ids: Sequence[int], full_ids: Sequence[int]
+) -> float:
     """1 if the VQA-normalised prediction equals any VQA-normalised reference, else 0."""
     p = normalize_answer(_check_pred("exact_match", pred))
     return float(any(p == normalize_answer(a) for a in _references("exact_match", answer)))
 
 
-def vqa_accuracy(pred: str, answer: str | Sequence[str] | None, pred_ids: Sequence[int],
-                 full_ids: Sequence[int]) -> float:
+def vqa_accuracy(
+    pred: str, answer: str | Sequence[str] | None, pred_ids: Sequence[int], full_ids: Sequence[int]
+) -> float:
     """VQAv2 / TextVQA / VizWiz accuracy, as the official evaluation computes it.
 
     Prediction and references are normalised (:func:`normalize_answer`); then for each
@@ -214,8 +332,9 @@ def levenshtein(a: str, b: str) -> int:
 ANLS_TAU = 0.5
 
 
-def anls(pred: str, answer: str | Sequence[str] | None, pred_ids: Sequence[int],
-         full_ids: Sequence[int]) -> float:
+def anls(
+    pred: str, answer: str | Sequence[str] | None, pred_ids: Sequence[int], full_ids: Sequence[int]
+) -> float:
     """DocVQA's Average Normalized Levenshtein Similarity for one question.
 
     Both strings are lower-cased and stripped of surrounding whitespace; per reference
@@ -255,8 +374,9 @@ def _to_number(text: str) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def relaxed_accuracy(pred: str, answer: str | Sequence[str] | None, pred_ids: Sequence[int],
-                     full_ids: Sequence[int]) -> float:
+def relaxed_accuracy(
+    pred: str, answer: str | Sequence[str] | None, pred_ids: Sequence[int], full_ids: Sequence[int]
+) -> float:
     """ChartQA relaxed accuracy: 1 if, for any reference, both strings are numbers (see
     :func:`_to_number`) and ``|pred - ref| / |ref| <= 0.05`` (a reference of 0 needs exactly
     0), or they are not both numbers and are equal after lower-casing and stripping."""
@@ -289,7 +409,8 @@ _MC_ONLY = re.compile(r"\(?([A-Za-z])\)?[.:)]?")
 #: parenthesised or ends the phrase (so "the answer is a dog" is not "A").
 _MC_PHRASE = re.compile(
     r"\b(?i:answer|option|choice)s?\s*(?i:is|:|=)?\s*:?\s*"
-    r"(?:\(([A-Za-z])\)|([A-Z])(?![A-Za-z0-9'])|([a-z])(?=\s*(?:[.,;:)!]|$)))")
+    r"(?:\(([A-Za-z])\)|([A-Z])(?![A-Za-z0-9'])|([a-z])(?=\s*(?:[.,;:)!]|$)))"
+)
 #: The answer starts with a letter then a delimiter: "B) cat", "B. cat", "B: cat",
 #: "(B) cat", "(b) cat" (no bare "A cat": that is an article).
 _MC_LEAD = re.compile(r"\s*(?:\(([A-Za-z])\)|([A-Za-z])[.:)])(?:\s|$)")
@@ -326,13 +447,16 @@ def _reference_choice(ref: str) -> str:
     s = ref.strip()
     m = _MC_ONLY.fullmatch(s) or _MC_LEAD.match(s)
     if not m:
-        raise ValueError(f"multiple_choice: the reference answer {ref!r} is not an option "
-                         "letter (expected e.g. 'B' or '(B) text')")
+        raise ValueError(
+            f"multiple_choice: the reference answer {ref!r} is not an option "
+            "letter (expected e.g. 'B' or '(B) text')"
+        )
     return next(g for g in m.groups() if g).upper()
 
 
-def multiple_choice(pred: str, answer: str | Sequence[str] | None, pred_ids: Sequence[int],
-                    full_ids: Sequence[int]) -> float:
+def multiple_choice(
+    pred: str, answer: str | Sequence[str] | None, pred_ids: Sequence[int], full_ids: Sequence[int]
+) -> float:
     """1 if the option letter extracted from the prediction (:func:`extract_choice`) is the
     reference's letter ("B", "b", "(B) text", "B. text"), 0 otherwise or when the prediction
     names no letter; max over references."""
@@ -341,8 +465,9 @@ def multiple_choice(pred: str, answer: str | Sequence[str] | None, pred_ids: Seq
     return float(letter is not None and letter in refs)
 
 
-def agreement(pred: str, answer: str | Sequence[str] | None, pred_ids: Sequence[int],
-              full_ids: Sequence[int]) -> float:
+def agreement(
+    pred: str, answer: str | Sequence[str] | None, pred_ids: Sequence[int], full_ids: Sequence[int]
+) -> float:
     """Proxy without answers: fraction of generated token positions equal to the full
     configuration's generation (1.0 for the full configuration itself)."""
     n = max(len(pred_ids), len(full_ids))
@@ -363,11 +488,17 @@ METRICS: dict[str, Metric] = {
 
 #: Dataset name (lower-case, letters and digits only) prefix -> its standard metric.
 _DATASET_METRICS: tuple[tuple[str, str], ...] = (
-    ("vqav2", "vqa"), ("textvqa", "vqa"), ("vizwiz", "vqa"),
-    ("docvqa", "anls"), ("infographicvqa", "anls"), ("infovqa", "anls"),
+    ("vqav2", "vqa"),
+    ("textvqa", "vqa"),
+    ("vizwiz", "vqa"),
+    ("docvqa", "anls"),
+    ("infographicvqa", "anls"),
+    ("infovqa", "anls"),
     ("chartqa", "relaxed_accuracy"),
-    ("ai2d", "multiple_choice"), ("mmmu", "multiple_choice"),
-    ("scienceqa", "multiple_choice"), ("mmbench", "multiple_choice"),
+    ("ai2d", "multiple_choice"),
+    ("mmmu", "multiple_choice"),
+    ("scienceqa", "multiple_choice"),
+    ("mmbench", "multiple_choice"),
 )
 
 
@@ -388,8 +519,9 @@ def metric_for_dataset(name: str) -> str:
     return "exact_match"
 
 
-def resolve_metric(metric: str | Metric, have_answers: bool,
-                   dataset: str | None = None) -> tuple[str, Metric]:
+def resolve_metric(
+    metric: str | Metric, have_answers: bool, dataset: str | None = None
+) -> tuple[str, Metric]:
     """``(name, metric)`` for a metric name or a callable.
 
     ``auto``: with answers, the dataset's standard metric when ``dataset`` names it
@@ -404,8 +536,9 @@ def resolve_metric(metric: str | Metric, have_answers: bool,
         else:
             metric = metric_for_dataset(dataset) if dataset else "exact_match"
     if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; choose auto, {', '.join(METRICS)} or pass "
-                         "a callable")
+        raise ValueError(
+            f"unknown metric {metric!r}; choose auto, {', '.join(METRICS)} or pass a callable"
+        )
     if metric != "agreement" and not have_answers:
         raise ValueError(f"metric {metric!r} needs an answer for every sample")
     return metric, METRICS[metric]

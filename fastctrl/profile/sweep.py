@@ -95,6 +95,7 @@ def as_request(item: Any, i: int) -> Request:
     if isinstance(item, dict):
         get = item.get
     elif hasattr(item, "image") and hasattr(item, "prompt"):
+
         def get(k: str, default: Any = None, _it: Any = item) -> Any:
             return getattr(_it, k, default)
     elif isinstance(item, (tuple, list)) and len(item) in (2, 3):
@@ -108,40 +109,63 @@ def as_request(item: Any, i: int) -> Request:
     prompt = get("prompt")
     if not isinstance(prompt, str):
         raise TypeError(f"dataset item {i}: prompt must be a str, got {type(prompt).__name__}")
-    return Request(str(get("request_id") or f"req-{i:05d}"), get("image"), prompt,
-                   get("answer"), str(get("task_type") or "vqa"), str(get("split") or ""))
+    return Request(
+        str(get("request_id") or f"req-{i:05d}"),
+        get("image"),
+        prompt,
+        get("answer"),
+        str(get("task_type") or "vqa"),
+        str(get("split") or ""),
+    )
 
 
 def _fingerprint(model: nn.Module, space: ActionSpace, settings: dict[str, Any]) -> str:
     cfg = getattr(model, "config", None)
     model_desc = cfg.to_json_string(use_diff=False) if cfg is not None else type(model).__name__
-    blob = json.dumps({"model": model_desc, "grid": space.to_dict(), **settings}, sort_keys=True,
-                      default=str)
+    blob = json.dumps(
+        {"model": model_desc, "grid": space.to_dict(), **settings}, sort_keys=True, default=str
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def write_outputs(rows: list[dict[str, Any]], features: dict[str, tuple[list[float], list[float]]],
-                  space: ActionSpace, out_path: str | Path, sidecar: dict[str, Any],
-                  missing_configs: str = "raise") -> Any:
+def write_outputs(
+    rows: list[dict[str, Any]],
+    features: dict[str, tuple[list[float], list[float]]],
+    space: ActionSpace,
+    out_path: str | Path,
+    sidecar: dict[str, Any],
+    missing_configs: str = "raise",
+) -> Any:
     """The output stage: the table + feature store (:mod:`fastctrl.profile.table`) and a JSON
     sidecar with the swept grid and per-config latency percentiles."""
     from .table import FeatureStore, Profile, ProfileError, features_path_for, write_table
 
     out_path = Path(out_path)
     ids = list(features)
-    store = FeatureStore(ids, np.array([features[r][0] for r in ids], dtype=np.float32),
-                         np.array([features[r][1] for r in ids], dtype=np.float32))
+    store = FeatureStore(
+        ids,
+        np.array([features[r][0] for r in ids], dtype=np.float32),
+        np.array([features[r][1] for r in ids], dtype=np.float32),
+    )
     try:
-        profile = Profile.from_frame(pd.DataFrame(rows), space, features=store, source="sweep",
-                                     missing_configs=missing_configs)
+        profile = Profile.from_frame(
+            pd.DataFrame(rows),
+            space,
+            features=store,
+            source="sweep",
+            missing_configs=missing_configs,
+        )
         profile.save(out_path)
     except ProfileError as e:
         if "measured for no request" not in str(e):
             raise
         # a sample too small to have measured every config once: the measurements are still
         # data, written as they are; loading them needs more requests or a smaller grid
-        log.warning("%s; the table is written, but it cannot be loaded for training until "
-                    "every config is measured for some request", e)
+        log.warning(
+            "%s; the table is written, but it cannot be loaded for training until "
+            "every config is measured for some request",
+            e,
+        )
         write_table(pd.DataFrame(rows), space, out_path)
         store.save(features_path_for(out_path))
         profile = None
@@ -155,13 +179,15 @@ def _config_summary(rows: list[dict[str, Any]], space: ActionSpace, repeats: int
     out = []
     for values, g in df.groupby(list(space.names), sort=True):
         lat = g[lat_cols].to_numpy().ravel()
-        out.append({
-            **{n: int(v) for n, v in zip(space.names, values, strict=True)},
-            "latency_p50_ms": float(np.percentile(lat, 50)),
-            "latency_p95_ms": float(np.percentile(lat, 95)),
-            "quality_mean": float(g["quality"].mean()),
-            "n_requests": int(len(g)),
-        })
+        out.append(
+            {
+                **{n: int(v) for n, v in zip(space.names, values, strict=True)},
+                "latency_p50_ms": float(np.percentile(lat, 50)),
+                "latency_p95_ms": float(np.percentile(lat, 95)),
+                "quality_mean": float(g["quality"].mean()),
+                "n_requests": int(len(g)),
+            }
+        )
     return out
 
 
@@ -170,8 +196,9 @@ def make_decoder(processor: Any) -> Callable[[Sequence[int]], str]:
         fn = getattr(processor, name, None)
         if callable(fn):
             if name == "decode":
-                return lambda ids: fn(list(ids), skip_special_tokens=True) \
-                    if _accepts_skip(fn) else fn(list(ids))
+                return lambda ids: (
+                    fn(list(ids), skip_special_tokens=True) if _accepts_skip(fn) else fn(list(ids))
+                )
             return lambda ids: fn([list(ids)], skip_special_tokens=True)[0]
     raise TypeError("processor must have decode() or batch_decode() to score generations")
 
@@ -204,26 +231,56 @@ class SweepSetup:
     """:data:`~fastctrl.inengine.prefill_answer.ANSWER_PATHS`: how a request is answered."""
 
     @classmethod
-    def create(cls, space: ActionSpace, *, have_answers: bool, warmup: int = 1,
-               repeats: int = 3, max_new_tokens: int = 4, metric: str | Metric = "auto",
-               tokens_per_crop: int | None = None, configs: str | ConfigSampler = "all",
-               batch_size: int = 1, seed: int = 0, dataset_name: str | None = None,
-               answer_path: str = "auto") -> SweepSetup:
+    def create(
+        cls,
+        space: ActionSpace,
+        *,
+        have_answers: bool,
+        warmup: int = 1,
+        repeats: int = 3,
+        max_new_tokens: int = 4,
+        metric: str | Metric = "auto",
+        tokens_per_crop: int | None = None,
+        configs: str | ConfigSampler = "all",
+        batch_size: int = 1,
+        seed: int = 0,
+        dataset_name: str | None = None,
+        answer_path: str = "auto",
+    ) -> SweepSetup:
         check_sweep_numbers(warmup, repeats, max_new_tokens, batch_size)
         check_answer_path(answer_path)
-        sampler = configs if isinstance(configs, ConfigSampler) else \
-            ConfigSampler.parse(configs, space, seed)
+        sampler = (
+            configs
+            if isinstance(configs, ConfigSampler)
+            else ConfigSampler.parse(configs, space, seed)
+        )
         metric_name, metric_fn = resolve_metric(metric, have_answers, dataset_name)
-        return cls(space, sampler, metric_name, metric_fn, warmup, repeats, max_new_tokens,
-                   tokens_per_crop, batch_size, answer_path)
+        return cls(
+            space,
+            sampler,
+            metric_name,
+            metric_fn,
+            warmup,
+            repeats,
+            max_new_tokens,
+            tokens_per_crop,
+            batch_size,
+            answer_path,
+        )
 
     @property
     def settings(self) -> dict[str, Any]:
-        return {"warmup": self.warmup, "repeats": self.repeats,
-                "max_new_tokens": self.max_new_tokens, "metric": self.metric_name,
-                "tokens_per_crop": self.tokens_per_crop, "configs": self.sampler.describe(),
-                "config_seed": self.sampler.seed, "batch_size": self.batch_size,
-                "answer_path": self.answer_path}
+        return {
+            "warmup": self.warmup,
+            "repeats": self.repeats,
+            "max_new_tokens": self.max_new_tokens,
+            "metric": self.metric_name,
+            "tokens_per_crop": self.tokens_per_crop,
+            "configs": self.sampler.describe(),
+            "config_seed": self.sampler.seed,
+            "batch_size": self.batch_size,
+            "answer_path": self.answer_path,
+        }
 
     def fingerprint(self, model: nn.Module) -> str:
         return _fingerprint(model, self.space, self.settings)
@@ -231,16 +288,20 @@ class SweepSetup:
     def batch_configs(self, request_ids: Sequence[str]) -> list[Config]:
         """What a batch measures: the union of its requests' sampled configs, and the full
         one (the features and the agreement reference come from it)."""
-        configs = sorted({c for r in request_ids for c in self.sampler.for_request(r)},
-                         key=lambda c: self.space.flat_index(c.indices))
+        configs = sorted(
+            {c for r in request_ids for c in self.sampler.for_request(r)},
+            key=lambda c: self.space.flat_index(c.indices),
+        )
         full = self.space.full()
         return configs if full in configs else [*configs, full]
 
 
 def check_sweep_numbers(warmup: int, repeats: int, max_new_tokens: int, batch_size: int) -> None:
     if repeats < 1 or warmup < 0 or max_new_tokens < 1 or batch_size < 1:
-        raise ValueError(f"need repeats >= 1, warmup >= 0, max_new_tokens >= 1, batch_size >= 1;"
-                         f" got {repeats}, {warmup}, {max_new_tokens}, {batch_size}")
+        raise ValueError(
+            f"need repeats >= 1, warmup >= 0, max_new_tokens >= 1, batch_size >= 1;"
+            f" got {repeats}, {warmup}, {max_new_tokens}, {batch_size}"
+        )
 
 
 def check_answer_path(answer_path: str) -> None:
@@ -260,8 +321,9 @@ class BatchMeasurer:
     local sweep calls it in this process, each Ray worker in its own). ``cost`` counts the
     answer calls and the timed seconds of everything measured so far."""
 
-    def __init__(self, model: nn.Module, processor: Callable[..., dict[str, torch.Tensor]],
-                 setup: SweepSetup) -> None:
+    def __init__(
+        self, model: nn.Module, processor: Callable[..., dict[str, torch.Tensor]], setup: SweepSetup
+    ) -> None:
         self.model, self.processor, self.setup = model, processor, setup
         self.decode = make_decoder(processor)
         self.device = next(model.parameters()).device
@@ -269,8 +331,9 @@ class BatchMeasurer:
         self.cost: dict[str, float] = {"answer_calls": 0, "timed_s": 0.0}
         self.handle = hook(model, space=setup.space, tokens_per_crop=setup.tokens_per_crop)
         self.gen = dict(max_new_tokens=setup.max_new_tokens, do_sample=False)
-        self.prefill_answer = lean_answer_path(model, self.gen) \
-            if setup.answer_path == "auto" else None
+        self.prefill_answer = (
+            lean_answer_path(model, self.gen) if setup.answer_path == "auto" else None
+        )
 
     def close(self) -> None:
         self.handle.remove()
@@ -284,20 +347,27 @@ class BatchMeasurer:
     def describe(self) -> dict[str, Any]:
         """The sidecar's description of where the measuring ran (latencies mean little
         without the machine)."""
-        return {"model": type(self.model).__name__, "family": self.handle.adapter.family,
-                "device": str(self.device), "torch_threads": torch.get_num_threads(),
-                "timer": self.timer.kind, "machine": machine(self.device),
-                "answered_by": answered_by(self.prefill_answer)}
+        return {
+            "model": type(self.model).__name__,
+            "family": self.handle.adapter.family,
+            "device": str(self.device),
+            "torch_threads": torch.get_num_threads(),
+            "timer": self.timer.kind,
+            "machine": machine(self.device),
+            "answered_by": answered_by(self.prefill_answer),
+        }
 
-    def measure(self, batch: Sequence[Request]
-                ) -> tuple[list[dict[str, Any]], dict[str, tuple[list[float], list[float]]]]:
+    def measure(
+        self, batch: Sequence[Request]
+    ) -> tuple[list[dict[str, Any]], dict[str, tuple[list[float], list[float]]]]:
         """The batch's rows (one per request and config) and features (per request)."""
         s = self.setup
         batch_configs = s.batch_configs([r.request_id for r in batch])
         full = s.space.full()
-        inputs = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v
-                  for k, v in self.processor([r.image for r in batch],
-                                             [r.prompt for r in batch]).items()}
+        inputs = {
+            k: v.to(self.device) if isinstance(v, torch.Tensor) else v
+            for k, v in self.processor([r.image for r in batch], [r.prompt for r in batch]).items()
+        }
         prompt_len = int(inputs["input_ids"].shape[1])
         with torch.inference_mode():
             ids, times, feats = self._rounds(inputs, prompt_len, batch_configs)
@@ -309,25 +379,35 @@ class BatchMeasurer:
                 q = float(s.metric_fn(self.decode(pred), req.answer, pred, ref))
                 if not 0.0 <= q <= 1.0:
                     raise ValueError(f"metric {s.metric_name} returned {q}, outside [0, 1]")
-                rows.append({"request_id": req.request_id, "task_type": req.task_type,
-                             **({"split": req.split} if req.split else {}),
-                             **config.values, "quality": q,
-                             **{f"latency_ms_{i}": t for i, t in enumerate(times[config])}})
+                rows.append(
+                    {
+                        "request_id": req.request_id,
+                        "task_type": req.task_type,
+                        **({"split": req.split} if req.split else {}),
+                        **config.values,
+                        "quality": q,
+                        **{f"latency_ms_{i}": t for i, t in enumerate(times[config])},
+                    }
+                )
             features[req.request_id] = (feats[0][b].tolist(), feats[1][b].tolist())
         return rows, features
 
-    def _rounds(self, inputs: dict[str, Any], prompt_len: int, batch_configs: list[Config]
-                ) -> tuple[dict[Config, list[list[int]]], dict[Config, list[float]], Any]:
+    def _rounds(
+        self, inputs: dict[str, Any], prompt_len: int, batch_configs: list[Config]
+    ) -> tuple[dict[Config, list[list[int]]], dict[Config, list[float]], Any]:
         """The batch's configs, round-robin: warm-up rounds, then timed rounds.
         Interleaving makes load drift on a shared machine hit all configs alike."""
         s, full = self.setup, self.setup.space.full()
         answer = self.prefill_answer
         if answer is not None:
+
             def call() -> torch.Tensor:
                 return answer(inputs)
         else:
+
             def call() -> torch.Tensor:
                 return self.model.generate(**inputs, **self.gen)
+
         ids: dict[Config, list[list[int]]] = {}
         times: dict[Config, list[float]] = {c: [] for c in batch_configs}
         feats = None
@@ -345,17 +425,27 @@ class BatchMeasurer:
         return ids, times, feats
 
 
-def finish_sweep(rows: list[dict[str, Any]],
-                 features: dict[str, tuple[list[float], list[float]]], setup: SweepSetup,
-                 out_path: Path, *, cost: dict[str, float], where: dict[str, Any],
-                 backend: dict[str, Any] | None = None) -> Any:
+def finish_sweep(
+    rows: list[dict[str, Any]],
+    features: dict[str, tuple[list[float], list[float]]],
+    setup: SweepSetup,
+    out_path: Path,
+    *,
+    cost: dict[str, float],
+    where: dict[str, Any],
+    backend: dict[str, Any] | None = None,
+) -> Any:
     """Write the table, its feature store and the ``.sweep.json`` sidecar from the measured
     rows (any backend); ``where``: :meth:`BatchMeasurer.describe`. Returns the profile (None
     when a sample left a config unmeasured)."""
     space, n_cells = setup.space, len(rows)
     sidecar = {
-        "format": "fastctrl-profile-sweep", "grid": space.to_dict(), "settings": setup.settings,
-        **where, "n_requests": len(features), "n_configs": space.n_configs,
+        "format": "fastctrl-profile-sweep",
+        "grid": space.to_dict(),
+        "settings": setup.settings,
+        **where,
+        "n_requests": len(features),
+        "n_configs": space.n_configs,
         "cells_measured": n_cells,
         "cells_share": n_cells / max(1, len(features) * space.n_configs),
         "quality_proxy": setup.metric_name == "agreement",
@@ -365,20 +455,41 @@ def finish_sweep(rows: list[dict[str, Any]],
     }
     missing = "impute" if n_cells < len(features) * space.n_configs else "raise"
     profile = write_outputs(rows, features, space, out_path, sidecar, missing)
-    log.info("wrote %s (%d requests, %d of %d cells measured) and its feature store; sweep "
-             "cost %.1f s wall, %d answer calls", out_path, len(features), n_cells,
-             len(features) * space.n_configs, cost["wall_s"], cost["answer_calls"])
+    log.info(
+        "wrote %s (%d requests, %d of %d cells measured) and its feature store; sweep "
+        "cost %.1f s wall, %d answer calls",
+        out_path,
+        len(features),
+        n_cells,
+        len(features) * space.n_configs,
+        cost["wall_s"],
+        cost["answer_calls"],
+    )
     return profile
 
 
-def run_sweep(model: nn.Module, processor: Callable[..., dict[str, torch.Tensor]],
-              dataset: Iterable[Any], space: ActionSpace, out_path: str | Path, *,
-              warmup: int = 1, repeats: int = 3, max_new_tokens: int = 4,
-              metric: str | Metric = "auto", have_answers: bool | None = None,
-              tokens_per_crop: int | None = None, resume: bool = True, quiet: bool = False,
-              total: int | None = None, configs: str | ConfigSampler = "all",
-              batch_size: int = 1, seed: int = 0, dataset_name: str | None = None,
-              answer_path: str = "auto") -> SweepResult:
+def run_sweep(
+    model: nn.Module,
+    processor: Callable[..., dict[str, torch.Tensor]],
+    dataset: Iterable[Any],
+    space: ActionSpace,
+    out_path: str | Path,
+    *,
+    warmup: int = 1,
+    repeats: int = 3,
+    max_new_tokens: int = 4,
+    metric: str | Metric = "auto",
+    have_answers: bool | None = None,
+    tokens_per_crop: int | None = None,
+    resume: bool = True,
+    quiet: bool = False,
+    total: int | None = None,
+    configs: str | ConfigSampler = "all",
+    batch_size: int = 1,
+    seed: int = 0,
+    dataset_name: str | None = None,
+    answer_path: str = "auto",
+) -> SweepResult:
     """Profile ``model`` on ``dataset`` over the configs of ``space``; see the module doc.
 
     ``processor(images, prompts)`` must return the model's input tensors for a batch (left
@@ -401,10 +512,18 @@ def run_sweep(model: nn.Module, processor: Callable[..., dict[str, torch.Tensor]
     if first is None:
         raise ValueError("the dataset is empty")
     setup = SweepSetup.create(
-        space, have_answers=first.answer is not None if have_answers is None else have_answers,
-        warmup=warmup, repeats=repeats, max_new_tokens=max_new_tokens, metric=metric,
-        tokens_per_crop=tokens_per_crop, configs=configs, batch_size=batch_size,
-        dataset_name=dataset_name, answer_path=answer_path)
+        space,
+        have_answers=first.answer is not None if have_answers is None else have_answers,
+        warmup=warmup,
+        repeats=repeats,
+        max_new_tokens=max_new_tokens,
+        metric=metric,
+        tokens_per_crop=tokens_per_crop,
+        configs=configs,
+        batch_size=batch_size,
+        dataset_name=dataset_name,
+        answer_path=answer_path,
+    )
     fp = setup.fingerprint(model)
     partial = out_path.with_name(out_path.name + PARTIAL_SUFFIX)
     rows: list[dict[str, Any]] = []
@@ -430,12 +549,22 @@ def run_sweep(model: nn.Module, processor: Callable[..., dict[str, torch.Tensor]
             rows += batch_rows
             features.update(batch_features)
             measured += len(batch)
-            cost = {"answer_calls": before["answer_calls"] + measurer.cost["answer_calls"],
-                    "timed_s": before["timed_s"] + measurer.cost["timed_s"],
-                    "wall_s": before["wall_s"] + time.perf_counter() - t_start}
-            io.write_json(partial, {"fingerprint": fp, "settings": setup.settings,
-                                    "grid": space.to_dict(), "rows": rows,
-                                    "features": features, "cost": cost})
+            cost = {
+                "answer_calls": before["answer_calls"] + measurer.cost["answer_calls"],
+                "timed_s": before["timed_s"] + measurer.cost["timed_s"],
+                "wall_s": before["wall_s"] + time.perf_counter() - t_start,
+            }
+            io.write_json(
+                partial,
+                {
+                    "fingerprint": fp,
+                    "settings": setup.settings,
+                    "grid": space.to_dict(),
+                    "rows": rows,
+                    "features": features,
+                    "cost": cost,
+                },
+            )
             bar.update(len(batch))
         bar.close()
         where = measurer.describe()

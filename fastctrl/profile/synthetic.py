@@ -121,9 +121,14 @@ ANSWER_MAX = 16
 ANSWER_HINT_SD = 1.4
 
 
-def _draw_factors(rng: np.random.Generator, n: int, tasks: dict[str, TaskSpec],
-                  max_native: int, answer_max: int = ANSWER_MAX,
-                  answer_sigma: float = ANSWER_SIGMA) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def _draw_factors(
+    rng: np.random.Generator,
+    n: int,
+    tasks: dict[str, TaskSpec],
+    max_native: int,
+    answer_max: int = ANSWER_MAX,
+    answer_sigma: float = ANSWER_SIGMA,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Task index [n] and the per-request factors v, r, prompt_tokens, n_out, n_native."""
     names = list(tasks)
     weights = np.array([tasks[t].weight for t in names])
@@ -136,8 +141,9 @@ def _draw_factors(rng: np.random.Generator, n: int, tasks: dict[str, TaskSpec],
         v[m] = rng.beta(*spec.v, size=k)
         r[m] = rng.beta(*spec.r, size=k)
         p[m] = np.round(spec.prompt_median * rng.lognormal(0.0, 0.5, size=k)) + 4
-        n_out[m] = np.clip(np.round(spec.answer_median * rng.lognormal(0.0, answer_sigma, k)),
-                           1, answer_max)
+        n_out[m] = np.clip(
+            np.round(spec.answer_median * rng.lognormal(0.0, answer_sigma, k)), 1, answer_max
+        )
     n_native = np.empty(n)
     for i, name in enumerate(names):
         m = task_idx == i
@@ -146,9 +152,17 @@ def _draw_factors(rng: np.random.Generator, n: int, tasks: dict[str, TaskSpec],
     return task_idx, {"v": v, "r": r, "prompt_tokens": p, "n_native": n_native, "n_out": n_out}
 
 
-def _features(rng: np.random.Generator, maps: np.random.Generator, task_idx: np.ndarray,
-              n_tasks: int, f: dict[str, np.ndarray], max_native: int, image_dim: int,
-              text_dim: int, feature_noise: float) -> tuple[np.ndarray, np.ndarray]:
+def _features(
+    rng: np.random.Generator,
+    maps: np.random.Generator,
+    task_idx: np.ndarray,
+    n_tasks: int,
+    f: dict[str, np.ndarray],
+    max_native: int,
+    image_dim: int,
+    text_dim: int,
+    feature_noise: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """Image / text features: noisy observations of the factors through fixed random maps."""
     n = len(task_idx)
 
@@ -161,14 +175,23 @@ def _features(rng: np.random.Generator, maps: np.random.Generator, task_idx: np.
     # knows the answer's length in advance: the text carries only a weak hint of it (a length
     # predictor's guess, sd ANSWER_HINT_SD in log tokens), beside the task type.
     hint = (np.log(f["n_out"]) + rng.normal(0.0, ANSWER_HINT_SD, size=n)) / np.log(ANSWER_MAX)
-    z_img = np.column_stack([
-        observe(f["v"]), observe(f["n_native"] / max_native, 0.1), observe(onehot, 2.0),
-        rng.normal(size=(n, 6)),                                 # nuisance: unrelated content
-    ])
-    z_txt = np.column_stack([
-        observe(f["r"]), observe(np.log(f["prompt_tokens"]) / 5.0, 0.1), hint,
-        observe(onehot, 2.0), rng.normal(size=(n, 6)),
-    ])
+    z_img = np.column_stack(
+        [
+            observe(f["v"]),
+            observe(f["n_native"] / max_native, 0.1),
+            observe(onehot, 2.0),
+            rng.normal(size=(n, 6)),  # nuisance: unrelated content
+        ]
+    )
+    z_txt = np.column_stack(
+        [
+            observe(f["r"]),
+            observe(np.log(f["prompt_tokens"]) / 5.0, 0.1),
+            hint,
+            observe(onehot, 2.0),
+            rng.normal(size=(n, 6)),
+        ]
+    )
     image = _embed(z_img, image_dim, maps)
     text = _embed(z_txt, text_dim, maps)
     image += rng.normal(0.0, 0.2, size=image.shape)
@@ -180,39 +203,63 @@ def _quality(space: ActionSpace, v, r, n_native, q_max) -> np.ndarray:
     crops = np.asarray(space["max_crops"].values, np.float64)
     ks = np.asarray(space["top_k"].values, np.float64)
     blocks = np.asarray(space["num_active_blocks"].values, np.float64)
-    used = np.minimum(crops[None, :], n_native[:, None])                       # [R, Cc]
+    used = np.minimum(crops[None, :], n_native[:, None])  # [R, Cc]
     u = used / n_native[:, None]
-    s_vis = 1.0 - v[:, None] ** 2 * (1.0 - u ** 0.6)
+    s_vis = 1.0 - v[:, None] ** 2 * (1.0 - u**0.6)
     ke = np.log2(ks) / np.log2(ks.max()) if ks.max() > 1 else np.ones_like(ks)
-    s_exp = 1.0 - (0.05 + 0.60 * r[:, None]) * (1.0 - ke[None, :])      # [R, Ck]
+    s_exp = 1.0 - (0.05 + 0.60 * r[:, None]) * (1.0 - ke[None, :])  # [R, Ck]
     span = blocks.max() - blocks.min()
     kb = (blocks - blocks.min()) / span if span > 0 else np.ones_like(blocks)
-    s_blk = 1.0 - (0.05 + 0.75 * r[:, None]) * (1.0 - kb[None, :]) ** 1.3      # [R, Cb]
-    q = (q_max[:, None, None, None] * s_vis[:, :, None, None] * s_exp[:, None, :, None]
-         * s_blk[:, None, None, :])
+    s_blk = 1.0 - (0.05 + 0.75 * r[:, None]) * (1.0 - kb[None, :]) ** 1.3  # [R, Cb]
+    q = (
+        q_max[:, None, None, None]
+        * s_vis[:, :, None, None]
+        * s_exp[:, None, :, None]
+        * s_blk[:, None, None, :]
+    )
     return q.reshape(len(v), -1)
 
 
-def _latency(space: ActionSpace, p, n_native, n_out, *, l0: float = L0, vit_ms: float = VIT_MS,
-             tokens_per_crop: float = TOKENS_PER_CROP, a_dense: float = A_DENSE,
-             a_expert: float = A_EXPERT, b_dense: float = B_DENSE,
-             b_expert: float = B_EXPERT) -> np.ndarray:
+def _latency(
+    space: ActionSpace,
+    p,
+    n_native,
+    n_out,
+    *,
+    l0: float = L0,
+    vit_ms: float = VIT_MS,
+    tokens_per_crop: float = TOKENS_PER_CROP,
+    a_dense: float = A_DENSE,
+    a_expert: float = A_EXPERT,
+    b_dense: float = B_DENSE,
+    b_expert: float = B_EXPERT,
+) -> np.ndarray:
     crops = np.asarray(space["max_crops"].values, np.float64)
     ks = np.asarray(space["top_k"].values, np.float64)
     blocks = np.asarray(space["num_active_blocks"].values, np.float64)
-    used = np.minimum(crops[None, :], n_native[:, None])                       # [R, Cc]
+    used = np.minimum(crops[None, :], n_native[:, None])  # [R, Cc]
     tokens = tokens_per_crop * used + p[:, None]
-    per_block = (tokens[:, :, None] * (a_dense + a_expert * ks[None, None, :])
-                 + n_out[:, None, None] * (b_dense + b_expert * ks[None, None, :]))  # [R,Cc,Ck]
-    lat = (l0 + vit_ms * (used + 1.0))[:, :, None, None] \
-        + blocks[None, None, None, :] * per_block[:, :, :, None]
+    per_block = tokens[:, :, None] * (a_dense + a_expert * ks[None, None, :]) + n_out[
+        :, None, None
+    ] * (b_dense + b_expert * ks[None, None, :])  # [R,Cc,Ck]
+    lat = (l0 + vit_ms * (used + 1.0))[:, :, None, None] + blocks[None, None, None, :] * per_block[
+        :, :, :, None
+    ]
     return lat.reshape(len(p), -1)
 
 
-def synthetic_profile(n_requests: int = 5000, seed: int = 0, *, n_repeats: int = 5,
-                      image_dim: int = 768, text_dim: int = 2048,
-                      space: ActionSpace | None = None, feature_noise: float = 0.08,
-                      train_split: float = 0.8, test_fraction: float = 0.2) -> Profile:
+def synthetic_profile(
+    n_requests: int = 5000,
+    seed: int = 0,
+    *,
+    n_repeats: int = 5,
+    image_dim: int = 768,
+    text_dim: int = 2048,
+    space: ActionSpace | None = None,
+    feature_noise: float = 0.08,
+    train_split: float = 0.8,
+    test_fraction: float = 0.2,
+) -> Profile:
     """Simulate a profile (see the module docstring for every formula).
 
     Deterministic by ``seed``. ``feature_noise`` is the std of the noise on the hidden factors
@@ -226,8 +273,9 @@ def synthetic_profile(n_requests: int = 5000, seed: int = 0, *, n_repeats: int =
     space = space or ActionSpace()
     needed = {"max_crops", "top_k", "num_active_blocks"}
     if set(space.names) != needed:
-        raise ValueError(f"the synthetic profile simulates the knobs {sorted(needed)}, "
-                         f"got {space.names}")
+        raise ValueError(
+            f"the synthetic profile simulates the knobs {sorted(needed)}, got {space.names}"
+        )
     rng = np.random.default_rng(seed)
     max_crops = max(space["max_crops"].values)
     task_idx, f = _draw_factors(rng, n_requests, TASKS, max_crops)
@@ -239,13 +287,21 @@ def synthetic_profile(n_requests: int = 5000, seed: int = 0, *, n_repeats: int =
     latency = base[:, :, None] * noise
 
     maps = np.random.default_rng([seed, 1])  # the "model": fixed given the seed
-    image, text = _features(rng, maps, task_idx, len(TASKS), f, max_crops, image_dim, text_dim,
-                            feature_noise)
+    image, text = _features(
+        rng, maps, task_idx, len(TASKS), f, max_crops, image_dim, text_dim, feature_noise
+    )
     names = list(TASKS)
     ids = [f"syn-{seed}-{i:06d}" for i in range(n_requests)]
     splits = assign_splits(ids, seed=seed, train_split=train_split, test_fraction=test_fraction)
-    prof = Profile(space, ids, [names[i] for i in task_idx], splits, quality.astype(np.float32),
-                   latency.astype(np.float32), FeatureStore(ids, image, text))
+    prof = Profile(
+        space,
+        ids,
+        [names[i] for i in task_idx],
+        splits,
+        quality.astype(np.float32),
+        latency.astype(np.float32),
+        FeatureStore(ids, image, text),
+    )
     prof.hidden = {**f, "q_max": q_max}
     prof.simulator = "fastctrl.profile.synthetic"
     return prof
@@ -260,9 +316,15 @@ def _embed(z: np.ndarray, dim: int, rng: np.random.Generator) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- observability
-def probe_r2(profile: Profile, values: np.ndarray | Mapping[str, np.ndarray], *,
-             n_components: int = 64, seed: int = 0, fit_split: str = "train",
-             score_split: str = "test") -> float | dict[str, float]:
+def probe_r2(
+    profile: Profile,
+    values: np.ndarray | Mapping[str, np.ndarray],
+    *,
+    n_components: int = 64,
+    seed: int = 0,
+    fit_split: str = "train",
+    score_split: str = "test",
+) -> float | dict[str, float]:
     """R^2 on ``score_split`` of a least-squares linear probe from the features to ``values``
     (one value per request; a mapping of name -> values gives one R^2 per name).
 
@@ -283,8 +345,10 @@ def probe_r2(profile: Profile, values: np.ndarray | Mapping[str, np.ndarray], *,
         y = np.asarray(v, dtype=np.float64).reshape(-1)
         what = f"values[{name!r}]" if name else "values"
         if len(y) != profile.n_requests:
-            raise ValueError(f"probe_r2: {what} must have one entry per request "
-                             f"({profile.n_requests}), got {len(y)}")
+            raise ValueError(
+                f"probe_r2: {what} must have one entry per request "
+                f"({profile.n_requests}), got {len(y)}"
+            )
         if not np.isfinite(y).all():
             raise ValueError(f"probe_r2: {what} contains NaN or inf")
         ys.append(y)
@@ -292,10 +356,12 @@ def probe_r2(profile: Profile, values: np.ndarray | Mapping[str, np.ndarray], *,
         raise ValueError(f"probe_r2: n_components must be >= 1, got {n_components}")
     fit, score = profile.split_indices(fit_split), profile.split_indices(score_split)
     if len(fit) <= n_components + 1 or len(score) < 2:
-        raise ValueError(f"probe_r2: need more than n_components + 1 = {n_components + 1} "
-                         f"requests in fit_split={fit_split!r} (got {len(fit)}) and >= 2 in "
-                         f"score_split={score_split!r} (got {len(score)})")
-    y = np.stack(ys, 1)                                                   # [R, n_targets]
+        raise ValueError(
+            f"probe_r2: need more than n_components + 1 = {n_components + 1} "
+            f"requests in fit_split={fit_split!r} (got {len(fit)}) and >= 2 in "
+            f"score_split={score_split!r} (got {len(score)})"
+        )
+    y = np.stack(ys, 1)  # [R, n_targets]
     var = y[score].var(0)
     if (var == 0).any():
         raise ValueError(f"probe_r2: values are constant on score_split={score_split!r}")
@@ -314,8 +380,10 @@ def hidden_factor_r2(profile: Profile, **probe_kwargs: Any) -> dict[str, float]:
     """:func:`probe_r2` of every hidden factor of a synthetic profile (``profile.hidden``),
     plus ``log_prompt_tokens`` (prompt length is observed on a log scale)."""
     if profile.hidden is None:
-        raise ValueError("hidden_factor_r2: the profile has no hidden factors (only the "
-                         "synthetic simulators keep them)")
+        raise ValueError(
+            "hidden_factor_r2: the profile has no hidden factors (only the "
+            "synthetic simulators keep them)"
+        )
     targets = dict(profile.hidden)
     if "prompt_tokens" in targets:
         targets["log_prompt_tokens"] = np.log(targets["prompt_tokens"])

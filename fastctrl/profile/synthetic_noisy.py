@@ -62,9 +62,15 @@ NOISY_GRIDS: dict[str, tuple[int, ...]] = {
     "num_active_blocks": (6, 9, 12),
 }
 #: latency constants (ms) of the noisy family's model, same formula as the default's
-NOISY_LATENCY: dict[str, float] = {"l0": 8.0, "vit_ms": 2.5, "tokens_per_crop": 196,
-                                   "a_dense": 0.0035, "a_expert": 0.0012, "b_dense": 0.4,
-                                   "b_expert": 0.1}
+NOISY_LATENCY: dict[str, float] = {
+    "l0": 8.0,
+    "vit_ms": 2.5,
+    "tokens_per_crop": 196,
+    "a_dense": 0.0035,
+    "a_expert": 0.0012,
+    "b_dense": 0.4,
+    "b_expert": 0.1,
+}
 NOISY_LATENCY_SIGMA = 0.05
 #: short-answer VQA ("answer with a single word or phrase"): 1-3 answer tokens. Task types
 #: differ more than the default's in what they need (text-heavy images need detail, reasoning
@@ -81,11 +87,20 @@ NOISY_ANSWER_MAX = 3
 ANSWER_CORRELATION = 0.7
 
 
-def noisy_vqa_profile(n_requests: int = 5000, seed: int = 0, *, n_answers: int = 3,
-                      answer_seed: int | None = None, n_repeats: int = 5,
-                      image_dim: int = 1152, text_dim: int = 896,
-                      space: ActionSpace | None = None, feature_noise: float = 0.08,
-                      train_split: float = 0.8, test_fraction: float = 0.2) -> Profile:
+def noisy_vqa_profile(
+    n_requests: int = 5000,
+    seed: int = 0,
+    *,
+    n_answers: int = 3,
+    answer_seed: int | None = None,
+    n_repeats: int = 5,
+    image_dim: int = 1152,
+    text_dim: int = 896,
+    space: ActionSpace | None = None,
+    feature_noise: float = 0.08,
+    train_split: float = 0.8,
+    test_fraction: float = 0.2,
+) -> Profile:
     """Simulate a profile whose quality is the mean of ``n_answers`` Bernoulli answers (see the
     module docstring); the expected accuracy is in ``profile.quality_expected``.
 
@@ -106,22 +121,26 @@ def noisy_vqa_profile(n_requests: int = 5000, seed: int = 0, *, n_answers: int =
     space = space or ActionSpace(NOISY_GRIDS)
     needed = {"max_crops", "top_k", "num_active_blocks"}
     if set(space.names) != needed:
-        raise ValueError(f"space: the noisy profile simulates the knobs {sorted(needed)}, "
-                         f"got {space.names}")
+        raise ValueError(
+            f"space: the noisy profile simulates the knobs {sorted(needed)}, got {space.names}"
+        )
     # streams of their own, so the answers can be redrawn without moving anything else
     rng = np.random.default_rng([seed, 2])
     max_crops = max(space["max_crops"].values)
-    task_idx, f = _draw_factors(rng, n_requests, NOISY_TASKS, max_crops, NOISY_ANSWER_MAX,
-                                NOISY_ANSWER_SIGMA)
+    task_idx, f = _draw_factors(
+        rng, n_requests, NOISY_TASKS, max_crops, NOISY_ANSWER_MAX, NOISY_ANSWER_SIGMA
+    )
     q_max = rng.beta(6.0, 1.5, size=n_requests)
 
     expected = np.clip(_quality(space, f["v"], f["r"], f["n_native"], q_max), 0.0, 1.0)
     base = _latency(space, f["prompt_tokens"], f["n_native"], f["n_out"], **NOISY_LATENCY)
-    latency = base[:, :, None] * rng.lognormal(0.0, NOISY_LATENCY_SIGMA,
-                                               size=(*base.shape, n_repeats))
+    latency = base[:, :, None] * rng.lognormal(
+        0.0, NOISY_LATENCY_SIGMA, size=(*base.shape, n_repeats)
+    )
     maps = np.random.default_rng([seed, 3])
-    image, text = _features(rng, maps, task_idx, len(NOISY_TASKS), f, max_crops, image_dim,
-                            text_dim, feature_noise)
+    image, text = _features(
+        rng, maps, task_idx, len(NOISY_TASKS), f, max_crops, image_dim, text_dim, feature_noise
+    )
 
     answers = np.random.default_rng([seed, 4] if answer_seed is None else [seed, 5, answer_seed])
     quality = _answer_means(answers, expected, n_answers, ANSWER_CORRELATION)
@@ -129,21 +148,29 @@ def noisy_vqa_profile(n_requests: int = 5000, seed: int = 0, *, n_answers: int =
     names = list(NOISY_TASKS)
     ids = [f"nvqa-{seed}-{i:06d}" for i in range(n_requests)]
     splits = assign_splits(ids, seed=seed, train_split=train_split, test_fraction=test_fraction)
-    prof = Profile(space, ids, [names[i] for i in task_idx], splits, quality.astype(np.float32),
-                   latency.astype(np.float32), FeatureStore(ids, image, text),
-                   quality_expected=expected.astype(np.float32))
+    prof = Profile(
+        space,
+        ids,
+        [names[i] for i in task_idx],
+        splits,
+        quality.astype(np.float32),
+        latency.astype(np.float32),
+        FeatureStore(ids, image, text),
+        quality_expected=expected.astype(np.float32),
+    )
     prof.hidden = {**f, "q_max": q_max}
     prof.simulator = "fastctrl.profile.synthetic_noisy"
     return prof
 
 
-def _answer_means(rng: np.random.Generator, p: np.ndarray, n_answers: int,
-                  rho: float) -> np.ndarray:
+def _answer_means(
+    rng: np.random.Generator, p: np.ndarray, n_answers: int, rho: float
+) -> np.ndarray:
     """[R, C] mean of ``n_answers`` Bernoulli(p) answers, correlated ``rho`` across configs."""
     r, c = p.shape
-    z = rng.standard_normal((r, 1, n_answers))                  # per request and answer slot
-    e = rng.standard_normal((r, c, n_answers))                  # per cell
-    latent = rho * z + np.sqrt(1.0 - rho ** 2) * e              # N(0, 1) per answer
+    z = rng.standard_normal((r, 1, n_answers))  # per request and answer slot
+    e = rng.standard_normal((r, c, n_answers))  # per cell
+    latent = rho * z + np.sqrt(1.0 - rho**2) * e  # N(0, 1) per answer
     # correct iff Phi(latent) < p, i.e. latent < Phi^-1(p): exactly Bernoulli(p) per answer
     correct = latent < ndtri(np.clip(p, 0.0, 1.0))[:, :, None]
     return correct.mean(axis=2)

@@ -19,7 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 
 COLORS: dict[str, tuple[int, int, int]] = {
-    "red": (220, 40, 40), "green": (40, 180, 60), "blue": (40, 70, 220), "yellow": (230, 210, 40),
+    "red": (220, 40, 40),
+    "green": (40, 180, 60),
+    "blue": (40, 70, 220),
+    "yellow": (230, 210, 40),
 }
 SHAPES = ("square", "circle", "cross")
 TASKS = ("color", "shape", "count")
@@ -54,17 +57,19 @@ def _draw(rng: np.random.Generator, size: int, color: str, shape: str, dots: int
     elif shape == "circle":
         mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
     else:
-        mask = ((abs(yy - cy) <= r // 3) & (abs(xx - cx) <= r)) | \
-               ((abs(xx - cx) <= r // 3) & (abs(yy - cy) <= r))
+        mask = ((abs(yy - cy) <= r // 3) & (abs(xx - cx) <= r)) | (
+            (abs(xx - cx) <= r // 3) & (abs(yy - cy) <= r)
+        )
     img[mask] = COLORS[color]
     for _ in range(dots):
         dy, dx = rng.integers(1, size - 2, size=2)
-        img[dy:dy + 2, dx:dx + 2] = (20, 20, 20)
+        img[dy : dy + 2, dx : dx + 2] = (20, 20, 20)
     return img
 
 
-def synthetic_vqa(n: int = 16, *, seed: int = 0, size: int = 32,
-                  with_answers: bool = True) -> list[VQASample]:
+def synthetic_vqa(
+    n: int = 16, *, seed: int = 0, size: int = 32, with_answers: bool = True
+) -> list[VQASample]:
     """``n`` deterministic samples cycling through the task types."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
@@ -78,6 +83,13 @@ def synthetic_vqa(n: int = 16, *, seed: int = 0, size: int = 32,
         dots = int(rng.integers(1, 5))
         task = TASKS[i % len(TASKS)]
         answer = {"color": color, "shape": shape, "count": str(dots)}[task]
-        out.append(VQASample(f"vqa{seed}-{i:05d}", _draw(rng, size, color, shape, dots),
-                             QUESTIONS[task], answer if with_answers else None, task))
+        out.append(
+            VQASample(
+                f"vqa{seed}-{i:05d}",
+                _draw(rng, size, color, shape, dots),
+                QUESTIONS[task],
+                answer if with_answers else None,
+                task,
+            )
+        )
     return out

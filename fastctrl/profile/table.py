@@ -77,8 +77,9 @@ class FeatureStore:
                 )
             if not np.isfinite(arr).all():
                 bad = int((~np.isfinite(arr).all(1)).sum())
-                raise ProfileError(f"feature store: {name} features of {bad} requests "
-                                   "contain NaN or inf")
+                raise ProfileError(
+                    f"feature store: {name} features of {bad} requests contain NaN or inf"
+                )
         dup = [r for r, c in Counter(self.request_ids).items() if c > 1]
         if dup:
             raise ProfileError(f"feature store: duplicate request ids {dup[:5]}")
@@ -96,13 +97,18 @@ class FeatureStore:
             if len(dims) != 1:
                 by_dim: dict[tuple, list[str]] = {}
                 for r, v in rows.items():
-                    by_dim.setdefault(np.asarray(v[0 if name == "image" else 1]).shape,
-                                      []).append(r)
+                    by_dim.setdefault(np.asarray(v[0 if name == "image" else 1]).shape, []).append(
+                        r
+                    )
                 detail = "; ".join(f"{list(d)}: e.g. {rs[:3]}" for d, rs in by_dim.items())
-                raise ProfileError(f"feature store: {name} feature dims differ between "
-                                   f"requests ({detail})")
-        return cls(ids, np.stack([np.asarray(rows[r][0]).reshape(-1) for r in ids]),
-                   np.stack([np.asarray(rows[r][1]).reshape(-1) for r in ids]))
+                raise ProfileError(
+                    f"feature store: {name} feature dims differ between requests ({detail})"
+                )
+        return cls(
+            ids,
+            np.stack([np.asarray(rows[r][0]).reshape(-1) for r in ids]),
+            np.stack([np.asarray(rows[r][1]).reshape(-1) for r in ids]),
+        )
 
     @property
     def image_dim(self) -> int:
@@ -115,8 +121,9 @@ class FeatureStore:
     def take(self, request_ids: Sequence[str]) -> FeatureStore:
         missing = [r for r in request_ids if r not in self._index]
         if missing:
-            raise ProfileError(f"feature store has no features for requests {missing[:5]} "
-                               f"({len(missing)} missing)")
+            raise ProfileError(
+                f"feature store has no features for requests {missing[:5]} ({len(missing)} missing)"
+            )
         idx = np.array([self._index[r] for r in request_ids], dtype=np.int64)
         return FeatureStore(list(request_ids), self.image[idx], self.text[idx])
 
@@ -142,23 +149,27 @@ class FeatureStore:
                 meta = f.metadata() or {}
                 keys = set(f.keys())
                 if not {"image", "text"} <= keys:
-                    raise ProfileError(f"feature store {path} must hold tensors 'image' and "
-                                       f"'text', found {sorted(keys)}")
+                    raise ProfileError(
+                        f"feature store {path} must hold tensors 'image' and "
+                        f"'text', found {sorted(keys)}"
+                    )
                 image, text = f.get_tensor("image"), f.get_tensor("text")
         except (SafetensorError, OSError) as e:
             raise ProfileError(f"feature store {path} is corrupt or unreadable: {e}") from e
         try:
             ids = json.loads(meta["request_ids"])
         except (KeyError, json.JSONDecodeError) as e:
-            raise ProfileError(f"feature store {path}: metadata 'request_ids' missing or not "
-                               "a JSON list") from e
+            raise ProfileError(
+                f"feature store {path}: metadata 'request_ids' missing or not a JSON list"
+            ) from e
         return cls(ids, image, text)
 
 
 def features_path_for(table_path: str | Path) -> Path:
     p = Path(table_path)
-    return p.with_name(p.name[: -len(p.suffix)] + FEATURES_SUFFIX if p.suffix else
-                       p.name + FEATURES_SUFFIX)
+    return p.with_name(
+        p.name[: -len(p.suffix)] + FEATURES_SUFFIX if p.suffix else p.name + FEATURES_SUFFIX
+    )
 
 
 # ---------------------------------------------------------------------------- validation report
@@ -186,32 +197,48 @@ class ValidationReport:
         return not self.dropped_rows and not self.dropped_requests
 
     def summary(self) -> str:
-        imputed = f"; {self.imputed_cells} missing (request, config) cells imputed" \
-            if self.imputed_cells else ""
+        imputed = (
+            f"; {self.imputed_cells} missing (request, config) cells imputed"
+            if self.imputed_cells
+            else ""
+        )
         if self.clean:
             return f"profile: {self.rows_kept} rows, nothing dropped{imputed}"
         rows = ", ".join(f"{k}: {v}" for k, v in self.dropped_rows.items()) or "none"
         reqs = ", ".join(f"{k}: {v}" for k, v in self.dropped_requests.items()) or "none"
-        return (f"profile: kept {self.rows_kept} of {self.rows_in} rows; dropped rows ({rows}); "
-                f"dropped requests ({reqs}){imputed}")
+        return (
+            f"profile: kept {self.rows_kept} of {self.rows_in} rows; dropped rows ({rows}); "
+            f"dropped requests ({reqs}){imputed}"
+        )
 
     def to_dict(self) -> dict:
-        return {"rows_in": self.rows_in, "rows_kept": self.rows_kept,
-                "imputed_cells": self.imputed_cells,
-                "dropped_rows": dict(self.dropped_rows),
-                "dropped_requests": dict(self.dropped_requests)}
+        return {
+            "rows_in": self.rows_in,
+            "rows_kept": self.rows_kept,
+            "imputed_cells": self.imputed_cells,
+            "dropped_rows": dict(self.dropped_rows),
+            "dropped_requests": dict(self.dropped_requests),
+        }
 
 
 # ---------------------------------------------------------------------------- profile
 class Profile:
     """A dense profile: R requests x C configs (x S latency repeats), plus features."""
 
-    def __init__(self, space: ActionSpace, request_ids: Sequence[str], task_types: Sequence[str],
-                 splits: Sequence[str], quality: np.ndarray, latency: np.ndarray,
-                 features: FeatureStore | None = None,
-                 report: ValidationReport | None = None, *,
-                 quality_expected: np.ndarray | None = None,
-                 measured: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        space: ActionSpace,
+        request_ids: Sequence[str],
+        task_types: Sequence[str],
+        splits: Sequence[str],
+        quality: np.ndarray,
+        latency: np.ndarray,
+        features: FeatureStore | None = None,
+        report: ValidationReport | None = None,
+        *,
+        quality_expected: np.ndarray | None = None,
+        measured: np.ndarray | None = None,
+    ) -> None:
         self.space = space
         self.request_ids = np.asarray([str(r) for r in request_ids], dtype=object)
         self.task_types = np.asarray([str(t) for t in task_types], dtype=object)
@@ -222,8 +249,9 @@ class Profile:
         if self.quality.shape != (r, c):
             raise ProfileError(f"quality must be [{r}, {c}], got {list(self.quality.shape)}")
         if self.latency.ndim != 3 or self.latency.shape[:2] != (r, c) or self.latency.shape[2] < 1:
-            raise ProfileError(f"latency must be [{r}, {c}, repeats>=1], got "
-                               f"{list(self.latency.shape)}")
+            raise ProfileError(
+                f"latency must be [{r}, {c}, repeats>=1], got {list(self.latency.shape)}"
+            )
         #: [R, C] expected quality behind the measured one, or None: judging only (the env
         #: hands learners the measured ``quality``)
         self.quality_expected: np.ndarray | None = None
@@ -255,8 +283,12 @@ class Profile:
         # config table [C, n_knobs] of indices and of values, in flat order
         self.config_indices = np.array([c.indices for c in space.all_configs()], dtype=np.int64)
         self.config_values = np.array(
-            [[k.values[i] for k, i in zip(space.knobs, idx, strict=True)]
-             for idx in self.config_indices], dtype=np.int64)
+            [
+                [k.values[i] for k, i in zip(space.knobs, idx, strict=True)]
+                for idx in self.config_indices
+            ],
+            dtype=np.int64,
+        )
 
     # ---- shape
     @property
@@ -294,9 +326,18 @@ class Profile:
         feats = self.features.take(list(self.request_ids[idx])) if self.features else None
         qe = self.quality_expected[idx] if self.quality_expected is not None else None
         meas = self.measured[idx] if self.measured is not None else None
-        out = Profile(self.space, self.request_ids[idx], self.task_types[idx],
-                      self.splits[idx], self.quality[idx], self.latency[idx], feats,
-                      self.report, quality_expected=qe, measured=meas)
+        out = Profile(
+            self.space,
+            self.request_ids[idx],
+            self.task_types[idx],
+            self.splits[idx],
+            self.quality[idx],
+            self.latency[idx],
+            feats,
+            self.report,
+            quality_expected=qe,
+            measured=meas,
+        )
         if self.hidden is not None:
             out.hidden = {k: v[idx] for k, v in self.hidden.items()}
         out.simulator = self.simulator
@@ -304,11 +345,13 @@ class Profile:
 
     def __repr__(self) -> str:
         counts = {s: int((self.splits == s).sum()) for s in SPLITS}
-        return (f"Profile({self.n_requests} requests x {self.n_configs} configs x "
-                f"{self.n_repeats} repeats, splits={counts}, "
-                f"features={'yes' if self.features else 'no'}"
-                f"{', expected quality' if self.quality_expected is not None else ''}"
-                f"{f', {self.imputed_share:.1%} imputed' if self.measured is not None else ''})")
+        return (
+            f"Profile({self.n_requests} requests x {self.n_configs} configs x "
+            f"{self.n_repeats} repeats, splits={counts}, "
+            f"features={'yes' if self.features else 'no'}"
+            f"{', expected quality' if self.quality_expected is not None else ''}"
+            f"{f', {self.imputed_share:.1%} imputed' if self.measured is not None else ''})"
+        )
 
     @property
     def imputed_share(self) -> float:
@@ -318,11 +361,13 @@ class Profile:
     # ---- conversion
     def to_frame(self) -> pd.DataFrame:
         r, c, s = self.latency.shape
-        df = pd.DataFrame({
-            "request_id": np.repeat(self.request_ids, c),
-            "task_type": np.repeat(self.task_types, c),
-            "split": np.repeat(self.splits, c),
-        })
+        df = pd.DataFrame(
+            {
+                "request_id": np.repeat(self.request_ids, c),
+                "task_type": np.repeat(self.task_types, c),
+                "split": np.repeat(self.splits, c),
+            }
+        )
         for k, name in enumerate(self.space.names):
             df[name] = np.tile(self.config_values[:, k], r)
         df["quality"] = self.quality.reshape(-1)
@@ -336,11 +381,19 @@ class Profile:
         return df
 
     @classmethod
-    def from_frame(cls, df: pd.DataFrame, space: ActionSpace | None = None, *,
-                   features: FeatureStore | None = None, on_invalid: str = "raise",
-                   seed: int = 0, train_split: float = 0.8, test_fraction: float = 0.2,
-                   source: str = "profile table",
-                   missing_configs: str | None = None) -> Profile:
+    def from_frame(
+        cls,
+        df: pd.DataFrame,
+        space: ActionSpace | None = None,
+        *,
+        features: FeatureStore | None = None,
+        on_invalid: str = "raise",
+        seed: int = 0,
+        train_split: float = 0.8,
+        test_fraction: float = 0.2,
+        source: str = "profile table",
+        missing_configs: str | None = None,
+    ) -> Profile:
         """Validate a long table and densify it.
 
         ``on_invalid='raise'`` stops at the first problem with a message naming it;
@@ -357,15 +410,21 @@ class Profile:
             raise ValueError(f"on_invalid must be 'raise' or 'drop', got {on_invalid!r}")
         missing_configs = on_invalid if missing_configs is None else missing_configs
         if missing_configs not in MISSING_CONFIGS:
-            raise ValueError(f"missing_configs must be one of {MISSING_CONFIGS}, got "
-                             f"{missing_configs!r}")
+            raise ValueError(
+                f"missing_configs must be one of {MISSING_CONFIGS}, got {missing_configs!r}"
+            )
         if not isinstance(df, pd.DataFrame):
             raise TypeError(f"{source}: expected a pandas DataFrame, got {type(df).__name__}")
         # without a grid (a CSV carries none) the knobs are the default knob columns present
-        knob_names = space.names if space is not None else \
-            tuple(n for n in DEFAULT_GRIDS if n in df.columns) or tuple(DEFAULT_GRIDS)
-        lat_cols = sorted((c for c in df.columns if _LATENCY_RE.match(str(c))),
-                          key=lambda c: int(_LATENCY_RE.match(c).group(1) or -1))
+        knob_names = (
+            space.names
+            if space is not None
+            else tuple(n for n in DEFAULT_GRIDS if n in df.columns) or tuple(DEFAULT_GRIDS)
+        )
+        lat_cols = sorted(
+            (c for c in df.columns if _LATENCY_RE.match(str(c))),
+            key=lambda c: int(_LATENCY_RE.match(c).group(1) or -1),
+        )
         required = ["request_id", "task_type", *knob_names, "quality"]
         missing = [c for c in required if c not in df.columns]
         if missing or not lat_cols:
@@ -389,15 +448,16 @@ class Profile:
                 return
             if on_invalid == "raise":
                 first = df.index[np.flatnonzero(mask)[0]]
-                raise ProfileError(f"{source}: {n} rows with {reason} (first at row {first}: "
-                                   f"{df.loc[first].to_dict()})")
+                raise ProfileError(
+                    f"{source}: {n} rows with {reason} (first at row {first}: "
+                    f"{df.loc[first].to_dict()})"
+                )
             report.add_rows(reason, n)
             df = df.loc[~mask]
 
         for name in knob_names:
             vals = pd.to_numeric(df[name], errors="coerce")
-            reject((vals.isna() | (vals != vals.round())).to_numpy(),
-                   f"non-integer {name!r}")
+            reject((vals.isna() | (vals != vals.round())).to_numpy(), f"non-integer {name!r}")
             df[name] = pd.to_numeric(df[name]).astype(np.int64)
         q = pd.to_numeric(df["quality"], errors="coerce").to_numpy(dtype=np.float64)
         reject(~np.isfinite(q), "NaN or non-numeric quality")
@@ -414,14 +474,18 @@ class Profile:
         lat = df[lat_cols].astype(np.float64).to_numpy()
         reject((lat <= 0).any(1), "non-positive latency")
         reject(~df["split"].isin(["", *SPLITS]).to_numpy(), f"split not in {SPLITS} or empty")
-        reject(df.duplicated(subset=["request_id", *knob_names], keep="first").to_numpy(),
-               "duplicate (request_id, config)")
+        reject(
+            df.duplicated(subset=["request_id", *knob_names], keep="first").to_numpy(),
+            "duplicate (request_id, config)",
+        )
 
         if space is None:
             space = ActionSpace({n: sorted(df[n].unique().tolist()) for n in knob_names})
         for k in space.knobs:
-            reject(~df[k.name].isin(k.values).to_numpy(), f"{k.name!r} value off the grid "
-                                                        f"{list(k.values)}")
+            reject(
+                ~df[k.name].isin(k.values).to_numpy(),
+                f"{k.name!r} value off the grid {list(k.values)}",
+            )
 
         # per-request consistency
         for col in ("task_type", "split"):
@@ -429,8 +493,7 @@ class Profile:
             bad = n_vals.index[n_vals > 1]
             if len(bad):
                 if on_invalid == "raise":
-                    raise ProfileError(f"{source}: {col} differs within requests "
-                                       f"{list(bad[:5])}")
+                    raise ProfileError(f"{source}: {col} differs within requests {list(bad[:5])}")
                 report.add_requests(f"inconsistent {col}", len(bad))
                 df = df[~df["request_id"].isin(bad)]
         counts = df.groupby("request_id").size()
@@ -443,23 +506,30 @@ class Profile:
                     f"{source}: {len(incomplete)} requests miss configs of the "
                     f"{space.n_configs}-config grid (e.g. {rid!r} has {len(have)}); load with "
                     "missing_configs='impute' (--missing_configs impute) to fill them by the "
-                    "documented rule, or 'drop' to leave those requests out")
+                    "documented rule, or 'drop' to leave those requests out"
+                )
             report.add_requests("missing configs", len(incomplete))
             df = df[~df["request_id"].isin(incomplete)]
         if features is not None:
             no_feat = [r for r in df["request_id"].unique() if not features.has(r)]
             if no_feat:
                 if on_invalid == "raise":
-                    raise ProfileError(f"{source}: no features for requests {no_feat[:5]} "
-                                       f"({len(no_feat)} missing)")
+                    raise ProfileError(
+                        f"{source}: no features for requests {no_feat[:5]} ({len(no_feat)} missing)"
+                    )
                 report.add_requests("missing features", len(no_feat))
                 df = df[~df["request_id"].isin(no_feat)]
         if len(df) == 0:
             raise ProfileError(f"{source}: no usable rows left ({report.summary()})")
 
         # densify: request order sorted, configs in flat order; unmeasured cells stay NaN
-        idx = np.stack([df[k.name].map({v: i for i, v in enumerate(k.values)})
-                        .to_numpy(np.int64) for k in space.knobs], 1)
+        idx = np.stack(
+            [
+                df[k.name].map({v: i for i, v in enumerate(k.values)}).to_numpy(np.int64)
+                for k in space.knobs
+            ],
+            1,
+        )
         flat = space.flat_index(idx)
         df = df.assign(_flat=flat).sort_values(["request_id", "_flat"], kind="stable")
         first = df.drop_duplicates("request_id", keep="first")
@@ -478,8 +548,9 @@ class Profile:
         latency = np.full((r, c, len(lat_cols)), np.nan, np.float32)
         latency[row, col] = df[lat_cols].to_numpy(np.float32)
         if not measured.all():
-            keep = impute_missing(space, measured, quality, latency, quality_expected,
-                                  report, source)
+            keep = impute_missing(
+                space, measured, quality, latency, quality_expected, report, source
+            )
             rids, first, measured = rids[keep], first.iloc[keep], measured[keep]
             quality, latency = quality[keep], latency[keep]
             if quality_expected is not None:
@@ -488,13 +559,28 @@ class Profile:
                 raise ProfileError(f"{source}: no usable rows left ({report.summary()})")
         splits = first["split"].to_numpy()
         if (splits == "").any():
-            splits = assign_splits(rids, seed=seed, train_split=train_split,
-                                   test_fraction=test_fraction, existing=splits)
+            splits = assign_splits(
+                rids,
+                seed=seed,
+                train_split=train_split,
+                test_fraction=test_fraction,
+                existing=splits,
+            )
         report.rows_kept = len(df)
         if not report.clean:
             log.warning(report.summary())
-        return cls(space, rids, first["task_type"].to_numpy(), splits, quality, latency,
-                   features, report, quality_expected=quality_expected, measured=measured)
+        return cls(
+            space,
+            rids,
+            first["task_type"].to_numpy(),
+            splits,
+            quality,
+            latency,
+            features,
+            report,
+            quality_expected=quality_expected,
+            measured=measured,
+        )
 
     # ---- files
     def save(self, path: str | Path) -> None:
@@ -512,9 +598,17 @@ class Profile:
         return shipped_profile() if str(path) == DIGITS_MODEL else Path(path)
 
     @classmethod
-    def load(cls, path: str | Path, *, on_invalid: str = "raise", seed: int = 0,
-             train_split: float = 0.8, test_fraction: float = 0.2,
-             require_features: bool = False, missing_configs: str | None = None) -> Profile:
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        on_invalid: str = "raise",
+        seed: int = 0,
+        train_split: float = 0.8,
+        test_fraction: float = 0.2,
+        require_features: bool = False,
+        missing_configs: str | None = None,
+    ) -> Profile:
         """Read a table written by :meth:`save` (or by hand / the profiler) and validate it.
         ``fastctrl-digits`` names the measured profile of the shipped digits VLM."""
         path = cls.resolve_path(path)
@@ -531,8 +625,7 @@ class Profile:
                     space = ActionSpace(json.loads(meta[b"fastctrl.grids"]))
                 df = table.to_pandas()
             elif path.suffix == ".csv":
-                df = pd.read_csv(path, dtype={"request_id": str, "task_type": str,
-                                              "split": str})
+                df = pd.read_csv(path, dtype={"request_id": str, "task_type": str, "split": str})
             else:
                 raise ValueError(f"profile path must end in .parquet or .csv, got {path}")
         except (OSError, ValueError, pd.errors.ParserError) as e:
@@ -543,9 +636,17 @@ class Profile:
         features = FeatureStore.load(fpath) if fpath.is_file() else None
         if features is None and require_features:
             raise FileNotFoundError(f"feature store not found beside the profile: {fpath}")
-        return cls.from_frame(df, space, features=features, on_invalid=on_invalid, seed=seed,
-                              train_split=train_split, test_fraction=test_fraction,
-                              source=str(path), missing_configs=missing_configs)
+        return cls.from_frame(
+            df,
+            space,
+            features=features,
+            on_invalid=on_invalid,
+            seed=seed,
+            train_split=train_split,
+            test_fraction=test_fraction,
+            source=str(path),
+            missing_configs=missing_configs,
+        )
 
 
 def write_table(df: pd.DataFrame, space: ActionSpace, path: str | Path) -> None:
@@ -563,9 +664,15 @@ def write_table(df: pd.DataFrame, space: ActionSpace, path: str | Path) -> None:
 MISSING_CONFIGS = ("raise", "drop", "impute")
 
 
-def impute_missing(space: ActionSpace, measured: np.ndarray, quality: np.ndarray,
-                   latency: np.ndarray, quality_expected: np.ndarray | None,
-                   report: ValidationReport, source: str) -> np.ndarray:
+def impute_missing(
+    space: ActionSpace,
+    measured: np.ndarray,
+    quality: np.ndarray,
+    latency: np.ndarray,
+    quality_expected: np.ndarray | None,
+    report: ValidationReport,
+    source: str,
+) -> np.ndarray:
     """Fill a profile's unmeasured cells in place, by one rule; returns the requests kept.
 
     The rule, for request r and an unmeasured config c:
@@ -586,23 +693,28 @@ def impute_missing(space: ActionSpace, measured: np.ndarray, quality: np.ndarray
     nowhere = np.flatnonzero(~measured.any(0))
     if len(nowhere):
         cfg = list(space.all_configs())[int(nowhere[0])].values
-        raise ProfileError(f"{source}: {len(nowhere)} configs were measured for no request "
-                           f"(e.g. {cfg}): nothing to impute them from; sweep them at least "
-                           "once or shrink the grid")
+        raise ProfileError(
+            f"{source}: {len(nowhere)} configs were measured for no request "
+            f"(e.g. {cfg}): nothing to impute them from; sweep them at least "
+            "once or shrink the grid"
+        )
     keep = measured[:, full] & measured[:, cheapest]
     report.add_requests("missing configs, full or cheapest unmeasured", int((~keep).sum()))
     both = measured & measured[:, [full]]
     mean = np.where(measured, np.where(measured[..., None], latency, 1.0).mean(2), np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.where(both, mean / mean[:, [full]], np.nan)
-    scale = np.nanmedian(np.where(both[keep], ratio[keep], np.nan), axis=0) \
-        if keep.any() else np.full(c, np.nan)
-    idx = np.array([cfg.indices for cfg in space.all_configs()])         # [C, K]
-    dominated = (idx[None, :, :] <= idx[:, None, :]).all(-1)             # [c, c']: c' <= c
+    scale = (
+        np.nanmedian(np.where(both[keep], ratio[keep], np.nan), axis=0)
+        if keep.any()
+        else np.full(c, np.nan)
+    )
+    idx = np.array([cfg.indices for cfg in space.all_configs()])  # [C, K]
+    dominated = (idx[None, :, :] <= idx[:, None, :]).all(-1)  # [c, c']: c' <= c
     filled = 0
     for i in np.flatnonzero(keep & ~measured.all(1)):
         miss = np.flatnonzero(~measured[i])
-        ok = dominated[miss] & measured[i][None]                          # [m, C]
+        ok = dominated[miss] & measured[i][None]  # [m, C]
         for arr in (quality, quality_expected):
             if arr is not None:
                 arr[i, miss] = np.where(ok, arr[i][None], -np.inf).max(1)
@@ -610,9 +722,13 @@ def impute_missing(space: ActionSpace, measured: np.ndarray, quality: np.ndarray
         filled += len(miss)
     report.imputed_cells += filled
     if filled:
-        log.warning("%s: %d unmeasured (request, config) cells imputed (%.1f%% of the kept "
-                    "requests' cells); see fastctrl.profile.table.impute_missing", source,
-                    filled, 100.0 * filled / max(1, int(keep.sum()) * c))
+        log.warning(
+            "%s: %d unmeasured (request, config) cells imputed (%.1f%% of the kept "
+            "requests' cells); see fastctrl.profile.table.impute_missing",
+            source,
+            filled,
+            100.0 * filled / max(1, int(keep.sum()) * c),
+        )
     return np.flatnonzero(keep)
 
 
@@ -621,13 +737,20 @@ def _write_parquet(df: pd.DataFrame, path: Path, meta: dict[str, str]) -> None:
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pandas(df, preserve_index=False)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}),
-                                           **{k.encode(): v.encode() for k, v in meta.items()}})
+    table = table.replace_schema_metadata(
+        {**(table.schema.metadata or {}), **{k.encode(): v.encode() for k, v in meta.items()}}
+    )
     pq.write_table(table, path)
 
 
-def assign_splits(request_ids: Sequence[str], *, seed: int = 0, train_split: float = 0.8,
-                  test_fraction: float = 0.2, existing: Sequence[str] | None = None) -> np.ndarray:
+def assign_splits(
+    request_ids: Sequence[str],
+    *,
+    seed: int = 0,
+    train_split: float = 0.8,
+    test_fraction: float = 0.2,
+    existing: Sequence[str] | None = None,
+) -> np.ndarray:
     """Split by request, deterministically: ``test_fraction`` of requests go to test, then
     ``train_split`` of the rest to train and the remainder to val (the guide's --train_split).
 
@@ -646,6 +769,6 @@ def assign_splits(request_ids: Sequence[str], *, seed: int = 0, train_split: flo
     n_test = int(round(test_fraction * len(perm)))
     n_train = int(round(train_split * (len(perm) - n_test)))
     out[perm[:n_test]] = "test"
-    out[perm[n_test:n_test + n_train]] = "train"
-    out[perm[n_test + n_train:]] = "val"
+    out[perm[n_test : n_test + n_train]] = "train"
+    out[perm[n_test + n_train :]] = "val"
     return out

@@ -21,9 +21,14 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> None
     io.write_with(path, lambda tmp: torch.save(state, tmp))
 
 
-def load_checkpoint(path: str | os.PathLike[str], fmt: str, *, version: int | None = None,
-                    what: str = "checkpoint", map_location: str | torch.device = "cpu"
-                    ) -> dict[str, Any]:
+def load_checkpoint(
+    path: str | os.PathLike[str],
+    fmt: str,
+    *,
+    version: int | None = None,
+    what: str = "checkpoint",
+    map_location: str | torch.device = "cpu",
+) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` whose ``"format"`` is ``fmt`` (and
     ``"version"`` is ``version`` when given); errors name ``what`` and the file."""
     path = Path(path)
@@ -36,6 +41,8 @@ def load_checkpoint(path: str | os.PathLike[str], fmt: str, *, version: int | No
     if not isinstance(state, dict) or state.get("format") != fmt:
         raise ValueError(f"{what}: {path} is not a {fmt} checkpoint")
     if version is not None and state.get("version") != version:
-        raise ValueError(f"{what}: {path} has version {state.get('version')!r}, this code reads "
-                         f"version {version}")
+        raise ValueError(
+            f"{what}: {path} has version {state.get('version')!r}, this code reads "
+            f"version {version}"
+        )
     return state

@@ -44,16 +44,25 @@ def parse_train_args(argv: Sequence[str] | None = None) -> TrainConfig:
     # the same TrainConfig with method_args typed as this method's config, so its fields
     # become flags (without a prefix) and its docstrings their help
     cli_cls = dataclasses.make_dataclass(
-        "TrainConfig", [("method_args", tyro.conf.OmitArgPrefixes[config_cls],
-                         dataclasses.field(default_factory=config_cls))],
-        bases=(TrainConfig,))
+        "TrainConfig",
+        [
+            (
+                "method_args",
+                tyro.conf.OmitArgPrefixes[config_cls],
+                dataclasses.field(default_factory=config_cls),
+            )
+        ],
+        bases=(TrainConfig,),
+    )
     cli_cls.__doc__ = TrainConfig.__doc__
     # the method's own defaults of shared loop fields (e.g. its learning rate) show in --help
-    parsed = cli.parse(cli_cls, argv, prog=PROG,
-                       default=cli_cls(method=method, loop=loop_for(method)))
+    parsed = cli.parse(
+        cli_cls, argv, prog=PROG, default=cli_cls(method=method, loop=loop_for(method))
+    )
     try:
-        return TrainConfig(**{f.name: getattr(parsed, f.name)
-                              for f in dataclasses.fields(TrainConfig)})
+        return TrainConfig(
+            **{f.name: getattr(parsed, f.name) for f in dataclasses.fields(TrainConfig)}
+        )
     except ValueError as e:
         return cli.fail(str(e))
 
@@ -61,24 +70,31 @@ def parse_train_args(argv: Sequence[str] | None = None) -> TrainConfig:
 def summary_table(results: EvalResults) -> str:
     rows = [("controller", results.controller), *results.baselines.items()]
     ratios = list(results.controller.per_budget)
-    head = f"{'policy':<12}" + "".join(f"{'u@' + r:>10}" for r in ratios) + \
-        f"{'utility':>10}{'quality':>9}{'SLO viol':>9}{'p95 ms':>9}{'gap %':>8}"
+    head = (
+        f"{'policy':<12}"
+        + "".join(f"{'u@' + r:>10}" for r in ratios)
+        + f"{'utility':>10}{'quality':>9}{'SLO viol':>9}{'p95 ms':>9}{'gap %':>8}"
+    )
     lines = [head]
     for name, res in rows:
         o = res.overall
         gap = o.gap_to_oracle_pct
-        lines.append(f"{name:<12}" + "".join(f"{res.per_budget[r].utility:>10.4f}"
-                                             for r in ratios)
-                     + f"{o.utility:>10.4f}{o.quality_mean:>9.4f}"
-                     f"{o.slo_violation_rate:>9.3f}{o.latency_p95:>9.1f}"
-                     f"{(gap if gap is not None else float('nan')):>8.2f}")
+        lines.append(
+            f"{name:<12}"
+            + "".join(f"{res.per_budget[r].utility:>10.4f}" for r in ratios)
+            + f"{o.utility:>10.4f}{o.quality_mean:>9.4f}"
+            f"{o.slo_violation_rate:>9.3f}{o.latency_p95:>9.1f}"
+            f"{(gap if gap is not None else float('nan')):>8.2f}"
+        )
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_train_args(argv)
-    logging.basicConfig(level=logging.WARNING if cfg.run.quiet else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if cfg.run.quiet else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     from .loop import run_training
 
     try:
@@ -88,11 +104,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cli.USAGE_ERROR
     if not cfg.run.quiet:
         print(summary_table(results))
-        print(json.dumps({"method": cfg.method, "engine": results.engine,
-                          "controller_parameters": results.controller_parameters,
-                          "env_steps": results.env_steps,
-                          "train_time_s": round(results.train_time_s, 1),
-                          "controller_overhead_ms":
-                              round(results.controller.controller_overhead_ms or 0.0, 4),
-                          "output_dir": cfg.run.output_dir}))
+        print(
+            json.dumps(
+                {
+                    "method": cfg.method,
+                    "engine": results.engine,
+                    "controller_parameters": results.controller_parameters,
+                    "env_steps": results.env_steps,
+                    "train_time_s": round(results.train_time_s, 1),
+                    "controller_overhead_ms": round(
+                        results.controller.controller_overhead_ms or 0.0, 4
+                    ),
+                    "output_dir": cfg.run.output_dir,
+                }
+            )
+        )
     return 0

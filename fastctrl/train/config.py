@@ -70,10 +70,14 @@ class DataConfig:
     def __post_init__(self) -> None:
         need_at_least(self, 1, "synthetic_requests")
         need(0 < self.train_split <= 1, f"--train_split must be in (0, 1], got {self.train_split}")
-        need((self.exp5_dir is None) == (self.exp6_dir is None),
-             "--exp5_dir and --exp6_dir go together")
-        need(not (self.profile and self.exp5_dir),
-             "give --profile or --exp5_dir/--exp6_dir, not both")
+        need(
+            (self.exp5_dir is None) == (self.exp6_dir is None),
+            "--exp5_dir and --exp6_dir go together",
+        )
+        need(
+            not (self.profile and self.exp5_dir),
+            "give --profile or --exp5_dir/--exp6_dir, not both",
+        )
 
 
 @dataclass
@@ -98,9 +102,14 @@ class RewardConfig:
     def build(self) -> Reward:
         if self.kind == "e5":
             return make_reward("e5", lam=self.reward_lambda)
-        return make_reward("shaped", alpha=self.reward_alpha, beta=self.reward_beta,
-                           gamma=self.reward_gamma, delta=self.reward_delta,
-                           epsilon=self.reward_epsilon)
+        return make_reward(
+            "shaped",
+            alpha=self.reward_alpha,
+            beta=self.reward_beta,
+            gamma=self.reward_gamma,
+            delta=self.reward_delta,
+            epsilon=self.reward_epsilon,
+        )
 
 
 @dataclass
@@ -142,16 +151,24 @@ class LoopConfig:
         need(self.min_delta >= 0, f"--min_delta must be >= 0, got {self.min_delta}")
 
 
-def diff_configs(a: Any, b: Any, names: tuple[str, str] = ("a", "b"), *,
-                 skip: tuple[str, ...] = (), prefix: str = "") -> list[str]:
+def diff_configs(
+    a: Any,
+    b: Any,
+    names: tuple[str, str] = ("a", "b"),
+    *,
+    skip: tuple[str, ...] = (),
+    prefix: str = "",
+) -> list[str]:
     """Where two config dicts differ, one ``"key.path: <a> X, <b> Y"`` line per leaf;
     ``skip`` lists dotted paths left out (a group or one field)."""
     if prefix.rstrip(".") in skip:
         return []
     if isinstance(a, dict) and isinstance(b, dict):
-        return [x for k in sorted(set(a) | set(b))
-                for x in diff_configs(a.get(k), b.get(k), names, skip=skip,
-                                      prefix=f"{prefix}{k}.")]
+        return [
+            x
+            for k in sorted(set(a) | set(b))
+            for x in diff_configs(a.get(k), b.get(k), names, skip=skip, prefix=f"{prefix}{k}.")
+        ]
     return [] if a == b else [f"{prefix.rstrip('.')}: {names[0]} {a!r}, {names[1]} {b!r}"]
 
 
@@ -217,14 +234,17 @@ class TrainConfig:
     """The method's own hyper-parameters (``METHODS[method].Config``); default: its defaults."""
 
     def __post_init__(self) -> None:
-        need(self.method in METHODS, f"--method must be one of {tuple(METHODS)}, got "
-                                     f"{self.method!r}")
+        need(
+            self.method in METHODS, f"--method must be one of {tuple(METHODS)}, got {self.method!r}"
+        )
         config_cls = METHODS[self.method].Config
         if self.method_args is None:
             self.method_args = config_cls()
-        need(isinstance(self.method_args, config_cls),
-             f"method_args of --method {self.method} must be a {config_cls.__name__}, got "
-             f"{type(self.method_args).__name__}")
+        need(
+            isinstance(self.method_args, config_cls),
+            f"method_args of --method {self.method} must be a {config_cls.__name__}, got "
+            f"{type(self.method_args).__name__}",
+        )
 
     @property
     def data_seed(self) -> int:

@@ -68,19 +68,31 @@ def load_profile(cfg: TrainConfig) -> Profile:
     d = cfg.data
     seed = cfg.data_seed
     if d.profile:
-        return Profile.load(d.profile, seed=seed, train_split=d.train_split,
-                            require_features=True, missing_configs=d.missing_configs)
+        return Profile.load(
+            d.profile,
+            seed=seed,
+            train_split=d.train_split,
+            require_features=True,
+            missing_configs=d.missing_configs,
+        )
     if d.exp5_dir:
         from ..profile.importers import import_profile
 
-        prof = import_profile(d.exp5_dir, d.exp6_dir, dataset_name=d.dataset_name,
-                              features_dir=d.model_path, output_path=d.output_data_path,
-                              force_recompute=d.force_recompute, seed=seed,
-                              train_split=d.train_split)
+        prof = import_profile(
+            d.exp5_dir,
+            d.exp6_dir,
+            dataset_name=d.dataset_name,
+            features_dir=d.model_path,
+            output_path=d.output_data_path,
+            force_recompute=d.force_recompute,
+            seed=seed,
+            train_split=d.train_split,
+        )
         if prof.features is None:
             raise FileNotFoundError(
                 "the exp5/exp6 profile has no features: put <sample_id>.npz files (arrays "
-                "'image', 'text') in <exp5_dir>/features or pass --model_path DIR")
+                "'image', 'text') in <exp5_dir>/features or pass --model_path DIR"
+            )
         return prof
     from ..profile.synthetic import synthetic_profile
     from ..profile.synthetic_noisy import noisy_vqa_profile
@@ -93,10 +105,15 @@ def build_controller(cfg: TrainConfig, profile: Profile, train_idx: np.ndarray) 
     feats = profile.features
     assert feats is not None
     ref = float(profile.mean_latency[train_idx, profile.full_index].mean())
-    ccfg = ControllerConfig(image_dim=feats.image_dim, text_dim=feats.text_dim,
-                            grids=profile.space.to_dict(), ref_latency_ms=ref,
-                            dropout=cfg.controller.dropout, arch=cfg.controller.arch,
-                            task_types=sorted({str(t) for t in profile.task_types[train_idx]}))
+    ccfg = ControllerConfig(
+        image_dim=feats.image_dim,
+        text_dim=feats.text_dim,
+        grids=profile.space.to_dict(),
+        ref_latency_ms=ref,
+        dropout=cfg.controller.dropout,
+        arch=cfg.controller.arch,
+        task_types=sorted({str(t) for t in profile.task_types[train_idx]}),
+    )
     controller = Controller(ccfg).to(cfg.run.device)
     controller.fit_input_normalization(feats.image[train_idx], feats.text[train_idx])
     return controller
@@ -121,14 +138,21 @@ class Run:
             self.val_env.requests = self.val_env.requests[: cfg.loop.eval_requests]
         self.test_env = ProfileEnv(self.profile, "test", seed=cfg.seed + 2, **kw)
         controller = build_controller(cfg, self.profile, self.train_env.requests)
-        log.info("controller: %s, %d parameters", cfg.controller.arch,
-                 controller.num_parameters())
+        log.info("controller: %s, %d parameters", cfg.controller.arch, controller.num_parameters())
         self.method: Method = METHODS[cfg.method](cfg, self.train_env, controller)
         # plateau watches validation utility (x0.5 after 3 points without a better one);
         # cosine and step follow the env-step budget (_set_lr)
-        self.scheduler = make_scheduler(cfg.loop.scheduler, self.method.optimizer,
-                                        total_steps=1, plateau_mode="max", plateau_patience=3) \
-            if cfg.loop.scheduler == "plateau" else None
+        self.scheduler = (
+            make_scheduler(
+                cfg.loop.scheduler,
+                self.method.optimizer,
+                total_steps=1,
+                plateau_mode="max",
+                plateau_patience=3,
+            )
+            if cfg.loop.scheduler == "plateau"
+            else None
+        )
         self.history: list[CurvePoint] = []
         self.epoch = 0
         self.steps_in_epoch = 0
@@ -147,17 +171,24 @@ class Run:
         o = m.overall
         opt = self.method.optimizer
         entry = CurvePoint.of(
-            m, epoch=self.epoch, env_steps=int(self.train_env.env_steps),
+            m,
+            epoch=self.epoch,
+            env_steps=int(self.train_env.env_steps),
             wall_s=self.wall_offset + time.perf_counter() - t0,
             counters=dict(self.method.counters),
             timers={k: round(v, 4) for k, v in self.method.timers.items()},
             lr=opt.param_groups[0]["lr"] if opt is not None else None,
-            train_logs={k: _finite_mean(v) for k, v in train_logs.items()})
+            train_logs={k: _finite_mean(v) for k, v in train_logs.items()},
+        )
         self.history.append(entry)
         progress = self.best is None or o.utility > self.progress_ref + self.cfg.loop.min_delta
         if self.best is None or o.utility > self.best["utility"]:
-            self.best = {"utility": o.utility, "metrics": o, "epoch": self.epoch,
-                         "env_steps": entry.env_steps}
+            self.best = {
+                "utility": o.utility,
+                "metrics": o,
+                "epoch": self.epoch,
+                "env_steps": entry.env_steps,
+            }
             # every method, the lookup table included, is selected on validation the same way
             self.best_state = self.method.policy_state()
         if progress:
@@ -193,8 +224,14 @@ class Run:
         if not self.history:
             self._evaluate({}, t0)  # env_steps 0: the untrained policy
         iters = self.method.iterations_per_epoch
-        bar = tqdm(total=loop.max_env_steps, initial=min(env.env_steps, loop.max_env_steps),
-                   disable=cfg.run.quiet, desc=cfg.method, unit="env_step", unit_scale=True)
+        bar = tqdm(
+            total=loop.max_env_steps,
+            initial=min(env.env_steps, loop.max_env_steps),
+            disable=cfg.run.quiet,
+            desc=cfg.method,
+            unit="env_step",
+            unit_scale=True,
+        )
         logs: dict[str, list[float]] = {}
         while not self._done():
             before = env.env_steps
@@ -208,8 +245,9 @@ class Run:
             if env.env_steps >= self.next_eval or self._done():
                 entry = self._evaluate(logs, t0)
                 logs = {}
-                self.next_eval = (env.env_steps // loop.eval_every_steps + 1) * \
-                    loop.eval_every_steps
+                self.next_eval = (
+                    env.env_steps // loop.eval_every_steps + 1
+                ) * loop.eval_every_steps
                 step_scheduler(self.scheduler, entry.utility)  # plateau: on validation points
                 bar.set_postfix(utility=f"{entry.utility:.4f}")
                 self.save_last(t0)
@@ -225,11 +263,18 @@ class Run:
             return True
         if loop.num_epochs and self.epoch >= loop.num_epochs:
             return True
-        if loop.patience_steps and self.best is not None and \
-                self.train_env.env_steps - self.progress_steps >= loop.patience_steps:
-            log.info("early stop at %d env_steps: no validation utility %g above %.4f for %d "
-                     "env_steps", self.train_env.env_steps, loop.min_delta, self.progress_ref,
-                     loop.patience_steps)
+        if (
+            loop.patience_steps
+            and self.best is not None
+            and self.train_env.env_steps - self.progress_steps >= loop.patience_steps
+        ):
+            log.info(
+                "early stop at %d env_steps: no validation utility %g above %.4f for %d env_steps",
+                self.train_env.env_steps,
+                loop.min_delta,
+                self.progress_ref,
+                loop.patience_steps,
+            )
             return True
         return False
 
@@ -238,8 +283,11 @@ class Run:
         opt = self.method.optimizer
         if opt is None:
             return
-        factor = lr_factor(self.cfg.loop.scheduler, self.train_env.env_steps /
-                           self.cfg.loop.max_env_steps, step_gamma=0.3)
+        factor = lr_factor(
+            self.cfg.loop.scheduler,
+            self.train_env.env_steps / self.cfg.loop.max_env_steps,
+            step_gamma=0.3,
+        )
         if factor is not None:
             for group in opt.param_groups:
                 group["lr"] = self.cfg.loop.lr * factor
@@ -273,11 +321,17 @@ class Run:
         )
         val_refs = baselines_val(self)
         stats = TrainingStats(
-            method=cfg.method, config=cfg.to_dict(), history=self.history,
-            val_references=val_refs, cost_timer=self.method.cost_timer,
-            timers=dict(self.method.timers), counters=dict(self.method.counters),
-            train_time_s=train_time, profile=repr(self.profile),
-            profile_report=self.profile.report.to_dict())
+            method=cfg.method,
+            config=cfg.to_dict(),
+            history=self.history,
+            val_references=val_refs,
+            cost_timer=self.method.cost_timer,
+            timers=dict(self.method.timers),
+            counters=dict(self.method.counters),
+            train_time_s=train_time,
+            profile=repr(self.profile),
+            profile_report=self.profile.report.to_dict(),
+        )
         write_record(self.out / STATS_FILE, stats)
         write_record(self.out / EVAL_FILE, results)
         best = {
@@ -294,9 +348,12 @@ class Run:
             self.method.controller.save_pretrained(self.out / "controller")
         elif (served := self.method.serving_policy()) is not None:
             served.save_pretrained(self.out / LOOKUP_TABLE_DIR)
-        io.write_with(self.out / "training_curves.png",
-                      lambda p: plot_training_curves(self.history, val_refs, p,
-                                                     title=f"{cfg.method} (validation)"))
+        io.write_with(
+            self.out / "training_curves.png",
+            lambda p: plot_training_curves(
+                self.history, val_refs, p, title=f"{cfg.method} (validation)"
+            ),
+        )
         return results
 
     # ------------------------------------------------------------------ checkpoints
@@ -325,9 +382,11 @@ class Run:
                 "torch": torch.get_rng_state(),
                 "generator": m.generator.get_state(),
                 "numpy_method": m.rng.bit_generator.state,
-                "numpy_env": {"train": self.train_env.rng.bit_generator.state,
-                              "val": self.val_env.rng.bit_generator.state,
-                              "test": self.test_env.rng.bit_generator.state},
+                "numpy_env": {
+                    "train": self.train_env.rng.bit_generator.state,
+                    "val": self.val_env.rng.bit_generator.state,
+                    "test": self.test_env.rng.bit_generator.state,
+                },
                 "python": list(random.getstate()[1]),
             },
         }
@@ -337,14 +396,17 @@ class Run:
         p = Path(path)
         if p.is_dir():
             p = p / "last_checkpoint.pt"
-        state = load_checkpoint(p, STATE_FORMAT, what="--resume",
-                                map_location=self.cfg.run.device)
-        diffs = diff_configs(state["train_config"], self.cfg.to_dict(), ("checkpoint", "this run"),
-                             skip=RESUME_FREE)
+        state = load_checkpoint(p, STATE_FORMAT, what="--resume", map_location=self.cfg.run.device)
+        diffs = diff_configs(
+            state["train_config"], self.cfg.to_dict(), ("checkpoint", "this run"), skip=RESUME_FREE
+        )
         if diffs:
-            raise ValueError("--resume: the checkpoint was trained with other settings ("
-                             + "; ".join(diffs) + "): resume with the same ones, or train into "
-                             "a new --output_dir")
+            raise ValueError(
+                "--resume: the checkpoint was trained with other settings ("
+                + "; ".join(diffs)
+                + "): resume with the same ones, or train into "
+                "a new --output_dir"
+            )
         m = self.method
         m.controller.load_state_dict(state["controller_state_dict"])
         if m.optimizer is not None and state["optimizer"]:
@@ -373,8 +435,11 @@ class Run:
         torch.set_rng_state(rng["torch"])
         m.generator.set_state(rng["generator"])
         m.rng.bit_generator.state = rng["numpy_method"]
-        for name, env in (("train", self.train_env), ("val", self.val_env),
-                          ("test", self.test_env)):
+        for name, env in (
+            ("train", self.train_env),
+            ("val", self.val_env),
+            ("test", self.test_env),
+        ):
             env.rng.bit_generator.state = rng["numpy_env"][name]
         random.setstate((3, tuple(rng["python"]), None))
 
@@ -382,8 +447,7 @@ class Run:
 def baselines_val(run: Run) -> dict[str, Metrics]:
     """Validation metrics of the oracle, best-static and full-model baselines (reference lines
     of the curves; the full model's quality is E5's "90% of the full model" yardstick)."""
-    res = evaluate_baselines(run.train_env, run.val_env, seed=run.cfg.seed,
-                             measure_overhead=False)
+    res = evaluate_baselines(run.train_env, run.val_env, seed=run.cfg.seed, measure_overhead=False)
     return {k: res[k].overall for k in ("oracle", "best_static", "full")}
 
 

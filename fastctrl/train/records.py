@@ -54,9 +54,14 @@ class CurvePoint:
     @classmethod
     def of(cls, m: PolicyEval, **kw: Any) -> CurvePoint:
         o = m.overall
-        return cls(**kw, **{k: getattr(o, k) for k in CURVE_METRICS},
-                   per_budget={b: BudgetPoint(v.utility, v.quality_mean, v.slo_violation_rate)
-                               for b, v in m.per_budget.items()})
+        return cls(
+            **kw,
+            **{k: getattr(o, k) for k in CURVE_METRICS},
+            per_budget={
+                b: BudgetPoint(v.utility, v.quality_mean, v.slo_violation_rate)
+                for b, v in m.per_budget.items()
+            },
+        )
 
 
 @dataclass

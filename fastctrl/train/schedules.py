@@ -17,10 +17,17 @@ SchedulerKind = Literal["cosine", "step", "plateau", "none"]
 Scheduler = torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau
 
 
-def make_scheduler(kind: SchedulerKind, optimizer: torch.optim.Optimizer | None, *,
-                   total_steps: int, eta_min: float = 0.0, step_gamma: float = 0.3,
-                   plateau_mode: Literal["min", "max"] = "max",
-                   plateau_patience: int = 3, plateau_factor: float = 0.5) -> Scheduler | None:
+def make_scheduler(
+    kind: SchedulerKind,
+    optimizer: torch.optim.Optimizer | None,
+    *,
+    total_steps: int,
+    eta_min: float = 0.0,
+    step_gamma: float = 0.3,
+    plateau_mode: Literal["min", "max"] = "max",
+    plateau_patience: int = 3,
+    plateau_factor: float = 0.5,
+) -> Scheduler | None:
     """``kind`` over ``total_steps`` scheduler steps (``None`` for ``none`` or no optimizer).
 
     cosine: to ``eta_min``; step: x ``step_gamma`` every third of the steps; plateau: x
@@ -29,19 +36,21 @@ def make_scheduler(kind: SchedulerKind, optimizer: torch.optim.Optimizer | None,
     if optimizer is None or kind == "none":
         return None
     if kind == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps,
-                                                          eta_min=eta_min)
+        return torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=total_steps, eta_min=eta_min
+        )
     if kind == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, total_steps // 3),
-                                               gamma=step_gamma)
+        return torch.optim.lr_scheduler.StepLR(
+            optimizer, step_size=max(1, total_steps // 3), gamma=step_gamma
+        )
     if kind == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode=plateau_mode, factor=plateau_factor, patience=plateau_patience)
+            optimizer, mode=plateau_mode, factor=plateau_factor, patience=plateau_patience
+        )
     raise ValueError(f"--scheduler must be one of cosine, step, plateau, none; got {kind!r}")
 
 
-def lr_factor(kind: SchedulerKind, progress: float, *, step_gamma: float = 0.3
-              ) -> float | None:
+def lr_factor(kind: SchedulerKind, progress: float, *, step_gamma: float = 0.3) -> float | None:
     """Learning-rate multiplier at ``progress`` in [0, 1] of a budget, for schedules that
     follow it (cosine to 0; step: x ``step_gamma`` per third); ``None`` for the others."""
     p = min(max(progress, 0.0), 1.0)

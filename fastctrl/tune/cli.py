@@ -96,10 +96,18 @@ class TuneArgs:
     execution: tyro.conf.OmitArgPrefixes[BackendArgs] = field(default_factory=BackendArgs)
 
     def __post_init__(self) -> None:
-        need(self.method in METHODS, f"--method must be one of {tuple(METHODS)}, got "
-                                     f"{self.method!r}")
-        need_at_least(self, 1, "trials", "synthetic_requests", "max_env_steps",
-                      "eval_every_steps", "parallel_trials")
+        need(
+            self.method in METHODS, f"--method must be one of {tuple(METHODS)}, got {self.method!r}"
+        )
+        need_at_least(
+            self,
+            1,
+            "trials",
+            "synthetic_requests",
+            "max_env_steps",
+            "eval_every_steps",
+            "parallel_trials",
+        )
         need_positive(self, "cpus_per_task")
         need_at_least(self, 0, "num_epochs")
         if self.output_dir is None:
@@ -108,13 +116,22 @@ class TuneArgs:
     def base_config(self) -> TrainConfig:
         """What every trial trains before its overrides."""
         return TrainConfig(
-            method=self.method, seed=self.seed,
-            data=DataConfig(profile=self.profile, synthetic_requests=self.synthetic_requests,
-                            synthetic_family=self.synthetic_family,
-                            data_seed=self.data_seed),
-            loop=loop_for(self.method, max_env_steps=self.max_env_steps,
-                          eval_every_steps=self.eval_every_steps, num_epochs=self.num_epochs),
-            run=RunConfig(quiet=True))
+            method=self.method,
+            seed=self.seed,
+            data=DataConfig(
+                profile=self.profile,
+                synthetic_requests=self.synthetic_requests,
+                synthetic_family=self.synthetic_family,
+                data_seed=self.data_seed,
+            ),
+            loop=loop_for(
+                self.method,
+                max_env_steps=self.max_env_steps,
+                eval_every_steps=self.eval_every_steps,
+                num_epochs=self.num_epochs,
+            ),
+            run=RunConfig(quiet=True),
+        )
 
 
 def _settings(base: TrainConfig) -> dict[str, Any]:
@@ -133,13 +150,21 @@ def _sampler(seed: int, finished: int) -> optuna.samplers.TPESampler:
 
 def _counted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """Trials that count towards --trials: finished (complete or failed), not interrupted."""
-    return [t for t in study.get_trials(deepcopy=False)
-            if t.state in (TrialState.COMPLETE, TrialState.FAIL) and t.user_attrs.get("counted")]
+    return [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.state in (TrialState.COMPLETE, TrialState.FAIL) and t.user_attrs.get("counted")
+    ]
 
 
 def _trial_record(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
-    rec = {"number": t.number, "state": t.state.name, "params": dict(t.params),
-           "value": t.value, "interrupted": not t.user_attrs.get("counted", False)}
+    rec = {
+        "number": t.number,
+        "state": t.state.name,
+        "params": dict(t.params),
+        "value": t.value,
+        "interrupted": not t.user_attrs.get("counted", False),
+    }
     rec.update({k: v for k, v in t.user_attrs.items() if k != "counted"})
     return rec
 
@@ -154,48 +179,81 @@ def write_outputs(study: optuna.Study, args: TuneArgs) -> dict[str, Any] | None:
     """trials.json, search_space.json, best_params.json and tune_summary.md from the study."""
     out = Path(str(args.output_dir))
     counted = _counted(study)
-    trials = [_trial_record(t) for t in study.get_trials(deepcopy=False)
-              if t.state != TrialState.RUNNING]
+    trials = [
+        _trial_record(t) for t in study.get_trials(deepcopy=False) if t.state != TrialState.RUNNING
+    ]
     space = describe(counted)
     settings = study.user_attrs["settings"]
-    io.write_json(out / "trials.json", {"method": args.method, "study": study.study_name,
-                                        "objective": "best validation utility (maximised)",
-                                        "settings": settings, "trials": trials})
+    io.write_json(
+        out / "trials.json",
+        {
+            "method": args.method,
+            "study": study.study_name,
+            "objective": "best validation utility (maximised)",
+            "settings": settings,
+            "trials": trials,
+        },
+    )
     io.write_json(out / "search_space.json", {"method": args.method, **space})
     complete = [t for t in counted if t.state == TrialState.COMPLETE]
     best = None
     if complete:
         bt = max(complete, key=lambda t: (t.value, -t.number))
         flags = " ".join(_flag(k, v) for k, v in bt.params.items())
-        best = {"method": args.method, "trial": bt.number, "value": bt.value,
-                "params": dict(bt.params), "train_flags": flags,
-                "train_command": f"python -m fastctrl.train --method {args.method} "
-                                 f"--max_env_steps {args.max_env_steps} {flags}".rstrip(),
-                "trials": len(counted), "settings": settings}
+        best = {
+            "method": args.method,
+            "trial": bt.number,
+            "value": bt.value,
+            "params": dict(bt.params),
+            "train_flags": flags,
+            "train_command": f"python -m fastctrl.train --method {args.method} "
+            f"--max_env_steps {args.max_env_steps} {flags}".rstrip(),
+            "trials": len(counted),
+            "settings": settings,
+        }
         io.write_json(out / "best_params.json", best)
     io.write_text(out / "tune_summary.md", summary(args, counted, space, best))
     return best
 
 
-def summary(args: TuneArgs, counted: list[optuna.trial.FrozenTrial],
-            space: dict[str, dict[str, Any]], best: dict[str, Any] | None) -> str:
+def summary(
+    args: TuneArgs,
+    counted: list[optuna.trial.FrozenTrial],
+    space: dict[str, dict[str, Any]],
+    best: dict[str, Any] | None,
+) -> str:
     """tune_summary.md: what was tuned, how, and what every trial scored."""
-    data = args.profile or (f"{args.synthetic_family} synthetic profile, "
-                            f"{args.synthetic_requests} requests")
-    lines = [f"# Tuning {args.method}", "",
-             f"Command: `python -m fastctrl.tune --method {args.method} --trials {args.trials} "
-             f"--max_env_steps {args.max_env_steps} --eval_every_steps {args.eval_every_steps} "
-             f"--seed {args.seed} --data_seed {args.data_seed}`"
-             + (f" `--profile {args.profile}`" if args.profile else
-                f" `--synthetic_requests {args.synthetic_requests}`"
-                + (f" `--synthetic_family {args.synthetic_family}`"
-                   if args.synthetic_family != "default" else "")), "",
-             f"Protocol: Optuna TPE (seeded from {args.seed}), {len(counted)} trials finished "
-             f"of {args.trials}; each trial trains one run on {data} (data seed "
-             f"{args.data_seed}, training seed {args.seed}) for {args.max_env_steps:,} env_steps "
-             f"with validation every {args.eval_every_steps:,}, and scores its best validation "
-             "utility. The test split is never read.", "",
-             "## Search space", "", "| part | parameter | distribution |", "|---|---|---|"]
+    data = args.profile or (
+        f"{args.synthetic_family} synthetic profile, {args.synthetic_requests} requests"
+    )
+    lines = [
+        f"# Tuning {args.method}",
+        "",
+        f"Command: `python -m fastctrl.tune --method {args.method} --trials {args.trials} "
+        f"--max_env_steps {args.max_env_steps} --eval_every_steps {args.eval_every_steps} "
+        f"--seed {args.seed} --data_seed {args.data_seed}`"
+        + (
+            f" `--profile {args.profile}`"
+            if args.profile
+            else f" `--synthetic_requests {args.synthetic_requests}`"
+            + (
+                f" `--synthetic_family {args.synthetic_family}`"
+                if args.synthetic_family != "default"
+                else ""
+            )
+        ),
+        "",
+        f"Protocol: Optuna TPE (seeded from {args.seed}), {len(counted)} trials finished "
+        f"of {args.trials}; each trial trains one run on {data} (data seed "
+        f"{args.data_seed}, training seed {args.seed}) for {args.max_env_steps:,} env_steps "
+        f"with validation every {args.eval_every_steps:,}, and scores its best validation "
+        "utility. The test split is never read.",
+        "",
+        "## Search space",
+        "",
+        "| part | parameter | distribution |",
+        "|---|---|---|",
+    ]
     parts = {"loop": "shared (loop)", "own": f"{args.method}'s own"}
     for part, params in space.items():
         for name, dist in params.items():
@@ -204,19 +262,34 @@ def summary(args: TuneArgs, counted: list[optuna.trial.FrozenTrial],
     if best is None:
         lines.append("No trial completed.")
     else:
-        lines += [f"Trial {best['trial']}: best validation utility {best['value']:.4f}.", "",
-                  "| parameter | value |", "|---|---|"]
+        lines += [
+            f"Trial {best['trial']}: best validation utility {best['value']:.4f}.",
+            "",
+            "| parameter | value |",
+            "|---|---|",
+        ]
         lines += [f"| {k} | {v!r} |" for k, v in best["params"].items()]
         lines += ["", f"Train with them: `{best['train_command']}`"]
-    lines += ["", "## Trials", "", "| trial | state | validation utility | best at env_steps | "
-              "duration s | params |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Trials",
+        "",
+        "| trial | state | validation utility | best at env_steps | duration s | params |",
+        "|---|---|---|---|---|---|",
+    ]
     for t in counted:
         a = t.user_attrs
-        value = f"{t.value:.4f}" if t.value is not None else \
-            "failed: " + str(a.get("error", "?"))[:80].replace("|", "/")
-        lines.append(f"| {t.number} | {t.state.name.lower()} | {value} | "
-                     f"{a.get('best_env_steps', '-')} | {a.get('duration_s', 0.0):.1f} | "
-                     + ", ".join(f"{k}={v!r}" for k, v in t.params.items()) + " |")
+        value = (
+            f"{t.value:.4f}"
+            if t.value is not None
+            else "failed: " + str(a.get("error", "?"))[:80].replace("|", "/")
+        )
+        lines.append(
+            f"| {t.number} | {t.state.name.lower()} | {value} | "
+            f"{a.get('best_env_steps', '-')} | {a.get('duration_s', 0.0):.1f} | "
+            + ", ".join(f"{k}={v!r}" for k, v in t.params.items())
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -228,16 +301,22 @@ def tune(args: TuneArgs) -> dict[str, Any] | None:
     base = args.base_config()
     settings = _settings(base)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=f"fastctrl-{args.method}",
-                                storage=f"sqlite:///{out / STUDY_FILE}", direction="maximize",
-                                load_if_exists=True, sampler=_sampler(args.seed, 0))
+    study = optuna.create_study(
+        study_name=f"fastctrl-{args.method}",
+        storage=f"sqlite:///{out / STUDY_FILE}",
+        direction="maximize",
+        load_if_exists=True,
+        sampler=_sampler(args.seed, 0),
+    )
     saved = study.user_attrs.get("settings")
     if saved is None:
         study.set_user_attr("settings", settings)
     elif saved != settings:
-        raise ValueError(f"--output_dir {out} holds a study with other settings ("
-                         + "; ".join(diff_configs(saved, settings, ("study", "now")))
-                         + "): use another --output_dir")
+        raise ValueError(
+            f"--output_dir {out} holds a study with other settings ("
+            + "; ".join(diff_configs(saved, settings, ("study", "now")))
+            + "): use another --output_dir"
+        )
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study.tell(t.number, state=TrialState.FAIL)  # interrupted: not counted, not reused
     if not study.trials:  # a new study: trial 0 is the method's defaults
@@ -252,15 +331,26 @@ def tune(args: TuneArgs) -> dict[str, Any] | None:
                 trial = study.ask()
                 batch.append((trial, suggest(trial, args.method)))
             jobs = [(base_dict, params, str(out)) for _, params in batch]
-            for r in map_jobs(run_trial_job, jobs, backend=ex.backend, jobs=len(jobs),
-                              num_cpus=args.cpus_per_task, ray_address=ex.ray_address):
+            for r in map_jobs(
+                run_trial_job,
+                jobs,
+                backend=ex.backend,
+                jobs=len(jobs),
+                num_cpus=args.cpus_per_task,
+                ray_address=ex.ray_address,
+            ):
                 _tell(study, *batch[r.index], r.value, r.error)
                 write_outputs(study, args)
     return write_outputs(study, args)
 
 
-def _tell(study: optuna.Study, trial: optuna.Trial, params: dict[str, Any],
-          res: dict[str, Any] | None, error: BaseException | None) -> None:
+def _tell(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    params: dict[str, Any],
+    res: dict[str, Any] | None,
+    error: BaseException | None,
+) -> None:
     """Record a finished trial; a failed one is recorded and counted, the study goes on."""
     trial.set_user_attr("counted", True)
     if error is not None:
@@ -272,23 +362,34 @@ def _tell(study: optuna.Study, trial: optuna.Trial, params: dict[str, Any],
     for k in ("best_env_steps", "env_steps", "train_time_s", "duration_s", "metrics"):
         trial.set_user_attr(k, res[k])
     study.tell(trial, res["value"])
-    log.info("trial %d: validation utility %.4f (%.0f s) %s", trial.number, res["value"],
-             res["duration_s"], params)
+    log.info(
+        "trial %d: validation utility %.4f (%.0f s) %s",
+        trial.number,
+        res["value"],
+        res["duration_s"],
+        params,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = cli.parse(TuneArgs, argv, prog="python -m fastctrl.tune")
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         best = tune(args)
     except ValueError as e:
         return cli.fail(str(e))
     if best is None:
-        print(f"error: no trial of {args.method} completed (see {args.output_dir}/trials.json)",
-              file=sys.stderr)
+        print(
+            f"error: no trial of {args.method} completed (see {args.output_dir}/trials.json)",
+            file=sys.stderr,
+        )
         return 1
     if not args.quiet:
-        print(f"best validation utility {best['value']:.4f} (trial {best['trial']}): "
-              f"{best['params']}\n{Path(str(args.output_dir)) / 'tune_summary.md'}")
+        print(
+            f"best validation utility {best['value']:.4f} (trial {best['trial']}): "
+            f"{best['params']}\n{Path(str(args.output_dir)) / 'tune_summary.md'}"
+        )
     return 0

@@ -15,8 +15,9 @@ from ..train.config import TrainConfig
 from .space import apply_params
 
 
-def run_trial(config: dict[str, Any], params: dict[str, Any], workdir: str | Path
-              ) -> dict[str, Any]:
+def run_trial(
+    config: dict[str, Any], params: dict[str, Any], workdir: str | Path
+) -> dict[str, Any]:
     """Fit ``TrainConfig.from_dict(config)`` with ``params`` applied, checkpoints in
     ``workdir``. Only ``Run.fit`` runs: the test split is never read (checked: its env is left
     exactly as it was built).
@@ -35,9 +36,14 @@ def run_trial(config: dict[str, Any], params: dict[str, Any], workdir: str | Pat
     if (run.test_env.env_steps, run.test_env.rng.bit_generator.state) != test_before:
         raise RuntimeError("a tuning trial touched the test split")
     assert run.best is not None  # fit always evaluates the untrained policy first
-    return {"value": float(run.best["utility"]), "best_env_steps": int(run.best["env_steps"]),
-            "env_steps": int(run.train_env.env_steps), "train_time_s": float(train_time),
-            "duration_s": time.perf_counter() - t0, "metrics": io.to_json(run.best["metrics"])}
+    return {
+        "value": float(run.best["utility"]),
+        "best_env_steps": int(run.best["env_steps"]),
+        "env_steps": int(run.train_env.env_steps),
+        "train_time_s": float(train_time),
+        "duration_s": time.perf_counter() - t0,
+        "metrics": io.to_json(run.best["metrics"]),
+    }
 
 
 def run_trial_job(job: tuple[dict[str, Any], dict[str, Any], str]) -> dict[str, Any]:

@@ -19,8 +19,10 @@ LOOP_PARAMS = ("lr", "batch_size")
 def loop_space(trial: optuna.Trial) -> dict[str, Any]:
     """The shared part: the optimiser's learning rate (log-uniform around the 1e-4 default)
     and the contexts per update."""
-    return {"lr": trial.suggest_float("lr", 1e-5, 3e-3, log=True),
-            "batch_size": trial.suggest_categorical("batch_size", [32, 64, 128])}
+    return {
+        "lr": trial.suggest_float("lr", 1e-5, 3e-3, log=True),
+        "batch_size": trial.suggest_categorical("batch_size", [32, 64, 128]),
+    }
 
 
 def suggest(trial: optuna.Trial, method: str) -> dict[str, Any]:
@@ -31,8 +33,10 @@ def suggest(trial: optuna.Trial, method: str) -> dict[str, Any]:
     cls = METHODS[method]
     own = getattr(cls, "search_space", None)
     if own is None:
-        raise ValueError(f"--method {method}: {cls.__name__} has no search_space(trial) "
-                         "staticmethod (add one beside its Config)")
+        raise ValueError(
+            f"--method {method}: {cls.__name__} has no search_space(trial) "
+            "staticmethod (add one beside its Config)"
+        )
     params = loop_space(trial) if cls.trains_controller else {}
     mine = own(trial)
     clash = set(params) & set(mine)
@@ -62,18 +66,24 @@ def apply_params(cfg: TrainConfig, params: dict[str, Any]) -> TrainConfig:
     l_over = {k: v for k, v in params.items() if k in loop and k not in own}
     unknown = set(params) - set(m_over) - set(l_over)
     if unknown:
-        raise ValueError(f"unknown hyper-parameters {sorted(unknown)} for --method "
-                         f"{cfg.method}: not fields of {type(cfg.method_args).__name__} or "
-                         "LoopConfig")
-    return dataclasses.replace(cfg, method_args=dataclasses.replace(cfg.method_args, **m_over),
-                               loop=dataclasses.replace(cfg.loop, **l_over))
+        raise ValueError(
+            f"unknown hyper-parameters {sorted(unknown)} for --method "
+            f"{cfg.method}: not fields of {type(cfg.method_args).__name__} or "
+            "LoopConfig"
+        )
+    return dataclasses.replace(
+        cfg,
+        method_args=dataclasses.replace(cfg.method_args, **m_over),
+        loop=dataclasses.replace(cfg.loop, **l_over),
+    )
 
 
 def _text(d: optuna.distributions.BaseDistribution) -> str:
     if isinstance(d, optuna.distributions.CategoricalDistribution):
         return f"one of {list(d.choices)}"
-    if isinstance(d, (optuna.distributions.IntDistribution,
-                      optuna.distributions.FloatDistribution)):
+    if isinstance(
+        d, (optuna.distributions.IntDistribution, optuna.distributions.FloatDistribution)
+    ):
         kind = "integer" if isinstance(d, optuna.distributions.IntDistribution) else "float"
         return f"{kind} in [{d.low:g}, {d.high:g}]" + (", log scale" if d.log else "")
     return repr(d)
@@ -87,7 +97,11 @@ def describe(trials: list[optuna.trial.FrozenTrial]) -> dict[str, dict[str, Any]
     for t in trials:
         for name, dist in t.distributions.items():
             part = "loop" if name in LOOP_PARAMS else "own"
-            out[part].setdefault(name, {
-                "text": _text(dist),
-                "distribution": json.loads(optuna.distributions.distribution_to_json(dist))})
+            out[part].setdefault(
+                name,
+                {
+                    "text": _text(dist),
+                    "distribution": json.loads(optuna.distributions.distribution_to_json(dist)),
+                },
+            )
     return {k: dict(sorted(v.items())) for k, v in out.items()}

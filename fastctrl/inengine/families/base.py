@@ -86,8 +86,10 @@ class Adapter:
     #: ``norm_topk_prob`` attribute ("attribute"), never ("never"); "none" for dense models
     renormalises: ClassVar[Renormalisation] = "attribute"
     #: one line for the family table: whether and how ``max_crops`` cuts vision-encoder work
-    vision_saving: ClassVar[str] = "no: the vision tower encodes every token; max_crops " \
-                                   "removes vision tokens before the language model"
+    vision_saving: ClassVar[str] = (
+        "no: the vision tower encodes every token; max_crops "
+        "removes vision tokens before the language model"
+    )
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
@@ -95,14 +97,16 @@ class Adapter:
         if base is None:
             raise UnsupportedModelError(
                 f"{type(model).__name__} is not (and does not hold as .model) a "
-                f"{' / '.join(self.base_classes())}")
+                f"{' / '.join(self.base_classes())}"
+            )
         self.base = base
         self._lm = self._find_language_model()
         self._layers = self._find_layers()
         self._vision = self._find_vision_tower()
         self._routers = self._find(self.router_class, _is_router)
-        self._experts = self._find(self.experts_class,
-                                   lambda m: type(m).__name__.endswith("Experts"))
+        self._experts = self._find(
+            self.experts_class, lambda m: type(m).__name__.endswith("Experts")
+        )
         self._vision_ids: dict[torch.device, torch.Tensor] = {}
         self._token_ids = self._find_vision_token_ids()
 
@@ -150,16 +154,22 @@ class Adapter:
             lm = getattr(self.base, n, None)
             if isinstance(lm, nn.Module):
                 return lm
-        raise self._missing("language model", f"attribute {' / '.join(names)} of "
-                            f"{type(self.base).__name__}", "language_model_attr = '<name>'")
+        raise self._missing(
+            "language model",
+            f"attribute {' / '.join(names)} of {type(self.base).__name__}",
+            "language_model_attr = '<name>'",
+        )
 
     def _find_layers(self) -> list[nn.Module]:
         for holder in (self._lm, getattr(self._lm, "model", None)):
             layers = getattr(holder, "layers", None)
             if isinstance(layers, nn.ModuleList) and len(layers):
                 return list(layers)
-        raise self._missing("decoder layers", f"{type(self._lm).__name__}.layers or .model.layers",
-                            "override the decoder_layers property")
+        raise self._missing(
+            "decoder layers",
+            f"{type(self._lm).__name__}.layers or .model.layers",
+            "override the decoder_layers property",
+        )
 
     def _find_vision_tower(self) -> nn.Module:
         names = (self.vision_tower_attr,) if self.vision_tower_attr else VISION_ATTRS
@@ -168,8 +178,9 @@ class Adapter:
                 m = getattr(holder, n, None)
                 if isinstance(m, nn.Module):
                     return m
-        raise self._missing("vision tower", f"attribute {' / '.join(names)}",
-                            "vision_tower_attr = '<name>'")
+        raise self._missing(
+            "vision tower", f"attribute {' / '.join(names)}", "vision_tower_attr = '<name>'"
+        )
 
     def _find(self, declared: str, rule: Any) -> list[nn.Module]:
         if declared:
@@ -187,9 +198,11 @@ class Adapter:
                     ids.append(v)
                     break
         if not ids:
-            raise self._missing("vision placeholder token id", "config."
-                                f"{' / '.join(IMAGE_TOKEN_ATTRS)}",
-                                "override the vision_token_ids property")
+            raise self._missing(
+                "vision placeholder token id",
+                f"config.{' / '.join(IMAGE_TOKEN_ATTRS)}",
+                "override the vision_token_ids property",
+            )
         return tuple(dict.fromkeys(ids))
 
     # ------------------------------------------------------------------ modules
@@ -258,8 +271,11 @@ class Adapter:
         w = getattr(r, "weight", None)
         if isinstance(w, torch.Tensor):
             return int(w.shape[0])
-        raise self._missing("router's expert count", f"{type(r).__name__}.num_experts / weight",
-                            "override the num_experts property")
+        raise self._missing(
+            "router's expert count",
+            f"{type(r).__name__}.num_experts / weight",
+            "override the num_experts property",
+        )
 
     @property
     def native_top_k(self) -> int:
@@ -267,8 +283,9 @@ class Adapter:
         return int(self._routers[0].top_k) if self._routers else 0
 
     # ------------------------------------------------------------------ features
-    def pool_images(self, args: tuple[Any, ...], kwargs: dict[str, Any],
-                    output: Any) -> tuple[torch.Tensor, list[int]]:
+    def pool_images(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
+    ) -> tuple[torch.Tensor, list[int]]:
         """For ``image_feature == "vision_tower"``: from one vision-tower call,
         ``[n_images, image_dim]`` pooled features and the number of language-model vision
         tokens each image becomes (in sequence order)."""
@@ -287,8 +304,9 @@ class Adapter:
         return torch.isin(input_ids, t)
 
     # ------------------------------------------------------------------ applying
-    def select_extra(self, kwargs: dict[str, Any], keep_idx: torch.Tensor,
-                     keep_mask: torch.Tensor) -> None:
+    def select_extra(
+        self, kwargs: dict[str, Any], keep_idx: torch.Tensor, keep_mask: torch.Tensor
+    ) -> None:
         """Subset family-specific language-model kwargs to the kept positions, in place.
 
         ``keep_idx`` is ``[B, L']`` (kept positions, ascending), ``keep_mask`` ``[B, L]``.
@@ -304,8 +322,11 @@ class Adapter:
     def check_experts_implementation(self) -> None:
         """Warn where the experts implementation would not get cheaper with a smaller top_k."""
         if self._routers and not self.topk_saves_compute:
-            log.warning("%s: every expert runs on every token in this family; top_k changes "
-                        "the routing weights but not the compute", self.family)
+            log.warning(
+                "%s: every expert runs on every token in this family; top_k changes "
+                "the routing weights but not the compute",
+                self.family,
+            )
         for mod in self.experts[:1]:
             cfg = getattr(mod, "config", None)
             impl = getattr(cfg, "_experts_implementation", None) or "eager"
@@ -313,7 +334,9 @@ class Adapter:
                 log.warning(
                     "%s: experts_implementation=%r is not one fastctrl has checked "
                     "(%s); top_k is applied but its compute may not fall with top_k",
-                    self.family, impl, ", ".join(TOPK_PROPORTIONAL_IMPLS),
+                    self.family,
+                    impl,
+                    ", ".join(TOPK_PROPORTIONAL_IMPLS),
                 )
 
 

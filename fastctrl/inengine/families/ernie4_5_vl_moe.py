@@ -36,9 +36,13 @@ class Ernie4_5_VLMoeAdapter(Adapter):
     base_class = "Ernie4_5_VLMoeModel"
     renormalises = "always"
 
-    def select_extra(self, kwargs: dict[str, Any], keep_idx: torch.Tensor,
-                     keep_mask: torch.Tensor) -> None:
+    def select_extra(
+        self, kwargs: dict[str, Any], keep_idx: torch.Tensor, keep_mask: torch.Tensor
+    ) -> None:
         types = kwargs.get("moe_mm_token_type_ids")
-        if isinstance(types, torch.Tensor) and types.ndim == 2 and \
-                types.shape[1] == keep_mask.shape[1]:
+        if (
+            isinstance(types, torch.Tensor)
+            and types.ndim == 2
+            and types.shape[1] == keep_mask.shape[1]
+        ):
             kwargs["moe_mm_token_type_ids"] = types.gather(1, keep_idx.to(types.device))

@@ -29,8 +29,10 @@ class Gemma3Adapter(Adapter):
     description = "Gemma3ForConditionalGeneration / Gemma3Model"
     base_class = "Gemma3Model"
     renormalises = "none"
-    vision_saving = "no: the vision tower encodes every patch; max_crops removes pooled " \
-                    "vision tokens before the language model"
+    vision_saving = (
+        "no: the vision tower encodes every patch; max_crops removes pooled "
+        "vision tokens before the language model"
+    )
 
     @property
     def tokens_per_image(self) -> int:

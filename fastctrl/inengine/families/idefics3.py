@@ -31,9 +31,11 @@ class _TileSplitting(Adapter):
     vision_tower_attr = "vision_model"
     language_model_attr = "text_model"
     renormalises = "none"
-    vision_saving = ("yes: crops beyond max_crops are dropped before the vision encoder "
-                     "(decided from the global tiles' pixels and the text), so the encoder "
-                     "runs on kept crops + global tiles only")
+    vision_saving = (
+        "yes: crops beyond max_crops are dropped before the vision encoder "
+        "(decided from the global tiles' pixels and the text), so the encoder "
+        "runs on kept crops + global tiles only"
+    )
     #: the global tile is pooled to ``POOL_GRID x POOL_GRID`` per channel for the feature
     POOL_GRID = 4
 
@@ -45,12 +47,16 @@ class _TileSplitting(Adapter):
             cfg = self.base.config
             vc = cfg.vision_config
             per_tile = int(getattr(self.base, "image_seq_len", 0)) or int(
-                (vc.image_size // vc.patch_size) ** 2 // cfg.scale_factor ** 2)
+                (vc.image_size // vc.patch_size) ** 2 // cfg.scale_factor**2
+            )
             pad = getattr(cfg.text_config, "pad_token_id", None)
             spec = self._tile_spec = TileSpec(
-                image_token_id=int(cfg.image_token_id), tokens_per_tile=per_tile,
+                image_token_id=int(cfg.image_token_id),
+                tokens_per_tile=per_tile,
                 pad_token_id=int(pad) if isinstance(pad, int) and pad >= 0 else 0,
-                pool_grid=self.POOL_GRID, channels=int(getattr(vc, "num_channels", 3)))
+                pool_grid=self.POOL_GRID,
+                channels=int(getattr(vc, "num_channels", 3)),
+            )
         return spec
 
     @property

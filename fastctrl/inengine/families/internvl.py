@@ -28,6 +28,8 @@ class InternVLAdapter(AnyTextModel):
     family = "internvl"
     description = "InternVLForConditionalGeneration / InternVLModel with any text model"
     base_class = "InternVLModel"
-    vision_saving = ("no: the vision tower encodes every tile (dynamic-resolution crops and "
-                     "the thumbnail); max_crops removes vision tokens before the language "
-                     "model")
+    vision_saving = (
+        "no: the vision tower encodes every tile (dynamic-resolution crops and "
+        "the thumbnail); max_crops removes vision tokens before the language "
+        "model"
+    )

@@ -49,8 +49,11 @@ def router_rule(routers: list[nn.Module], default: Renormalisation) -> Renormali
     rules = {FIXED_ROUTER_RULES.get(type(r).__name__) for r in routers}
     if len(rules) == 1 and None not in rules:
         return rules.pop()
-    log.debug("routers %s: rule unknown, assuming %r",
-              sorted({type(r).__name__ for r in routers}), default)
+    log.debug(
+        "routers %s: rule unknown, assuming %r",
+        sorted({type(r).__name__ for r in routers}),
+        default,
+    )
     return default
 
 
@@ -68,5 +71,7 @@ class LlavaAdapter(AnyTextModel):
     family = "llava"
     description = "LlavaForConditionalGeneration / LlavaModel with any text model (MoE or dense)"
     base_class = "LlavaModel"
-    vision_saving = ("no: the vision tower encodes every image in full; max_crops removes "
-                     "vision tokens before the language model")
+    vision_saving = (
+        "no: the vision tower encodes every image in full; max_crops removes "
+        "vision tokens before the language model"
+    )

@@ -31,8 +31,9 @@ class LlavaOlmoeAdapter(Adapter):
     def image_dim(self) -> int:
         return int(self.base.config.vision_config.hidden_size)
 
-    def pool_images(self, args: tuple[Any, ...], kwargs: dict[str, Any],
-                    output: Any) -> tuple[torch.Tensor, list[int]]:
+    def pool_images(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
+    ) -> tuple[torch.Tensor, list[int]]:
         pooled = output.pooler_output
         n_images, n_patches = output.last_hidden_state.shape[:2]
         # LLaVA's "default" strategy drops the CLS token before the projector.

@@ -27,8 +27,12 @@ from .llava import AnyTextModel
 @register
 class LlavaOnevisionAdapter(AnyTextModel):
     family = "llava-onevision"
-    description = ("LlavaOnevisionForConditionalGeneration / LlavaOnevisionModel with any "
-                   "text model (MoE or dense)")
+    description = (
+        "LlavaOnevisionForConditionalGeneration / LlavaOnevisionModel with any "
+        "text model (MoE or dense)"
+    )
     base_class = "LlavaOnevisionModel"
-    vision_saving = ("no: the vision tower encodes the base view and every anyres crop; "
-                     "max_crops removes vision tokens before the language model")
+    vision_saving = (
+        "no: the vision tower encodes the base view and every anyres crop; "
+        "max_crops removes vision tokens before the language model"
+    )

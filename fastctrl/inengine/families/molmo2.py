@@ -30,5 +30,7 @@ class Molmo2Adapter(Adapter):
     description = "Molmo2ForConditionalGeneration / Molmo2Model"
     base_class = "Molmo2Model"
     renormalises = "none"
-    vision_saving = "no: the vision tower encodes every crop; max_crops removes pooled " \
-                    "vision tokens before the language model"
+    vision_saving = (
+        "no: the vision tower encodes every crop; max_crops removes pooled "
+        "vision tokens before the language model"
+    )

@@ -33,15 +33,18 @@ class QwenVLTower(Adapter):
 
     image_feature = "vision_tower"
     renormalises = "none"
-    vision_saving = "no: the vision tower encodes every patch; max_crops removes merged " \
-                    "vision tokens before the language model"
+    vision_saving = (
+        "no: the vision tower encodes every patch; max_crops removes merged "
+        "vision tokens before the language model"
+    )
 
     @property
     def image_dim(self) -> int:
         return int(self.base.config.vision_config.out_hidden_size)
 
-    def pool_images(self, args: tuple[Any, ...], kwargs: dict[str, Any],
-                    output: Any) -> tuple[torch.Tensor, list[int]]:
+    def pool_images(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
+    ) -> tuple[torch.Tensor, list[int]]:
         grid_thw = kwargs.get("grid_thw", args[1] if len(args) > 1 else None)
         merged = output.pooler_output  # [sum of tokens, out_hidden]: what the LM sees
         if grid_thw is None or grid_thw.shape[0] == 1:
@@ -54,8 +57,9 @@ class QwenVLTower(Adapter):
 class DeepStack(QwenVLTower):
     """Qwen3-VL's DeepStack inputs follow removed vision tokens."""
 
-    def select_extra(self, kwargs: dict[str, Any], keep_idx: torch.Tensor,
-                     keep_mask: torch.Tensor) -> None:
+    def select_extra(
+        self, kwargs: dict[str, Any], keep_idx: torch.Tensor, keep_mask: torch.Tensor
+    ) -> None:
         vis = kwargs.get("visual_pos_masks")
         if vis is None:
             return

@@ -60,8 +60,9 @@ def tiny_spec(name_or_model: str | nn.Module) -> TinySpec:
     if isinstance(name_or_model, str):
         spec = _TINY.get(name_or_model)
         if spec is None:
-            raise ValueError(f"unknown tiny model family {name_or_model!r}; choose one of "
-                             f"{tiny_families()}")
+            raise ValueError(
+                f"unknown tiny model family {name_or_model!r}; choose one of {tiny_families()}"
+            )
         return spec
     for spec in _TINY.values():
         if spec.matches(name_or_model):
@@ -105,8 +106,9 @@ class TinyProcessor:
         return decode_text(ids)
 
 
-def tiny_inputs(model: nn.Module, batch: int = 1, seed: int = 0,
-                prompts: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+def tiny_inputs(
+    model: nn.Module, batch: int = 1, seed: int = 0, prompts: Sequence[str] | None = None
+) -> dict[str, torch.Tensor]:
     """Random square images and short prompts of different lengths, processed for ``model``."""
     spec = tiny_spec(model)
     rng = np.random.default_rng(seed)
@@ -123,12 +125,31 @@ def tiny_inputs(model: nn.Module, batch: int = 1, seed: int = 0,
 import importlib  # noqa: E402
 import pkgutil  # noqa: E402
 
-for _mod in ["base_families"] + sorted(m.name for m in pkgutil.iter_modules(__path__)
-                                        if m.name not in ("base_families", "common")):
+for _mod in ["base_families"] + sorted(
+    m.name for m in pkgutil.iter_modules(__path__) if m.name not in ("base_families", "common")
+):
     importlib.import_module(f"{__name__}.{_mod}")
 
 FAMILIES = tiny_families()
 
-__all__ = ["BOS", "EOS", "FAMILIES", "IMAGE", "PAD", "VEND", "VIDEO", "VOCAB", "VSTART",
-           "TinyProcessor", "TinySpec", "sweep_grids", "build_tiny", "decode_text",
-           "encode_text", "register_tiny", "tiny_families", "tiny_inputs", "tiny_spec"]
+__all__ = [
+    "BOS",
+    "EOS",
+    "FAMILIES",
+    "IMAGE",
+    "PAD",
+    "VEND",
+    "VIDEO",
+    "VOCAB",
+    "VSTART",
+    "TinyProcessor",
+    "TinySpec",
+    "sweep_grids",
+    "build_tiny",
+    "decode_text",
+    "encode_text",
+    "register_tiny",
+    "tiny_families",
+    "tiny_inputs",
+    "tiny_spec",
+]

@@ -38,8 +38,7 @@ def as_chw(image: Any, size: int | tuple[int, int]) -> torch.Tensor:
     if t.max() > 1.5:
         t = t / 255.0
     hw = (size, size) if isinstance(size, int) else size
-    t = torch.nn.functional.interpolate(t[None], size=hw, mode="bilinear",
-                                        align_corners=False)[0]
+    t = torch.nn.functional.interpolate(t[None], size=hw, mode="bilinear", align_corners=False)[0]
     return t * 2 - 1
 
 
@@ -49,8 +48,8 @@ def pad_left(seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]
     ids = torch.full((len(seqs), width), PAD, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for i, s in enumerate(seqs):
-        ids[i, width - len(s):] = torch.tensor(list(s), dtype=torch.long)
-        mask[i, width - len(s):] = 1
+        ids[i, width - len(s) :] = torch.tensor(list(s), dtype=torch.long)
+        mask[i, width - len(s) :] = 1
     return ids, mask
 
 
@@ -65,25 +64,27 @@ def qwen_patches(img: torch.Tensor, patch: int, merge: int, temporal: int) -> to
     return x.reshape(gh * gw, c * t * p * p).contiguous()
 
 
-def is_instance_of(class_name: str, text_model_type: str | None = None
-                   ) -> Callable[[Any], bool]:
+def is_instance_of(class_name: str, text_model_type: str | None = None) -> Callable[[Any], bool]:
     """A ``TinySpec.matches``: whether a model is the named transformers class (False where
     this transformers has no such class) and, if given, its text model is of that type."""
+
     def matches(model: Any) -> bool:
         import transformers
 
         cls = getattr(transformers, class_name, None)
         if cls is None or not isinstance(model, cls):
             return False
-        return text_model_type is None or \
-            getattr(model.config.text_config, "model_type", None) == text_model_type
+        return (
+            text_model_type is None
+            or getattr(model.config.text_config, "model_type", None) == text_model_type
+        )
 
     return matches
 
 
-def qwen_grid_inputs(model: Any, images: Sequence[Any], prompts: Sequence[str],
-                     temporal: int, size: int = 32
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def qwen_grid_inputs(
+    model: Any, images: Sequence[Any], prompts: Sequence[str], temporal: int, size: int = 32
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``input_ids``, ``attention_mask``, Qwen-VL-layout patches and ``image_grid_thw`` for
     ``BOS VSTART IMAGE*n VEND text``, one ``size x size`` image per prompt merged
     ``spatial_merge_size``-square (Qwen-VL, GLM-4.5V, ERNIE-VL)."""
@@ -91,8 +92,7 @@ def qwen_grid_inputs(model: Any, images: Sequence[Any], prompts: Sequence[str],
     patch, merge = int(vc.patch_size), int(vc.spatial_merge_size)
     g = size // patch
     n = g * g // merge**2
-    ids, mask = pad_left([[BOS, VSTART] + [IMAGE] * n + [VEND] + encode_text(p)
-                          for p in prompts])
+    ids, mask = pad_left([[BOS, VSTART] + [IMAGE] * n + [VEND] + encode_text(p) for p in prompts])
     pix = torch.cat([qwen_patches(as_chw(im, size), patch, merge, temporal) for im in images])
     return ids, mask, pix, torch.tensor([(1, g, g)] * len(images))
 
@@ -100,6 +100,15 @@ def qwen_grid_inputs(model: Any, images: Sequence[Any], prompts: Sequence[str],
 def qwen3_vision_config(hidden: int, deepstack: Sequence[int]) -> dict[str, Any]:
     """The tiny Qwen3-VL vision tower (dense and MoE): 4x4 patches merged 2x2, DeepStack
     after the given vision blocks."""
-    return dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=4,
-                spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=hidden,
-                num_position_embeddings=64, deepstack_visual_indexes=list(deepstack))
+    return dict(
+        depth=2,
+        hidden_size=32,
+        intermediate_size=64,
+        num_heads=2,
+        patch_size=4,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        out_hidden_size=hidden,
+        num_position_embeddings=64,
+        deepstack_visual_indexes=list(deepstack),
+    )

@@ -60,21 +60,34 @@ MOLMO_LOW_RES_START, MOLMO_COL, MOLMO_FRAME_START, MOLMO_FRAME_END = SPECIAL[:4]
 
 
 # --------------------------------------------------------------------------- Qwen-VL
-def tiny_qwen3_vl(seed: int = 0, *, hidden: int = 64, layers: int = 4,
-                  deepstack: Sequence[int] = (0, 1)) -> nn.Module:
+def tiny_qwen3_vl(
+    seed: int = 0, *, hidden: int = 64, layers: int = 4, deepstack: Sequence[int] = (0, 1)
+) -> nn.Module:
     """Qwen3-VL (dense); a 32x32 image is an 8x8 patch grid merged 2x2 into 16 vision tokens."""
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
     cfg = Qwen3VLConfig(
         text_config=dict(
-            vocab_size=VOCAB, hidden_size=hidden, intermediate_size=2 * hidden,
-            num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-            max_position_embeddings=1024, pad_token_id=PAD,
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
-                             "mrope_section": [2, 3, 3], "mrope_interleaved": True},
+            vocab_size=VOCAB,
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=16,
+            max_position_embeddings=1024,
+            pad_token_id=PAD,
+            rope_parameters={
+                "rope_type": "default",
+                "rope_theta": 10000.0,
+                "mrope_section": [2, 3, 3],
+                "mrope_interleaved": True,
+            },
         ),
         vision_config=qwen3_vision_config(hidden, deepstack),
-        image_token_id=IMAGE, video_token_id=VIDEO, vision_start_token_id=VSTART,
+        image_token_id=IMAGE,
+        video_token_id=VIDEO,
+        vision_start_token_id=VSTART,
         vision_end_token_id=VEND,
     )
     torch.manual_seed(seed)
@@ -87,17 +100,37 @@ def tiny_qwen2_5_vl(seed: int = 0, *, hidden: int = 64, layers: int = 4) -> nn.M
 
     cfg = Qwen2_5_VLConfig(
         text_config=dict(
-            vocab_size=VOCAB, hidden_size=hidden, intermediate_size=2 * hidden,
-            num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-            max_position_embeddings=1024, pad_token_id=PAD, bos_token_id=BOS,
+            vocab_size=VOCAB,
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=1024,
+            pad_token_id=PAD,
+            bos_token_id=BOS,
             eos_token_id=EOS,
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
-                             "mrope_section": [2, 3, 3]},
+            rope_parameters={
+                "rope_type": "default",
+                "rope_theta": 10000.0,
+                "mrope_section": [2, 3, 3],
+            },
         ),
-        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2,
-                           patch_size=4, spatial_merge_size=2, temporal_patch_size=2,
-                           out_hidden_size=hidden, window_size=16, fullatt_block_indexes=[1]),
-        image_token_id=IMAGE, video_token_id=VIDEO, vision_start_token_id=VSTART,
+        vision_config=dict(
+            depth=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_heads=2,
+            patch_size=4,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            out_hidden_size=hidden,
+            window_size=16,
+            fullatt_block_indexes=[1],
+        ),
+        image_token_id=IMAGE,
+        video_token_id=VIDEO,
+        vision_start_token_id=VSTART,
         vision_end_token_id=VEND,
     )
     torch.manual_seed(seed)
@@ -105,27 +138,57 @@ def tiny_qwen2_5_vl(seed: int = 0, *, hidden: int = 64, layers: int = 4) -> nn.M
 
 
 # --------------------------------------------------------------------------- Gemma 3
-def tiny_gemma3(seed: int = 0, *, hidden: int = 64, layers: int = 4, image_size: int = 32,
-                patch: int = 4, tokens_per_image: int = 16, sliding_window: int = 16
-                ) -> nn.Module:
+def tiny_gemma3(
+    seed: int = 0,
+    *,
+    hidden: int = 64,
+    layers: int = 4,
+    image_size: int = 32,
+    patch: int = 4,
+    tokens_per_image: int = 16,
+    sliding_window: int = 16,
+) -> nn.Module:
     """Gemma 3: SigLIP tower, 2x2 average pool to ``tokens_per_image``; sliding-window
     layers except every fourth (the last of 4)."""
     from transformers import Gemma3Config, Gemma3ForConditionalGeneration
 
-    layer_types = ["full_attention" if (i + 1) % 4 == 0 else "sliding_attention"
-                   for i in range(layers)]
+    layer_types = [
+        "full_attention" if (i + 1) % 4 == 0 else "sliding_attention" for i in range(layers)
+    ]
     cfg = Gemma3Config(
         text_config=dict(
-            vocab_size=VOCAB, hidden_size=hidden, intermediate_size=2 * hidden,
-            num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-            query_pre_attn_scalar=16, max_position_embeddings=1024, sliding_window=sliding_window,
-            layer_types=layer_types, pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS,
+            vocab_size=VOCAB,
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=16,
+            query_pre_attn_scalar=16,
+            max_position_embeddings=1024,
+            sliding_window=sliding_window,
+            layer_types=layer_types,
+            pad_token_id=PAD,
+            bos_token_id=BOS,
+            eos_token_id=EOS,
         ),
-        vision_config=dict(model_type="siglip_vision_model", hidden_size=32,
-                           intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=image_size, patch_size=patch, vision_use_head=False),
-        mm_tokens_per_image=tokens_per_image, boi_token_index=VSTART, eoi_token_index=VEND,
-        image_token_index=IMAGE, pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS,
+        vision_config=dict(
+            model_type="siglip_vision_model",
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=image_size,
+            patch_size=patch,
+            vision_use_head=False,
+        ),
+        mm_tokens_per_image=tokens_per_image,
+        boi_token_index=VSTART,
+        eoi_token_index=VEND,
+        image_token_index=IMAGE,
+        pad_token_id=PAD,
+        bos_token_id=BOS,
+        eos_token_id=EOS,
     )
     torch.manual_seed(seed)
     model = Gemma3ForConditionalGeneration(cfg)
@@ -137,40 +200,72 @@ def tiny_gemma3(seed: int = 0, *, hidden: int = 64, layers: int = 4, image_size:
     return model.eval()
 
 
-def _gemma3_inputs(model: nn.Module, images: Sequence[np.ndarray],
-                   prompts: Sequence[str]) -> dict[str, torch.Tensor]:
+def _gemma3_inputs(
+    model: nn.Module, images: Sequence[np.ndarray], prompts: Sequence[str]
+) -> dict[str, torch.Tensor]:
     n = int(model.config.mm_tokens_per_image)
     size = int(model.config.vision_config.image_size)
-    ids, mask = pad_left([[BOS, VSTART] + [IMAGE] * n + [VEND] + encode_text(p)
-                          for p in prompts])
+    ids, mask = pad_left([[BOS, VSTART] + [IMAGE] * n + [VEND] + encode_text(p) for p in prompts])
     pix = torch.stack([as_chw(im, size) for im in images])
-    return {"input_ids": ids, "attention_mask": mask, "pixel_values": pix,
-            "token_type_ids": (ids == IMAGE).long()}
+    return {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "pixel_values": pix,
+        "token_type_ids": (ids == IMAGE).long(),
+    }
 
 
 # --------------------------------------------------------------------------- Molmo2
-def tiny_molmo2(seed: int = 0, *, hidden: int = 64, layers: int = 4, crop: int = 32,
-                patch: int = 4) -> nn.Module:
+def tiny_molmo2(
+    seed: int = 0, *, hidden: int = 64, layers: int = 4, crop: int = 32, patch: int = 4
+) -> nn.Module:
     """Molmo2: a ViT on ``crop``-square crops, a 2x2 attention-pooling adapter; both ViT
     layers feed the adapter (``vision_feature_layer = [-1, -2]``)."""
     from transformers import Molmo2Config, Molmo2ForConditionalGeneration
 
     cfg = Molmo2Config(
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                           num_attention_heads=2, num_key_value_heads=2, head_dim=16,
-                           image_size=[crop, crop], patch_size=patch,
-                           num_position_embeddings=(crop // patch) ** 2),
-        adapter_config=dict(vision_feature_layer=[-1, -2], hidden_size=32,
-                            num_attention_heads=2, num_key_value_heads=2, head_dim=16,
-                            intermediate_size=64, text_hidden_size=hidden),
-        text_config=dict(hidden_size=hidden, num_attention_heads=4, num_key_value_heads=2,
-                         head_dim=16, vocab_size=VOCAB, additional_vocab_size=0,
-                         num_hidden_layers=layers, intermediate_size=2 * hidden,
-                         max_position_embeddings=1024, pad_token_id=PAD, bos_token_id=BOS,
-                         eos_token_id=EOS),
-        image_start_token_id=VSTART, low_res_image_start_token_id=MOLMO_LOW_RES_START,
-        image_end_token_id=VEND, image_patch_id=IMAGE, frame_start_token_id=MOLMO_FRAME_START,
-        frame_end_token_id=MOLMO_FRAME_END, pad_token_id=PAD, bos_token_id=BOS,
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            head_dim=16,
+            image_size=[crop, crop],
+            patch_size=patch,
+            num_position_embeddings=(crop // patch) ** 2,
+        ),
+        adapter_config=dict(
+            vision_feature_layer=[-1, -2],
+            hidden_size=32,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            head_dim=16,
+            intermediate_size=64,
+            text_hidden_size=hidden,
+        ),
+        text_config=dict(
+            hidden_size=hidden,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=16,
+            vocab_size=VOCAB,
+            additional_vocab_size=0,
+            num_hidden_layers=layers,
+            intermediate_size=2 * hidden,
+            max_position_embeddings=1024,
+            pad_token_id=PAD,
+            bos_token_id=BOS,
+            eos_token_id=EOS,
+        ),
+        image_start_token_id=VSTART,
+        low_res_image_start_token_id=MOLMO_LOW_RES_START,
+        image_end_token_id=VEND,
+        image_patch_id=IMAGE,
+        frame_start_token_id=MOLMO_FRAME_START,
+        frame_end_token_id=MOLMO_FRAME_END,
+        pad_token_id=PAD,
+        bos_token_id=BOS,
         eos_token_id=EOS,
     )
     torch.manual_seed(seed)
@@ -199,8 +294,9 @@ def _molmo2_pools_per_image(model: nn.Module) -> bool:
     return "image_num_crops" in inspect.signature(get).parameters
 
 
-def _molmo2_inputs(model: nn.Module, images: Sequence[np.ndarray],
-                   prompts: Sequence[str]) -> dict[str, torch.Tensor]:
+def _molmo2_inputs(
+    model: nn.Module, images: Sequence[np.ndarray], prompts: Sequence[str]
+) -> dict[str, torch.Tensor]:
     vc = model.config.vision_config
     crop, patch = int(vc.image_size[0]), int(vc.patch_size)
     g = crop // patch
@@ -219,19 +315,37 @@ def _molmo2_inputs(model: nn.Module, images: Sequence[np.ndarray],
         pools += [idx + base, idx + base + g * g]
     n = len(images)
     special = torch.tensor([IMAGE, MOLMO_COL, VSTART, MOLMO_LOW_RES_START, VEND])
-    return {"input_ids": ids, "attention_mask": mask,
-            "pixel_values": torch.stack(crops),
-            "image_token_pooling": torch.cat(pools),
-            "image_grids": torch.tensor([(r, r, r, r)] * n),
-            "image_num_crops": torch.tensor([2] * n),
-            "mm_token_type_ids": torch.isin(ids, special).long()}
+    return {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "pixel_values": torch.stack(crops),
+        "image_token_pooling": torch.cat(pools),
+        "image_grids": torch.tensor([(r, r, r, r)] * n),
+        "image_num_crops": torch.tensor([2] * n),
+        "mm_token_type_ids": torch.isin(ids, special).long(),
+    }
 
 
-register_tiny(TinySpec("qwen3-vl", tiny_qwen3_vl, is_instance_of("Qwen3VLForConditionalGeneration"),
-                       qwen_vl_inputs))
-register_tiny(TinySpec("qwen2.5-vl", tiny_qwen2_5_vl,
-                       is_instance_of("Qwen2_5_VLForConditionalGeneration"), qwen_vl_inputs))
-register_tiny(TinySpec("gemma3", tiny_gemma3, is_instance_of("Gemma3ForConditionalGeneration"),
-                       _gemma3_inputs))
-register_tiny(TinySpec("molmo2", tiny_molmo2, is_instance_of("Molmo2ForConditionalGeneration"),
-                       _molmo2_inputs))
+register_tiny(
+    TinySpec(
+        "qwen3-vl", tiny_qwen3_vl, is_instance_of("Qwen3VLForConditionalGeneration"), qwen_vl_inputs
+    )
+)
+register_tiny(
+    TinySpec(
+        "qwen2.5-vl",
+        tiny_qwen2_5_vl,
+        is_instance_of("Qwen2_5_VLForConditionalGeneration"),
+        qwen_vl_inputs,
+    )
+)
+register_tiny(
+    TinySpec(
+        "gemma3", tiny_gemma3, is_instance_of("Gemma3ForConditionalGeneration"), _gemma3_inputs
+    )
+)
+register_tiny(
+    TinySpec(
+        "molmo2", tiny_molmo2, is_instance_of("Molmo2ForConditionalGeneration"), _molmo2_inputs
+    )
+)

@@ -17,8 +17,15 @@ from typing import Any
 from . import build_tiny
 from .common import VOCAB
 
-SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<image>", "<video>", "<|vision_start|>",
-                  "<|vision_end|>"]
+SPECIAL_TOKENS = [
+    "<pad>",
+    "<s>",
+    "</s>",
+    "<image>",
+    "<video>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+]
 #: the families with a pretrained-style builder here
 PRETRAINED_FAMILIES = ("llava-olmoe", "gemma3")
 
@@ -49,18 +56,28 @@ def train_tokenizer(**special: str) -> Any:
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=VOCAB, special_tokens=SPECIAL_TOKENS,
-                                  initial_alphabet=[], min_frequency=1, show_progress=False,
-                                  limit_alphabet=VOCAB - len(SPECIAL_TOKENS))
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=[],
+        min_frequency=1,
+        show_progress=False,
+        limit_alphabet=VOCAB - len(SPECIAL_TOKENS),
+    )
     tok.train_from_iterator(_corpus(), trainer=trainer)
     if tok.get_vocab_size() > VOCAB:
         raise RuntimeError(f"tokenizer has {tok.get_vocab_size()} tokens, more than {VOCAB}")
     for i, t in enumerate(SPECIAL_TOKENS):
         assert tok.token_to_id(t) == i, (t, tok.token_to_id(t))
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
-        padding_side="left", additional_special_tokens=SPECIAL_TOKENS[3:],
-        extra_special_tokens=special or None)
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        padding_side="left",
+        additional_special_tokens=SPECIAL_TOKENS[3:],
+        extra_special_tokens=special or None,
+    )
 
 
 def llava_processor(tokenizer: Any, config: Any, chat_template: str | None = None) -> Any:
@@ -71,14 +88,20 @@ def llava_processor(tokenizer: Any, config: Any, chat_template: str | None = Non
 
     vc = config.vision_config
     size = int(vc.image_size)
-    ip = CLIPImageProcessorPil(size={"shortest_edge": size},
-                               crop_size={"height": size, "width": size})
+    ip = CLIPImageProcessorPil(
+        size={"shortest_edge": size}, crop_size={"height": size, "width": size}
+    )
     # CLIP adds a CLS token (num_additional_image_tokens=1) that "default" drops again
-    return LlavaProcessor(image_processor=ip, tokenizer=tokenizer, patch_size=int(vc.patch_size),
-                          num_additional_image_tokens=1,
-                          vision_feature_select_strategy=config.vision_feature_select_strategy,
-                          chat_template=(chat_template or CHAT_TEMPLATE).replace(
-                              "{{ image_placeholder }}", "<image>"))
+    return LlavaProcessor(
+        image_processor=ip,
+        tokenizer=tokenizer,
+        patch_size=int(vc.patch_size),
+        num_additional_image_tokens=1,
+        vision_feature_select_strategy=config.vision_feature_select_strategy,
+        chat_template=(chat_template or CHAT_TEMPLATE).replace(
+            "{{ image_placeholder }}", "<image>"
+        ),
+    )
 
 
 def build_processor(family: str, model: Any) -> Any:
@@ -86,24 +109,28 @@ def build_processor(family: str, model: Any) -> Any:
     if family == "gemma3":
         from transformers import Gemma3ImageProcessorPil, Gemma3Processor
 
-        tok = train_tokenizer(boi_token="<|vision_start|>", image_token="<image>",
-                              eoi_token="<|vision_end|>")
+        tok = train_tokenizer(
+            boi_token="<|vision_start|>", image_token="<image>", eoi_token="<|vision_end|>"
+        )
         size = int(model.config.vision_config.image_size)
-        ip = Gemma3ImageProcessorPil(size={"height": size, "width": size},
-                                     do_pan_and_scan=False)
+        ip = Gemma3ImageProcessorPil(size={"height": size, "width": size}, do_pan_and_scan=False)
         # Gemma 3's processor expands its boi token into boi + image tokens + eoi
-        return Gemma3Processor(image_processor=ip, tokenizer=tok,
-                               image_seq_length=int(model.config.mm_tokens_per_image),
-                               chat_template=CHAT_TEMPLATE.replace("{{ image_placeholder }}",
-                                                                   "<|vision_start|>"))
+        return Gemma3Processor(
+            image_processor=ip,
+            tokenizer=tok,
+            image_seq_length=int(model.config.mm_tokens_per_image),
+            chat_template=CHAT_TEMPLATE.replace("{{ image_placeholder }}", "<|vision_start|>"),
+        )
     if family == "llava-olmoe":
         return llava_processor(train_tokenizer(), model.config)
-    raise ValueError(f"no pretrained-style builder for {family!r}; choose one of "
-                     f"{PRETRAINED_FAMILIES}")
+    raise ValueError(
+        f"no pretrained-style builder for {family!r}; choose one of {PRETRAINED_FAMILIES}"
+    )
 
 
-def save_tiny_pretrained(family: str, directory: str | Path, seed: int = 0,
-                         **model_kwargs: Any) -> Path:
+def save_tiny_pretrained(
+    family: str, directory: str | Path, seed: int = 0, **model_kwargs: Any
+) -> Path:
     """Build the tiny ``family`` model and its real processor, ``save_pretrained`` both."""
     directory = Path(directory)
     model = build_tiny(family, seed=seed, **model_kwargs)

@@ -43,37 +43,74 @@ def row_col(i: int, j: int) -> int:
     return ROW_COL0 + MAX_SIDE * i + j
 
 
-def _configs(hidden: int, layers: int, patch: int, vision_hidden: int, vision_layers: int
-             ) -> dict[str, dict]:
-    text = dict(model_type="llama", vocab_size=VOCAB, hidden_size=hidden,
-                intermediate_size=2 * hidden, num_hidden_layers=layers, num_attention_heads=4,
-                num_key_value_heads=2, max_position_embeddings=1024, pad_token_id=PAD,
-                bos_token_id=BOS, eos_token_id=EOS)
-    vision = dict(hidden_size=vision_hidden, intermediate_size=2 * vision_hidden,
-                  num_hidden_layers=vision_layers, num_attention_heads=2, image_size=TILE,
-                  patch_size=patch)
+def _configs(
+    hidden: int, layers: int, patch: int, vision_hidden: int, vision_layers: int
+) -> dict[str, dict]:
+    text = dict(
+        model_type="llama",
+        vocab_size=VOCAB,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        pad_token_id=PAD,
+        bos_token_id=BOS,
+        eos_token_id=EOS,
+    )
+    vision = dict(
+        hidden_size=vision_hidden,
+        intermediate_size=2 * vision_hidden,
+        num_hidden_layers=vision_layers,
+        num_attention_heads=2,
+        image_size=TILE,
+        patch_size=patch,
+    )
     return {"text_config": text, "vision_config": vision}
 
 
-def tiny_idefics3(seed: int = 0, *, hidden: int = 64, layers: int = 4, patch: int = 4,
-                  vision_hidden: int = 32, vision_layers: int = 2) -> nn.Module:
+def tiny_idefics3(
+    seed: int = 0,
+    *,
+    hidden: int = 64,
+    layers: int = 4,
+    patch: int = 4,
+    vision_hidden: int = 32,
+    vision_layers: int = 2,
+) -> nn.Module:
     """Idefics3: Llama text model, SigLIP-style vision; a 32x32 tile is an 8x8 patch grid,
     pixel-shuffled 2x2 into 16 image tokens."""
     from transformers import Idefics3Config, Idefics3ForConditionalGeneration
 
-    cfg = Idefics3Config(**_configs(hidden, layers, patch, vision_hidden, vision_layers),
-                         image_token_id=IMAGE, scale_factor=2, pad_token_id=PAD)
+    cfg = Idefics3Config(
+        **_configs(hidden, layers, patch, vision_hidden, vision_layers),
+        image_token_id=IMAGE,
+        scale_factor=2,
+        pad_token_id=PAD,
+    )
     torch.manual_seed(seed)
     return Idefics3ForConditionalGeneration(cfg).eval()
 
 
-def tiny_smolvlm(seed: int = 0, *, hidden: int = 64, layers: int = 4, patch: int = 4,
-                 vision_hidden: int = 32, vision_layers: int = 2) -> nn.Module:
+def tiny_smolvlm(
+    seed: int = 0,
+    *,
+    hidden: int = 64,
+    layers: int = 4,
+    patch: int = 4,
+    vision_hidden: int = 32,
+    vision_layers: int = 2,
+) -> nn.Module:
     """SmolVLM: the same structure as :func:`tiny_idefics3` (its own transformers classes)."""
     from transformers import SmolVLMConfig, SmolVLMForConditionalGeneration
 
-    cfg = SmolVLMConfig(**_configs(hidden, layers, patch, vision_hidden, vision_layers),
-                        image_token_id=IMAGE, scale_factor=2, pad_token_id=PAD)
+    cfg = SmolVLMConfig(
+        **_configs(hidden, layers, patch, vision_hidden, vision_layers),
+        image_token_id=IMAGE,
+        scale_factor=2,
+        pad_token_id=PAD,
+    )
     torch.manual_seed(seed)
     return SmolVLMForConditionalGeneration(cfg).eval()
 
@@ -92,11 +129,12 @@ def _is_smolvlm(model: nn.Module) -> bool:
 
 def tokens_per_tile(model: nn.Module) -> int:
     vc = model.config.vision_config
-    return int((vc.image_size // vc.patch_size) ** 2 // model.config.scale_factor ** 2)
+    return int((vc.image_size // vc.patch_size) ** 2 // model.config.scale_factor**2)
 
 
-def image_prompt(rows: int, cols: int, seq_len: int,
-                 keep: Sequence[int] | None = None) -> list[int]:
+def image_prompt(
+    rows: int, cols: int, seq_len: int, keep: Sequence[int] | None = None
+) -> list[int]:
     """The processor's token layout of one image (``rows = cols = 0``: not split, the global
     tile only). ``keep``: raster indices of the crops to lay out (``None``: all); a crop left
     out loses its ``<fake_token_around_image><row_i_col_j><image>*S`` span, the row
@@ -120,15 +158,18 @@ def split_image(image: np.ndarray, rows: int, cols: int) -> torch.Tensor:
         big = as_chw(image, (rows * TILE, cols * TILE))
         for i in range(rows):
             for j in range(cols):
-                tiles.append(big[:, i * TILE:(i + 1) * TILE, j * TILE:(j + 1) * TILE])
+                tiles.append(big[:, i * TILE : (i + 1) * TILE, j * TILE : (j + 1) * TILE])
     tiles.append(as_chw(image, TILE))
     return torch.stack(tiles)
 
 
-def tiles_inputs(model: nn.Module, images: Sequence[np.ndarray], prompts: Sequence[str],
-                 grid: tuple[int, int] | Sequence[tuple[int, int]] = GRID,
-                 keep: Sequence[Sequence[int] | None] | None = None
-                 ) -> dict[str, torch.Tensor]:
+def tiles_inputs(
+    model: nn.Module,
+    images: Sequence[np.ndarray],
+    prompts: Sequence[str],
+    grid: tuple[int, int] | Sequence[tuple[int, int]] = GRID,
+    keep: Sequence[Sequence[int] | None] | None = None,
+) -> dict[str, torch.Tensor]:
     """Inputs as the family's processor builds them: one image per prompt, split into
     ``grid`` (one ``(rows, cols)`` for all, or one per image; ``(0, 0)``: not split), left
     padding; ``pixel_values`` padded with all-zero tiles. ``keep``: per image, the raster
@@ -149,14 +190,19 @@ def tiles_inputs(model: nn.Module, images: Sequence[np.ndarray], prompts: Sequen
     pix = torch.zeros(len(tiles), n, 3, TILE, TILE)
     pmask = torch.zeros(len(tiles), n, TILE, TILE, dtype=torch.long)
     for b, t in enumerate(tiles):
-        pix[b, :t.shape[0]] = t
-        pmask[b, :t.shape[0]] = 1
-    return {"input_ids": ids, "attention_mask": mask, "pixel_values": pix,
-            "pixel_attention_mask": pmask}
+        pix[b, : t.shape[0]] = t
+        pmask[b, : t.shape[0]] = 1
+    return {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "pixel_values": pix,
+        "pixel_attention_mask": pmask,
+    }
 
 
-def _process(model: nn.Module, images: Sequence[np.ndarray], prompts: Sequence[str]
-             ) -> dict[str, torch.Tensor]:
+def _process(
+    model: nn.Module, images: Sequence[np.ndarray], prompts: Sequence[str]
+) -> dict[str, torch.Tensor]:
     return tiles_inputs(model, images, prompts)
 
 

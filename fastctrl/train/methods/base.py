@@ -130,9 +130,12 @@ class Method(ABC):
         ``task`` is each request's task slot (the same observation every method has)."""
         image, text = self.env.features(ctx)
         task = self.controller.config.task_index(self.env.profile.task_types[ctx.req])
-        return (torch.from_numpy(image).to(self.device), torch.from_numpy(text).to(self.device),
-                torch.from_numpy(ctx.budget_ms.astype(np.float32)).to(self.device),
-                torch.from_numpy(task).to(self.device))
+        return (
+            torch.from_numpy(image).to(self.device),
+            torch.from_numpy(text).to(self.device),
+            torch.from_numpy(ctx.budget_ms.astype(np.float32)).to(self.device),
+            torch.from_numpy(task).to(self.device),
+        )
 
     def to_flat(self, actions: dict[str, torch.Tensor]) -> np.ndarray:
         """Per-knob index tensors (any shape) -> flat config indices (numpy)."""
@@ -143,8 +146,12 @@ class Method(ABC):
         idx = torch.from_numpy(self.env.profile.config_indices[np.asarray(flat)])
         return {n: idx[..., i].to(self.device) for i, n in enumerate(self.controller.knob_names)}
 
-    def apply_update(self, loss: torch.Tensor, params: list[torch.nn.Parameter] | None = None,
-                     optimizer: torch.optim.Optimizer | None = None) -> bool:
+    def apply_update(
+        self,
+        loss: torch.Tensor,
+        params: list[torch.nn.Parameter] | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+    ) -> bool:
         """Backward + clip + step, unless the loss or a gradient is NaN/inf: then the update is
         skipped (never applied) and counted in ``num_failed_updates``."""
         optimizer = optimizer or self.optimizer
@@ -170,16 +177,18 @@ class Method(ABC):
         out = {}
         for name, lg in logits.items():
             probs = torch.softmax(lg.detach().float(), -1).cpu()
-            out[name] = torch.multinomial(probs, n, replacement=True,
-                                          generator=self.generator).to(lg.device)
+            out[name] = torch.multinomial(probs, n, replacement=True, generator=self.generator).to(
+                lg.device
+            )
         return out
 
 
 def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
     # foreach: one fused loop over all tensors instead of one per tensor (the per-tensor
     # loop was 9 ms of a 74 ms GRPO step in a profile of this repo's default controller)
-    return torch.optim.AdamW(params, lr=cfg.loop.lr, weight_decay=cfg.loop.weight_decay,
-                             foreach=True)
+    return torch.optim.AdamW(
+        params, lr=cfg.loop.lr, weight_decay=cfg.loop.weight_decay, foreach=True
+    )
 
 
 def frozen_copy(controller: Controller) -> Controller:
@@ -190,8 +199,9 @@ def frozen_copy(controller: Controller) -> Controller:
     return reference
 
 
-def grouped_log_prob(logits: dict[str, torch.Tensor], actions: dict[str, torch.Tensor]
-                     ) -> torch.Tensor:
+def grouped_log_prob(
+    logits: dict[str, torch.Tensor], actions: dict[str, torch.Tensor]
+) -> torch.Tensor:
     """Joint log-prob of ``[B, n]`` actions under ``[B, K]`` per-knob logits -> ``[B, n]``
     (the sum over heads)."""
     total = None

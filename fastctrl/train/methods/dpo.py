@@ -59,8 +59,9 @@ class DPO(Method):
         self.warm: Supervised | None = None
         self.reference = None
         if self.args.dpo_reference == "supervised":
-            warm_cfg = dataclasses.replace(self.cfg, method="supervised",
-                                           method_args=SupervisedConfig())
+            warm_cfg = dataclasses.replace(
+                self.cfg, method="supervised", method_args=SupervisedConfig()
+            )
             self.warm = Supervised(warm_cfg, self.env, self.controller)
             self.warm.rng = self.rng
             self.warm.setup()
@@ -92,10 +93,9 @@ class DPO(Method):
             image, text, budget, task = self.inputs(ctx)
             self.controller.eval()
             with torch.no_grad():
-                actions = self.sample(self.controller(image, text, budget, task), k)   # [B, K]
+                actions = self.sample(self.controller(image, text, budget, task), k)  # [B, K]
             flat = self.to_flat(actions)
-            res = self.env.step(ctx.repeat_each(k),
-                                flat.reshape(-1))
+            res = self.env.step(ctx.repeat_each(k), flat.reshape(-1))
             rewards = torch.as_tensor(res.reward, dtype=torch.float32).view(len(ctx), k)
             w = rewards.argmax(1)
             lo = rewards.argmin(1)
@@ -103,8 +103,9 @@ class DPO(Method):
             self.counters["pairs"] += len(ctx)
             self.counters["tied_pairs"] += int((~valid).sum())
             rows = torch.arange(len(ctx))
-            pair = {n: torch.stack([a[rows, w], a[rows, lo]], 1)[valid]
-                    for n, a in actions.items()}                                 # [P, 2]
+            pair = {
+                n: torch.stack([a[rows, w], a[rows, lo]], 1)[valid] for n, a in actions.items()
+            }  # [P, 2]
             image, text, budget, task = image[valid], text[valid], budget[valid], task[valid]
             if len(image) == 0:
                 return {"loss": float("nan")}
@@ -116,8 +117,11 @@ class DPO(Method):
             margin = (logp[:, 0] - ref[:, 0]) - (logp[:, 1] - ref[:, 1])
             loss = -F.logsigmoid(cfg.dpo_beta * margin).mean()
             self.apply_update(loss)
-        return {"loss": float(loss.detach()), "reward_mean": float(rewards.mean()),
-                "pref_accuracy": float((margin.detach() > 0).float().mean())}
+        return {
+            "loss": float(loss.detach()),
+            "reward_mean": float(rewards.mean()),
+            "pref_accuracy": float((margin.detach() > 0).float().mean()),
+        }
 
     def extra_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {}
@@ -143,8 +147,9 @@ class DPO(Method):
     @staticmethod
     def search_space(trial: Any) -> dict[str, Any]:
         """DPO's own hyper-parameters for ``python -m fastctrl.tune`` (an Optuna trial)."""
-        return {"dpo_beta": trial.suggest_float("dpo_beta", 0.01, 1.0, log=True),
-                "dpo_samples": trial.suggest_categorical("dpo_samples", [2, 4, 8]),
-                "dpo_reference": trial.suggest_categorical("dpo_reference",
-                                                           ["initial", "supervised"]),
-                "update_epochs": trial.suggest_int("update_epochs", 1, 4)}
+        return {
+            "dpo_beta": trial.suggest_float("dpo_beta", 0.01, 1.0, log=True),
+            "dpo_samples": trial.suggest_categorical("dpo_samples", [2, 4, 8]),
+            "dpo_reference": trial.suggest_categorical("dpo_reference", ["initial", "supervised"]),
+            "update_epochs": trial.suggest_int("update_epochs", 1, 4),
+        }

@@ -68,19 +68,19 @@ class GRPO(Method):
             self.controller.eval()
             with torch.no_grad():
                 logits = self.controller(image, text, budget, task)
-                actions = self.sample(logits, g)                          # {knob: [B, G]}
-                old_logp = grouped_log_prob(logits, actions)              # [B, G]
-            flat = self.to_flat(actions)                                  # [B, G]
-            res = self.env.step(ctx.repeat_each(g),
-                                flat.reshape(-1))
-            rewards = torch.as_tensor(res.reward, dtype=torch.float32,
-                                      device=self.device).view(len(ctx), g)
+                actions = self.sample(logits, g)  # {knob: [B, G]}
+                old_logp = grouped_log_prob(logits, actions)  # [B, G]
+            flat = self.to_flat(actions)  # [B, G]
+            res = self.env.step(ctx.repeat_each(g), flat.reshape(-1))
+            rewards = torch.as_tensor(res.reward, dtype=torch.float32, device=self.device).view(
+                len(ctx), g
+            )
             mean = rewards.mean(1, keepdim=True)
             std = rewards.std(1, keepdim=True)
             adv = rewards - mean
             if cfg.grpo_std_scaling:
                 adv = adv / (std + EPS)
-            zero = (std.squeeze(1) < 1e-8)
+            zero = std.squeeze(1) < 1e-8
             self.counters["zero_spread_groups"] += int(zero.sum())
             self.counters["groups"] += len(ctx)
         self.controller.train()
@@ -119,9 +119,11 @@ class GRPO(Method):
     @staticmethod
     def search_space(trial: Any) -> dict[str, Any]:
         """GRPO's own hyper-parameters for ``python -m fastctrl.tune`` (an Optuna trial)."""
-        return {"group_size": trial.suggest_categorical("group_size", [4, 8, 16]),
-                "grpo_std_scaling": trial.suggest_categorical("grpo_std_scaling", [False, True]),
-                "clip_coef": trial.suggest_float("clip_coef", 0.1, 0.3),
-                "kl_coef": trial.suggest_categorical("kl_coef", [0.0, 0.01, 0.05]),
-                "grpo_ent_coef": trial.suggest_float("grpo_ent_coef", 1e-3, 1e-1, log=True),
-                "update_epochs": trial.suggest_int("update_epochs", 1, 4)}
+        return {
+            "group_size": trial.suggest_categorical("group_size", [4, 8, 16]),
+            "grpo_std_scaling": trial.suggest_categorical("grpo_std_scaling", [False, True]),
+            "clip_coef": trial.suggest_float("clip_coef", 0.1, 0.3),
+            "kl_coef": trial.suggest_categorical("kl_coef", [0.0, 0.01, 0.05]),
+            "grpo_ent_coef": trial.suggest_float("grpo_ent_coef", 1e-3, 1e-1, log=True),
+            "update_epochs": trial.suggest_int("update_epochs", 1, 4),
+        }

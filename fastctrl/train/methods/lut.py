@@ -81,7 +81,7 @@ class LookupTable(Method):
     def train_step(self) -> dict[str, float]:
         """Profile the next requests (whole rows) and rebuild the table from all read so far."""
         with self.timer(self.cost_timer):
-            chunk = self._order[self._read:self._read + self.rows_per_step]
+            chunk = self._order[self._read : self._read + self.rows_per_step]
             self._read += len(chunk)
             q, lat = self.env.profile_rows(chunk)
             self.reqs = np.concatenate([self.reqs, chunk])
@@ -97,8 +97,11 @@ class LookupTable(Method):
         env, reqs = self.env, self.reqs
         n_ratios = len(env.budget_ratios)
         ctx = env.contexts(np.tile(reqs, n_ratios), np.repeat(env.budget_ratios, len(reqs)))
-        rewards = env.row_rewards(np.tile(self.quality, (n_ratios, 1)),
-                                  np.tile(self.latency, (n_ratios, 1, 1)), ctx.budget_ms)
+        rewards = env.row_rewards(
+            np.tile(self.quality, (n_ratios, 1)),
+            np.tile(self.latency, (n_ratios, 1, 1)),
+            ctx.budget_ms,
+        )
         lo, hi = np.log(ctx.budget_ms.min()), np.log(ctx.budget_ms.max())
         self.edges = np.exp(np.linspace(lo, hi, self.args.lut_budget_bins + 1)[1:-1])
         bins = np.searchsorted(self.edges, ctx.budget_ms)
@@ -137,10 +140,13 @@ class LookupTable(Method):
             q = ((x - self.mu) / self.sd) @ self.proj
             d = ((q[:, None, :] - self.emb[None, :, :]) ** 2).sum(-1)
             k = min(self.args.lut_neighbors, len(self.emb))
-            nn = np.argpartition(d, k - 1, axis=1)[:, :k]                   # [n, k]
-            r = env.reward(self.quality[nn][..., None], self.latency[nn],
-                           ctx.budget_ms[:, None, None, None],
-                           env.complexity[None, None, :, None])             # [n, k, C, S]
+            nn = np.argpartition(d, k - 1, axis=1)[:, :k]  # [n, k]
+            r = env.reward(
+                self.quality[nn][..., None],
+                self.latency[nn],
+                ctx.budget_ms[:, None, None, None],
+                env.complexity[None, None, :, None],
+            )  # [n, k, C, S]
             flat = r.mean(axis=(1, 3)).argmax(1)
         return env.profile.config_indices[flat]
 
@@ -150,8 +156,9 @@ class LookupTable(Method):
         if self.args.lut_mode != "table":
             return None
         prof = self.env.profile
-        return LookupTablePolicy.from_flat(prof.space, self.tasks, self.edges, self.table,
-                                           prof.config_indices)
+        return LookupTablePolicy.from_flat(
+            prof.space, self.tasks, self.edges, self.table, prof.config_indices
+        )
 
     def policy(self, engine: str = "torch"):
         del engine  # a table needs no decision engine; its decide() is timed directly
@@ -159,8 +166,11 @@ class LookupTable(Method):
 
     def policy_state(self) -> dict[str, Any]:
         """The table (or the neighbour index) as tensors: checkpoints load without pickle."""
-        keys = ("table", "edges") if self.args.lut_mode == "table" or not hasattr(self, "emb") \
-            else ("mu", "sd", "proj", "emb")  # knn before any row: the full-config table
+        keys = (
+            ("table", "edges")
+            if self.args.lut_mode == "table" or not hasattr(self, "emb")
+            else ("mu", "sd", "proj", "emb")
+        )  # knn before any row: the full-config table
         return {k: torch.from_numpy(getattr(self, k).copy()) for k in keys}
 
     def load_policy_state(self, state: dict[str, Any]) -> None:
@@ -174,15 +184,23 @@ class LookupTable(Method):
             self.quality, self.latency = self.quality[:n], self.latency[:n]
 
     def extra_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"mode": self.args.lut_mode, "tasks": list(self.tasks),
-                                 "read": int(self._read), "order": torch.from_numpy(self._order),
-                                 "quality": torch.from_numpy(self.quality),
-                                 "latency": torch.from_numpy(self.latency)}
+        state: dict[str, Any] = {
+            "mode": self.args.lut_mode,
+            "tasks": list(self.tasks),
+            "read": int(self._read),
+            "order": torch.from_numpy(self._order),
+            "quality": torch.from_numpy(self.quality),
+            "latency": torch.from_numpy(self.latency),
+        }
         if self.args.lut_mode == "table":
             state.update(table=torch.from_numpy(self.table), edges=torch.from_numpy(self.edges))
         else:
-            state.update(mu=torch.from_numpy(self.mu), sd=torch.from_numpy(self.sd),
-                         proj=torch.from_numpy(self.proj), emb=torch.from_numpy(self.emb))
+            state.update(
+                mu=torch.from_numpy(self.mu),
+                sd=torch.from_numpy(self.sd),
+                proj=torch.from_numpy(self.proj),
+                emb=torch.from_numpy(self.emb),
+            )
         return state
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
@@ -200,7 +218,11 @@ class LookupTable(Method):
         own knob: budget bins for the table, neighbours for knn)."""
         mode = trial.suggest_categorical("lut_mode", ["table", "knn"])
         if mode == "table":
-            return {"lut_mode": mode,
-                    "lut_budget_bins": trial.suggest_int("lut_budget_bins", 4, 32, log=True)}
-        return {"lut_mode": mode,
-                "lut_neighbors": trial.suggest_int("lut_neighbors", 4, 64, log=True)}
+            return {
+                "lut_mode": mode,
+                "lut_budget_bins": trial.suggest_int("lut_budget_bins", 4, 32, log=True),
+            }
+        return {
+            "lut_mode": mode,
+            "lut_neighbors": trial.suggest_int("lut_neighbors", 4, 64, log=True),
+        }

@@ -56,14 +56,18 @@ class ValueNetwork(nn.Module):
         self.image_proj = nn.Linear(c.image_dim, proj)
         self.text_proj = nn.Linear(c.text_dim, proj)
         self.task_embed = nn.Embedding(max(1, c.n_task_slots), proj)  # the actor's task input
-        self.body = nn.Sequential(nn.Linear(2 * proj + c.encoding_dim, hidden), nn.ReLU(),
-                                  nn.Linear(hidden, 1))
+        self.body = nn.Sequential(
+            nn.Linear(2 * proj + c.encoding_dim, hidden), nn.ReLU(), nn.Linear(hidden, 1)
+        )
 
-    def forward(self, image: torch.Tensor, text: torch.Tensor, budget: torch.Tensor,
-                task: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, image: torch.Tensor, text: torch.Tensor, budget: torch.Tensor, task: torch.Tensor
+    ) -> torch.Tensor:
         h_i = torch.relu(self.image_proj((image - self.image_mean) / self.image_std))
-        h_t = torch.relu(self.text_proj((text - self.text_mean) / self.text_std)
-                         + self.task_embed(task if self.config.n_task_slots else task * 0))
+        h_t = torch.relu(
+            self.text_proj((text - self.text_mean) / self.text_std)
+            + self.task_embed(task if self.config.n_task_slots else task * 0)
+        )
         enc = encode_budget(budget, self.config, self.budget_freqs)
         return self.body(torch.cat([h_i, h_t, enc], 1)).squeeze(1)
 
@@ -90,7 +94,7 @@ class PPO(Method):
         self.controller.eval()
         with torch.no_grad():
             logits = self.controller(image, text, budget, task)
-            actions = self.sample(logits, 1)                              # {knob: [N, 1]}
+            actions = self.sample(logits, 1)  # {knob: [N, 1]}
             old_logp = grouped_log_prob(logits, actions)[:, 0]
         res = self.env.step(ctx, self.to_flat(actions)[:, 0])
         returns = torch.as_tensor(res.reward, dtype=torch.float32, device=self.device)
@@ -104,7 +108,7 @@ class PPO(Method):
         for _ in range(cfg.ppo_update_epochs):
             perm = torch.randperm(n, generator=self.generator).to(self.device)
             for start in range(0, n, mb):
-                i = perm[start:start + mb]
+                i = perm[start : start + mb]
                 new_logits = self.controller(image[i], text[i], budget[i], task[i])
                 acts = {k: v[i] for k, v in actions.items()}
                 logp = grouped_log_prob(new_logits, acts)[:, 0]
@@ -112,15 +116,21 @@ class PPO(Method):
                 adv = adv_all[i]
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8) if len(i) > 1 else adv
                 ratio = torch.exp(logp - old_logp[i])
-                pg = torch.max(-adv * ratio,
-                               -adv * torch.clamp(ratio, 1 - cfg.clip_coef, 1 + cfg.clip_coef))
+                pg = torch.max(
+                    -adv * ratio, -adv * torch.clamp(ratio, 1 - cfg.clip_coef, 1 + cfg.clip_coef)
+                )
                 pg_loss = pg.mean()
                 self.apply_update(pg_loss - cfg.ent_coef * entropy)
                 with self.timer(self.cost_timer):
-                    v_loss = 0.5 * ((self.critic(image[i], text[i], budget[i], task[i]) - returns[i])
-                                    ** 2).mean()
-                    self.apply_update(cfg.vf_coef * v_loss, list(self.critic.parameters()),
-                                      self.critic_opt)
+                    v_loss = (
+                        0.5
+                        * (
+                            (self.critic(image[i], text[i], budget[i], task[i]) - returns[i]) ** 2
+                        ).mean()
+                    )
+                    self.apply_update(
+                        cfg.vf_coef * v_loss, list(self.critic.parameters()), self.critic_opt
+                    )
                 logs["pg_loss"].append(float(pg_loss.detach()))
                 logs["v_loss"].append(float(v_loss.detach()))
                 logs["entropy"].append(float(entropy.detach()))
@@ -138,10 +148,11 @@ class PPO(Method):
     @staticmethod
     def search_space(trial: Any) -> dict[str, Any]:
         """PPO's own hyper-parameters for ``python -m fastctrl.tune`` (an Optuna trial)."""
-        return {"clip_coef": trial.suggest_float("clip_coef", 0.1, 0.3),
-                "ent_coef": trial.suggest_float("ent_coef", 1e-4, 1e-1, log=True),
-                "vf_coef": trial.suggest_float("vf_coef", 0.25, 1.0),
-                "num_minibatches": trial.suggest_categorical("num_minibatches", [1, 2, 4, 8]),
-                "rollout_contexts": trial.suggest_categorical("rollout_contexts",
-                                                              [64, 128, 256, 512]),
-                "ppo_update_epochs": trial.suggest_int("ppo_update_epochs", 1, 8)}
+        return {
+            "clip_coef": trial.suggest_float("clip_coef", 0.1, 0.3),
+            "ent_coef": trial.suggest_float("ent_coef", 1e-4, 1e-1, log=True),
+            "vf_coef": trial.suggest_float("vf_coef", 0.25, 1.0),
+            "num_minibatches": trial.suggest_categorical("num_minibatches", [1, 2, 4, 8]),
+            "rollout_contexts": trial.suggest_categorical("rollout_contexts", [64, 128, 256, 512]),
+            "ppo_update_epochs": trial.suggest_int("ppo_update_epochs", 1, 8),
+        }

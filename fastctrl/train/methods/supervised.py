@@ -68,8 +68,9 @@ def labelled_rows(env: ProfileEnv, reqs: np.ndarray) -> tuple[Contexts, np.ndarr
     quality, latency = env.profile_rows(reqs)
     n_ratios = len(env.budget_ratios)
     ctx = env.contexts(np.tile(reqs, n_ratios), np.repeat(env.budget_ratios, len(reqs)))
-    rewards = env.row_rewards(np.tile(quality, (n_ratios, 1)), np.tile(latency, (n_ratios, 1, 1)),
-                              ctx.budget_ms)
+    rewards = env.row_rewards(
+        np.tile(quality, (n_ratios, 1)), np.tile(latency, (n_ratios, 1, 1)), ctx.budget_ms
+    )
     return ctx, rewards
 
 
@@ -83,8 +84,13 @@ def oracle_labels(env: ProfileEnv, reqs: np.ndarray) -> tuple[Contexts, np.ndarr
 def cell_labels(task_types: np.ndarray, ratios: np.ndarray, rewards: np.ndarray) -> np.ndarray:
     """For each context, the config with the best mean reward over the contexts of its cell
     (same task type, same budget ratio): ``rewards`` is ``[n, C]``, the result ``[n]``."""
-    keys = np.stack([np.unique(np.asarray(task_types).astype(str), return_inverse=True)[1],
-                     np.unique(ratios, return_inverse=True)[1]], 1)
+    keys = np.stack(
+        [
+            np.unique(np.asarray(task_types).astype(str), return_inverse=True)[1],
+            np.unique(ratios, return_inverse=True)[1],
+        ],
+        1,
+    )
     _, cell = np.unique(keys, axis=0, return_inverse=True)
     cell = cell.reshape(-1)
     sums = np.zeros((cell.max() + 1, rewards.shape[1]))
@@ -111,8 +117,9 @@ class Supervised(Method):
         n_configs = self.env.profile.n_configs
         self.rewards = torch.zeros((0, n_configs), device=self.device)
         # every config as per-knob actions [1, C], for the joint log-prob of the whole row
-        self.all_configs = {k: v[None] for k, v in
-                            self.flat_to_actions(np.arange(n_configs)).items()}
+        self.all_configs = {
+            k: v[None] for k, v in self.flat_to_actions(np.arange(n_configs)).items()
+        }
         self._order = np.array([], dtype=np.int64)
 
     @property
@@ -131,15 +138,25 @@ class Supervised(Method):
         labels = rewards.argmax(1)
         # centred per row: the gradient is unchanged, the loss reads as reward above the mean
         rewards = torch.from_numpy((rewards - rewards.mean(1, keepdims=True)).astype(np.float32))
-        self.ctx = Contexts(*(np.concatenate([a, b]) for a, b in
-                              ((self.ctx.req, ctx.req), (self.ctx.budget_ms, ctx.budget_ms),
-                               (self.ctx.ratio, ctx.ratio))))
+        self.ctx = Contexts(
+            *(
+                np.concatenate([a, b])
+                for a, b in (
+                    (self.ctx.req, ctx.req),
+                    (self.ctx.budget_ms, ctx.budget_ms),
+                    (self.ctx.ratio, ctx.ratio),
+                )
+            )
+        )
         self.labels = np.concatenate([self.labels, labels])
         self.rewards = torch.cat([self.rewards, rewards.to(self.device)])
         if self.args.loss == "cell_labels":  # the cells' best configs follow the grown pool
-            self.labels = cell_labels(self.env.profile.task_types[self.ctx.req], self.ctx.ratio,
-                                      self.rewards.cpu().numpy())
-        idx = self.env.profile.config_indices[self.labels]               # [N, n_knobs]
+            self.labels = cell_labels(
+                self.env.profile.task_types[self.ctx.req],
+                self.ctx.ratio,
+                self.rewards.cpu().numpy(),
+            )
+        idx = self.env.profile.config_indices[self.labels]  # [N, n_knobs]
         self.label_idx = torch.from_numpy(idx).to(self.device)
         self.class_weights = []
         sample_w = np.ones(len(idx))
@@ -183,15 +200,18 @@ class Supervised(Method):
         return float(loss.detach())
 
     def train_step(self) -> dict[str, float]:
-        chunk = self._requests[self._read:self._read + self.rows_per_step]
+        chunk = self._requests[self._read : self._read + self.rows_per_step]
         self._read += len(chunk)
         self.add_labels(chunk)
         losses = [self.update() for _ in range(self.args.updates_per_step)]
         return {"loss": float(np.mean(losses)), "labels": float(len(self.labels))}
 
     def extra_state(self) -> dict[str, Any]:
-        return {"requests": torch.from_numpy(self._requests), "read": int(self._read),
-                "order": torch.from_numpy(self._order)}
+        return {
+            "requests": torch.from_numpy(self._requests),
+            "read": int(self._read),
+            "order": torch.from_numpy(self._order),
+        }
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self._requests = state["requests"].numpy()
@@ -206,8 +226,12 @@ class Supervised(Method):
     @staticmethod
     def search_space(trial: Any) -> dict[str, Any]:
         """The supervised method's own hyper-parameters for ``python -m fastctrl.tune``."""
-        return {"loss": trial.suggest_categorical("loss", ["cell_labels", "cross_entropy",
-                                                             "expected_reward"]),
-                "class_balance": trial.suggest_categorical(
-                    "class_balance", ["none", "weighted_loss", "weighted_sampling"]),
-                "updates_per_step": trial.suggest_int("updates_per_step", 10, 300, log=True)}
+        return {
+            "loss": trial.suggest_categorical(
+                "loss", ["cell_labels", "cross_entropy", "expected_reward"]
+            ),
+            "class_balance": trial.suggest_categorical(
+                "class_balance", ["none", "weighted_loss", "weighted_sampling"]
+            ),
+            "updates_per_step": trial.suggest_int("updates_per_step", 10, 300, log=True),
+        }
