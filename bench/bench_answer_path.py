@@ -6,7 +6,7 @@
 One answer (batch 1, one 64x64 page with a ``list`` question: several answer words, then
 ``</s>``; one torch thread, CPU) through the hook with the config pinned, as the profiler
 times it: greedy ``generate()`` with the shipped generation config vs
-:func:`~fastctrl.inengine.greedy_decode.lean_answer_path` (here the cached greedy loop, the
+:func:`~fastctrl.runtime.answering.lean_answer_path` (here the cached greedy loop, the
 same tokens, checked here), at the full and at the cheapest config. pytest-benchmark groups
 ``answer-<config>``.
 
@@ -30,9 +30,9 @@ from fastctrl.digits import DIGITS_MODEL
 from fastctrl.digits.model import DigitsModelConfig
 from fastctrl.digits.pages import PageGenerator
 from fastctrl.digits.train import training_space
-from fastctrl.inengine.greedy_decode import lean_answer_path
 from fastctrl.io import write_json
-from fastctrl.profile.cli import load_model
+from fastctrl.runtime.loading import load_model
+from fastctrl.runtime.answering import lean_answer_path
 
 GEN = dict(do_sample=False)  # max_new_tokens: the shipped generation config's
 _STATE: dict[str, Any] = {}

@@ -33,7 +33,12 @@ import pytest
 import torch
 from sysinfo import cpu_model
 
-from fastctrl.control import MODEL_SIZES, DoubleIntegrator, TinyRecursiveControl, TRCConfig
+from fastctrl.recursive_control import (
+    MODEL_SIZES,
+    DoubleIntegrator,
+    TinyRecursiveControl,
+    TRCConfig,
+)
 
 CHECKPOINT = os.environ.get("FASTCTRL_TRC_CHECKPOINT")
 CASES = [
@@ -55,7 +60,7 @@ def build(case: str) -> TinyRecursiveControl:
         else {"scale_equivariant": False, "max_num_steps": 0}
     )
     if CHECKPOINT and MODEL_SIZES.get(size) is not None:
-        from fastctrl.control.model import load_checkpoint
+        from fastctrl.recursive_control.model import load_checkpoint
 
         model, _ = load_checkpoint(CHECKPOINT)
         if all(getattr(model.config, k) == v for k, v in {**MODEL_SIZES[size], **extra}.items()):
@@ -106,7 +111,7 @@ def test_trc_torch_eager(benchmark: Any, size: str, batch: int) -> None:
 def test_trc_onnxruntime(benchmark: Any, size: str, batch: int, tmp_path: Path) -> None:
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    from fastctrl.control.export import export_onnx
+    from fastctrl.recursive_control.onnx_export import export_onnx
 
     model = build(size)
     path = export_onnx(model, tmp_path / "trc.onnx")
@@ -125,8 +130,8 @@ def interleaved(paths: list[str], rounds: int, batch: int = 1000) -> dict[str, n
     """Wall times (ms) of each checkpoint's torch forward and ONNX run, taken in turn."""
     import onnxruntime as ort
 
-    from fastctrl.control.export import export_onnx
-    from fastctrl.control.model import load_checkpoint
+    from fastctrl.recursive_control.model import load_checkpoint
+    from fastctrl.recursive_control.onnx_export import export_onnx
 
     torch.set_num_threads(1)
     opts = ort.SessionOptions()

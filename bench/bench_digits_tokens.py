@@ -24,7 +24,7 @@ from timing import interleaved_medians
 
 from fastctrl.digits import DIGITS_MODEL
 from fastctrl.io import write_json
-from fastctrl.profile.cli import load_model
+from fastctrl.runtime.loading import load_model
 
 LENGTHS = (12, 24, 48, 96, 192, 384)
 SERVED = 24

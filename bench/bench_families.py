@@ -28,8 +28,8 @@ import pytest
 import torch
 
 from fastctrl import ActionSpace
-from fastctrl.inengine import find_adapter, hook
-from fastctrl.inengine.tiny import build_tiny, sweep_grids, tiny_families, tiny_inputs
+from fastctrl.model_hook import find_adapter, hook
+from fastctrl.testing.tiny_models import build_tiny, sweep_grids, tiny_families, tiny_inputs
 
 
 def build(family: str, hidden: int) -> Any:

@@ -36,9 +36,9 @@ import torch
 from sysinfo import cpu_model
 
 from fastctrl import Controller, ControllerConfig
-from fastctrl.inengine import find_adapter, hook
-from fastctrl.inengine.handle import HookHandle
-from fastctrl.inengine.tiny import build_tiny, tiny_inputs
+from fastctrl.model_hook import find_adapter, hook
+from fastctrl.model_hook.handle import HookHandle
+from fastctrl.testing.tiny_models import build_tiny, tiny_inputs
 
 FAMILIES = ("llava-olmoe", "qwen3-vl-moe")
 GRIDS = {"max_crops": [1, 2, 4], "top_k": [1, 2, 4], "num_active_blocks": [1, 2, 3, 4]}

@@ -27,8 +27,8 @@ import pytest
 import torch
 
 from fastctrl import ActionSpace
-from fastctrl.inengine import find_adapter, hook
-from fastctrl.inengine.tiny import build_tiny, tiny_inputs
+from fastctrl.model_hook import find_adapter, hook
+from fastctrl.testing.tiny_models import build_tiny, tiny_inputs
 
 FAMILIES = ("idefics3", "smolvlm")
 VALUES = (1, 2, 4)

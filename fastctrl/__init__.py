@@ -8,14 +8,14 @@
 - The stages of the offline flow, each a subpackage with its CLI (``python -m fastctrl.<stage>``):
   ``fastctrl.profile`` (profile tables and their sources) -> ``fastctrl.env`` (the bandit,
   reward, baselines, metrics on the table) -> ``fastctrl.train`` (five methods) ->
-  ``fastctrl.compare`` (the E5 experiment); ``fastctrl.inengine`` holds the hook;
-  ``fastctrl.control``: the double-integrator / LQR benchmark.
+  ``fastctrl.compare`` (the E5 experiment); ``fastctrl.model_hook`` holds the hook;
+  ``fastctrl.recursive_control``: the double-integrator / LQR benchmark.
 """
 
 from __future__ import annotations
 
 from .engines import Engine, EngineUnavailableError, make_engine
-from .inengine import HookHandle, HookStats, hook
+from .model_hook import HookHandle, HookStats, hook
 from .policy import Controller, ControllerConfig
 from .space import ActionSpace, Config, Knob
 

@@ -29,7 +29,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def llava():
     """The tiny random-weight LLaVA-OLMoE model (hook and profiler tests)."""
-    from fastctrl.inengine.tiny import build_tiny
+    from fastctrl.testing.tiny_models import build_tiny
 
     return build_tiny("llava-olmoe", seed=0)
 

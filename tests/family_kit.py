@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from fastctrl import Controller, ControllerConfig
-from fastctrl.inengine import find_adapter
-from fastctrl.inengine.tiny import sweep_grids
+from fastctrl.model_hook import find_adapter
+from fastctrl.testing.tiny_models import sweep_grids
 
 #: every knob that applies to a model, grid top = the unmodified model
 grids_for = sweep_grids

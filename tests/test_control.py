@@ -1,4 +1,4 @@
-"""fastctrl.control: double integrator, LQR oracle, datasets, TinyRecursiveControl, training,
+"""fastctrl.recursive_control: double integrator, LQR oracle, datasets, TinyRecursiveControl, training,
 evaluation, comparison and ONNX export."""
 
 from __future__ import annotations
@@ -12,17 +12,22 @@ import scipy.linalg
 import scipy.optimize
 import torch
 
-from fastctrl.control import data, generalize, lqr, reference
-from fastctrl.control.compare import CompareArgs, compare
-from fastctrl.control.evaluate import EvaluateArgs, evaluate
-from fastctrl.control.finetune import FinetuneArgs, finetune
-from fastctrl.control.finetune import main as finetune_main
-from fastctrl.control.generate import main as generate_main
-from fastctrl.control.model import MODEL_SIZES, TinyRecursiveControl, TRCConfig, load_checkpoint
-from fastctrl.control.system import DoubleIntegrator, final_state_torch
-from fastctrl.control.train import TRCTrainConfig, train
-from fastctrl.control.train import main as train_main
 from fastctrl.policy.recursive import RecursiveRefiner
+from fastctrl.recursive_control import generalize, lqr, lqr_dataset, reference
+from fastctrl.recursive_control.baseline_comparison import CompareArgs, compare
+from fastctrl.recursive_control.finetune import FinetuneArgs, finetune
+from fastctrl.recursive_control.finetune import main as finetune_main
+from fastctrl.recursive_control.generate import main as generate_main
+from fastctrl.recursive_control.model import (
+    MODEL_SIZES,
+    TinyRecursiveControl,
+    TRCConfig,
+    load_checkpoint,
+)
+from fastctrl.recursive_control.optimality_gap import EvaluateArgs, evaluate
+from fastctrl.recursive_control.supervised_training import TRCTrainConfig, train
+from fastctrl.recursive_control.supervised_training import main as train_main
+from fastctrl.recursive_control.system import DoubleIntegrator, final_state_torch
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
@@ -141,7 +146,7 @@ def test_generated_dataset_is_consistent_and_reproducible(
         assert z["state_trajectories"].shape == (600, 16, 2)
         assert z["costs"].shape == (600,)
         stored = {k: z[k] for k in z.files}
-    ds = data.load(train_path)
+    ds = lqr_dataset.load(train_path)
     sys_ = ds.system
     assert (sys_.num_steps, sys_.time_horizon) == (15, 5.0)
     # costs are the quadratic cost of the stored trajectories, which simulate the stored controls
@@ -164,7 +169,7 @@ def test_generated_dataset_is_consistent_and_reproducible(
     with np.load(again) as z:
         for k in stored:
             np.testing.assert_array_equal(z[k], stored[k])
-    assert not np.allclose(data.load(test_path).initial_states[:10], ds.initial_states[:10])
+    assert not np.allclose(lqr_dataset.load(test_path).initial_states[:10], ds.initial_states[:10])
 
 
 def test_generate_refuses_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -184,7 +189,7 @@ def test_load_refuses_missing_and_malformed_files(
     datasets: tuple[Path, Path], tmp_path: Path
 ) -> None:
     with pytest.raises(FileNotFoundError, match="nope.npz"):
-        data.load(tmp_path / "nope.npz")
+        lqr_dataset.load(tmp_path / "nope.npz")
     with np.load(datasets[1]) as z:
         good = {k: z[k] for k in z.files}
     cases = {
@@ -197,11 +202,11 @@ def test_load_refuses_missing_and_malformed_files(
         p = tmp_path / f"bad_{key}.npz"
         np.savez(p, **{**good, key: bad})
         with pytest.raises(ValueError, match=rf"bad_{key}\.npz"):
-            data.load(p)
+            lqr_dataset.load(p)
     p = tmp_path / "missing.npz"
     np.savez(p, **{k: v for k, v in good.items() if k != "costs"})
     with pytest.raises(ValueError, match="costs"):
-        data.load(p)
+        lqr_dataset.load(p)
 
 
 # ---------------------------------------------------------------- model
@@ -394,7 +399,7 @@ def test_evaluate_refuses_incompatible_test_data(trained: Path, tmp_path: Path) 
 def test_onnx_export_matches_torch(trained: Path, tmp_path: Path) -> None:
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    from fastctrl.control.export import export_onnx, run_onnx
+    from fastctrl.recursive_control.onnx_export import export_onnx, run_onnx
 
     model, _ = load_checkpoint(trained / "best_model.pt")
     path = export_onnx(model, tmp_path / "model.onnx")
@@ -703,7 +708,7 @@ def test_onnx_export_of_the_generalising_model_matches_torch_out_of_the_box(
 ) -> None:
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    from fastctrl.control.export import export_onnx, run_onnx
+    from fastctrl.recursive_control.onnx_export import export_onnx, run_onnx
 
     model, _ = load_checkpoint(trained_general / "best_model.pt")
     z = np.random.default_rng(6).uniform(-2, 2, size=(50, 2))
@@ -724,7 +729,7 @@ def test_evaluate_judges_the_onnx_export_too(
     datasets: tuple[Path, Path], trained_general: Path, tmp_path: Path
 ) -> None:
     pytest.importorskip("onnxruntime")
-    from fastctrl.control.export import export_onnx
+    from fastctrl.recursive_control.onnx_export import export_onnx
 
     model, _ = load_checkpoint(trained_general / "best_model.pt")
     onnx = export_onnx(model, tmp_path / "m.onnx")
@@ -757,7 +762,7 @@ def test_evaluate_judges_the_onnx_export_too(
 
 
 def test_pipeline_end_to_end_and_the_baseline_preset(tmp_path: Path) -> None:
-    from fastctrl.control.pipeline import PipelineArgs, run
+    from fastctrl.recursive_control.pipeline import PipelineArgs, run
 
     small = {**SMALL_SWEEP, "sweep_states": 30}
     s = run(
@@ -802,12 +807,13 @@ def test_pipeline_end_to_end_and_the_baseline_preset(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["generalize", "finetune", "evaluate", "compare", "export", "pipeline"]
+    "module",
+    ["generalize", "finetune", "optimality_gap", "baseline_comparison", "onnx_export", "pipeline"],
 )
 def test_control_clis_explain_themselves(module: str, capsys: pytest.CaptureFixture) -> None:
     import importlib
 
-    main = importlib.import_module(f"fastctrl.control.{module}").main
+    main = importlib.import_module(f"fastctrl.recursive_control.{module}").main
     with pytest.raises(SystemExit) as e:
         main(["--help"])
     assert e.value.code == 0

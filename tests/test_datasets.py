@@ -1,4 +1,4 @@
-"""fastctrl.profile.datasets: every source format, column detection, bad rows, hub errors."""
+"""fastctrl.runtime.datasets: every source format, column detection, bad rows, hub errors."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fastctrl.profile.datasets import ColumnMap, HubDatasetError, VQADataset, load_vqa_dataset
-from fastctrl.profile.metrics import resolve_metric
-from fastctrl.profile.sweep import Request, as_requests
+from fastctrl.runtime.datasets import ColumnMap, HubDatasetError, VQADataset, load_vqa_dataset
+from fastctrl.runtime.metrics import resolve_metric
+from fastctrl.runtime.requests import Request, as_requests
 
 RED, GREEN, BLUE = (220, 40, 40), (40, 180, 60), (40, 70, 220)
 

@@ -33,7 +33,7 @@ from fastctrl.digits.pages import (
     scan_pool,
     write_dataset,
 )
-from fastctrl.profile.datasets import load_vqa_dataset
+from fastctrl.runtime.datasets import load_vqa_dataset
 
 
 def test_scan_pools_are_disjoint_and_cover_every_scan():
@@ -211,7 +211,7 @@ def test_the_prompt_puts_the_question_before_the_image():
     cfg = DigitsModelConfig()
     proc = build_processor(cfg)
     page = PageGenerator("val", 0).page(3)
-    from fastctrl.profile.loading import ChatProcessor
+    from fastctrl.runtime.loading import ChatProcessor
 
     ids = ChatProcessor(proc)([page.rgb], [page.question])["input_ids"][0].tolist()
     vocab = vocabulary()

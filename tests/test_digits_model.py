@@ -12,7 +12,7 @@ import torch
 from fastctrl.digits.data import DigitsDataArgs, write
 from fastctrl.digits.report import knob_table, to_markdown
 from fastctrl.digits.train import DigitsTrainArgs, train
-from fastctrl.profile.cli import load_model
+from fastctrl.runtime.loading import load_model
 from fastctrl.profile.cli import main as profile_main
 from fastctrl.profile.table import Profile
 

@@ -15,7 +15,7 @@ from fastctrl.digits import DIGITS_MODEL, pretrained_dir
 from fastctrl.digits.model import EOS, DigitsModelConfig, vocabulary
 from fastctrl.digits.pages import PageGenerator
 from fastctrl.digits.train import training_space
-from fastctrl.profile.cli import load_model
+from fastctrl.runtime.loading import load_model
 
 PAGES = 160
 
@@ -108,7 +108,7 @@ def test_the_greedy_decode_answers_the_shipped_model_as_generate_does(served):
     """The shipped model restricts its answers with suppress_tokens and ends them with </s>:
     the serving path the profiler and the live evaluation time keeps those rules (and the
     argmax) at every knob, on a left-padded batch whose rows stop at different lengths."""
-    from fastctrl.inengine.greedy_decode import GreedyDecode
+    from fastctrl.runtime.answering import GreedyDecode
 
     model, inputs, _ = served
     space = training_space(DigitsModelConfig(**model.config.fastctrl_digits))

@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from fastctrl.inengine.tiny.pretrained import PRETRAINED_FAMILIES, save_tiny_pretrained
-from fastctrl.profile.synthetic_vqa import synthetic_vqa
+from fastctrl.runtime.synthetic_vqa import synthetic_vqa
+from fastctrl.testing.tiny_models.pretrained import PRETRAINED_FAMILIES, save_tiny_pretrained
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fastctrl.inengine import hook
-from fastctrl.inengine.greedy_decode import GreedyDecode
-from fastctrl.inengine.tiny import build_tiny, sweep_grids, tiny_families, tiny_inputs
+from fastctrl.model_hook import hook
+from fastctrl.runtime.answering import GreedyDecode
 from fastctrl.space import ActionSpace
+from fastctrl.testing.tiny_models import build_tiny, sweep_grids, tiny_families, tiny_inputs
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
@@ -63,7 +63,7 @@ def test_stops_at_eos_and_pads_finished_rows_like_generate():
 def test_digits_model_list_answers_match_generate():
     from fastctrl.digits import DIGITS_MODEL
     from fastctrl.digits.pages import PageGenerator
-    from fastctrl.profile.cli import load_model
+    from fastctrl.runtime.loading import load_model
 
     model, proc = load_model(DIGITS_MODEL)
     gen = PageGenerator("test", 5, task_types=("list",))

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from fastctrl import ActionSpace, Controller, ControllerConfig
-from fastctrl.inengine import UnsupportedModelError, find_adapter, hook, supported_families
-from fastctrl.inengine.tiny import build_tiny, tiny_inputs
+from fastctrl.model_hook import UnsupportedModelError, find_adapter, hook, supported_families
+from fastctrl.testing.tiny_models import build_tiny, tiny_inputs
 
 GRIDS = {"max_crops": [1, 2, 4], "top_k": [1, 2, 4], "num_active_blocks": [1, 2, 3, 4]}
 
@@ -56,11 +56,11 @@ def test_the_hook_function_and_its_package_do_not_shadow_each_other():
 
     import fastctrl
 
-    pkg = importlib.import_module("fastctrl.inengine")
+    pkg = importlib.import_module("fastctrl.model_hook")
     assert fastctrl.hook is hook and callable(fastctrl.hook)
     assert pkg.hook is hook
     assert pkg.supported_families() == supported_families()  # what hook's docstring names
-    assert "fastctrl.inengine.supported_families()" in hook.__doc__
+    assert "fastctrl.model_hook.supported_families()" in hook.__doc__
 
 
 @pytest.mark.parametrize("bad", [0.0, -5.0, float("nan"), float("inf"), [10.0, -1.0]])
@@ -189,12 +189,12 @@ def test_qwen_deepstack_and_mrope_follow_removed_tokens(qwen):
 
 
 def test_decision_path_is_the_one_evaluation_times(llava):
-    """The hook's decision is fastctrl.inengine.decision.decide: one engine call, the batch
+    """The hook's decision is fastctrl.model_hook.decision.decide: one engine call, the batch
     config, a clear error for a wrong-shaped engine answer; evaluation times the same call."""
     import inspect
 
     from fastctrl.env import evaluation
-    from fastctrl.inengine import decision, handle
+    from fastctrl.model_hook import decision, handle
 
     assert handle.decide is decision.decide
     assert "decide(engine, configs" in inspect.getsource(evaluation.measure_overhead_ms)
@@ -222,7 +222,7 @@ def test_decision_path_is_the_one_evaluation_times(llava):
 def test_stats_read_cuda_event_times_lazily():
     """On CUDA the hook records events and reads their times only when the stats are read
     (no sync inside the forward); simulated with stand-in events."""
-    from fastctrl.inengine.stats import HookStats
+    from fastctrl.model_hook.stats import HookStats
 
     class Event:
         def __init__(self, t: float) -> None:
@@ -273,13 +273,13 @@ def test_task_type_reaches_the_engine_per_call_and_per_request(llava):
 def test_llama4_is_found_even_where_its_forward_cannot_run():
     """Llama 4's forward raises in transformers 5.24 (so its tiny model is not in the family
     suites there); the adapter still finds every part, and says top_k saves no compute."""
-    from fastctrl.inengine.tiny.moe_vlms import llama4_forward_works, tiny_llama4
+    from fastctrl.testing.tiny_models.moe_vlms import llama4_forward_works, tiny_llama4
 
     model = tiny_llama4(seed=0)
     a = find_adapter(model)
     assert a.family == "llama4" and a.is_moe and not a.topk_saves_compute
     assert len(a.routers) == a.num_layers == 4 and a.native_top_k >= 1
     assert a.renormalises == "never"
-    from fastctrl.inengine.tiny import tiny_families
+    from fastctrl.testing.tiny_models import tiny_families
 
     assert ("llama4" in tiny_families()) == llama4_forward_works()

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fastctrl.inengine import find_adapter, hook
-from fastctrl.inengine.tiny import build_tiny, tiny_families, tiny_inputs
+from fastctrl.model_hook import find_adapter, hook
+from fastctrl.testing.tiny_models import build_tiny, tiny_families, tiny_inputs
 
 from .family_kit import Probe, full_for, grids_for, make_controller, moe_layers, router_layer
 

@@ -14,9 +14,9 @@ import pytest
 import torch
 from torch import nn
 
-from fastctrl.inengine import find_adapter, hook
-from fastctrl.inengine.tiny import build_tiny, tiny_families
-from fastctrl.inengine.tiny.common import BOS, PAD, encode_text
+from fastctrl.model_hook import find_adapter, hook
+from fastctrl.testing.tiny_models import build_tiny, tiny_families
+from fastctrl.testing.tiny_models.common import BOS, PAD, encode_text
 
 from .family_kit import grids_for
 

@@ -16,9 +16,9 @@ if not torch.cuda.is_available():  # the triton engine runs in the interpreter (
     os.environ.setdefault("TRITON_INTERPRET", "1")  # tests/test_triton_engine.py)
 
 from fastctrl import ActionSpace, Controller, ControllerConfig, make_engine  # noqa: E402
-from fastctrl.inengine import hook  # noqa: E402
-from fastctrl.inengine.tiny import TinyProcessor, build_tiny, tiny_inputs  # noqa: E402
+from fastctrl.model_hook import hook  # noqa: E402
 from fastctrl.profile.table import FeatureStore, Profile  # noqa: E402
+from fastctrl.testing.tiny_models import TinyProcessor, build_tiny, tiny_inputs  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 

@@ -13,7 +13,7 @@ import pytest
 from fastctrl.compare.length_blind import length_blind_gaps, length_blind_reference
 from fastctrl.compare.length_blind import main as length_blind_main
 from fastctrl.env import ProfileEnv, evaluate_baselines, evaluate_policy
-from fastctrl.profile.length_blind import LengthBlindOracle, answer_length_prior
+from fastctrl.env.length_blind import LengthBlindOracle, answer_length_prior
 from fastctrl.profile.synthetic import ANSWER_MAX, ANSWER_SIGMA, TASKS, synthetic_profile
 from fastctrl.profile.synthetic_noisy import noisy_vqa_profile
 

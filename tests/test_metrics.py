@@ -1,10 +1,10 @@
-"""Answer metrics: hand-computed scores for every evaluator (fastctrl.profile.metrics)."""
+"""Answer metrics: hand-computed scores for every evaluator (fastctrl.runtime.metrics)."""
 
 from __future__ import annotations
 
 import pytest
 
-from fastctrl.profile.metrics import (
+from fastctrl.runtime.metrics import (
     METRICS,
     agreement,
     anls,

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fastctrl.inengine import hook
-from fastctrl.inengine.prefill_answer import PrefillAnswer
-from fastctrl.inengine.tiny import build_tiny, sweep_grids, tiny_families, tiny_inputs
+from fastctrl.model_hook import hook
+from fastctrl.runtime.answering import PrefillAnswer
 from fastctrl.space import ActionSpace
+from fastctrl.testing.tiny_models import build_tiny, sweep_grids, tiny_families, tiny_inputs
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
@@ -82,7 +82,7 @@ def test_hook_kwargs_reach_the_hooked_forward():
     """budget_ms / task_type go to the forward as generate() hands them on: the controller
     decides with the given budget."""
     from fastctrl import Controller, ControllerConfig
-    from fastctrl.inengine import find_adapter
+    from fastctrl.model_hook import find_adapter
 
     model = build_tiny("llava-olmoe", seed=0)
     a = find_adapter(model)

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from fastctrl.inengine import find_adapter, hook
-from fastctrl.inengine.tiny import TinyProcessor, build_tiny, tiny_inputs
+from fastctrl.model_hook import find_adapter, hook
 from fastctrl.profile.sweep import PARTIAL_SUFFIX, run_sweep
-from fastctrl.profile.synthetic_vqa import synthetic_vqa
+from fastctrl.runtime.synthetic_vqa import synthetic_vqa
 from fastctrl.profile.table import Profile
 from fastctrl.space import ActionSpace
+from fastctrl.testing.tiny_models import TinyProcessor, build_tiny, tiny_inputs
 
 GRID = {"max_crops": [1, 4], "top_k": [2, 4], "num_active_blocks": [2, 4]}
 

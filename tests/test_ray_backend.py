@@ -17,12 +17,12 @@ import ray  # in the test extra: without Ray this file fails, it is not skipped
 from fastctrl import cli
 from fastctrl.compare import main as compare_main
 from fastctrl.distributed import RAY_MISSING, map_jobs
-from fastctrl.distributed.ray_profile import CRASH_ENV, ProfileWorker
 from fastctrl.distributed.ray_session import _default_address, check_reachable, ray_session
-from fastctrl.distributed.shards import ShardError, ShardStore, shard_dir_for
 from fastctrl.profile import main as profile_main
-from fastctrl.profile.cli import ProfileArgs, load_data
-from fastctrl.profile.sweep import as_request
+from fastctrl.profile.options import ProfileArgs, load_data
+from fastctrl.profile.ray_sweep import CRASH_ENV, ProfileWorker
+from fastctrl.profile.sweep_shards import ShardError, ShardStore, shard_dir_for
+from fastctrl.runtime.requests import as_request
 from fastctrl.tune import main as tune_main
 
 GRID = json.dumps({"max_crops": [1, 4], "top_k": [2, 4], "num_active_blocks": [2, 4]})

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from fastctrl import ActionSpace
-from fastctrl.inengine import find_adapter, hook
-from fastctrl.inengine.tiny import build_tiny, tiny_inputs
+from fastctrl.model_hook import find_adapter, hook
+from fastctrl.testing.tiny_models import build_tiny, tiny_inputs
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 

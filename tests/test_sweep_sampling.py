@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from fastctrl.inengine.tiny import TinyProcessor
 from fastctrl.profile.configs import ConfigSampler
 from fastctrl.profile.sweep import run_sweep
-from fastctrl.profile.synthetic_vqa import synthetic_vqa
+from fastctrl.runtime.synthetic_vqa import synthetic_vqa
 from fastctrl.profile.table import Profile
 from fastctrl.space import ActionSpace
+from fastctrl.testing.tiny_models import TinyProcessor
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 

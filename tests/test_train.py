@@ -471,8 +471,8 @@ def test_train_on_an_exp5_exp6_import(tmp_path):
         "fastctrl.train",
         "fastctrl.compare",
         "fastctrl.profile",
-        "fastctrl.control.train",
-        "fastctrl.control.pipeline",
+        "fastctrl.recursive_control.supervised_training",
+        "fastctrl.recursive_control.pipeline",
     ],
 )
 def test_every_cli_explains_itself(module):

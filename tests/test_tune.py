@@ -15,7 +15,7 @@ from fastctrl.train.loop import Run
 from fastctrl.train.methods import METHODS
 from fastctrl.train.methods.grpo import GRPOConfig
 from fastctrl.tune import apply_params, main, suggest
-from fastctrl.tune.space import LOOP_PARAMS
+from fastctrl.tune.search_space import LOOP_PARAMS
 
 TINY = [
     "--synthetic_requests",

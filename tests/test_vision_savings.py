@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from fastctrl import ActionSpace
-from fastctrl.inengine import find_adapter, hook
-from fastctrl.inengine.tiny import build_tiny
-from fastctrl.inengine.tiny.tiles import tiles_inputs
+from fastctrl.model_hook import find_adapter, hook
+from fastctrl.testing.tiny_models import build_tiny
+from fastctrl.testing.tiny_models.tiles import tiles_inputs
 
 from .family_kit import make_controller
 

@@ -160,7 +160,7 @@ class CompareArgs:
         return dict(self.tuned(method).get("params", {}))
 
     def train_config(self, method: str, seed: int, out: Path) -> TrainConfig:
-        from ..tune.space import apply_params
+        from ..tune.search_space import apply_params
 
         cfg = TrainConfig(
             method=method,

@@ -1,5 +1,5 @@
 """Each method's gap to the length-blind oracle, from an E5 output on the default synthetic
-profile (:mod:`fastctrl.profile.length_blind`: every hidden factor known but the answer's
+profile (:mod:`fastctrl.env.length_blind`: every hidden factor known but the answer's
 length, a reference a controller can approach, unlike the hindsight oracle).
 
     python -m fastctrl.compare.length_blind runs/e5_tuned_1m
@@ -19,7 +19,7 @@ import tyro
 
 from .. import cli, io
 from ..env import ProfileEnv, evaluate_policy
-from ..profile.length_blind import LengthBlindOracle
+from ..env.length_blind import LengthBlindOracle
 from ..train.config import TrainConfig
 from ..train.loop import load_profile
 from . import stats as S

@@ -220,7 +220,7 @@ def report(
             "",
             f"The length-blind oracle knows every hidden factor of the simulator but the "
             f"answer's length, which it knows as its task's prior "
-            f"(fastctrl/profile/length_blind.py): test utility "
+            f"(fastctrl/env/length_blind.py): test utility "
             f"{lb['oracle_length_blind']:.3f}"
             + (f", against the hindsight oracle's {oracle:.3f}" if oracle is not None else "")
             + ". A reference a controller can approach, not a bound: it "

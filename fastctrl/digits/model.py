@@ -168,7 +168,7 @@ CHAT_TEMPLATE = (
 def build_processor(cfg: DigitsModelConfig = DigitsModelConfig()) -> Any:
     """The model's ``LlavaProcessor`` (the tiny pretrained LLaVA's, with the word-level
     tokenizer and :data:`CHAT_TEMPLATE`): ``<s>question <image> answer:``."""
-    from ..inengine.tiny.pretrained import llava_processor
+    from ..testing.tiny_models.pretrained import llava_processor
 
     return llava_processor(build_tokenizer(), build_config(cfg), CHAT_TEMPLATE)
 
@@ -218,8 +218,8 @@ class BatchEncoder:
     def _inputs(
         self, images: Sequence[np.ndarray], seqs: Sequence[Sequence[int]]
     ) -> dict[str, torch.Tensor]:
-        from ..inengine.tiny.common import PAD as TINY_PAD
-        from ..inengine.tiny.common import pad_left
+        from ..testing.tiny_models.common import PAD as TINY_PAD
+        from ..testing.tiny_models.common import pad_left
 
         assert TINY_PAD == PAD  # left padding with the same id as the tokenizer's <pad>
         ids, mask = pad_left(seqs)
@@ -264,7 +264,7 @@ class BatchEncoder:
     def check(self, processor: Any, images: Sequence[np.ndarray], questions: Sequence[str]) -> None:
         """Raise unless this encoder gives the processor's inputs (ids exactly, pixels to
         1e-5)."""
-        from ..profile.loading import ChatProcessor
+        from ..runtime.loading import ChatProcessor
 
         ref = ChatProcessor(processor)([grey_to_rgb(im) for im in images], list(questions))
         mine = self(images, questions)

@@ -235,7 +235,7 @@ def pretrain_vision(
 
 
 def train(args: DigitsTrainArgs) -> dict[str, Any]:
-    from .. import hook
+    from ..model_hook import hook
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

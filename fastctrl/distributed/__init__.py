@@ -4,9 +4,8 @@
   flags) and :func:`~.backend.map_jobs`, the one interface for independent jobs (compare's
   (method, seed) runs, tune's trials): in-process, a process pool or Ray tasks.
 - :mod:`.ray_session`: Ray as an optional extra (the install hint) and a cluster connection.
-- :mod:`.ray_profile`: ``python -m fastctrl.profile --backend ray``, model replicas as Ray
-  actors sweeping shards; :mod:`.shards`: the shards on disk (atomic, resumable, merged and
-  checked into one profile).
+- The profiler's Ray sweep lives beside the profiler (:mod:`fastctrl.profile.ray_sweep`,
+  :mod:`fastctrl.profile.sweep_shards`) and stands on these two.
 
 Ray is imported only when ``--backend ray`` asks for it.
 """

@@ -123,7 +123,7 @@ def measure_overhead_ms(
     """Median time of one decision at batch 1 (ms), through the decision engine if any.
 
     An engine policy is timed through exactly the call a hooked forward makes
-    (:func:`fastctrl.inengine.decision.decide`: ``engine.decide_tensors`` / ``decide_rows`` on
+    (:func:`fastctrl.model_hook.decision.decide`: ``engine.decide_tensors`` / ``decide_rows`` on
     float32 ``[1, D]`` tensors and a float32 ``[1]`` budget tensor on the engine's device,
     then the config from the host-read decisions), so the overhead reported is what serving
     pays after pooling; the numpy fast path of ``Engine.decide`` is not what the hook runs.
@@ -132,7 +132,7 @@ def measure_overhead_ms(
     if isinstance(policy, EnginePolicy):
         import torch
 
-        from ..inengine.decision import ConfigCache, decide
+        from ..model_hook.decision import ConfigCache, decide
 
         engine = policy.engine
         configs = ConfigCache(env.space)

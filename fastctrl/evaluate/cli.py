@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .. import cli, io
-from ..profile.metrics import METRICS
+from ..runtime.metrics import METRICS
 
 MetricName = Literal[("auto", *METRICS)]  # type: ignore[misc]
 
@@ -121,12 +121,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     import torch
 
-    from ..profile.cli import load_model, load_requests
-    from ..profile.loading import ModelLoadError
-    from ..profile.metrics import resolve_metric
-    from ..profile.sweep import as_requests
-    from ..profile.synthetic_vqa import synthetic_vqa
+    from ..runtime.datasets import load_requests
+    from ..runtime.loading import load_model
+    from ..runtime.synthetic_vqa import synthetic_vqa
     from ..profile.table import Profile
+    from ..runtime.loading import ModelLoadError
+    from ..runtime.metrics import resolve_metric
+    from ..runtime.requests import as_requests
     from ..sysinfo import machine
     from .host_check import check_host, profile_machine
     from .live import evaluate_live, static_configs

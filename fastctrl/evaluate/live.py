@@ -5,7 +5,7 @@ For every budget and every request the three policies answer on the hooked model
 through the hook's one decision path (a lookup table, which reads no features, by its task
 type x budget cell, pinned inside the timed call); the other two are pinned. A request is answered with
 greedy ``generate()``, or, with ``answer_path="auto"``, by the lean path that gives its
-tokens (:func:`~fastctrl.inengine.greedy_decode.lean_answer_path`: the prefill forward alone
+tokens (:func:`~fastctrl.runtime.answering.lean_answer_path`: the prefill forward alone
 for one-token answers, the cached greedy loop for longer ones; the profiler answers the same
 way), up to ``max_new_tokens``, stopping at the end of sequence. Each run is timed end to end
 (prefill + decode steps; CUDA events on GPU), its answer scored with the dataset's
@@ -34,13 +34,14 @@ from tqdm.auto import tqdm
 
 from ..env import ProfileEnv
 from ..env.baselines import StaticPolicy
-from ..inengine import hook
-from ..inengine.greedy_decode import answered_by, lean_answer_path
+from ..model_hook import hook
 from ..policy import Controller
 from ..policy.lookup_table import LookupTablePolicy
-from ..profile.metrics import Metric
-from ..profile.sweep import CallTimer, Request, check_answer_path, make_decoder
 from ..profile.table import Profile
+from ..runtime.answering import answered_by, check_answer_path, lean_answer_path, make_decoder
+from ..runtime.metrics import Metric
+from ..runtime.requests import Request
+from ..runtime.timing import CallTimer
 from ..space import Config
 
 

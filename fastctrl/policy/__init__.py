@@ -5,7 +5,7 @@
 - :mod:`.export`: the controller as plain fp32 arrays with the input standardisation folded in:
   the spec every decision engine (torch, int8 C++, Triton) computes.
 - :mod:`.recursive`: the recursive refinement core (``arch="recursive"``; also
-  :mod:`fastctrl.control`'s TinyRecursiveControl).
+  :mod:`fastctrl.recursive_control`'s TinyRecursiveControl).
 """
 
 from __future__ import annotations

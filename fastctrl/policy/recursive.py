@@ -2,7 +2,7 @@
 latent and an answer over outer / inner cycles.
 
 Used by the VLM controller's ``arch="recursive"`` body (:mod:`fastctrl.policy.controller`) and
-by :mod:`fastctrl.control`'s TinyRecursiveControl::
+by :mod:`fastctrl.recursive_control`'s TinyRecursiveControl::
 
     e_x = ContextEncoder(context)                   # [B, latent]
     z   = e_x ;  y = InitialHead(z)                 # first answer  [B, out_dim]

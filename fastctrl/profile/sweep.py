@@ -6,7 +6,7 @@ Latin-hypercube sample of it per request, :mod:`fastctrl.profile.configs`), the 
 through :func:`fastctrl.hook` with the config pinned, i.e. through exactly the code path a
 controller drives at inference time, one batch of requests at a time. It answers with greedy
 ``generate()``, or, with ``answer_path="auto"``, by the lean path that gives its tokens
-without its per-call set-up (:func:`~fastctrl.inengine.greedy_decode.lean_answer_path`: the
+without its per-call set-up (:func:`~fastctrl.runtime.answering.lean_answer_path`: the
 prefill forward alone for ``max_new_tokens=1``, the cached greedy loop for more):
 
 - latency: ``warmup`` untimed rounds, then ``repeats`` timed rounds of the whole request
@@ -14,7 +14,7 @@ prefill forward alone for ``max_new_tokens=1``, the cached greedy loop for more)
   config once (round-robin, so load drift hits all configs alike); stored per repeat in
   ``latency_ms_<i>``; p50/p95 per config and what the sweep cost (wall time, answer
   calls, cells measured) go to the ``.sweep.json`` sidecar;
-- quality: a pluggable metric (:mod:`fastctrl.profile.metrics`) on the first timed run's
+- quality: a pluggable metric (:mod:`fastctrl.runtime.metrics`) on the first timed run's
   output; with answers exact match / VQA accuracy, without answers agreement with the full
   configuration's tokens (a proxy, not accuracy);
 - features: the pooled image / text features the hook computed in the full-config prefill
@@ -24,7 +24,7 @@ Resumable: after each request the rows and features so far are written atomicall
 ``<out>.partial.json``; a new run with the same settings skips the requests already there.
 
 One code path measures: :class:`BatchMeasurer` (one batch on one hooked model). The local sweep
-runs it in this process; ``--backend ray`` (:mod:`fastctrl.distributed.ray_profile`) runs it in
+runs it in this process; ``--backend ray`` (:mod:`fastctrl.profile.ray_sweep`) runs it in
 every worker, and both write their result with :func:`finish_sweep`.
 """
 
@@ -46,30 +46,19 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import io
-from ..inengine import hook
-from ..inengine.greedy_decode import answered_by, lean_answer_path
-from ..inengine.prefill_answer import ANSWER_PATHS
+from ..model_hook import hook
+from ..runtime.answering import answered_by, check_answer_path, lean_answer_path, make_decoder
+from ..runtime.metrics import Metric, resolve_metric
+from ..runtime.requests import Request, as_requests
+from ..runtime.timing import CallTimer
 from ..space import ActionSpace, Config
 from ..sysinfo import machine
 from .configs import ConfigSampler
-from .metrics import Metric, resolve_metric
 
 log = logging.getLogger(__name__)
 
 PARTIAL_SUFFIX = ".partial.json"
 SIDECAR_SUFFIX = ".sweep.json"
-
-
-@dataclass
-class Request:
-    request_id: str
-    image: Any
-    prompt: str
-    answer: str | Sequence[str] | None
-    task_type: str
-    #: the profile split (``train`` / ``val`` / ``test``) the request belongs to; empty: the
-    #: profile assigns one by seed when it is loaded
-    split: str = ""
 
 
 @dataclass
@@ -81,42 +70,6 @@ class SweepResult:
     """Requests measured in this call."""
     resumed: int
     """Requests taken from an interrupted earlier run."""
-
-
-def as_requests(dataset: Iterable[Any]) -> Iterable[Request]:
-    """Accept samples with attributes (``request_id``, ``image``, ``prompt``, ``answer``,
-    ``task_type``), dicts with those keys, or tuples ``(image, prompt[, answer])``."""
-    for i, item in enumerate(dataset):
-        yield as_request(item, i)
-
-
-def as_request(item: Any, i: int) -> Request:
-    """Dataset item ``i`` as a :class:`Request` (see :func:`as_requests`)."""
-    if isinstance(item, dict):
-        get = item.get
-    elif hasattr(item, "image") and hasattr(item, "prompt"):
-
-        def get(k: str, default: Any = None, _it: Any = item) -> Any:
-            return getattr(_it, k, default)
-    elif isinstance(item, (tuple, list)) and len(item) in (2, 3):
-        vals = dict(zip(("image", "prompt", "answer"), item, strict=False))
-        get = vals.get
-    else:
-        raise TypeError(
-            f"dataset item {i}: expected (image, prompt[, answer]), a dict or a sample "
-            f"object with image/prompt attributes, got {type(item).__name__}"
-        )
-    prompt = get("prompt")
-    if not isinstance(prompt, str):
-        raise TypeError(f"dataset item {i}: prompt must be a str, got {type(prompt).__name__}")
-    return Request(
-        str(get("request_id") or f"req-{i:05d}"),
-        get("image"),
-        prompt,
-        get("answer"),
-        str(get("task_type") or "vqa"),
-        str(get("split") or ""),
-    )
 
 
 def _fingerprint(model: nn.Module, space: ActionSpace, settings: dict[str, Any]) -> str:
@@ -191,27 +144,6 @@ def _config_summary(rows: list[dict[str, Any]], space: ActionSpace, repeats: int
     return out
 
 
-def make_decoder(processor: Any) -> Callable[[Sequence[int]], str]:
-    for name in ("decode", "batch_decode"):
-        fn = getattr(processor, name, None)
-        if callable(fn):
-            if name == "decode":
-                return lambda ids: (
-                    fn(list(ids), skip_special_tokens=True) if _accepts_skip(fn) else fn(list(ids))
-                )
-            return lambda ids: fn([list(ids)], skip_special_tokens=True)[0]
-    raise TypeError("processor must have decode() or batch_decode() to score generations")
-
-
-def _accepts_skip(fn: Callable[..., Any]) -> bool:
-    import inspect
-
-    try:
-        return "skip_special_tokens" in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return True
-
-
 @dataclass(frozen=True)
 class SweepSetup:
     """How a sweep measures, apart from the model: built the same way by the local sweep and
@@ -228,7 +160,7 @@ class SweepSetup:
     tokens_per_crop: int | None
     batch_size: int
     answer_path: str = "auto"
-    """:data:`~fastctrl.inengine.prefill_answer.ANSWER_PATHS`: how a request is answered."""
+    """:data:`~fastctrl.runtime.answering.ANSWER_PATHS`: how a request is answered."""
 
     @classmethod
     def create(
@@ -302,11 +234,6 @@ def check_sweep_numbers(warmup: int, repeats: int, max_new_tokens: int, batch_si
             f"need repeats >= 1, warmup >= 0, max_new_tokens >= 1, batch_size >= 1;"
             f" got {repeats}, {warmup}, {max_new_tokens}, {batch_size}"
         )
-
-
-def check_answer_path(answer_path: str) -> None:
-    if answer_path not in ANSWER_PATHS:
-        raise ValueError(f"answer_path must be one of {list(ANSWER_PATHS)}, got {answer_path!r}")
 
 
 def check_out_path(out_path: str | Path) -> Path:
@@ -571,28 +498,6 @@ def run_sweep(
     profile = finish_sweep(rows, features, setup, out_path, cost=cost, where=where)
     partial.unlink(missing_ok=True)
     return SweepResult(profile, out_path, out_path.with_suffix(SIDECAR_SUFFIX), measured, resumed)
-
-
-class CallTimer:
-    """Wall time of one call in ms: CUDA events around it on GPU (synchronised), else
-    ``perf_counter``."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.cuda = device.type == "cuda"
-        self.kind = "cuda_events" if self.cuda else "perf_counter"
-
-    def time(self, fn: Callable[[], Any]) -> tuple[Any, float]:
-        if self.cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            torch.cuda.synchronize()
-            start.record()
-            out = fn()
-            end.record()
-            torch.cuda.synchronize()
-            return out, float(start.elapsed_time(end))
-        t0 = time.perf_counter()
-        out = fn()
-        return out, (time.perf_counter() - t0) * 1e3
 
 
 def batches(requests: Iterable[Request], size: int, skip: set[str]) -> Iterable[list[Request]]:

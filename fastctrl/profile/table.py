@@ -591,11 +591,12 @@ class Profile:
 
     @staticmethod
     def resolve_path(path: str | Path) -> Path:
-        """The table file a profile argument names: ``fastctrl-digits`` is the measured profile
-        of the shipped digits VLM, anything else a path."""
-        from ..digits import DIGITS_MODEL, shipped_profile
+        """The table file a profile argument names: a built-in profile name
+        (:mod:`fastctrl.runtime.registry`, e.g. ``fastctrl-digits``, the measured profile of
+        the shipped digits VLM), anything else a path."""
+        from ..runtime.registry import builtin_profile
 
-        return shipped_profile() if str(path) == DIGITS_MODEL else Path(path)
+        return builtin_profile(str(path)) or Path(path)
 
     @classmethod
     def load(

@@ -6,7 +6,7 @@
   schedules, resumable checkpoints, outputs).
 - :mod:`.records`: what a run writes and the E5 comparison reads.
 - :mod:`.seeding`, :mod:`.schedules`, :mod:`.checkpoint`, :mod:`.plots`: helpers every trainer
-  shares (also :mod:`fastctrl.control`).
+  shares (also :mod:`fastctrl.recursive_control`).
 - ``python -m fastctrl.train`` (:mod:`.cli`).
 """
 

@@ -1,4 +1,4 @@
-"""One seeding helper for every trainer (VLM controllers and fastctrl.control)."""
+"""One seeding helper for every trainer (VLM controllers and fastctrl.recursive_control)."""
 
 from __future__ import annotations
 

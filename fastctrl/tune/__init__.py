@@ -12,6 +12,6 @@ from __future__ import annotations
 
 from .cli import TuneArgs, main, tune
 from .runner import run_trial
-from .space import apply_params, loop_space, suggest
+from .search_space import apply_params, loop_space, suggest
 
 __all__ = ["TuneArgs", "apply_params", "loop_space", "main", "run_trial", "suggest", "tune"]

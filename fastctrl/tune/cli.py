@@ -52,7 +52,7 @@ from ..train.config import (
 )
 from ..train.methods import METHODS, MethodName
 from .runner import run_trial_job
-from .space import default_params, describe, suggest
+from .search_space import default_params, describe, suggest
 
 log = logging.getLogger(__name__)
 

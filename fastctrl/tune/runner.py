@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import io
 from ..train.config import TrainConfig
-from .space import apply_params
+from .search_space import apply_params
 
 
 def run_trial(

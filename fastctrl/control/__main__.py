@@ -1,7 +1,0 @@
-"""``python -m fastctrl.control`` runs the whole pipeline (see :mod:`.pipeline`)."""
-
-from __future__ import annotations
-
-from .pipeline import main
-
-main()

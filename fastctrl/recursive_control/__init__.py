@@ -1,0 +1,57 @@
+"""Tiny recursive controller and the double-integrator / LQR benchmark.
+
+An exactly solvable problem (finite-horizon LQR on a double integrator) on which the training
+stack must learn the known optimum. Modules: :mod:`.system` (dynamics and cost), :mod:`.lqr`
+(Riccati oracle), :mod:`.reference` (the optimum of the bounded problem: LQR, or the
+box-constrained QP where the bound binds), :mod:`.data` and :mod:`.generate` (datasets),
+:mod:`.model` (:class:`TinyRecursiveControl`, built on
+:class:`fastctrl.policy.recursive.RecursiveRefiner`, and its checkpoints), :mod:`.train`,
+:mod:`.finetune` (on the rollout cost), :mod:`.metrics`, :mod:`.evaluate`, :mod:`.generalize`
+(beyond the training box), :mod:`.compare`, :mod:`.export` (ONNX), :mod:`.ablation` (what each
+generalisation change buys) and :mod:`.pipeline` (all of it in one command, also
+``python -m fastctrl.recursive_control``).
+
+Every command line is :func:`fastctrl.cli.parse` over the command's dataclass; the helper
+below is the only thing the commands add to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from .. import cli
+from ..policy.recursive import RecursiveRefiner
+from .model import MODEL_SIZES, TinyRecursiveControl, TRCConfig
+from .system import DoubleIntegrator
+
+__all__ = [
+    "MODEL_SIZES",
+    "DoubleIntegrator",
+    "RecursiveRefiner",
+    "TRCConfig",
+    "TinyRecursiveControl",
+]
+
+A = TypeVar("A")
+R = TypeVar("R")
+
+
+def run_command(
+    cls: type[A],
+    run: Callable[[A], R],
+    argv: Sequence[str] | None,
+    *,
+    name: str,
+    errors: tuple[type[Exception], ...] = (FileNotFoundError, ValueError),
+) -> tuple[A, R]:
+    """``python -m fastctrl.recursive_control.<name>``: parse ``argv`` into ``cls`` and ``run`` it.
+
+    A bad flag exits with status 2 (:func:`fastctrl.cli.parse`); one of ``errors`` raised by
+    ``run`` (a missing or invalid file) exits with ``error: <message>`` (status 1).
+    """
+    args = cli.parse(cls, argv, prog=f"python -m fastctrl.recursive_control.{name}")
+    try:
+        return args, run(args)
+    except errors as e:
+        raise SystemExit(f"error: {e}") from None

@@ -1,0 +1,7 @@
+"""``python -m fastctrl.recursive_control`` runs the whole pipeline (see :mod:`.pipeline`)."""
+
+from __future__ import annotations
+
+from .pipeline import main
+
+main()
