@@ -31,8 +31,8 @@ from fastctrl.digits.model import DigitsModelConfig
 from fastctrl.digits.pages import PageGenerator
 from fastctrl.digits.train import training_space
 from fastctrl.io import write_json
-from fastctrl.runtime.loading import load_model
 from fastctrl.runtime.answering import lean_answer_path
+from fastctrl.runtime.loading import load_model
 
 GEN = dict(do_sample=False)  # max_new_tokens: the shipped generation config's
 _STATE: dict[str, Any] = {}

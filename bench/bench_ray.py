@@ -110,9 +110,9 @@ def compare_both_ways(cpus: int) -> dict[str, Any]:
 def timed_profile(argv: list[str]) -> dict[str, Any]:
     from fastctrl.profile import main
 
-    out = Path(tempfile.mkdtemp(prefix="bench-ray-profile-")) / "p.parquet"
+    out = Path(tempfile.mkdtemp(prefix="bench-ray-profile-")) / "profile.parquet"
     t0 = time.perf_counter()
-    assert main([*argv, "--out", str(out)]) == 0
+    assert main([*argv, "--output_dir", str(out.parent)]) == 0
     total = time.perf_counter() - t0
     side = json.loads(out.with_suffix(".sweep.json").read_text())
     calls, backend, st = side["cost"]["answer_calls"], side["backend"], side["settings"]

@@ -165,14 +165,8 @@ uint32_t absmax_bits_avx2(const float* x, int64_t n) {
   }
   alignas(32) uint32_t t[8];
   _mm256_store_si256(reinterpret_cast<__m256i*>(t), m);
-  uint32_t r = 0;
+  uint32_t r = kScalarKernels.absmax_bits(x + i, n - i);  // the tail of < 8 floats
   for (int j = 0; j < 8; ++j) r = t[j] > r ? t[j] : r;
-  for (; i < n; ++i) {
-    uint32_t b;
-    std::memcpy(&b, x + i, 4);
-    b &= 0x7fffffffu;
-    r = b > r ? b : r;
-  }
   return r;
 }
 
@@ -193,14 +187,7 @@ void quantize_avx2(const float* x, int64_t n, float inv, int8_t* q) {
     const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), perm);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + i), bytes);
   }
-  const float magic = 12582912.0f;  // same rounding as quantize_scalar
-  for (; i < n; ++i) {
-    float v = x[i] * inv;
-    v = (v + magic) - magic;
-    int32_t iv = int32_t(v);
-    iv = iv > 127 ? 127 : (iv < -127 ? -127 : iv);
-    q[i] = int8_t(iv);
-  }
+  kScalarKernels.quantize(x + i, n - i, inv, q + i);  // the tail (< 32 floats), same rounding
 }
 
 }  // namespace

@@ -342,22 +342,22 @@ RunStatus Model::run(const float* img, const float* txt, const float* budget,
                                         scratch);
     return Segment{acc[seg], ldc, sx[seg], w.scale.data()};
   };
+  // An input layer: false where a row holds NaN or inf (the finiteness check rides on the
+  // same pass that finds max|x|), before any GEMM.
+  auto input_layer = [&](const float* x, int64_t rows, int64_t k, const QLinear& w, int seg) {
+    const int64_t ld = pad_k(k);
+    for (int64_t r = 0; r < rows; ++r)
+      if (!quantize_row(kt, x + r * k, k, q[seg] + r * ld, ld, &sx[seg][r])) return false;
+    kt.gemm(q[seg], rows, ld, w.packed.view(), acc[seg], ldc, scratch);
+    return true;
+  };
 
   for (int64_t m0 = 0; m0 < batch; m0 += B) {
     const int64_t rows = std::min(B, batch - m0);
-    // Input layers: the finiteness check rides on the same pass that finds max|x|.
-    const float* xi = img + m0 * image_dim_;
-    for (int64_t r = 0; r < rows; ++r)
-      if (!quantize_row(kt, xi + r * image_dim_, image_dim_, q[0] + r * ld_img, ld_img,
-                        &sx[0][r]))
-        return RunStatus::kImageNonFinite;
-    kt.gemm(q[0], rows, ld_img, img_->packed.view(), acc[0], ldc, scratch);
-    const float* xt = txt + m0 * text_dim_;
-    for (int64_t r = 0; r < rows; ++r)
-      if (!quantize_row(kt, xt + r * text_dim_, text_dim_, q[1] + r * ld_txt, ld_txt,
-                        &sx[1][r]))
-        return RunStatus::kTextNonFinite;
-    kt.gemm(q[1], rows, ld_txt, txt_->packed.view(), acc[1], ldc, scratch);
+    if (!input_layer(img + m0 * image_dim_, rows, image_dim_, *img_, 0))
+      return RunStatus::kImageNonFinite;
+    if (!input_layer(txt + m0 * text_dim_, rows, text_dim_, *txt_, 1))
+      return RunStatus::kTextNonFinite;
     Segment s_img{acc[0], ldc, sx[0], img_->scale.data()};
     Segment s_txt{acc[1], ldc, sx[1], txt_->scale.data()};
     epilogue<1, true>(&s_img, img_b_.data(), rows, img_out_, ws.h_img.data(), ldc);

@@ -1,7 +1,11 @@
 """Files: atomic writes (a reader never sees a half-written file) and typed records as JSON.
 
 Every file fastctrl writes goes to a temporary file in the same directory and is moved into
-place with :func:`os.replace`, which is atomic on POSIX and Windows.
+place with :func:`os.replace`, which is atomic on POSIX and Windows. The file gets the mode a
+plain ``open(path, "w")`` would give it: ``0o666 & ~umask`` for a new file (``tempfile.mkstemp``
+creates its file ``0o600``, so the mode is set before the move), an existing file's permission
+bits when it is replaced. Directories are made with :meth:`Path.mkdir`'s default, ``0o777 &
+~umask``.
 
 Records (what one stage writes and the next reads) are dataclasses defined once, beside their
 writer (:mod:`fastctrl.env.evaluation`, :mod:`fastctrl.train.records`). :func:`to_json` turns
@@ -16,7 +20,9 @@ import dataclasses
 import json
 import math
 import os
+import stat
 import tempfile
+import threading
 import types
 import typing
 from collections.abc import Callable, Iterator
@@ -26,11 +32,44 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux says it (``Umask:`` in
+    ``/proc/self/status``, kernel >= 4.7); elsewhere set and restored at once, under a lock
+    (the umask is process-wide: another thread creating a file in that instant would get
+    the temporary mask)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
+def _final_mode(path: Path) -> int:
+    """The permission bits ``open(path, "w")`` would leave: the existing file's, or
+    ``0o666 & ~umask`` for a new one."""
+    try:
+        st = os.stat(path)
+        if stat.S_ISREG(st.st_mode):
+            return stat.S_IMODE(st.st_mode)
+    except OSError:
+        pass
+    return 0o666 & ~current_umask()
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success move it onto ``path``.
 
+    The written file gets the mode a plain write would give it (see the module docstring).
     On an exception the temporary file is removed and ``path`` is left as it was.
     """
     path = Path(path)
@@ -40,6 +79,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, _final_mode(path))
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)

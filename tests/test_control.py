@@ -111,7 +111,7 @@ def test_system_refuses_bad_parameters(kwargs: dict, flag: str) -> None:
 
 
 def _gen(out: Path, n: int, seed: int, *extra: str) -> Path:
-    generate_main(
+    code = generate_main(
         [
             "--num_samples",
             str(n),
@@ -127,6 +127,8 @@ def _gen(out: Path, n: int, seed: int, *extra: str) -> Path:
             *extra,
         ]
     )
+    if code:  # bad input (2) or a failure (1), reported on stderr
+        raise SystemExit(code)
     return out / "lqr_dataset.npz"
 
 
@@ -180,8 +182,11 @@ def test_generate_refuses_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFi
     with pytest.raises(SystemExit) as e:
         _gen(tmp_path, 0, 0)
     assert "--num_samples" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match="--control_bound"):  # bound would be active for LQR
+    # the bound would be active for LQR: bad input, status 2, one error line
+    with pytest.raises(SystemExit) as e:
         _gen(tmp_path, 10, 0, "--velocity_range", "5")
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("error: ") and "--control_bound" in err
     assert not (tmp_path / "lqr_dataset.npz").exists()
 
 
@@ -323,8 +328,11 @@ def test_train_cli_refuses_bad_arguments(
             train_main([*argv, "--data", str(datasets[0]), "--output_dir", str(tmp_path)])
         assert e.value.code == 2
         assert needle in capsys.readouterr().err
-    with pytest.raises(SystemExit, match="absent.npz"):
-        train_main(["--data", str(tmp_path / "absent.npz"), "--output_dir", str(tmp_path), *TINY])
+    code = train_main(
+        ["--data", str(tmp_path / "absent.npz"), "--output_dir", str(tmp_path), *TINY]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and "absent.npz" in err  # bad input
 
 
 def test_evaluate_and_compare(datasets: tuple[Path, Path], trained: Path, tmp_path: Path) -> None:
@@ -332,13 +340,13 @@ def test_evaluate_and_compare(datasets: tuple[Path, Path], trained: Path, tmp_pa
         EvaluateArgs(
             checkpoint=str(trained / "best_model.pt"),
             test_data=str(datasets[1]),
-            output=str(tmp_path / "ev.json"),
+            output_dir=str(tmp_path),
             timing_batch_size=1000,
             timing_repeats=3,
             **SMALL_SWEEP,
         )
     )
-    assert json.loads((tmp_path / "ev.json").read_text()) == ev
+    assert json.loads((tmp_path / "evaluation_results.json").read_text()) == ev
     trc, ref = ev["trc"], ev["lqr"]
     assert ref["success_rate"] == 1.0 and ref["cost_gap_percent"] == 0.0
     assert trc["cost_gap_percent"] >= 0.0  # nothing beats the optimum
@@ -347,7 +355,7 @@ def test_evaluate_and_compare(datasets: tuple[Path, Path], trained: Path, tmp_pa
         CompareArgs(
             test_data=str(datasets[1]),
             trc_checkpoint=str(trained / "best_model.pt"),
-            output=str(tmp_path / "cmp.json"),
+            output_dir=str(tmp_path),
             timing_repeats=3,
             **SMALL_SWEEP,
         )
@@ -383,7 +391,7 @@ def test_evaluate_refuses_incompatible_test_data(trained: Path, tmp_path: Path) 
             EvaluateArgs(
                 checkpoint=str(trained / "best_model.pt"),
                 test_data=str(other),
-                output=str(tmp_path / "x.json"),
+                output_dir=str(tmp_path / "x"),
             )
         )
     with pytest.raises(FileNotFoundError, match="missing.pt"):
@@ -391,7 +399,7 @@ def test_evaluate_refuses_incompatible_test_data(trained: Path, tmp_path: Path) 
             EvaluateArgs(
                 checkpoint=str(tmp_path / "missing.pt"),
                 test_data=str(other),
-                output=str(tmp_path / "x.json"),
+                output_dir=str(tmp_path / "x"),
             )
         )
 
@@ -630,7 +638,7 @@ def test_finetune_refuses_bad_arguments(
     with pytest.raises(SystemExit) as e:
         finetune_main(["--checkpoint", str(trained / "best_model.pt"), "--scale_max", "0"])
     assert e.value.code == 2 and "--scale_max must be > 0" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match="serves only N=15"):
+    assert (
         finetune_main(
             [
                 "--checkpoint",
@@ -644,8 +652,11 @@ def test_finetune_refuses_bad_arguments(
                 "--quiet",
             ]
         )
-    with pytest.raises(SystemExit, match="absent.pt"):
-        finetune_main(["--checkpoint", str(tmp_path / "absent.pt")])
+        == 2
+    )
+    assert "serves only N=15" in capsys.readouterr().err
+    assert finetune_main(["--checkpoint", str(tmp_path / "absent.pt")]) == 2
+    assert "absent.pt" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- generalisation sweep
@@ -737,7 +748,7 @@ def test_evaluate_judges_the_onnx_export_too(
         EvaluateArgs(
             checkpoint=str(trained_general / "best_model.pt"),
             test_data=str(datasets[1]),
-            output=str(tmp_path / "ev.json"),
+            output_dir=str(tmp_path),
             onnx=str(onnx),
             timing_repeats=2,
             **SMALL_SWEEP,
@@ -755,7 +766,7 @@ def test_evaluate_judges_the_onnx_export_too(
             EvaluateArgs(
                 checkpoint=str(trained_general / "best_model.pt"),
                 test_data=str(datasets[1]),
-                output=str(tmp_path / "x.json"),
+                output_dir=str(tmp_path / "x"),
                 onnx=str(tmp_path / "none.onnx"),
             )
         )

@@ -63,13 +63,14 @@ def test_page_grids_are_the_pages_own_and_foreign_ids_are_refused():
 def test_cli_writes_markdown_and_json(tmp_path, capsys):
     table = tmp_path / "p.parquet"
     two_task_profile().save(table)
-    out = tmp_path / "headroom.md"
-    assert main(["--profile", str(table), "--budget_ratios", "0.5", "--output", str(out)]) == 0
+    out = tmp_path / "report"
+    assert main(["--profile", str(table), "--budget_ratios", "0.5", "--output_dir", str(out)]) == 0
     assert "by task+grid" in capsys.readouterr().out
-    data = json.loads(out.with_suffix(".json").read_text())
+    assert "by task+grid" in (out / "headroom.md").read_text()
+    data = json.loads((out / "headroom.json").read_text())
     assert data["gain_points"]["by task"]["carried"] == [pytest.approx(50.0)]
-    with pytest.raises(SystemExit):
-        main(["--profile", str(tmp_path / "missing.parquet")])
+    assert main(["--profile", str(tmp_path / "missing.parquet")]) == 2  # bad input
+    assert capsys.readouterr().err.startswith("error: profile table not found")
 
 
 def test_the_knob_report_gives_the_latency_span_per_question_type():

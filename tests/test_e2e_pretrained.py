@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from fastctrl.profile.table import Profile
 from fastctrl.runtime.synthetic_vqa import synthetic_vqa
 from fastctrl.testing.tiny_models.pretrained import PRETRAINED_FAMILIES, save_tiny_pretrained
 
@@ -42,6 +43,38 @@ def write_jsonl(directory, n: int, seed: int):
     return path
 
 
+@torch.inference_mode()
+def answer_as_the_full_config(path, model_dir, grid, max_new_tokens: int) -> list[str]:
+    """Replace the answers of the JSONL at ``path`` with what the model answers at the full
+    config of ``grid`` (loaded and answered as the profiler and the live evaluation do it): a
+    random-weight model's answers score 0 against the real ones whatever the pipeline does,
+    against its own full-config answers the full config must score exactly 1. Returns them."""
+    from fastctrl.model_hook import hook
+    from fastctrl.runtime.answering import lean_answer_path, make_decoder
+    from fastctrl.runtime.datasets import load_requests
+    from fastctrl.runtime.loading import load_model
+    from fastctrl.runtime.requests import as_requests
+    from fastctrl.space import ActionSpace
+
+    model, processor = load_model(str(model_dir), device="cpu")
+    data, _ = load_requests(str(path), split=None, samples=None, on_error="raise")
+    space, decode = ActionSpace(grid), make_decoder(processor)
+    answer = lean_answer_path(model, dict(max_new_tokens=max_new_tokens, do_sample=False))
+    answers = []
+    with hook(model, space=space) as h:
+        h.pin(space.full())
+        for r in as_requests(data):
+            inputs = processor([r.image], [r.prompt])
+            out = answer(inputs, task_type=r.task_type)
+            answers.append(decode(out[0, inputs["input_ids"].shape[1] :].tolist()))
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(rows) == len(answers) and all(a.strip() for a in answers), answers
+    for row, a in zip(rows, answers, strict=True):
+        row["answers"] = [a]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return answers
+
+
 @pytest.mark.parametrize("family", PRETRAINED_FAMILIES)
 def test_profile_train_evaluate_from_a_model_directory(family, tmp_path):
     from fastctrl.evaluate.cli import main as evaluate_main
@@ -53,6 +86,8 @@ def test_profile_train_evaluate_from_a_model_directory(family, tmp_path):
     heldout = write_jsonl(tmp_path / "heldout", 4, seed=99)
     prof = tmp_path / "profile.parquet"
     grid = GRIDS[family]
+    for data in (train_data, heldout):
+        answer_as_the_full_config(data, model_dir, grid, max_new_tokens=2)
     assert (
         profile_main(
             [
@@ -70,8 +105,8 @@ def test_profile_train_evaluate_from_a_model_directory(family, tmp_path):
                 "2",
                 "--configs",
                 "random 6",
-                "--out",
-                str(prof),
+                "--output_dir",
+                str(prof.parent),
                 "--device",
                 "cpu",
                 "--quiet",
@@ -84,6 +119,11 @@ def test_profile_train_evaluate_from_a_model_directory(family, tmp_path):
     assert side["settings"]["metric"] == "exact_match" and not side["quality_proxy"]
     where = side["machine"]  # latencies travel with the machine they were measured on
     assert where["cpu"] and where["cpu_count"] >= 1 and where["torch"] == torch.__version__
+    # scored on the model's own full-config answers: the full config measured 1 on every
+    # request, and cheaper configs (the cheapest is measured for every request) answer worse
+    measured = Profile.load(prof, missing_configs="impute")
+    assert (measured.quality[:, measured.full_index] == 1.0).all()
+    assert 0.0 < measured.quality[measured.measured].mean() < 1.0
     run = tmp_path / "run"
     assert (
         train_main(
@@ -138,6 +178,7 @@ def test_profile_train_evaluate_from_a_model_directory(family, tmp_path):
     assert res["answered_by"] == "greedy_decode"  # two new tokens: the cached greedy loop
     for b in res["per_budget"].values():
         assert set(b) == {"controller", "best_static", "full"}
+        assert b["full"]["accuracy"] == 1.0  # the full config gives its own answers again
         for r in b.values():
             assert 0 <= r["accuracy"] <= 1 and 0 <= r["slo_attainment"] <= 1
             assert sum(r["configs"].values()) == 4 and len(r["latency_ms"]) == 4
@@ -183,8 +224,8 @@ def test_a_lookup_table_run_is_served_live_through_the_hook(tmp_path):
                 "2",
                 "--max_new_tokens",
                 "2",
-                "--out",
-                str(prof),
+                "--output_dir",
+                str(prof.parent),
                 "--device",
                 "cpu",
                 "--quiet",

@@ -6,19 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from fastctrl import EngineUnavailableError, make_engine
+from fastctrl import make_engine
 
 from .conftest import random_inputs
 
 
 def _engines(controller):
-    engines = [make_engine(controller, "torch")]
-    for kind in ("int8", "triton"):
-        try:
-            engines.append(make_engine(controller, kind))
-        except EngineUnavailableError:
-            pass
-    return engines
+    # every engine, none dropped: an engine missing here is a failure (EngineUnavailableError)
+    return [make_engine(controller, kind) for kind in ("torch", "int8", "triton")]
 
 
 def bad_cases(controller):

@@ -154,6 +154,7 @@ def test_expected_oracle_and_gap_closed_share(noisy):
     res = evaluate_baselines(train, test, measure_overhead=False)
     assert "oracle_expected" in res
     for name, pe in res.items():
+        assert len(pe.per_budget) == len(test.budget_ratios) > 0, name  # the loops below run
         for blk in (pe.overall, *pe.per_budget.values()):
             assert blk.gap_closed_reference == "oracle_expected", name
             assert blk.utility_expected is not None and blk.quality_expected_mean is not None

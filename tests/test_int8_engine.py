@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from fastctrl import Controller, ControllerConfig, EngineUnavailableError, make_engine
+# fastctrl._C imported, not importorskip'd: without the built extension these tests fail
+from fastctrl import _C, Controller, ControllerConfig, EngineUnavailableError, make_engine
+from fastctrl.engines.int8_engine import Int8Engine
 from fastctrl.policy.export import argmax_per_head, export_weights, reference_logits
 
 from .conftest import random_inputs
-
-_C = pytest.importorskip("fastctrl._C", reason="the C++ extension fastctrl._C is not built")
-from fastctrl.engines.int8_engine import Int8Engine  # noqa: E402
 
 ISAS = list(_C.available_isas())
 FAST_ISAS = [i for i in ISAS if i != "scalar"]
@@ -490,21 +489,7 @@ def test_misaligned_float32_views_are_refused_raw_and_copied_by_the_engine(small
         _C.quantize_weights(_misaligned(img))
     # weights are converted at load anyway: a misaligned one is copied, same model
     w = export_weights(small_controller)
-    args = [
-        w.img_w,
-        w.img_b,
-        w.txt_w,
-        w.txt_b,
-        list(w.trunk_w),
-        list(w.trunk_b),
-        w.head_w,
-        w.head_b,
-        list(w.head_sizes),
-        w.encoding,
-        w.budget_freqs,
-        w.inv_ref_latency,
-        "scalar",
-    ]
+    args = Int8Engine.model_args(w, "scalar")
     args[2] = _misaligned(w.txt_w)
     np.testing.assert_array_equal(
         _C.Int8Model(*args).decide(img, txt, budget),
@@ -523,21 +508,7 @@ def test_raw_kernels_validate(small_controller):
     with pytest.raises(ValueError, match="x contains NaN"):
         _C.quantize_rows(np.array([[1.0, np.inf]], np.float32), "scalar")
     w = export_weights(small_controller)
-    args = [
-        w.img_w,
-        w.img_b,
-        w.txt_w,
-        w.txt_b,
-        list(w.trunk_w),
-        list(w.trunk_b),
-        w.head_w,
-        w.head_b,
-        list(w.head_sizes),
-        w.encoding,
-        w.budget_freqs,
-        w.inv_ref_latency,
-        "scalar",
-    ]
+    args = Int8Engine.model_args(w, "scalar")
     bad = list(args)
     bad[6] = w.head_w[:, :-1]
     with pytest.raises(ValueError, match="head_w must have shape"):

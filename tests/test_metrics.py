@@ -6,8 +6,11 @@ import pytest
 
 from fastctrl.runtime.metrics import (
     METRICS,
+    Metric,
     agreement,
+    agreement_metric,
     anls,
+    answer_metric,
     exact_match,
     extract_choice,
     levenshtein,
@@ -21,7 +24,7 @@ from fastctrl.runtime.metrics import (
 
 
 def _score(metric, pred, answer):
-    return metric(pred, answer, [], [])
+    return metric(pred, answer)
 
 
 # --- VQA normalisation ----------------------------------------------------------------------
@@ -234,27 +237,80 @@ ANSWER_METRICS = [exact_match, vqa_accuracy, anls, relaxed_accuracy, multiple_ch
 @pytest.mark.parametrize("metric", ANSWER_METRICS)
 def test_missing_references(metric):
     with pytest.raises(ValueError, match="needs reference answers"):
-        metric("x", None, [], [])
+        metric("x", None)
     with pytest.raises(ValueError, match="needs at least one reference answer"):
-        metric("x", [], [], [])
+        metric("x", [])
 
 
 @pytest.mark.parametrize("metric", ANSWER_METRICS)
 def test_bad_types(metric):
     with pytest.raises(TypeError, match="prediction must be a str"):
-        metric(None, "B", [], [])
+        metric(None, "B")
     with pytest.raises(TypeError, match="prediction must be a str"):
-        metric(3, "B", [], [])
+        metric(3, "B")
     with pytest.raises(TypeError, match="reference answer 1 must be a str"):
-        metric("B", ["B", 2], [], [])
+        metric("B", ["B", 2])
     with pytest.raises(TypeError, match="answer must be a str or a sequence"):
-        metric("B", 5, [], [])
+        metric("B", 5)
 
 
 def test_agreement_unchanged():
-    assert agreement("", None, [1, 2, 3, 4], [1, 2, 9, 4]) == 0.75
-    assert agreement("", None, [1, 2], [1, 2, 3, 4]) == 0.5
-    assert agreement("", None, [], []) == 1.0
+    assert agreement([1, 2, 3, 4], [1, 2, 9, 4]) == 0.75
+    assert agreement([1, 2], [1, 2, 3, 4]) == 0.5
+    assert agreement([], []) == 1.0
+
+
+# --- what each metric reads -----------------------------------------------------------------
+
+ALL = dict(prediction_text="cat", references=["dog"], prediction_ids=[1, 2], full_config_ids=[1, 2])
+
+
+def test_each_registered_metric_says_what_it_reads():
+    kinds = {name: m.kind for name, m in METRICS.items()}
+    assert kinds == {
+        "exact_match": "answer",
+        "vqa": "answer",
+        "anls": "answer",
+        "relaxed_accuracy": "answer",
+        "multiple_choice": "answer",
+        "agreement": "agreement",
+    }
+    for name, m in METRICS.items():
+        assert isinstance(m, Metric) and m.name == name
+        assert m.needs_answers == (m.kind == "answer") != m.needs_full_config_ids
+
+
+def test_score_hands_each_kind_only_what_it_reads():
+    # an answer metric scores the text against the references, whatever the tokens say
+    assert METRICS["exact_match"].score(**ALL) == 0.0
+    assert METRICS["exact_match"].score(**{**ALL, "references": "Cat"}) == 1.0
+    # agreement compares the tokens with the full config's, whatever the text and answers say
+    assert METRICS["agreement"].score(**ALL) == 1.0
+    assert METRICS["agreement"].score(**{**ALL, "full_config_ids": [1, 9]}) == 0.5
+    assert METRICS["agreement"].score(**{**ALL, "references": None}) == 1.0
+    with pytest.raises(ValueError, match="full_config_ids is required"):
+        METRICS["agreement"].score(**{**ALL, "full_config_ids": None})
+    # answer metrics need no full-config tokens
+    assert METRICS["exact_match"].score(**{**ALL, "full_config_ids": None}) == 0.0
+
+
+def test_custom_metrics_are_typed_and_checked():
+    seen = []
+    m = answer_metric(lambda text, refs: seen.append((text, refs)) or 1.0, "mine")
+    assert (m.name, m.kind, m.needs_answers) == ("mine", "answer", True)
+    assert m.score(**ALL) == 1.0 and seen == [("cat", ["dog"])]
+    t = agreement_metric(lambda ids, full: float(ids[0] == full[0]), "first_token")
+    assert (t.kind, t.needs_answers) == ("agreement", False)
+    assert t.score(**{**ALL, "full_config_ids": [1, 7]}) == 1.0
+    with pytest.raises(ValueError, match="outside \\[0, 1\\]"):
+        answer_metric(lambda text, refs: 2.0, "big").score(**ALL)
+    # the old four-argument form is refused when it is wrapped, not at its first call
+    with pytest.raises(TypeError, match="prediction_text, references"):
+        answer_metric(lambda pred, answer, pred_ids, full_ids: 1.0)
+    with pytest.raises(TypeError, match="prediction_ids, full_config_ids"):
+        agreement_metric(lambda ids: 1.0)
+    with pytest.raises(ValueError, match="kind"):
+        Metric("x", "tokens", agreement)
 
 
 # --- selection ------------------------------------------------------------------------------
@@ -294,13 +350,20 @@ def test_resolve_metric():
         "multiple_choice",
         "agreement",
     }
-    assert resolve_metric("auto", True) == ("exact_match", exact_match)
-    assert resolve_metric("auto", False) == ("agreement", agreement)
-    assert resolve_metric("auto", True, dataset="docvqa") == ("anls", anls)
-    assert resolve_metric("auto", False, dataset="docvqa") == ("agreement", agreement)
+    assert resolve_metric("auto", True) == ("exact_match", METRICS["exact_match"])
+    assert resolve_metric("auto", False) == ("agreement", METRICS["agreement"])
+    assert resolve_metric("auto", True, dataset="docvqa") == ("anls", METRICS["anls"])
+    assert resolve_metric("auto", False, dataset="docvqa") == ("agreement", METRICS["agreement"])
     for name in METRICS:
         assert resolve_metric(name, True) == (name, METRICS[name])
-    assert resolve_metric(anls, False) == ("anls", anls)
+    assert METRICS["anls"].fn is anls and METRICS["agreement"].fn is agreement
+    # a plain function is an answer metric; a Metric passes through
+    assert resolve_metric(anls, True) == ("anls", answer_metric(anls))
+    assert resolve_metric(METRICS["agreement"], False) == ("agreement", METRICS["agreement"])
+    with pytest.raises(ValueError, match="needs an answer for every sample"):
+        resolve_metric(anls, False)
+    with pytest.raises(ValueError, match="needs an answer for every sample"):
+        resolve_metric(METRICS["vqa"], False)
     with pytest.raises(ValueError, match="unknown metric 'bleu'"):
         resolve_metric("bleu", True)
     with pytest.raises(ValueError, match="needs an answer for every sample"):

@@ -9,7 +9,7 @@ from scipy.special import ndtr
 
 from fastctrl.env import ProfileEnv, evaluate_baselines, evaluate_policy, oracle_static_margin
 from fastctrl.env.bandit import Contexts
-from fastctrl.env.evaluation import add_static_gap_closed
+from fastctrl.env.evaluation import E5_BUDGET_RATIOS, add_static_gap_closed
 from fastctrl.profile import NOISY_GRIDS, hidden_factor_r2, noisy_vqa_profile, synthetic_profile
 from fastctrl.profile.synthetic import _top_directions
 from fastctrl.space import ActionSpace
@@ -86,13 +86,19 @@ def test_hidden_factor_observability(prof):
 
 def test_expected_oracle_well_above_best_static_at_every_budget(prof):
     # measured here (2000 requests, seed 0): margins 0.05-0.10 in quality and utility
-    for row in oracle_static_margin(prof):
+    rows = oracle_static_margin(prof)
+    # every E5 budget has its row (an empty list would pass the loop below vacuously)
+    assert [r["budget_ratio"] for r in rows] == list(E5_BUDGET_RATIOS)
+    for row in rows:
         assert row["quality"] == "expected"
         assert row["margin"] >= 0.04, row
         assert row["oracle_utility"] - row["static_utility"] >= 0.04, row
     res = evaluate_baselines(
         ProfileEnv(prof, "train"), ProfileEnv(prof, "test"), measure_overhead=False
     )
+    budgets = [f"{r:.2f}" for r in E5_BUDGET_RATIOS]
+    assert list(res["oracle_expected"].per_budget) == budgets
+    assert list(res["best_static"].per_budget) == budgets
     for k, blk in res["oracle_expected"].per_budget.items():
         assert blk.utility_expected - res["best_static"].per_budget[k].utility_expected >= 0.04, k
 
@@ -136,6 +142,7 @@ def test_a_simple_learned_controller_beats_best_static_at_every_budget(prof):
     add_static_gap_closed(pe, res)
     assert pe.overall.gap_closed_reference == "oracle_expected"
     # measured here: 0.29 (budget 0.35) to 0.68 of the gap per budget, 0.50 overall
+    assert list(pe.per_budget) == [f"{r:.2f}" for r in E5_BUDGET_RATIOS]
     for k, blk in pe.per_budget.items():
         assert blk.gap_closed > 0.2, (k, blk.gap_closed)
     assert pe.overall.gap_closed > 0.4

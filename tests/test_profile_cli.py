@@ -10,8 +10,8 @@ import torch
 
 from fastctrl.model_hook import find_adapter, hook
 from fastctrl.profile.sweep import PARTIAL_SUFFIX, run_sweep
-from fastctrl.runtime.synthetic_vqa import synthetic_vqa
 from fastctrl.profile.table import Profile
+from fastctrl.runtime.synthetic_vqa import synthetic_vqa
 from fastctrl.space import ActionSpace
 from fastctrl.testing.tiny_models import TinyProcessor, build_tiny, tiny_inputs
 
@@ -151,7 +151,7 @@ def test_cli_profile_then_train_then_hook(tmp_path):
     from fastctrl.profile import main as profile_main
     from fastctrl.train import main as train_main
 
-    out = tmp_path / "tiny.parquet"
+    out = tmp_path / "tiny"  # --output_dir: the table is tiny/profile.parquet
     assert (
         profile_main(
             [
@@ -165,13 +165,16 @@ def test_cli_profile_then_train_then_hook(tmp_path):
                 "1",
                 "--max-new-tokens",
                 "2",
-                "--out",
+                "--output_dir",
                 str(out),
                 "--quiet",
             ]
         )
         == 0
     )
+    assert (out / "profile.parquet").is_file()
+    assert (out / "profile.features.safetensors").is_file()
+    assert (out / "profile.sweep.json").is_file()
     run_dir = tmp_path / "run"
     assert (
         train_main(

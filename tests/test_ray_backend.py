@@ -153,9 +153,9 @@ def test_profile_on_ray_equals_local_after_a_dead_worker_and_driver(cluster, tmp
     """The rows of an uninterrupted local sweep, from a Ray sweep resumed after its driver died
     (shard 0 written, a half-written file and a damaged shard left behind) in which a worker
     dies after the first batch of a shard."""
-    local = tmp_path / "local.parquet"
-    assert profile_main([*SAMPLED, "--out", str(local)]) == 0
-    out = tmp_path / "ray.parquet"
+    local = tmp_path / "local" / "profile.parquet"
+    assert profile_main([*SAMPLED, "--output_dir", str(local.parent)]) == 0
+    out = tmp_path / "ray" / "profile.parquet"
     argv = [
         *SAMPLED,
         "--backend",
@@ -164,8 +164,8 @@ def test_profile_on_ray_equals_local_after_a_dead_worker_and_driver(cluster, tmp
         "2",
         "--shard_size",
         "4",
-        "--out",
-        str(out),
+        "--output_dir",
+        str(out.parent),
     ]
     args = cli.parse(ProfileArgs, argv, prog="test")
     data, _, _ = load_data(args)
@@ -191,7 +191,7 @@ def test_profile_on_ray_equals_local_after_a_dead_worker_and_driver(cluster, tmp
 
 def test_merge_checks_every_request_and_config(tmp_path):
     args = cli.parse(
-        ProfileArgs, [*SAMPLED, "--samples", "4", "--out", str(tmp_path / "m.parquet")], prog="test"
+        ProfileArgs, [*SAMPLED, "--samples", "4", "--output_dir", str(tmp_path / "m")], prog="test"
     )
     worker = ProfileWorker(args, have_answers=False, dataset_name=None)
     data, _, _ = load_data(args)
@@ -218,7 +218,7 @@ def test_merge_checks_every_request_and_config(tmp_path):
 
 # ---------------------------------------------------------------------------- errors
 def test_bad_backend_arguments(tmp_path, capsys):
-    out = ["--out", str(tmp_path / "x.parquet")]
+    out = ["--output_dir", str(tmp_path / "x")]
     assert _code(profile_main, ["--backend", "slurm", *out]) == 2
     assert "--backend" in capsys.readouterr().err
     assert _code(profile_main, ["--backend", "ray", "--num_workers", "0", *out]) == 2
@@ -290,7 +290,7 @@ def test_unreachable_ray_address(tmp_path, capsys, monkeypatch):
 def test_ray_missing_says_how_to_install(main, argv, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     out = (
-        ["--out", str(tmp_path / "p.parquet")]
+        ["--output_dir", str(tmp_path / "p")]
         if main is profile_main
         else ["--output_dir", str(tmp_path)]
     )

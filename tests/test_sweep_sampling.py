@@ -10,8 +10,8 @@ import pytest
 
 from fastctrl.profile.configs import ConfigSampler
 from fastctrl.profile.sweep import run_sweep
-from fastctrl.runtime.synthetic_vqa import synthetic_vqa
 from fastctrl.profile.table import Profile
+from fastctrl.runtime.synthetic_vqa import synthetic_vqa
 from fastctrl.space import ActionSpace
 from fastctrl.testing.tiny_models import TinyProcessor
 

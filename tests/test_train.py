@@ -416,7 +416,7 @@ def test_nan_updates_are_skipped_and_counted(tmp_path):
 @pytest.mark.parametrize(
     "argv, match",
     [
-        (["--method", "sft"], "Invalid choice"),
+        (["--method", "sft"], "error: invalid choice 'sft' for argument '--method'"),
         (["--method", "lut", "--group_size", "4"], "Unrecognized options: --group_size"),
         (["--group_size", "1"], "--group_size must be >= 2"),
         (["--lr", "0"], "--lr must be > 0"),

@@ -14,17 +14,21 @@ training variation only. ``e5_statistics.json`` holds the IQM and 95% stratified
 over seeds of every metric and the probability of improvement between methods
 (:mod:`.stats`); ``e5_report.md`` answers from it and checks the expected findings, which are
 data (``--expected_findings``, :mod:`.findings`).
+
+``--summary length-blind`` / ``--summary gap-closed`` print a summary of the finished
+comparison in ``--output_dir`` instead of running one (:mod:`.length_blind`,
+:mod:`.gap_closed`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import tyro
 
@@ -34,14 +38,15 @@ from ..distributed.backend import BackendArgs, map_jobs, parallel_slots
 from ..train.checkpoint import load_checkpoint
 from ..train.config import (
     DataConfig,
+    ProfileSource,
+    RunBudget,
     RunConfig,
-    SyntheticFamily,
     TrainConfig,
     diff_configs,
     loop_for,
 )
 from ..train.loop import RESUME_FREE, STATE_FORMAT
-from ..train.methods import METHOD_NAMES, MethodName
+from ..train.methods import METHOD_NAMES, METHODS, MethodName
 from ..train.records import EVAL_FILE, STATS_FILE
 from . import analysis, report
 from .findings import check_findings, load_findings
@@ -61,11 +66,33 @@ log = logging.getLogger(__name__)
 RUN_ONLY_FIELDS = ("resume", "quiet")
 
 
+def _method_names(args: list[str]) -> tuple[str, ...]:
+    """``--methods lut grpo`` or ``--methods lut,grpo`` (both forms)."""
+    names = tuple(m for a in args for m in a.split(",") if m)
+    bad = [m for m in names if m not in METHODS]
+    if bad:
+        raise ValueError(f"unknown method(s) {bad}: choose from {METHOD_NAMES}")
+    return names
+
+
+#: a tuple of method names, given space- or comma-separated
+MethodList = Annotated[
+    tuple[MethodName, ...],  # type: ignore[valid-type]
+    tyro.constructors.PrimitiveConstructorSpec(
+        nargs="*",
+        metavar="{" + ",".join(METHOD_NAMES) + "}",
+        instance_from_str=_method_names,
+        is_instance=lambda x: isinstance(x, tuple) and all(m in METHODS for m in x),
+        str_from_instance=list,
+    ),
+]
+
+
 @dataclass
 class CompareArgs:
     """The E5 experiment: every method x seeds, JSON + figures + report."""
 
-    methods: tuple[MethodName, ...] = field(default_factory=lambda: METHOD_NAMES)  # type: ignore[valid-type]
+    methods: MethodList = field(default_factory=lambda: METHOD_NAMES)
     """Methods to compare (space- or comma-separated)."""
     seeds: int = 5
     """Training seeds per method (0..seeds-1)."""
@@ -78,21 +105,13 @@ class CompareArgs:
     cpus_per_task: float = 1.0
     """With --backend ray: CPUs each run reserves (a run trains on one torch thread)."""
     execution: tyro.conf.OmitArgPrefixes[BackendArgs] = field(default_factory=BackendArgs)
+    """Where the runs execute: processes on this machine, or Ray tasks on a cluster."""
     output_dir: str = "runs/e5"
     """Where the runs, the JSON, the figures and e5_report.md go."""
-    profile: str | None = None
-    """A profile table; default: the synthetic profile."""
-    synthetic_requests: int = 3500
-    """Requests of the synthetic profile."""
-    synthetic_family: SyntheticFamily = "default"
-    """Which synthetic profile: `default`, or `noisy` (Bernoulli-answer quality, like a VQA
-    profile; see fastctrl.train --help)."""
-    max_env_steps: int = 1_000_000
-    """The common env-step budget of every run."""
-    eval_every_steps: int = 25_000
-    """Validation evaluation interval (env_steps)."""
-    num_epochs: int = 0
-    """Optional cap on data passes of every run (0: none, the env-step budget ends each run)."""
+    data: tyro.conf.OmitArgPrefixes[ProfileSource] = field(default_factory=ProfileSource)
+    """The profile every run trains on (as `fastctrl train`)."""
+    budget: tyro.conf.OmitArgPrefixes[RunBudget] = field(default_factory=RunBudget)
+    """The env-step budget and validation interval of every run (as `fastctrl train`)."""
     tuned_dir: str | None = None
     """Train each method with the hyper-parameters `python -m fastctrl.tune` picked, read from
     DIR/<method>/best_params.json; None: the methods' defaults."""
@@ -111,20 +130,14 @@ class CompareArgs:
     """Smoke test: 400 requests, 2 seeds, 20k env-step budget, validation every 2.5k."""
     quiet: bool = False
     """Warnings only."""
+    summary: Literal["none", "length-blind", "gap-closed"] = "none"
+    """Instead of running the comparison, print a summary of the finished one in --output_dir:
+    length-blind (each method's gap to the length-blind oracle, default synthetic profile) or
+    gap-closed (each method's share of the best-static -> oracle gap closed)."""
 
     def __post_init__(self) -> None:
         need(bool(self.methods), f"--methods must name some of {METHOD_NAMES}")
-        need_at_least(
-            self,
-            1,
-            "seeds",
-            "jobs",
-            "max_env_steps",
-            "eval_every_steps",
-            "synthetic_requests",
-            "bootstrap_reps",
-        )
-        need_at_least(self, 0, "num_epochs")
+        need_at_least(self, 1, "seeds", "jobs", "bootstrap_reps")
         need_positive(self, "cpus_per_task")
         need(
             0 <= self.slo_threshold <= 1,
@@ -135,8 +148,8 @@ class CompareArgs:
             f"--quality_fraction must be in (0, 1], got {self.quality_fraction}",
         )
         if self.quick:
-            self.synthetic_requests, self.seeds = 400, 2
-            self.max_env_steps, self.eval_every_steps = 20_000, 2_500
+            self.data.synthetic_requests, self.seeds = 400, 2
+            self.budget.max_env_steps, self.budget.eval_every_steps = 20_000, 2_500
 
     def tuned(self, method: str) -> dict[str, Any]:
         """``best_params.json`` of ``method`` under --tuned_dir ({} without it)."""
@@ -165,35 +178,12 @@ class CompareArgs:
         cfg = TrainConfig(
             method=method,
             seed=seed,
-            data=DataConfig(
-                profile=self.profile,
-                synthetic_requests=self.synthetic_requests,
-                synthetic_family=self.synthetic_family,
-                data_seed=self.data_seed,
-            ),
+            data=DataConfig(**dataclasses.asdict(self.data), data_seed=self.data_seed),
             # the method's own loop defaults (e.g. its learning rate) under the common budget
-            loop=loop_for(
-                method,
-                max_env_steps=self.max_env_steps,
-                eval_every_steps=self.eval_every_steps,
-                num_epochs=self.num_epochs,
-            ),
+            loop=loop_for(method, **dataclasses.asdict(self.budget)),
             run=RunConfig(output_dir=str(out / "runs" / f"{method}_seed{seed}"), quiet=True),
         )
         return apply_params(cfg, self.tuned_params(method))
-
-
-def _split_commas(argv: Sequence[str]) -> list[str]:
-    """``--methods lut,grpo`` (the comma form) as ``--methods lut grpo``."""
-    out: list[str] = []
-    in_methods = False
-    for a in argv:
-        if in_methods and not a.startswith("--"):
-            out += [m for m in a.split(",") if m]
-            continue
-        in_methods = a == "--methods"
-        out.append(a)
-    return out
 
 
 def _run_one(cfg_dict: dict[str, Any]) -> str:
@@ -266,9 +256,22 @@ def _run_all(
     return failures, slots
 
 
+PROG = "python -m fastctrl.compare"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = _split_commas(sys.argv[1:] if argv is None else argv)
-    args = cli.parse(CompareArgs, argv, prog="python -m fastctrl.compare")
+    return cli.execute(run, cli.parse(CompareArgs, argv, prog=PROG))
+
+
+def run(args: CompareArgs) -> int:
+    """Run the comparison, or print a summary of a finished one (the parsed command line of
+    ``fastctrl compare``)."""
+    if args.summary != "none":
+        from . import gap_closed, length_blind
+
+        summarize = length_blind.main if args.summary == "length-blind" else gap_closed.main
+        summarize(Path(args.output_dir))
+        return 0
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
@@ -276,38 +279,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     methods = list(args.methods)
     out = Path(args.output_dir)
     seeds = list(range(args.seeds))
-    try:  # bad findings / tuned files are command-line errors, found before any run starts
-        findings = load_findings(args.expected_findings)
-        configs = {(m, s): args.train_config(m, s, out) for m in methods for s in seeds}
-    except (ValueError, FileNotFoundError) as e:
-        return cli.fail(str(e))
+    # bad findings / tuned files are bad input (status 2), found before any run starts
+    findings = load_findings(args.expected_findings)
+    configs = {(m, s): args.train_config(m, s, out) for m in methods for s in seeds}
     todo = {k: c for k, c in configs.items() if not _reusable(Path(c.run.output_dir), c)}
     for c in todo.values():
         if _resumable(Path(c.run.output_dir), c):
             c.run.resume = c.run.output_dir
     t0 = time.perf_counter()
-    try:
-        failures, slots = _run_all(todo, args, len(configs))
-    except ValueError as e:  # --ray_address: no cluster there
-        return cli.fail(str(e))
+    failures, slots = _run_all(todo, args, len(configs))  # ValueError: no cluster there
     if failures:
-        print(f"error: {len(failures)} runs failed: {failures}", file=sys.stderr)
-        return 1
+        return cli.failure(f"{len(failures)} runs failed: {failures}")
     runs = analysis.load_runs({k: Path(c.run.output_dir) for k, c in configs.items()})
     any_run = next(iter(next(iter(runs.values())).values()))
     meta = {
         "methods": methods,
         "seeds": seeds,
         "data_seed": args.data_seed,
-        "profile": args.profile
-        or (f"synthetic {args.synthetic_family} ({args.synthetic_requests} requests)"),
+        "profile": args.data.profile
+        or (f"synthetic {args.data.synthetic_family} ({args.data.synthetic_requests} requests)"),
         "profile_detail": any_run.stats.profile,
         "reward": any_run.eval.reward,
         "budget_ratios": any_run.eval.budget_ratios,
         "budget_baseline": any_run.eval.budget_baseline,
         "n_configs": any_run.eval.n_configs,
-        "max_env_steps": args.max_env_steps,
-        "eval_every_steps": args.eval_every_steps,
+        "max_env_steps": args.budget.max_env_steps,
+        "eval_every_steps": args.budget.eval_every_steps,
         "tuned_dir": args.tuned_dir,
         "tuned": {
             m: {
@@ -327,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "wall_time_s": time.perf_counter() - t0,
         "jobs": slots,
         "backend": args.execution.backend,
-        "command": "python -m fastctrl.compare " + " ".join(argv),
+        "args": io.to_json(args),
     }
     curves = analysis.training_curves(runs)
     eff = analysis.sample_efficiency(runs, args.slo_threshold, args.quality_fraction)

@@ -9,6 +9,8 @@ gap is measured against ``oracle_expected`` on profiles with expected quality).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -59,5 +61,20 @@ def main(output_dir: Annotated[Path, tyro.conf.Positional]) -> None:
         )
 
 
+@dataclass
+class GapClosedArgs:
+    """Print each method's share of the best-static -> oracle gap closed (also `fastctrl compare --summary gap-closed`)."""
+
+    output_dir: Annotated[str, tyro.conf.Positional]
+    """The --output_dir of a finished `fastctrl compare`."""
+
+
+def cli_main(argv: Sequence[str] | None = None) -> int:
+    """``python -m fastctrl.compare.gap_closed OUTPUT_DIR``."""
+    args = cli.parse(GapClosedArgs, argv, prog="python -m fastctrl.compare.gap_closed")
+    main(Path(args.output_dir))
+    return 0
+
+
 if __name__ == "__main__":
-    tyro.cli(main, prog="python -m fastctrl.compare.gap_closed")
+    raise SystemExit(cli_main())

@@ -12,6 +12,8 @@ utility, into ``e5_statistics.json`` (``length_blind``) and ``e5_report.md``; th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -113,5 +115,20 @@ def main(output_dir: Annotated[Path, tyro.conf.Positional]) -> None:
         print(f"{m}: gap to the length-blind oracle {e.fmt('.1f')}% (n={e.n})")
 
 
+@dataclass
+class LengthBlindArgs:
+    """Print each method's gap to the length-blind oracle (also `fastctrl compare --summary length-blind`)."""
+
+    output_dir: Annotated[str, tyro.conf.Positional]
+    """The --output_dir of a finished `fastctrl compare`."""
+
+
+def cli_main(argv: Sequence[str] | None = None) -> int:
+    """``python -m fastctrl.compare.length_blind OUTPUT_DIR``."""
+    args = cli.parse(LengthBlindArgs, argv, prog="python -m fastctrl.compare.length_blind")
+    main(Path(args.output_dir))
+    return 0
+
+
 if __name__ == "__main__":
-    tyro.cli(main, prog="python -m fastctrl.compare.length_blind")
+    raise SystemExit(cli_main())

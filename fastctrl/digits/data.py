@@ -27,12 +27,20 @@ class DigitsDataArgs:
     """Write the digits benchmark's profiling and live-evaluation datasets (PNG + JSONL)."""
 
     output_dir: str = "data/digits"
-    # 320 + 160 pages x 54 configs: the shipped profile, about 14 minutes to sweep on 2 cores
+    """Where profile/questions.jsonl and live/questions.jsonl (and their PNG pages) go."""
     val_pages: int = 320
+    """Pages of the `val` scan pool in the profile set: its train and val requests (320 +
+    --test_pages 160, x 54 configs: the shipped profile, about 14 minutes to sweep on 2
+    cores)."""
     test_pages: int = 160
+    """Pages of the `test` scan pool in the profile set: its test requests."""
     live_pages: int = 240
+    """Pages of the live set: other pages of the `test` scan pool (another page seed), for the
+    live evaluation through the hook."""
     train_share: float = 0.75
+    """Share of the --val_pages that are the profile's train requests (the rest: val)."""
     seed: int = 0
+    """Page seed of the profile set (the live set uses seed + 1000)."""
 
     def __post_init__(self) -> None:
         cli.need_at_least(self, 2, "val_pages")
@@ -52,11 +60,12 @@ def write(args: DigitsDataArgs) -> tuple[Path, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = cli.parse(DigitsDataArgs, argv, prog="python -m fastctrl.digits.data")
-    try:
-        profile, live = write(args)
-    except (ValueError, ImportError, OSError) as e:
-        cli.fail(str(e))
+    return cli.execute(run, cli.parse(DigitsDataArgs, argv, prog="python -m fastctrl.digits.data"))
+
+
+def run(args: DigitsDataArgs) -> int:
+    """Write both datasets (the parsed command line of ``fastctrl digits data``)."""
+    profile, live = write(args)
     print(
         f"wrote {profile} ({args.val_pages + args.test_pages} pages) and {live} "
         f"({args.live_pages} pages)"

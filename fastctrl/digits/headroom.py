@@ -179,18 +179,24 @@ class DigitsHeadroomArgs:
     profile, with the question type and page grid known perfectly."""
 
     profile: str
+    """The digits profile: its table, the --output_dir of `fastctrl profile`, or
+    fastctrl-digits (the shipped one)."""
     budget_ratios: tuple[float, ...] = HEADROOM_RATIOS
-    output: str | None = None
-    """Markdown path; the JSON goes beside it (.json)."""
+    """Budgets as ratios of the train-mean full-config latency (E5's budgets)."""
+    output_dir: str | None = None
+    """Also write the table there: headroom.md and headroom.json (default: print only)."""
 
 
 def main(argv: list[str] | None = None) -> int:
     args = cli.parse(DigitsHeadroomArgs, argv, prog="python -m fastctrl.digits.headroom")
-    try:
-        h = headroom(Profile.load(args.profile), args.budget_ratios)
-    except (ValueError, FileNotFoundError) as e:
-        cli.fail(str(e))
-    print_and_write(to_markdown(h), h.to_dict(), args.output)
+    return cli.execute(run, args)
+
+
+def run(args: DigitsHeadroomArgs) -> int:
+    """Print (and write) the headroom table (the parsed command line of
+    ``fastctrl digits headroom``)."""
+    h = headroom(Profile.load(args.profile), args.budget_ratios)
+    print_and_write(to_markdown(h), h.to_dict(), args.output_dir, "headroom")
     return 0
 
 

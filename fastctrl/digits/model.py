@@ -71,19 +71,13 @@ def vocabulary() -> dict[str, int]:
 def build_tokenizer() -> Any:
     """A ``PreTrainedTokenizerFast``: one token per whitespace-separated word."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+
+    from ..testing.tiny_models.pretrained import left_padded_tokenizer
 
     tok = Tokenizer(models.WordLevel(vocab=vocabulary(), unk_token="<pad>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        pad_token="<pad>",
-        bos_token="<s>",
-        eos_token="</s>",
-        padding_side="left",
-        extra_special_tokens={"image_token": "<image>"},
-    )
+    return left_padded_tokenizer(tok, extra_special_tokens={"image_token": "<image>"})
 
 
 def build_config(cfg: DigitsModelConfig = DigitsModelConfig()) -> Any:

@@ -3,8 +3,8 @@ read from a measured profile of the digits VLM (its ``test`` split by default).
 
 Rows: the full config, every knob lowered alone (the others at full), and the cheapest config.
 Accuracy is the profile's exact-match quality; latency the median over the split's requests and
-repeats of the measured request (prefill + answer) at batch 1. Markdown to stdout (and
-``--output``), JSON beside it.
+repeats of the measured request (prefill + answer) at batch 1. Markdown to stdout; with
+``--output_dir DIR`` also ``DIR/knob_table.md`` and ``DIR/knob_table.json``.
 """
 
 from __future__ import annotations
@@ -107,13 +107,13 @@ def to_markdown(table: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def print_and_write(md: str, data: Any, output: str | None) -> None:
-    """Print a report's markdown; with ``output``, also write it there and its JSON beside it
-    (``.json``), each atomically."""
+def print_and_write(md: str, data: Any, output_dir: str | None, name: str) -> None:
+    """Print a report's markdown; with ``output_dir``, also write it there as ``<name>.md``
+    and its JSON as ``<name>.json``, each atomically."""
     print(md)
-    if output:
-        io.write_text(output, md + "\n")
-        io.write_json(Path(output).with_suffix(".json"), data)
+    if output_dir:
+        io.write_text(Path(output_dir) / f"{name}.md", md + "\n")
+        io.write_json(Path(output_dir) / f"{name}.json", data)
 
 
 @dataclass
@@ -121,18 +121,23 @@ class DigitsReportArgs:
     """Accuracy per question type x config, and latency, from a digits profile."""
 
     profile: str
+    """The digits profile: its table, the --output_dir of `fastctrl profile`, or
+    fastctrl-digits (the shipped one)."""
     split: str = "test"
-    output: str | None = None
-    """Markdown path; the JSON goes beside it (.json)."""
+    """Profile split the table is read on (train, val or test)."""
+    output_dir: str | None = None
+    """Also write the table there: knob_table.md and knob_table.json (default: print only)."""
 
 
 def main(argv: list[str] | None = None) -> int:
     args = cli.parse(DigitsReportArgs, argv, prog="python -m fastctrl.digits.report")
-    try:
-        table = knob_table(Profile.load(args.profile), args.split)
-    except (ValueError, FileNotFoundError) as e:
-        cli.fail(str(e))
-    print_and_write(to_markdown(table), table, args.output)
+    return cli.execute(run, args)
+
+
+def run(args: DigitsReportArgs) -> int:
+    """Print (and write) the table (the parsed command line of ``fastctrl digits report``)."""
+    table = knob_table(Profile.load(args.profile), args.split)
+    print_and_write(to_markdown(table), table, args.output_dir, "knob_table")
     return 0
 
 

@@ -72,11 +72,17 @@ class DigitsTrainArgs:
     """Train the digits VLM (LLaVA + OLMoE, stock transformers classes) from scratch on CPU."""
 
     output_dir: str = "runs/digits/model"
+    """Where the model (save_pretrained), its processor and training.json go."""
     steps: int = 1400
+    """Second-stage steps: the full config and --sampled reduced ones on each batch."""
     batch_size: int = 96
+    """Training pages per second-stage step."""
     lr: float = 2e-3
+    """Peak AdamW learning rate of each stage (linear warm-up, then cosine to 0)."""
     warmup_steps: int = 50
+    """Linear learning-rate warm-up steps of each stage."""
     weight_decay: float = 0.01
+    """AdamW weight decay (weights only; norms and biases are not decayed)."""
     turns: int = 1
     """Questions per training page (>1: a multi-turn conversation about one image, the first
     turn the served prompt, every answer a target; measured slower to learn ``read``, whose
@@ -84,9 +90,11 @@ class DigitsTrainArgs:
     sampled: int = 1
     """Random reduced configs trained per step besides the full one."""
     reduced_weight: float = 1.0
+    """Weight of each reduced config's answer loss (the full config's weighs 1)."""
     vision_steps: int = 800
     """First-stage steps: vision tower + projector on the dense per-token digit loss."""
     vision_batch_size: int = 128
+    """Training pages per first-stage step."""
     aux_weight: float = 0.5
     """Weight of the dense per-vision-token digit loss in the second stage (0: off)."""
     match_weight: float = 1.0
@@ -94,15 +102,20 @@ class DigitsTrainArgs:
     head on the language model's ``match_layer`` output predicts, per vision token, whether
     its cell is one the first question is about (:func:`relevant_patches`)."""
     match_layer: int = 3
+    """The language-model layer whose output the match head reads (1 .. the model's layers)."""
     save_dtype: str = "bfloat16"
     """Dtype of the saved weights (``bfloat16`` halves the shipped file); the final per-knob
     accuracies are measured on the weights rounded to it."""
     seed: int = 0
+    """Seeds the weights, the training pages and the sampled configs."""
     threads: int = 2
+    """Torch CPU threads."""
     eval_every: int = 350
+    """Validation accuracy every this many second-stage steps (and after the last)."""
     eval_pages: int = 512
     """Validation-pool pages for the accuracy checks during and after training."""
     quiet: bool = False
+    """No progress bars."""
 
     def __post_init__(self) -> None:
         cli.need_at_least(
@@ -384,12 +397,14 @@ def train(args: DigitsTrainArgs) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = cli.parse(DigitsTrainArgs, argv, prog="python -m fastctrl.digits.train")
-    try:
-        report = train(args)
-    except (ValueError, ImportError) as e:
-        cli.fail(str(e))
+    return cli.execute(run, args)
+
+
+def run(args: DigitsTrainArgs) -> int:
+    """Train and save the model (the parsed command line of ``fastctrl digits train``)."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    report = train(args)
     print(f"trained in {report['train_wall_s']} s; validation accuracy per knob (others full):")
     for k, v in report["val_accuracy_per_knob"].items():
         print(f"  {k:22s} {v:.3f}")

@@ -5,10 +5,14 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from ..policy import Controller
 
 _FLOAT_NP = (np.float16, np.float32, np.float64)
 _FLOAT_TORCH = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -169,17 +173,27 @@ def check_budget(budget_ms: Any, batch: int) -> np.ndarray:
         )
     if budget_ms.dtype.kind not in "fiu":
         raise TypeError(f"budget_ms must be numeric, got dtype {budget_ms.dtype}")
-    b = budget_ms.astype(np.float32).reshape(-1)
-    if b.size == 1 and batch != 1:
-        b = np.full(batch, b[0], dtype=np.float32)
-    if b.size != batch:
-        raise ValueError(
-            f"budget_ms must be a scalar or have one entry per request ({batch}), got "
-            f"shape {list(budget_ms.shape)}"
-        )
+    b = _one_per_request(budget_ms, batch, np.float32, "budget_ms", "a scalar")
     if not np.isfinite(b).all() or (b <= 0).any():
         raise ValueError("budget_ms must be finite and > 0 ms for every request")
     return np.ascontiguousarray(b)
+
+
+def _one_per_request(
+    values: np.ndarray, batch: int, dtype: type, name: str, single: str
+) -> np.ndarray:
+    """``values`` flattened to ``dtype``, one per request: a single value is repeated for every
+    request; any other count is an error naming argument ``name`` (``single``: what one value
+    is called in it)."""
+    flat = values.astype(dtype).reshape(-1)
+    if flat.size == 1 and batch != 1:
+        return np.full(batch, flat[0], dtype=dtype)
+    if flat.size != batch:
+        raise ValueError(
+            f"{name} must be {single} or have one entry per request ({batch}), got "
+            f"shape {list(values.shape)}"
+        )
+    return flat
 
 
 class Engine(ABC):
@@ -194,20 +208,14 @@ class Engine(ABC):
     #: short name: "torch", "triton" or "int8"
     kind: str = ""
 
-    def __init__(
-        self,
-        image_dim: int,
-        text_dim: int,
-        knob_names: tuple[str, ...],
-        device: torch.device,
-        task_types: tuple[str, ...] = (),
-    ) -> None:
-        self.image_dim = image_dim
-        self.text_dim = text_dim
-        self.knob_names = knob_names
+    def __init__(self, controller: Controller, device: torch.device) -> None:
+        """The input sizes, knobs and task types of the ``controller`` this engine serves."""
+        self.image_dim: int = controller.config.image_dim
+        self.text_dim: int = controller.config.text_dim
+        self.knob_names: tuple[str, ...] = controller.knob_names
         self.device = device
         """Where :meth:`decide_tensors` wants its inputs (and returns its decisions)."""
-        self.task_types = tuple(task_types)
+        self.task_types = tuple(controller.config.task_types)
         """The task types the controller takes as an input (empty: none)."""
         self.n_task_slots = len(self.task_types) + 1 if self.task_types else 0
 
@@ -234,12 +242,8 @@ class Engine(ABC):
 
     @abstractmethod
     def decide_tensors(
-        self,
-        image: torch.Tensor,
-        text: torch.Tensor,
-        budget_ms: torch.Tensor,
-        task: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        self, image: Tensor, text: Tensor, budget_ms: Tensor, task: Tensor | None = None
+    ) -> Tensor:
         """Decisions for validated inputs: float ``[B, D]`` features, a float32 ``[B]`` budget
         and int64 ``[B]`` task slots (or ``None``: unknown), all on :attr:`device`; no checks."""
 
@@ -262,11 +266,7 @@ class Engine(ABC):
             arr = np.asarray([lookup.get(str(t), 0) for t in arr.reshape(-1)], dtype=np.int64)
         elif arr.dtype.kind not in "iu":
             raise TypeError(f"task must be task-type names or integer slots, got {arr.dtype}")
-        arr = arr.astype(np.int64).reshape(-1)
-        if arr.size == 1 and batch != 1:
-            arr = np.full(batch, arr[0], dtype=np.int64)
-        if arr.size != batch:
-            raise ValueError(f"task must be one task or one per request ({batch}), got {arr.size}")
+        arr = _one_per_request(arr, batch, np.int64, "task", "one task")
         if (arr < 0).any() or (arr >= n).any():
             raise ValueError(f"task slots must be in [0, {n}) (0: unknown)")
         return arr

@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from ..policy import Controller
-from ..policy.export import export_weights
+from ..policy.export import EngineWeights, export_weights
 from .base import Engine, EngineUnavailableError, check_inputs
 
 _F32 = np.dtype(np.float32)
@@ -69,13 +70,7 @@ class Int8Engine(Engine):
     kind = "int8"
 
     def __init__(self, controller: Controller, isa: str | None = None) -> None:
-        super().__init__(
-            controller.config.image_dim,
-            controller.config.text_dim,
-            controller.knob_names,
-            torch.device("cpu"),
-            controller.config.task_types,
-        )
+        super().__init__(controller, torch.device("cpu"))
         _C = _load_extension()
         isas = list(_C.available_isas())
         if isa is None:
@@ -87,7 +82,17 @@ class Int8Engine(Engine):
         w = export_weights(controller)
         self.isa: str = isa
         self.head_sizes = w.head_sizes
-        self._model = _C.Int8Model(
+        self._model = _C.Int8Model(*self.model_args(w, isa))
+        # Bound method cached: the B=1 fast path is one attribute load and one C++ call.
+        self._decide = self._model.decide
+        self._decide_list = self._model.decide_list
+        self._misaligned = _C.MisalignedError
+        self._budget_view: tuple[torch.Tensor, np.ndarray] | None = None
+
+    @staticmethod
+    def model_args(w: EngineWeights, isa: str) -> list[Any]:
+        """The positional arguments of ``_C.Int8Model`` for exported weights ``w`` on ``isa``."""
+        return [
             w.img_w,
             w.img_b,
             w.txt_w,
@@ -101,12 +106,7 @@ class Int8Engine(Engine):
             w.budget_freqs,
             w.inv_ref_latency,
             isa,
-        )
-        # Bound method cached: the B=1 fast path is one attribute load and one C++ call.
-        self._decide = self._model.decide
-        self._decide_list = self._model.decide_list
-        self._misaligned = _C.MisalignedError
-        self._budget_view: tuple[torch.Tensor, np.ndarray] | None = None
+        ]
 
     def decide(self, image_feat: Any, lang_feat: Any, budget_ms: Any, task: Any = None) -> Any:
         # Fast path: float32 numpy arrays go straight to C++, which validates shape,
@@ -126,12 +126,8 @@ class Int8Engine(Engine):
         return super().decide(image_feat, lang_feat, budget_ms, task)
 
     def decide_tensors(
-        self,
-        image: torch.Tensor,
-        text: torch.Tensor,
-        budget_ms: torch.Tensor,
-        task: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        self, image: Tensor, text: Tensor, budget_ms: Tensor, task: Tensor | None = None
+    ) -> Tensor:
         # float32 CPU tensors go to C++ as numpy views (no copy, no checks here; the binding
         # validates shapes). Was 3 x (detach, .to, .numpy, np.ascontiguousarray) + C++: 22 us
         # vs 6.8 us for the C++ call alone at B=1 (tiny bench controller, loaded host, one
@@ -143,11 +139,7 @@ class Int8Engine(Engine):
             return torch.from_numpy(self._decide(*_aligned(*arrays)))
 
     def decide_rows(
-        self,
-        image: torch.Tensor,
-        text: torch.Tensor,
-        budget_ms: torch.Tensor,
-        task: torch.Tensor | None = None,
+        self, image: Tensor, text: Tensor, budget_ms: Tensor, task: Tensor | None = None
     ) -> list[list[int]]:
         """:meth:`decide_tensors` as host lists (what the hook reads): the C++ call builds
         them directly, without an int64 array and a tensor around it (~1.3 us of a ~7 us
@@ -159,11 +151,7 @@ class Int8Engine(Engine):
             return self._decide_list(*_aligned(*arrays))
 
     def _arrays(
-        self,
-        image: torch.Tensor,
-        text: torch.Tensor,
-        budget_ms: torch.Tensor,
-        task: torch.Tensor | None,
+        self, image: Tensor, text: Tensor, budget_ms: Tensor, task: Tensor | None
     ) -> tuple[np.ndarray, ...]:
         if self.n_task_slots:
             text = self.with_task(text.float(), task)

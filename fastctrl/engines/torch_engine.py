@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 import torch
+from torch import Tensor
 
 from ..policy import Controller
 from .base import Engine
@@ -17,11 +18,8 @@ class TorchEngine(Engine):
 
     def __init__(self, controller: Controller, device: str | torch.device | None = None) -> None:
         super().__init__(
-            controller.config.image_dim,
-            controller.config.text_dim,
-            controller.knob_names,
+            controller,
             torch.device(device) if device is not None else next(controller.parameters()).device,
-            controller.config.task_types,
         )
         self.model = copy.deepcopy(controller).to(self.device, torch.float32).eval()
         for p in self.model.parameters():
@@ -29,11 +27,7 @@ class TorchEngine(Engine):
 
     @torch.inference_mode()
     def decide_tensors(
-        self,
-        image: torch.Tensor,
-        text: torch.Tensor,
-        budget_ms: torch.Tensor,
-        task: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        self, image: Tensor, text: Tensor, budget_ms: Tensor, task: Tensor | None = None
+    ) -> Tensor:
         logits = self.model(image.float(), text.float(), budget_ms, task)
         return torch.stack([logits[n].argmax(-1) for n in self.knob_names], dim=1)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from ..policy import Controller
 from ..policy.export import export_weights
@@ -46,13 +47,7 @@ class TritonEngine(Engine):
         interpret = fc.interpret_mode()
         if device is None:
             device = "cpu" if interpret else "cuda"
-        super().__init__(
-            controller.config.image_dim,
-            controller.config.text_dim,
-            controller.knob_names,
-            torch.device(device),
-            controller.config.task_types,
-        )
+        super().__init__(controller, torch.device(device))
         if self.device.type == "cpu" and not interpret:
             raise EngineUnavailableError(
                 "the triton engine runs on CPU only in Triton's interpreter: set "
@@ -76,12 +71,8 @@ class TritonEngine(Engine):
 
     @torch.inference_mode()
     def decide_tensors(
-        self,
-        image: torch.Tensor,
-        text: torch.Tensor,
-        budget_ms: torch.Tensor,
-        task: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        self, image: Tensor, text: Tensor, budget_ms: Tensor, task: Tensor | None = None
+    ) -> Tensor:
         # The kernel reads fp32/fp16/bf16 directly; float64 is narrowed here.
         if image.dtype == torch.float64:
             image = image.float()

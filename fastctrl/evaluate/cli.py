@@ -3,7 +3,7 @@ requests, beside the best static config (chosen on the profile's train split) an
 config; JSON plus figures.
 
     python -m fastctrl.evaluate --model DIR_OR_ID --controller runs/train/controller \\
-        --profile runs/profile/p.parquet --dataset heldout.jsonl --budget_ratios 0.5 0.75 1.0
+        --profile runs/profile --dataset heldout.jsonl --budget_ratios 0.5 0.75 1.0
 
 Budgets: ``--budgets_ms`` (absolute), or ``--budget_ratios`` x the profile's mean full-config
 latency on train. Outputs in ``--output_dir``: ``live_eval.json`` (per budget and policy:
@@ -14,13 +14,16 @@ forward), ``accuracy_vs_budget.png``, ``latency_per_budget.png``.
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+import tyro
 
 from .. import cli, io
+from ..runtime.answering import ANSWER_PATH_HELP, AnswerPath
+from ..runtime.loading import ModelArgs
 from ..runtime.metrics import METRICS
 
 MetricName = Literal[("auto", *METRICS)]  # type: ignore[misc]
@@ -34,45 +37,48 @@ class EvaluateArgs:
     """A controller directory (Controller.save_pretrained) or lookup table
     (LookupTablePolicy.save_pretrained), or a training run directory holding one in
     controller/ or lookup_table/ (the lut method)."""
-    model: str = "tiny-llava-olmoe"
-    """The model the controller was trained for: tiny-<family>, a hub id or a save_pretrained
-    directory."""
+    loading: tyro.conf.OmitArgPrefixes[ModelArgs] = field(default_factory=ModelArgs)
+    """The model the controller was trained for, loaded as the profiler loaded it."""
     profile: str | None = None
-    """The profile the controller was trained on: picks the best static config per budget on
-    its train split, and the reference latency of --budget_ratios."""
+    """The profile the controller was trained on (its table, or the --output_dir of
+    `fastctrl profile`): picks the best static config per budget on its train split, and the
+    reference latency of --budget_ratios."""
     dataset: str | None = None
     """Held-out requests (JSONL / CSV / save_to_disk / image folder / hub name); default: the
     built-in synthetic set with --seed 1000 (never the profiled one)."""
     split: str | None = None
+    """Dataset split (save_to_disk DatasetDict or hub dataset)."""
     samples: int | None = None
     """At most this many requests (synthetic default: 12)."""
     on_error: Literal["raise", "skip"] = "raise"
+    """A bad dataset row (missing image, empty answers): stop, or skip it and count it."""
     budgets_ms: list[float] = field(default_factory=list)
     """Absolute budgets in ms."""
     budget_ratios: list[float] = field(default_factory=list)
     """Budgets as ratios of the profile's mean full-config latency on train (needs
     --profile)."""
     metric: MetricName = "auto"  # type: ignore[valid-type]
-    """auto: the dataset's standard metric (exact match when unknown)."""
+    """auto: the dataset's standard metric (exact match when unknown; agreement without
+    answers). agreement: each policy's tokens against the full config's for the same request
+    and budget (no answers needed)."""
     max_new_tokens: int = 4
-    answer_path: Literal["auto", "generate"] = "auto"
-    """auto: a one-token answer (--max_new_tokens 1) from the prefill forward alone (as the
-    profiler answers); generate: always generate()."""
+    """Tokens generated per request (as profiled)."""
+    answer_path: Annotated[AnswerPath, tyro.conf.arg(help=ANSWER_PATH_HELP)] = "auto"
     warmup: int = 1
+    """Untimed runs of each policy before the timed ones."""
     engine: Literal["auto", "torch", "int8", "triton"] = "auto"
+    """Decision engine that runs the controller inside the forward (auto: Triton on a CUDA
+    device, else the int8 C++ engine, else torch)."""
     seed: int = 1000
     """Tiny model weights are seed 0 (as profiled); this seeds the held-out synthetic set."""
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
-    device: str | None = None
-    device_map: str | None = None
-    attn_implementation: str | None = None
-    trust_remote_code: bool = False
     threads: int = 1
     """Torch CPU threads (0 keeps torch's default)."""
     missing_configs: Literal["raise", "drop", "impute"] = "raise"
     """How to load a sampled --profile (see python -m fastctrl.train --help)."""
     output_dir: str = "runs/evaluate"
+    """Where live_eval.json and the figures go."""
     quiet: bool = False
+    """No progress bar, warnings only."""
 
     def __post_init__(self) -> None:
         cli.need(
@@ -113,91 +119,88 @@ def _load_policy(path: str) -> Any:
     )
 
 
+PROG = "python -m fastctrl.evaluate"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = cli.parse(EvaluateArgs, argv, prog="python -m fastctrl.evaluate")
+    return cli.execute(
+        run, cli.parse(EvaluateArgs, argv, prog=PROG), bad_input=(*cli.BAD_INPUT, TypeError)
+    )
+
+
+def run(args: EvaluateArgs) -> int:
+    """Evaluate live and write the results (the parsed command line of ``fastctrl evaluate``)."""
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
     import torch
 
-    from ..runtime.datasets import load_requests
-    from ..runtime.loading import load_model
-    from ..runtime.synthetic_vqa import synthetic_vqa
     from ..profile.table import Profile
-    from ..runtime.loading import ModelLoadError
+    from ..runtime.datasets import load_requests
     from ..runtime.metrics import resolve_metric
     from ..runtime.requests import as_requests
+    from ..runtime.synthetic_vqa import synthetic_vqa
     from ..sysinfo import machine
     from .host_check import check_host, profile_machine
     from .live import evaluate_live, static_configs
     from .plots import plot_accuracy_vs_budget, plot_latency_per_budget
 
-    try:
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        controller = _load_policy(args.controller)
-        # the model and data, loaded exactly as the profiler loads them (tiny weights: seed 0)
-        model, processor = load_model(
-            args.model,
-            dtype=args.dtype,
-            device=args.device,
-            device_map=args.device_map,
-            attn_implementation=args.attn_implementation,
-            trust_remote_code=args.trust_remote_code,
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    controller = _load_policy(args.controller)
+    # the model and data, loaded exactly as the profiler loads them (tiny weights: seed 0)
+    model, processor = args.loading.load(seed=0)
+    if args.dataset is None:
+        data, name = synthetic_vqa(args.samples or 12, seed=args.seed), None
+    else:
+        data, name = load_requests(
+            args.dataset, split=args.split, samples=args.samples, on_error=args.on_error
         )
-        if args.dataset is None:
-            data, name = synthetic_vqa(args.samples or 12, seed=args.seed), None
-        else:
-            data, name = load_requests(
-                args.dataset, split=args.split, samples=args.samples, on_error=args.on_error
+    requests = list(as_requests(data))
+    have_answers = all(r.answer is not None for r in requests)
+    metric_name, metric = resolve_metric(args.metric, have_answers, name)
+    static, ref, profile, recorded = None, None, None, None
+    budgets = list(args.budgets_ms)
+    if args.profile:
+        profile = Profile.load(args.profile, missing_configs=args.missing_configs)
+        if profile.space != controller.space:
+            raise ValueError(
+                f"the profile's grid {profile.space} differs from the "
+                f"controller's {controller.space}"
             )
-        requests = list(as_requests(data))
-        metric_name, metric = resolve_metric(args.metric, True, name)
-        static, ref, profile, recorded = None, None, None, None
-        budgets = list(args.budgets_ms)
-        if args.profile:
-            profile = Profile.load(args.profile, missing_configs=args.missing_configs)
-            if profile.space != controller.space:
-                raise ValueError(
-                    f"the profile's grid {profile.space} differs from the "
-                    f"controller's {controller.space}"
-                )
-            if not budgets:
-                ref = float(
-                    profile.mean_latency[profile.split_indices("train"), profile.full_index].mean()
-                )
-                budgets = [r * ref for r in args.budget_ratios]
-            static, ref = static_configs(profile, budgets)
-            recorded = profile_machine(args.profile)  # unreadable: fails now, not after the run
-        res = evaluate_live(
-            model,
-            processor,
-            controller,
-            requests,
-            budgets,
-            metric,
-            metric_name,
-            static=static,
-            reference_ms=ref,
-            max_new_tokens=args.max_new_tokens,
-            warmup=args.warmup,
-            engine=args.engine,
-            answer_path=args.answer_path,
-            quiet=args.quiet,
-        )
-        host = None
-        if profile is not None:
-            full_ms = [x for row in res.per_budget.values() for x in row["full"].latency_ms]
-            here = {
-                **machine(next(model.parameters()).device),
-                "torch_threads": torch.get_num_threads(),
-                "answered_by": res.answered_by,
-            }
-            host = check_host(profile, recorded, full_ms, here)
-    except (ValueError, TypeError, FileNotFoundError, ModelLoadError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return cli.USAGE_ERROR
+        if not budgets:
+            ref = float(
+                profile.mean_latency[profile.split_indices("train"), profile.full_index].mean()
+            )
+            budgets = [r * ref for r in args.budget_ratios]
+        static, ref = static_configs(profile, budgets)
+        recorded = profile_machine(args.profile)  # unreadable: fails now, not after the run
+    res = evaluate_live(
+        model,
+        processor,
+        controller,
+        requests,
+        budgets,
+        metric,
+        metric_name,
+        static=static,
+        reference_ms=ref,
+        max_new_tokens=args.max_new_tokens,
+        warmup=args.warmup,
+        engine=args.engine,
+        answer_path=args.answer_path,
+        quiet=args.quiet,
+    )
+    host = None
+    if profile is not None:
+        full_ms = [x for row in res.per_budget.values() for x in row["full"].latency_ms]
+        here = {
+            **machine(next(model.parameters()).device),
+            "torch_threads": torch.get_num_threads(),
+            "answered_by": res.answered_by,
+        }
+        host = check_host(profile, recorded, full_ms, here)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     io.write_json(

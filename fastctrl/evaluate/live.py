@@ -9,9 +9,11 @@ tokens (:func:`~fastctrl.runtime.answering.lean_answer_path`: the prefill forwar
 for one-token answers, the cached greedy loop for longer ones; the profiler answers the same
 way), up to ``max_new_tokens``, stopping at the end of sequence. Each run is timed end to end
 (prefill + decode steps; CUDA events on GPU), its answer scored with the dataset's
-metric. Per budget and policy: accuracy, latency p50 / p95, SLO attainment
-(share of requests whose latency is within the budget), the histogram of configs run and,
-for the controller, its share of the forward (``handle.stats``).
+metric, or, with the ``agreement`` metric (no answers needed), its tokens compared with the
+tokens the full config generated for the same request at the same budget. Per budget and
+policy: accuracy, latency p50 / p95, SLO attainment (share of requests whose latency is within
+the budget), the histogram of configs run and, for the controller, its share of the forward
+(``handle.stats``).
 
 The best static config per budget is chosen on the TRAIN split of the model's profile (the
 profile the controller was trained on), exactly as the table evaluation chooses it: the
@@ -39,7 +41,7 @@ from ..policy import Controller
 from ..policy.lookup_table import LookupTablePolicy
 from ..profile.table import Profile
 from ..runtime.answering import answered_by, check_answer_path, lean_answer_path, make_decoder
-from ..runtime.metrics import Metric
+from ..runtime.metrics import AnswerFn, Metric, resolve_metric
 from ..runtime.requests import Request
 from ..runtime.timing import CallTimer
 from ..space import Config
@@ -108,8 +110,8 @@ def evaluate_live(
     controller: Controller | LookupTablePolicy,
     requests: Sequence[Request],
     budgets_ms: Sequence[float],
-    metric: Metric,
-    metric_name: str,
+    metric: str | Metric | AnswerFn,
+    metric_name: str | None = None,
     *,
     static: dict[float, Config] | None = None,
     reference_ms: float | None = None,
@@ -122,6 +124,13 @@ def evaluate_live(
     """Run every request at every budget under the controller, ``static`` (if given) and the
     full config; see the module docstring. ``answer_path``: ``auto`` or ``generate``.
 
+    ``metric``: a name of :data:`~fastctrl.runtime.metrics.METRICS`, a
+    :class:`~fastctrl.runtime.metrics.Metric` or an answer function (see
+    :func:`~fastctrl.runtime.metrics.resolve_metric`); ``metric_name`` (default: the
+    metric's) names it in the result. An answer metric scores each answer against the
+    request's references (every request needs them); an agreement metric compares each
+    policy's tokens with the full config's tokens for the same request and budget.
+
     ``controller`` may be a :class:`~fastctrl.policy.lookup_table.LookupTablePolicy` (the
     ``lut`` method): it reads no features, so each request's config is looked up from its
     ``task_type`` and budget inside the timed call and pinned on the hooked model, which
@@ -131,8 +140,9 @@ def evaluate_live(
     budgets = [float(b) for b in budgets_ms]
     if not budgets or any(not np.isfinite(b) or b <= 0 for b in budgets):
         raise ValueError(f"budgets must be positive finite ms, got {list(budgets_ms)}")
-    if any(r.answer is None for r in requests):
-        raise ValueError("live evaluation scores answers: every request needs reference answers")
+    # an answer metric without an answer for every request: ValueError
+    resolved_name, metric = resolve_metric(metric, all(r.answer is not None for r in requests))
+    metric_name = metric_name or resolved_name
     device = next(model.parameters()).device
     timer = CallTimer(device)
     decode = make_decoder(processor)
@@ -158,7 +168,7 @@ def evaluate_live(
 
         def run(
             req: Request, inputs: dict[str, Any], pin: Config | None, budget: float
-        ) -> tuple[float, float, str]:
+        ) -> tuple[list[int], float, str]:
             looked_up = table is not None and pin is None
             handle.pin(pin)
 
@@ -171,9 +181,15 @@ def evaluate_live(
 
             out, ms = timer.time(answer)
             pred = out[0, inputs["input_ids"].shape[1] :].tolist()
-            q = float(metric(decode(pred), req.answer, pred, pred))  # scored on answers
-            cfg = config_key(handle.last_config.values)
-            return q, ms, cfg
+            return pred, ms, config_key(handle.last_config.values)
+
+        def score(req: Request, pred: list[int], full_ids: list[int]) -> float:
+            return metric.score(
+                prediction_text=decode(pred),
+                references=req.answer,
+                prediction_ids=pred,
+                full_config_ids=full_ids,
+            )
 
         inputs_of = [
             {
@@ -196,8 +212,12 @@ def evaluate_live(
                 acc: dict[str, list[tuple[float, float, str]]] = {n: [] for n in pins}
                 handle.stats.take_times()
                 for req, inputs in zip(requests, inputs_of, strict=True):
-                    for name, pin in pins.items():
-                        acc[name].append(run(req, inputs, pin, b))
+                    ran = {name: run(req, inputs, pin, b) for name, pin in pins.items()}
+                    # scored once every policy ran: an agreement metric compares each policy's
+                    # tokens with the full config's for this request and budget
+                    full_ids = ran["full"][0]
+                    for name, (pred, ms, cfg) in ran.items():
+                        acc[name].append((score(req, pred, full_ids), ms, cfg))
                     bar.update(1)
                 # only the controller's forwards decide, so only they are timed
                 ctrl_ms, fwd_ms = handle.stats.take_times()

@@ -7,9 +7,10 @@ max_crops [1, 2, 4] x top_k [1, 2, 4] x num_active_blocks [2, 3, 4]; a few minut
 local JSONL / CSV / ``save_to_disk`` directory / image folder or a hub dataset name
 (:mod:`fastctrl.runtime.datasets`); ``--configs random N`` / ``lhs N`` measures a sample of
 the grid per request (always the full and the cheapest config).
-The table (Parquet/CSV), its feature store (``.features.safetensors``) and a ``.sweep.json``
-sidecar (grid, settings, p50/p95 per config, what the sweep cost) are what
-``python -m fastctrl.train --profile`` reads. An interrupted run resumes where it stopped
+``--output_dir DIR`` gets the table ``DIR/profile.parquet`` (``--table_format csv``:
+``profile.csv``), its feature store (``profile.features.safetensors``) and a
+``profile.sweep.json`` sidecar (grid, settings, p50/p95 per config, what the sweep cost):
+what ``python -m fastctrl.train --profile DIR`` reads. An interrupted run resumes where it stopped
 (``--no_resume`` starts over). ``--backend ray`` sweeps on a Ray cluster, one model replica
 per worker (:mod:`fastctrl.profile.ray_sweep`), into the same files.
 
@@ -25,61 +26,62 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from collections.abc import Sequence
 
 from .. import cli
 from .options import ProfileArgs, args_space, load, load_data
 
+PROG = "python -m fastctrl.profile"
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = cli.parse(ProfileArgs, argv, prog="python -m fastctrl.profile")
+    return cli.execute(
+        run, cli.parse(ProfileArgs, argv, prog=PROG), bad_input=(*cli.BAD_INPUT, TypeError)
+    )
+
+
+def run(args: ProfileArgs) -> int:
+    """Sweep and write the profile (the parsed command line of ``fastctrl profile``)."""
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
     import torch
 
-    from ..runtime.loading import ModelLoadError
     from .sweep import run_sweep
 
-    try:
-        if args.execution.backend == "ray":
-            from .ray_sweep import WorkerError, ray_sweep
+    if args.execution.backend == "ray":
+        from .ray_sweep import WorkerError, ray_sweep
 
-            data, name, n = load_data(args)
-            try:
-                res = ray_sweep(args, data, dataset_name=name, total=n)
-            except WorkerError as e:
-                print(f"error: {e}", file=sys.stderr)
-                return 1
-        else:
-            if args.threads:
-                torch.set_num_threads(args.threads)
-            model, processor, data, name, n = load(args)
-            res = run_sweep(
-                model,
-                processor,
-                data,
-                args_space(args, model),
-                args.out,
-                warmup=args.warmup,
-                repeats=args.repeats,
-                max_new_tokens=args.max_new_tokens,
-                metric=args.metric,
-                tokens_per_crop=args.tokens_per_crop,
-                resume=args.resume,
-                quiet=args.quiet,
-                total=n,
-                configs=args.configs,
-                batch_size=args.batch_size,
-                seed=args.seed,
-                dataset_name=name,
-                answer_path=args.answer_path,
-            )
-    except (ValueError, TypeError, FileNotFoundError, ModelLoadError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return cli.USAGE_ERROR
+        data, name, n = load_data(args)
+        try:
+            res = ray_sweep(args, data, dataset_name=name, total=n)
+        except WorkerError as e:
+            return cli.failure(str(e))
+    else:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        model, processor, data, name, n = load(args)
+        res = run_sweep(
+            model,
+            processor,
+            data,
+            args_space(args, model),
+            args.table_path,
+            warmup=args.warmup,
+            repeats=args.repeats,
+            max_new_tokens=args.max_new_tokens,
+            metric=args.metric,
+            tokens_per_crop=args.tokens_per_crop,
+            resume=args.resume,
+            quiet=args.quiet,
+            total=n,
+            configs=args.configs,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            dataset_name=name,
+            answer_path=args.answer_path,
+        )
     cost = json.loads(res.sidecar_path.read_text())["cost"]
     if res.profile is None:
         print(

@@ -6,14 +6,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import tyro
 
 from ..distributed.backend import BackendArgs
+from ..runtime.answering import ANSWER_PATH_HELP, AnswerPath
+from ..runtime.loading import ModelArgs
 from ..runtime.metrics import METRICS
 from ..runtime.registry import builtin_model
 from ..space import ActionSpace
+
+#: the table's file name in --output_dir (its feature store and sidecars go beside it)
+TABLE_NAME = "profile"
 
 DEFAULT_GRID = {"max_crops": [1, 2, 4], "top_k": [1, 2, 4], "num_active_blocks": [2, 3, 4]}
 
@@ -26,10 +32,8 @@ class ProfileArgs:
     """Sweep a config grid on a transformers VLM and write the profile table + feature store
     that `python -m fastctrl.train --profile` reads."""
 
-    model: str = "tiny-llava-olmoe"
-    """A built-in tiny random-weight model (tiny-<family>, nothing downloaded), or a hub id /
-    save_pretrained directory of a supported family (loaded with from_pretrained and its
-    AutoProcessor)."""
+    loading: tyro.conf.OmitArgPrefixes[ModelArgs] = field(default_factory=ModelArgs)
+    """The model to sweep, and how it is loaded."""
     dataset: str | None = None
     """JSONL / CSV file, save_to_disk directory, image folder with questions.jsonl/csv, or a
     hub dataset name; default: the built-in synthetic image/question set."""
@@ -56,9 +60,7 @@ class ProfileArgs:
     """Timed runs per (request, config)."""
     max_new_tokens: int = 4
     """Tokens generated per request."""
-    answer_path: Literal["auto", "generate"] = "auto"
-    """auto: a one-token answer (--max_new_tokens 1) from the prefill forward alone, the tokens
-    generate() gives without its per-call set-up; generate: always generate()."""
+    answer_path: Annotated[AnswerPath, tyro.conf.arg(help=ANSWER_PATH_HELP)] = "auto"
     metric: MetricName = "auto"  # type: ignore[valid-type]
     """Quality metric: auto = the dataset's standard metric / exact match with answers, else
     agreement with the full config."""
@@ -66,26 +68,21 @@ class ProfileArgs:
     """Score the synthetic answers (meaningless for random weights)."""
     tokens_per_crop: int | None = None
     """Vision tokens per max_crops unit (default: the grid top keeps all)."""
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
-    """Weights dtype of a loaded model."""
-    device: str | None = None
-    """Device of a loaded model (default: cuda if available, else cpu)."""
-    device_map: str | None = None
-    """accelerate device map for a loaded model (e.g. auto); instead of --device."""
-    attn_implementation: str | None = None
-    """e.g. sdpa, eager, flash_attention_2."""
-    trust_remote_code: bool = False
-    """Allow a model's own code from its repository (off unless asked)."""
     threads: int = 1
     """Torch CPU threads (1 by default: tiny models are overhead-bound and timings are steadier
     on a shared CPU; 0 keeps torch's default)."""
-    out: str = "runs/profile/tiny.parquet"
-    """The profile table: .parquet or .csv."""
+    output_dir: str = "runs/profile"
+    """Where the profile goes: DIR/profile.parquet (or .csv), its feature store
+    (profile.features.safetensors), profile.sweep.json and, while it runs,
+    profile.partial.json. `--profile DIR` reads it."""
+    table_format: Literal["parquet", "csv"] = "parquet"
+    """File format of the profile table."""
     resume: bool = True
     """Continue a partial earlier run of the same sweep (--no_resume starts over)."""
     quiet: bool = False
     """No progress bar, warnings only."""
     execution: tyro.conf.OmitArgPrefixes[BackendArgs] = field(default_factory=BackendArgs)
+    """Where the sweep runs: this process, or model replicas on a Ray cluster."""
     num_workers: int | None = None
     """With --backend ray: model replicas (Ray actors) sweeping at once; None: as many as the
     cluster's GPUs (or, without GPUs, its CPUs) hold."""
@@ -117,7 +114,11 @@ class ProfileArgs:
         for name in ("warmup", "threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
-        builtin_model(self.model)  # a tiny-<family> name that names no family: an error
+
+    @property
+    def table_path(self) -> Path:
+        """The profile table this run writes: ``<output_dir>/profile.<table_format>``."""
+        return Path(self.output_dir) / f"{TABLE_NAME}.{self.table_format}"
 
 
 def auto_grid(model: Any) -> dict[str, list[int]]:
@@ -142,17 +143,7 @@ def load(args: ProfileArgs) -> tuple[Any, Any, Any, str | None, int]:
 
 def load_args_model(args: ProfileArgs) -> tuple[Any, Any]:
     """(model, processor) of ``--model`` (what every sweep worker loads once)."""
-    from ..runtime.loading import load_model
-
-    return load_model(
-        args.model,
-        seed=args.seed,
-        dtype=args.dtype,
-        device=args.device,
-        device_map=args.device_map,
-        attn_implementation=args.attn_implementation,
-        trust_remote_code=args.trust_remote_code,
-    )
+    return args.loading.load(seed=args.seed)
 
 
 def load_data(args: ProfileArgs) -> tuple[Any, str | None, int]:
@@ -161,7 +152,7 @@ def load_data(args: ProfileArgs) -> tuple[Any, str | None, int]:
         from ..runtime.synthetic_vqa import synthetic_vqa
 
         n = args.samples or 12
-        entry = builtin_model(args.model)
+        entry = builtin_model(args.loading.model)
         random_weights = entry is not None and entry.random_weights
         data: Any = synthetic_vqa(
             n, seed=args.seed, with_answers=args.use_answers or not random_weights

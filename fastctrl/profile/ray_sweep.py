@@ -177,7 +177,7 @@ def ray_sweep(
     args: Any, data: Sequence[Any], *, dataset_name: str | None, total: int | None = None
 ) -> SweepResult:
     """Sweep ``data`` with the profile arguments ``args`` on Ray (see the module doc)."""
-    out_path = check_out_path(args.out)
+    out_path = check_out_path(args.table_path)
     if args.grid != "auto":  # a bad --grid fails here, not in every worker
         ActionSpace(json.loads(args.grid))
     data = data if isinstance(data, Sequence) else list(data)
@@ -227,7 +227,7 @@ def ray_sweep(
         log.info("starting %d workers (%g CPUs, %g GPUs each)", workers, cpus, gpus)
         actors = [actor.remote(args, have_answers, dataset_name, crash) for _ in range(workers)]
         try:
-            info = _describe(ray, actors, args.model)
+            info = _describe(ray, actors, args.loading.model)
             startup_s = time.perf_counter() - t0
             setup = sweep_setup(args, ActionSpace(info["grid"]), have_answers, dataset_name)
             plan = store.open(

@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 from .. import io
 from ..model_hook import hook
 from ..runtime.answering import answered_by, check_answer_path, lean_answer_path, make_decoder
-from ..runtime.metrics import Metric, resolve_metric
+from ..runtime.metrics import AnswerFn, Metric, resolve_metric
 from ..runtime.requests import Request, as_requests
 from ..runtime.timing import CallTimer
 from ..space import ActionSpace, Config
@@ -153,7 +153,9 @@ class SweepSetup:
     space: ActionSpace
     sampler: ConfigSampler
     metric_name: str
-    metric_fn: Metric
+    metric: Metric
+    """What it reads (:attr:`Metric.kind`): the answer text and references, or the tokens and
+    the full config's tokens for the same request."""
     warmup: int
     repeats: int
     max_new_tokens: int
@@ -171,7 +173,7 @@ class SweepSetup:
         warmup: int = 1,
         repeats: int = 3,
         max_new_tokens: int = 4,
-        metric: str | Metric = "auto",
+        metric: str | Metric | AnswerFn = "auto",
         tokens_per_crop: int | None = None,
         configs: str | ConfigSampler = "all",
         batch_size: int = 1,
@@ -186,12 +188,12 @@ class SweepSetup:
             if isinstance(configs, ConfigSampler)
             else ConfigSampler.parse(configs, space, seed)
         )
-        metric_name, metric_fn = resolve_metric(metric, have_answers, dataset_name)
+        metric_name, metric_obj = resolve_metric(metric, have_answers, dataset_name)
         return cls(
             space,
             sampler,
             metric_name,
-            metric_fn,
+            metric_obj,
             warmup,
             repeats,
             max_new_tokens,
@@ -303,9 +305,12 @@ class BatchMeasurer:
         for b, req in enumerate(batch):
             for config in batch_configs:
                 pred, ref = ids[config][b], ids[full][b]
-                q = float(s.metric_fn(self.decode(pred), req.answer, pred, ref))
-                if not 0.0 <= q <= 1.0:
-                    raise ValueError(f"metric {s.metric_name} returned {q}, outside [0, 1]")
+                q = s.metric.score(
+                    prediction_text=self.decode(pred),
+                    references=req.answer,
+                    prediction_ids=pred,
+                    full_config_ids=ref,
+                )
                 rows.append(
                     {
                         "request_id": req.request_id,
@@ -375,7 +380,7 @@ def finish_sweep(
         "n_configs": space.n_configs,
         "cells_measured": n_cells,
         "cells_share": n_cells / max(1, len(features) * space.n_configs),
-        "quality_proxy": setup.metric_name == "agreement",
+        "quality_proxy": setup.metric.kind == "agreement",
         "cost": {k: round(v, 3) if isinstance(v, float) else v for k, v in cost.items()},
         "configs": _config_summary(rows, space, setup.repeats),
         "backend": backend or {"name": "local"},
@@ -405,7 +410,7 @@ def run_sweep(
     warmup: int = 1,
     repeats: int = 3,
     max_new_tokens: int = 4,
-    metric: str | Metric = "auto",
+    metric: str | Metric | AnswerFn = "auto",
     have_answers: bool | None = None,
     tokens_per_crop: int | None = None,
     resume: bool = True,

@@ -271,11 +271,7 @@ def synthetic_profile(
     if n_repeats < 1:
         raise ValueError(f"n_repeats must be >= 1, got {n_repeats}")
     space = space or ActionSpace()
-    needed = {"max_crops", "top_k", "num_active_blocks"}
-    if set(space.names) != needed:
-        raise ValueError(
-            f"the synthetic profile simulates the knobs {sorted(needed)}, got {space.names}"
-        )
+    _check_knobs(space, "synthetic")
     rng = np.random.default_rng(seed)
     max_crops = max(space["max_crops"].values)
     task_idx, f = _draw_factors(rng, n_requests, TASKS, max_crops)
@@ -291,20 +287,44 @@ def synthetic_profile(
         rng, maps, task_idx, len(TASKS), f, max_crops, image_dim, text_dim, feature_noise
     )
     names = list(TASKS)
-    ids = [f"syn-{seed}-{i:06d}" for i in range(n_requests)]
-    splits = assign_splits(ids, seed=seed, train_split=train_split, test_fraction=test_fraction)
-    prof = Profile(
-        space,
-        ids,
-        [names[i] for i in task_idx],
-        splits,
-        quality.astype(np.float32),
-        latency.astype(np.float32),
-        FeatureStore(ids, image, text),
-    )
+    tasks = [names[i] for i in task_idx]
+    split = dict(seed=seed, train_split=train_split, test_fraction=test_fraction)
+    prof = simulated_profile(f"syn-{seed}", space, split, tasks, quality, latency, image, text)
     prof.hidden = {**f, "q_max": q_max}
-    prof.simulator = "fastctrl.profile.synthetic"
+    prof.simulator = __name__
     return prof
+
+
+#: the knobs the simulators model (their grids may differ)
+SIMULATED_KNOBS = ("max_crops", "top_k", "num_active_blocks")
+
+
+def simulated_profile(
+    id_prefix: str,
+    space: ActionSpace,
+    split: Mapping[str, Any],
+    task_types: list[str],
+    quality: np.ndarray,
+    latency: np.ndarray,
+    image: np.ndarray,
+    text: np.ndarray,
+    **columns: np.ndarray,
+) -> Profile:
+    """A simulator's requests as a :class:`Profile`: ids ``<id_prefix>-<i>``, assigned to splits
+    by ``split`` (:func:`assign_splits`' keywords), with their task types, quality, latency,
+    features and any other ``Profile`` ``columns`` (``quality_expected``)."""
+    ids = [f"{id_prefix}-{i:06d}" for i in range(len(task_types))]
+    splits = assign_splits(ids, **split)
+    features = FeatureStore(ids, image, text)
+    return Profile(space, ids, task_types, splits, quality, latency, features, **columns)
+
+
+def _check_knobs(space: ActionSpace, profile: str) -> None:
+    if set(space.names) != set(SIMULATED_KNOBS):
+        raise ValueError(
+            f"space: the {profile} profile simulates the knobs {sorted(SIMULATED_KNOBS)}, "
+            f"got {space.names}"
+        )
 
 
 def _embed(z: np.ndarray, dim: int, rng: np.random.Generator) -> np.ndarray:

@@ -52,8 +52,16 @@ import numpy as np
 from scipy.special import ndtri
 
 from ..space import ActionSpace
-from .synthetic import TaskSpec, _draw_factors, _features, _latency, _quality
-from .table import FeatureStore, Profile, assign_splits
+from .synthetic import (
+    TaskSpec,
+    _check_knobs,
+    _draw_factors,
+    _features,
+    _latency,
+    _quality,
+    simulated_profile,
+)
+from .table import Profile
 
 #: the noisy family's grid: a 12-block model with up to 8 experts per token and 8 crops
 NOISY_GRIDS: dict[str, tuple[int, ...]] = {
@@ -119,11 +127,7 @@ def noisy_vqa_profile(
     if not 0 <= feature_noise < np.inf:
         raise ValueError(f"feature_noise must be finite and >= 0, got {feature_noise}")
     space = space or ActionSpace(NOISY_GRIDS)
-    needed = {"max_crops", "top_k", "num_active_blocks"}
-    if set(space.names) != needed:
-        raise ValueError(
-            f"space: the noisy profile simulates the knobs {sorted(needed)}, got {space.names}"
-        )
+    _check_knobs(space, "noisy")
     # streams of their own, so the answers can be redrawn without moving anything else
     rng = np.random.default_rng([seed, 2])
     max_crops = max(space["max_crops"].values)
@@ -146,20 +150,21 @@ def noisy_vqa_profile(
     quality = _answer_means(answers, expected, n_answers, ANSWER_CORRELATION)
 
     names = list(NOISY_TASKS)
-    ids = [f"nvqa-{seed}-{i:06d}" for i in range(n_requests)]
-    splits = assign_splits(ids, seed=seed, train_split=train_split, test_fraction=test_fraction)
-    prof = Profile(
+    tasks = [names[i] for i in task_idx]
+    split = dict(seed=seed, train_split=train_split, test_fraction=test_fraction)
+    prof = simulated_profile(
+        f"nvqa-{seed}",
         space,
-        ids,
-        [names[i] for i in task_idx],
-        splits,
-        quality.astype(np.float32),
-        latency.astype(np.float32),
-        FeatureStore(ids, image, text),
-        quality_expected=expected.astype(np.float32),
+        split,
+        tasks,
+        quality,
+        latency,
+        image,
+        text,
+        quality_expected=expected,
     )
     prof.hidden = {**f, "q_max": q_max}
-    prof.simulator = "fastctrl.profile.synthetic_noisy"
+    prof.simulator = __name__
     return prof
 
 

@@ -165,6 +165,10 @@ class FeatureStore:
         return cls(ids, image, text)
 
 
+#: the table a profile directory holds (``fastctrl profile --output_dir DIR``), first found wins
+PROFILE_TABLE_NAMES = ("profile.parquet", "profile.csv")
+
+
 def features_path_for(table_path: str | Path) -> Path:
     p = Path(table_path)
     return p.with_name(
@@ -593,10 +597,20 @@ class Profile:
     def resolve_path(path: str | Path) -> Path:
         """The table file a profile argument names: a built-in profile name
         (:mod:`fastctrl.runtime.registry`, e.g. ``fastctrl-digits``, the measured profile of
-        the shipped digits VLM), anything else a path."""
+        the shipped digits VLM), a directory holding ``profile.parquet`` or ``profile.csv``
+        (the ``--output_dir`` of ``fastctrl profile``), anything else the table file."""
         from ..runtime.registry import builtin_profile
 
-        return builtin_profile(str(path)) or Path(path)
+        builtin = builtin_profile(str(path))
+        if builtin is not None:
+            return builtin
+        p = Path(path)
+        if p.is_dir():
+            for name in PROFILE_TABLE_NAMES:
+                if (p / name).is_file():
+                    return p / name
+            return p / PROFILE_TABLE_NAMES[0]  # not found: the error names what was looked for
+        return p
 
     @classmethod
     def load(
@@ -612,8 +626,12 @@ class Profile:
     ) -> Profile:
         """Read a table written by :meth:`save` (or by hand / the profiler) and validate it.
         ``fastctrl-digits`` names the measured profile of the shipped digits VLM."""
-        path = cls.resolve_path(path)
+        given, path = path, cls.resolve_path(path)
         if not path.is_file():
+            if Path(given).is_dir():
+                raise FileNotFoundError(
+                    f"profile table not found: {given} holds no " + " or ".join(PROFILE_TABLE_NAMES)
+                )
             raise FileNotFoundError(f"profile table not found: {path}")
         space = None
         try:

@@ -11,8 +11,9 @@ box-constrained QP where the bound binds), :mod:`.data` and :mod:`.generate` (da
 generalisation change buys) and :mod:`.pipeline` (all of it in one command, also
 ``python -m fastctrl.recursive_control``).
 
-Every command line is :func:`fastctrl.cli.parse` over the command's dataclass; the helper
-below is the only thing the commands add to it.
+Every command line is :func:`fastctrl.cli.parse` over the command's dataclass, run under the
+exit-code policy of :mod:`fastctrl.cli`; the helper below is the only thing the commands add to
+it. ``fastctrl lqr <step>`` runs the same commands (:mod:`fastctrl.commands`).
 """
 
 from __future__ import annotations
@@ -34,24 +35,22 @@ __all__ = [
 ]
 
 A = TypeVar("A")
-R = TypeVar("R")
 
 
 def run_command(
     cls: type[A],
-    run: Callable[[A], R],
+    command: Callable[[A], int | None],
     argv: Sequence[str] | None,
     *,
     name: str,
-    errors: tuple[type[Exception], ...] = (FileNotFoundError, ValueError),
-) -> tuple[A, R]:
-    """``python -m fastctrl.recursive_control.<name>``: parse ``argv`` into ``cls`` and ``run`` it.
+    prog: str | None = None,
+) -> int:
+    """``python -m fastctrl.recursive_control.<name>``: parse ``argv`` into ``cls`` and run
+    ``command`` on it; returns the exit status.
 
-    A bad flag exits with status 2 (:func:`fastctrl.cli.parse`); one of ``errors`` raised by
-    ``run`` (a missing or invalid file) exits with ``error: <message>`` (status 1).
+    A bad flag exits with status 2 (:func:`fastctrl.cli.parse`); a missing or invalid file
+    (``FileNotFoundError``, ``ValueError`` raised by ``command``) returns 2 with
+    ``error: <message>``, a failure at run time 1 (:func:`fastctrl.cli.execute`).
     """
-    args = cli.parse(cls, argv, prog=f"python -m fastctrl.recursive_control.{name}")
-    try:
-        return args, run(args)
-    except errors as e:
-        raise SystemExit(f"error: {e}") from None
+    prog = prog or f"python -m fastctrl.recursive_control.{name}"
+    return cli.execute(command, cli.parse(cls, argv, prog=prog))

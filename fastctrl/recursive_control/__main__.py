@@ -4,4 +4,4 @@ from __future__ import annotations
 
 from .pipeline import main
 
-main()
+raise SystemExit(main(prog="python -m fastctrl.recursive_control"))

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from ..cli import need, need_positive
 from . import generalize, run_command
-from .finetune import FinetuneArgs, finetune
+from .finetune import finetune_stage
 from .generate import GenerateArgs
 from .generate import run as generate
 from .model import ModelSize, load_checkpoint
@@ -153,19 +153,7 @@ def run(args: AblationArgs) -> dict[str, Any]:
         if name not in args.variants:
             continue
         t0 = time.perf_counter()
-        s = finetune(
-            FinetuneArgs(
-                checkpoint=str(checkpoints[start]),
-                output_dir=str(out / name),
-                scale_max=args.finetune_scale_max,
-                position_range=args.position_range,
-                velocity_range=args.velocity_range,
-                steps=args.finetune_steps,
-                lr=args.finetune_lr,
-                seed=args.seed,
-                quiet=args.quiet,
-            )
-        )
+        s = finetune_stage(checkpoints[start], out / name, args)
         checkpoints[name] = Path(s["best_checkpoint"])
         seconds[name] = seconds[start] + time.perf_counter() - t0
     policies: dict[str, generalize.Policy] = {}
@@ -183,12 +171,17 @@ def run(args: AblationArgs) -> dict[str, Any]:
     return result
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args, result = run_command(AblationArgs, run, argv, name="ablation")
+def command(args: AblationArgs) -> None:
+    """Train the variants, sweep them and print the table (``fastctrl lqr ablation``)."""
+    result = run(args)
     if not args.quiet:
         print(generalize.format_table(result))
         print(f"-> {Path(args.output_dir) / 'ablation.json'}")
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(AblationArgs, command, argv, name="ablation")
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -2,9 +2,10 @@
 
     python -m fastctrl.recursive_control.baseline_comparison --test_data data/lqr_test/lqr_dataset.npz \
         --trc_checkpoint runs/control/supervised/best_model.pt \
-        --output runs/control/comparison_results.json
+        --output_dir runs/control
 
-Writes the JSON and, beside it, a Markdown table (``comparison_table.md``). The random baseline
+Writes ``comparison_results.json`` and a Markdown table (``comparison_table.md``) in
+``--output_dir``. The random baseline
 draws each control uniformly in ``[-control_bound, control_bound]`` (seeded).
 
 Unless ``--no-generalization``, the same methods are also judged beyond the test box
@@ -31,6 +32,7 @@ from .system import DoubleIntegrator
 
 TABLE_FILE = "comparison_table.md"
 GENERALIZATION_STEM = "comparison_generalization"
+RESULTS_FILE = "comparison_results.json"
 
 
 def random_policy(seed: int) -> generalize.Policy:
@@ -53,8 +55,9 @@ class CompareArgs(MetricArgs):
     """Test dataset (lqr_dataset.npz or its directory)."""
     trc_checkpoint: str = "runs/control/supervised/best_model.pt"
     """TinyRecursiveControl checkpoint."""
-    output: str = "runs/control/comparison_results.json"
-    """JSON output; the Markdown table goes beside it as comparison_table.md."""
+    output_dir: str = "runs/control"
+    """Where comparison_results.json, comparison_table.md and (with the generalisation
+    sweep) comparison_generalization.md / .png go."""
     seed: int = 0
     """Seed of the random-control baseline."""
 
@@ -103,13 +106,13 @@ def compare(args: CompareArgs) -> dict[str, Any]:
             "saturated LQR feedback": generalize.saturated_lqr_policy,
         }
         gen = generalize.sweep(policies, sys_, args.sweep_args(), args.success_threshold)
-        out = Path(args.output).parent
+        out = Path(args.output_dir)
         generalize.write(
             gen, None, out / f"{GENERALIZATION_STEM}.md", out / f"{GENERALIZATION_STEM}.png"
         )
         result["generalization"] = gen
-    io.write_json(args.output, result)
-    io.write_text(Path(args.output).parent / TABLE_FILE, format_table(result) + "\n")
+    io.write_json(Path(args.output_dir) / RESULTS_FILE, result)
+    io.write_text(Path(args.output_dir) / TABLE_FILE, format_table(result) + "\n")
     return result
 
 
@@ -135,13 +138,18 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args, result = run_command(CompareArgs, compare, argv, name="baseline_comparison")
+def command(args: CompareArgs) -> None:
+    """Compare and print the tables (``fastctrl lqr compare``)."""
+    result = compare(args)
     if not args.quiet:
         print(format_table(result))
         if "generalization" in result:
             print("\n" + generalize.format_table(result["generalization"]))
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(CompareArgs, command, argv, name="baseline_comparison")
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -48,18 +48,13 @@ from ..train.plots import figure
 from ..train.seeding import seed_everything
 from . import lqr, reference, run_command
 from .model import TinyRecursiveControl, load_checkpoint
-from .onnx_export import export_onnx
-from .supervised_training import supervised_loss
+from .supervised_training import BEST_FILE, finish_run, supervised_loss
 from .system import DoubleIntegrator
 
 log = logging.getLogger(__name__)
 
-BEST_FILE, STATS_FILE, CURVES_FILE, ONNX_FILE = (
-    "best_model.pt",
-    "finetune_stats.json",
-    "finetune_curves.png",
-    "model.onnx",
-)
+# the best checkpoint and its ONNX export have supervised training's names (BEST_FILE, ONNX_FILE)
+STATS_FILE, CURVES_FILE = "finetune_stats.json", "finetune_curves.png"
 
 
 @dataclass
@@ -219,6 +214,30 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
         torch.set_num_threads(threads_before)
 
 
+def finetune_stage(
+    checkpoint: Path, output_dir: Path, settings: Any, **overrides: Any
+) -> dict[str, Any]:
+    """:func:`finetune` of ``checkpoint`` into ``output_dir`` as a stage of a larger run (the
+    pipeline, the ablation): ``settings`` (that run's arguments) gives the steps, scale and
+    learning rate (its ``finetune_steps``, ``finetune_scale_max``, ``finetune_lr``), the
+    training box (``position_range``, ``velocity_range``), ``seed`` and ``quiet``;
+    ``overrides`` set any other :class:`FinetuneArgs` field."""
+    return finetune(
+        FinetuneArgs(
+            checkpoint=str(checkpoint),
+            output_dir=str(output_dir),
+            scale_max=settings.finetune_scale_max,
+            position_range=settings.position_range,
+            velocity_range=settings.velocity_range,
+            steps=settings.finetune_steps,
+            lr=settings.finetune_lr,
+            seed=settings.seed,
+            quiet=settings.quiet,
+            **overrides,
+        )
+    )
+
+
 def _finetune(args: FinetuneArgs) -> dict[str, Any]:
     model, ckpt = load_checkpoint(args.checkpoint)
     base = DoubleIntegrator(**ckpt["system"])
@@ -309,7 +328,6 @@ def _finetune(args: FinetuneArgs) -> dict[str, Any]:
                 save_checkpoint(checkpoint(step, gap), out / BEST_FILE)
             bar.set_postfix(val_gap=f"{gap:.3f}%", best=f"{best_gap:.3f}%")
     bar.close()
-    best_model, _ = load_checkpoint(out / BEST_FILE)
     stats = {
         "config": asdict(args),
         "start_checkpoint": str(args.checkpoint),
@@ -318,13 +336,8 @@ def _finetune(args: FinetuneArgs) -> dict[str, Any]:
         "val_gap_percent_best": best_gap,
         "best_step": best_step,
         "finetune_seconds": time.perf_counter() - t_start,
-        "torch_threads": torch.get_num_threads(),
-        "history": history,
     }
-    io.write_json(out / STATS_FILE, stats)
-    _plot(history, out / CURVES_FILE)
-    if args.export_onnx:
-        export_onnx(best_model, out / ONNX_FILE)
+    finish_run(out, stats, history, _plot, STATS_FILE, CURVES_FILE, export=args.export_onnx)
     stats["best_checkpoint"] = str(out / BEST_FILE)
     return stats
 
@@ -343,8 +356,9 @@ def _plot(history: list[dict[str, Any]], path: Path) -> None:
     io.write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args, s = run_command(FinetuneArgs, finetune, argv, name="finetune")
+def command(args: FinetuneArgs) -> None:
+    """Fine-tune and print the gain (``fastctrl lqr finetune``)."""
+    s = finetune(args)
     if not args.quiet:
         print(
             f"fine-tuned for {args.steps} steps in {s['finetune_seconds']:.1f}s: validation "
@@ -353,5 +367,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(FinetuneArgs, command, argv, name="finetune")
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

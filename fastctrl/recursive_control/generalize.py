@@ -2,7 +2,7 @@
 weights, each judged against the optimum of the bounded problem.
 
     python -m fastctrl.recursive_control.generalize --checkpoints runs/control/supervised/best_model.pt \
-        --onnx runs/control/supervised/model.onnx --output runs/control/generalization.json
+        --onnx runs/control/supervised/model.onnx --output_dir runs/control
 
 Initial states are ``s * z`` with ``z`` uniform in the training box (the same ``z`` for every
 scale ``s``, seeded by ``--sweep_seed``). Every condition is scored against
@@ -13,8 +13,8 @@ drawn in the training box (scale 1). A model not conditioned on the step count c
 another N (the row says so); applied to another horizon or cost weights, it is judged on that
 system although it does not know it changed.
 
-Writes the JSON, and beside it ``generalization_table.md`` and ``generalization.png`` (gap and
-success against scale).
+Writes ``generalization.json``, ``generalization_table.md`` and ``generalization.png`` (gap and
+success against scale) in ``--output_dir``.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from .system import DoubleIntegrator
 log = logging.getLogger(__name__)
 
 TABLE_FILE, FIGURE_FILE = "generalization_table.md", "generalization.png"
+RESULTS_FILE = "generalization.json"
 
 Policy = Callable[[DoubleIntegrator, np.ndarray], np.ndarray]
 """(system, initial states [n, 2]) -> controls [n, N]; raises :class:`NotServed` if it cannot."""
@@ -341,8 +342,8 @@ class GeneralizeArgs(SweepArgs):
     """Also judge the clipped LQR feedback (a classical baseline that knows each system)."""
     success_threshold: float = 0.1
     """A rollout succeeds when its final-state error is below this."""
-    output: str = "runs/control/generalization.json"
-    """JSON output; the table and the figure go beside it."""
+    output_dir: str = "runs/control"
+    """Where generalization.json, generalization_table.md and generalization.png go."""
     quiet: bool = False
     """Print nothing on success."""
 
@@ -379,23 +380,22 @@ def run(args: GeneralizeArgs) -> dict[str, Any]:
     result = sweep(policies, base or DoubleIntegrator(), args.sweep_args(), args.success_threshold)
     result["checkpoints"] = list(args.checkpoints)
     result["onnx"] = list(args.onnx)
-    out = Path(args.output).parent
-    write(result, args.output, out / TABLE_FILE, out / FIGURE_FILE)
+    out = Path(args.output_dir)
+    write(result, out / RESULTS_FILE, out / TABLE_FILE, out / FIGURE_FILE)
     return result
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args, result = run_command(
-        GeneralizeArgs,
-        run,
-        argv,
-        name="generalize",
-        errors=(FileNotFoundError, ValueError, ImportError),
-    )
+def command(args: GeneralizeArgs) -> None:
+    """Sweep and print the table (``fastctrl lqr generalize``)."""
+    result = run(args)
     if not args.quiet:
         print(format_table(result))
-        print(f"-> {args.output}")
+        print(f"-> {Path(args.output_dir) / RESULTS_FILE}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(GeneralizeArgs, command, argv, name="generalize")
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -86,8 +86,9 @@ def run(args: GenerateArgs) -> Path:
     return path
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args, path = run_command(GenerateArgs, run, argv, name="generate", errors=(ValueError,))
+def command(args: GenerateArgs) -> None:
+    """Generate the dataset and describe it (``fastctrl lqr generate``)."""
+    path = run(args)
     if not args.quiet:
         ds = lqr_dataset.load(path)
         err = ds.system.final_error(ds.state_trajectories)
@@ -99,5 +100,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(GenerateArgs, command, argv, name="generate")
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,7 +1,7 @@
 """ONNX export of a trained TinyRecursiveControl.
 
     python -m fastctrl.recursive_control.onnx_export --checkpoint runs/control/supervised/best_model.pt \
-        --output runs/control/supervised/model.onnx
+        --output_dir runs/control/supervised
 
 The graph maps ``initial_states`` [batch, 2] (float32) to ``controls`` [batch, N]; the batch
 dimension is dynamic. A model conditioned on the step count and horizon is exported for one
@@ -105,8 +105,8 @@ class ExportArgs:
 
     checkpoint: str = "runs/control/supervised/best_model.pt"
     """Checkpoint written by python -m fastctrl.recursive_control.supervised_training."""
-    output: str = "runs/control/supervised/model.onnx"
-    """Path of the ONNX file to write."""
+    output_dir: str = "runs/control/supervised"
+    """Where the ONNX file goes (model.onnx)."""
     num_steps: int | None = None
     """Export for this step count (a model conditioned on it; default: the model's own)."""
     time_horizon: float | None = None
@@ -115,23 +115,26 @@ class ExportArgs:
     """Print nothing on success."""
 
 
+#: the file ``--output_dir`` gets
+ONNX_FILE = "model.onnx"
+
+
 def export_checkpoint(args: ExportArgs) -> Path:
-    """Export the checkpoint ``args.checkpoint`` to ``args.output``."""
+    """Export the checkpoint ``args.checkpoint`` to ``<args.output_dir>/model.onnx``."""
     model, _ = load_checkpoint(args.checkpoint)
-    return export_onnx(model, args.output, args.num_steps, args.time_horizon)
+    return export_onnx(model, Path(args.output_dir) / ONNX_FILE, args.num_steps, args.time_horizon)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args, path = run_command(
-        ExportArgs,
-        export_checkpoint,
-        argv,
-        name="onnx_export",
-        errors=(FileNotFoundError, ValueError, ImportError),
-    )
+def command(args: ExportArgs) -> None:
+    """Export and say where (``fastctrl lqr export``)."""
+    path = export_checkpoint(args)
     if not args.quiet:
         print(f"exported {args.checkpoint} -> {path}")
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(ExportArgs, command, argv, name="onnx_export")
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -2,7 +2,7 @@
 
     python -m fastctrl.recursive_control.optimality_gap --checkpoint runs/control/supervised/best_model.pt \
         --test_data data/lqr_test/lqr_dataset.npz \
-        --output runs/control/supervised/evaluation_results.json
+        --output_dir runs/control/supervised
 
 The model's controls are simulated through the exact float64 dynamics. Metrics: mean final-state
 error ``||x_N||``, success rate (final error < ``--success_threshold``, 0.1), mean trajectory
@@ -69,13 +69,15 @@ class EvaluateArgs(MetricArgs):
     """Checkpoint written by python -m fastctrl.recursive_control.supervised_training."""
     test_data: str = "data/lqr_test/lqr_dataset.npz"
     """Test dataset (lqr_dataset.npz or its directory)."""
-    output: str = "runs/control/supervised/evaluation_results.json"
-    """Where to write the metrics as JSON."""
+    output_dir: str = "runs/control/supervised"
+    """Where the metrics go (evaluation_results.json) and, with the generalisation sweep,
+    evaluation_generalization.md / .png."""
     onnx: str = ""
     """An export of the checkpoint (python -m fastctrl.recursive_control.onnx_export) to judge too."""
 
 
 GENERALIZATION_STEM = "evaluation_generalization"
+RESULTS_FILE = "evaluation_results.json"
 
 
 def predict(model: TinyRecursiveControl, initial_states: np.ndarray) -> np.ndarray:
@@ -190,17 +192,18 @@ def evaluate(args: EvaluateArgs) -> dict[str, Any]:
         if args.onnx:
             policies["trc (onnx)"] = generalize.onnx_policy(args.onnx)
         gen = generalize.sweep(policies, ds.system, args.sweep_args(), args.success_threshold)
-        out = Path(args.output).parent
+        out = Path(args.output_dir)
         generalize.write(
             gen, None, out / f"{GENERALIZATION_STEM}.md", out / f"{GENERALIZATION_STEM}.png"
         )
         result["generalization"] = gen
-    io.write_json(args.output, result)
+    io.write_json(Path(args.output_dir) / RESULTS_FILE, result)
     return result
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args, r = run_command(EvaluateArgs, evaluate, argv, name="optimality_gap")
+def command(args: EvaluateArgs) -> None:
+    """Evaluate and print the summary (``fastctrl lqr evaluate``)."""
+    r = evaluate(args)
     if not args.quiet:
         t, q = r["trc"], r["lqr"]
         print(
@@ -208,9 +211,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"from LQR, success {100 * t['success_rate']:.1f}% (LQR {100 * q['success_rate']:.1f}%)"
             f", mean final error {t['mean_final_error']:.4f} (LQR {q['mean_final_error']:.4f}), "
             f"inference {t['inference_ms_per_batch']:.2f} ms per batch of "
-            f"{t['inference_batch_size']} -> {args.output}"
+            f"{t['inference_batch_size']} -> {Path(args.output_dir) / RESULTS_FILE}"
         )
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(EvaluateArgs, command, argv, name="optimality_gap")
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

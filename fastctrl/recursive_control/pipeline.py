@@ -43,7 +43,7 @@ from ..cli import need, need_at_least, need_positive
 from ..train.schedules import SchedulerKind
 from . import run_command
 from .baseline_comparison import CompareArgs, compare, format_table
-from .finetune import FinetuneArgs, finetune
+from .finetune import finetune_stage
 from .generalize import SweepArgs
 from .generalize import format_table as generalization_table
 from .generate import GenerateArgs
@@ -218,20 +218,7 @@ def run(args: PipelineArgs) -> dict[str, Any]:
     finetuned: dict[str, Any] | None = None
     if generalizing and args.finetune_steps > 0:
         t0 = time.perf_counter()
-        finetuned = finetune(
-            FinetuneArgs(
-                checkpoint=str(final),
-                output_dir=str(out / "finetuned"),
-                scale_max=args.finetune_scale_max,
-                position_range=args.position_range,
-                velocity_range=args.velocity_range,
-                steps=args.finetune_steps,
-                lr=args.finetune_lr,
-                seed=args.seed,
-                export_onnx=args.export_onnx,
-                quiet=args.quiet,
-            )
-        )
+        finetuned = finetune_stage(final, out / "finetuned", args, export_onnx=args.export_onnx)
         final = Path(finetuned["best_checkpoint"])
         onnx = final.parent / "model.onnx" if args.export_onnx else None
         timings["finetune_s"] = time.perf_counter() - t0
@@ -242,30 +229,19 @@ def run(args: PipelineArgs) -> dict[str, Any]:
             if n != args.num_steps:
                 export_onnx(model, final.parent / f"model_N{n}.onnx", num_steps=n)
 
-    sweep = {k: getattr(args, k) for k in SweepArgs.__dataclass_fields__}
-    t0 = time.perf_counter()
-    ev = evaluate(
-        EvaluateArgs(
-            checkpoint=str(final),
-            test_data=str(test_path),
-            output=str(out / "evaluation_results.json"),
-            onnx=str(onnx) if onnx else "",
-            quiet=True,
-            **sweep,
-        )
+    # what the evaluation and the comparison share: the test set, the output, the sweep
+    on_test = dict(
+        test_data=str(test_path),
+        output_dir=str(out),
+        quiet=True,
+        **{k: getattr(args, k) for k in SweepArgs.__dataclass_fields__},
     )
+    t0 = time.perf_counter()
+    ev = evaluate(EvaluateArgs(checkpoint=str(final), onnx=str(onnx) if onnx else "", **on_test))
     timings["evaluate_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    cmp = compare(
-        CompareArgs(
-            test_data=str(test_path),
-            trc_checkpoint=str(final),
-            output=str(out / "comparison_results.json"),
-            quiet=True,
-            **sweep,
-        )
-    )
+    cmp = compare(CompareArgs(trc_checkpoint=str(final), **on_test))
     timings["compare_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - t_all
 
@@ -320,14 +296,12 @@ def run(args: PipelineArgs) -> dict[str, Any]:
     return summary
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    def logged_run(args: PipelineArgs) -> dict[str, Any]:
-        logging.basicConfig(
-            level=logging.WARNING if args.quiet else logging.INFO, format="%(name)s: %(message)s"
-        )
-        return run(args)
-
-    args, s = run_command(PipelineArgs, logged_run, argv, name="pipeline")
+def command(args: PipelineArgs) -> None:
+    """Run the pipeline and print its tables (``fastctrl lqr pipeline``)."""
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO, format="%(name)s: %(message)s"
+    )
+    s = run(args)
     print(s["comparison_table"])
     print("\n" + s["generalization_table"])
     t = s["trc"]
@@ -340,5 +314,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
 
 
+def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    return run_command(PipelineArgs, command, argv, name="pipeline", prog=prog)
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -28,7 +28,7 @@ import logging
 import math
 import time
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -432,7 +432,6 @@ def _train(cfg: TRCTrainConfig) -> TrainResult:
         _checkpoint(model, cfg, sys_dict, history[-1]["epoch"], history[-1]["val_loss"]),
         out / LAST_FILE,
     )
-    best_model, _ = load_checkpoint(out / BEST_FILE)
     stats = {
         "config": cfg.to_dict(),
         "model_config": mcfg.to_dict(),
@@ -445,18 +444,38 @@ def _train(cfg: TRCTrainConfig) -> TrainResult:
         "epochs_run": len(history),
         "stopped_early": stopped_early,
         "train_seconds": time.perf_counter() - t_start,
-        "torch_threads": torch.get_num_threads(),
-        "history": history,
     }
-    io.write_json(out / STATS_FILE, stats)
-    _plot(history, out / CURVES_FILE)
-    if cfg.export_onnx:
-        export_onnx(best_model, out / ONNX_FILE)
+    best_model = finish_run(
+        out, stats, history, _plot, STATS_FILE, CURVES_FILE, export=cfg.export_onnx
+    )
     return TrainResult(model=best_model, best_checkpoint=out / BEST_FILE, stats=stats)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    cfg, res = run_command(TRCTrainConfig, train, argv, name="supervised_training")
+def finish_run(
+    out: Path,
+    stats: dict[str, Any],
+    history: list[dict[str, Any]],
+    plot: Callable[[list[dict[str, Any]], Path], None],
+    stats_file: str,
+    curves_file: str,
+    export: bool,
+) -> TinyRecursiveControl:
+    """The end of a training or fine-tuning run in ``out``: ``stats`` (with the torch thread
+    count and the ``history`` added) written to ``stats_file``, the history plotted to
+    ``curves_file`` and, with ``export``, the best model (``BEST_FILE``) exported to ONNX.
+    Returns the best model."""
+    best_model, _ = load_checkpoint(out / BEST_FILE)
+    stats.update(torch_threads=torch.get_num_threads(), history=history)
+    io.write_json(out / stats_file, stats)
+    plot(history, out / curves_file)
+    if export:
+        export_onnx(best_model, out / ONNX_FILE)
+    return best_model
+
+
+def command(cfg: TRCTrainConfig) -> None:
+    """Train and print the outcome (``fastctrl lqr train``)."""
+    res = train(cfg)
     s = res.stats
     if not cfg.quiet:
         print(
@@ -466,5 +485,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(TRCTrainConfig, command, argv, name="supervised_training")
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

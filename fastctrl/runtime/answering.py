@@ -46,14 +46,22 @@ from __future__ import annotations
 import copy
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 ANSWER_PATHS = ("auto", "generate")
-"""``auto``: :class:`PrefillAnswer` where it gives ``generate()``'s tokens, else
-``generate()``; ``generate``: always ``generate()``."""
+"""``auto``: :class:`PrefillAnswer` (one token) or :class:`GreedyDecode` (more) where it gives
+``generate()``'s tokens, else ``generate()``; ``generate``: always ``generate()``."""
+AnswerPath = Literal["auto", "generate"]
+#: the help of ``--answer_path``, the same wherever a model answers (profile, evaluate)
+ANSWER_PATH_HELP = (
+    "auto: generate()'s greedy tokens without its per-call set-up: the prefill forward alone "
+    "for a one-token answer (--max_new_tokens 1), the cached greedy loop (GreedyDecode) for "
+    "longer ones, generate() where neither gives the same tokens (sampling, beams, ...); "
+    "generate: always generate()."
+)
 
 # Generation-config fields that can change a greedy first token and that this path does not
 # apply, with the values that leave it unchanged (unset, or the old explicit defaults): any

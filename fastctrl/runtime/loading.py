@@ -5,15 +5,18 @@ directory, with its own processor and chat template.
 (:func:`load_pretrained`), or a built-in model by its name: the callable
 ``processor(images, prompts) -> inputs`` the profiler and the live evaluator use, built on the
 model's ``AutoProcessor``. Remote code is off unless asked for; offline, a hub id that is not
-in the local cache fails with a message that says so.
+in the local cache fails with a message that says so. :class:`ModelArgs` is the flag group
+that names the model and how to load it, the same for every command that loads one
+(``fastctrl profile``, ``fastctrl evaluate``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -28,8 +31,51 @@ DTYPES = {
 }
 
 
+DType = Literal["auto", "float32", "float16", "bfloat16"]
+
+
 class ModelLoadError(ValueError):
     """A model or its processor could not be loaded; the message says what and why."""
+
+
+@dataclass
+class ModelArgs:
+    """The model and how it is loaded: the same flags for every command that loads one."""
+
+    model: str = "tiny-llava-olmoe"
+    """A built-in name (tiny-<family>: a tiny random-weight model, nothing downloaded;
+    fastctrl-digits: the trained digits VLM), or a hub id / save_pretrained directory of a
+    supported family (loaded with from_pretrained and its AutoProcessor)."""
+    dtype: DType = "auto"
+    """Weights dtype of a loaded model (auto: the checkpoint's)."""
+    device: str | None = None
+    """Device of a loaded model (default: cuda if available, else cpu)."""
+    device_map: str | None = None
+    """accelerate device map of a loaded model (e.g. auto); instead of --device."""
+    attn_implementation: str | None = None
+    """Attention implementation of a loaded model, e.g. sdpa, eager, flash_attention_2
+    (default: the model's own)."""
+    trust_remote_code: bool = False
+    """Allow a model's own code from its repository (off unless asked)."""
+
+    def __post_init__(self) -> None:
+        from .registry import builtin_model
+
+        if self.device is not None and self.device_map is not None:
+            raise ValueError("give --device or --device_map, not both")
+        builtin_model(self.model)  # a tiny-<family> name that names no family: an error
+
+    def load(self, seed: int = 0) -> tuple[nn.Module, Any]:
+        """``(model, processor)`` of ``--model`` (tiny random weights drawn from ``seed``)."""
+        return load_model(
+            self.model,
+            seed=seed,
+            dtype=self.dtype,
+            device=self.device,
+            device_map=self.device_map,
+            attn_implementation=self.attn_implementation,
+            trust_remote_code=self.trust_remote_code,
+        )
 
 
 class ChatProcessor:

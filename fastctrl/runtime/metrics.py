@@ -1,9 +1,18 @@
-"""Quality metrics for profiling: a metric maps one generation to a score in [0, 1].
+"""Quality metrics for profiling and live evaluation: a metric maps one generation to a score
+in [0, 1].
 
-A metric is any callable ``metric(pred_text, answer, pred_ids, full_ids) -> float``:
-``answer`` is the reference answer (a str, a list of reference strings, or ``None`` when the
-dataset has none) and ``full_ids`` the tokens the full configuration generated for the same
-request. The answer metrics are the standard evaluators of the usual VLM benchmarks:
+Two kinds, each a function of exactly what it reads:
+
+- an **answer metric** ``fn(prediction_text, references) -> float`` scores the decoded answer
+  against the reference answers (a str or a list of reference strings);
+- an **agreement metric** ``fn(prediction_ids, full_config_ids) -> float`` compares the
+  generated token ids with the tokens the full configuration generated for the same request
+  (no answers needed).
+
+:class:`Metric` wraps one with its name and kind, so a caller knows what to hand it:
+:meth:`Metric.score` takes all four values by keyword and passes the metric the two it reads.
+:data:`METRICS` is the registry of the built-in ones and :func:`resolve_metric` picks one. The
+answer metrics are the standard evaluators of the usual VLM benchmarks:
 
 - ``vqa``: VQAv2 / TextVQA / VizWiz accuracy (official answer normalisation, then the average
   over leave-one-annotator-out subsets of ``min(#matches / 3, 1)``);
@@ -11,7 +20,8 @@ request. The answer metrics are the standard evaluators of the usual VLM benchma
 - ``relaxed_accuracy``: ChartQA (numbers within 5 % relative error, else exact string);
 - ``exact_match``: VQA-normalised equality with any reference;
 - ``multiple_choice``: the chosen option letter against the reference letter;
-- ``agreement``: no answers needed, token agreement with the full configuration (a proxy).
+- ``agreement`` (the agreement kind): no answers needed, token agreement with the full
+  configuration (a proxy).
 
 Answer metrics raise ``ValueError`` without a reference (``None`` or an empty list) and
 ``TypeError`` for a prediction or reference that is not a str.
@@ -19,11 +29,19 @@ Answer metrics raise ``ValueError`` without a reference (``None`` or an empty li
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
-Metric = Callable[[str, "str | Sequence[str] | None", Sequence[int], Sequence[int]], float]
+AnswerFn = Callable[[str, "str | Sequence[str] | None"], float]
+"""An answer metric: ``(prediction_text, references) -> score``."""
+AgreementFn = Callable[[Sequence[int], Sequence[int]], float]
+"""An agreement metric: ``(prediction_ids, full_config_ids) -> score``."""
+MetricKind = Literal["answer", "agreement"]
+METRIC_KINDS: tuple[MetricKind, ...] = ("answer", "agreement")
 
 # --------------------------------------------------------------------------------------------
 # Official VQA answer normalisation (processPunctuation + processDigitArticle of vqaEval.py)
@@ -278,17 +296,13 @@ def _references(name: str, answer: str | Sequence[str] | None) -> list[str]:
 # --------------------------------------------------------------------------------------------
 
 
-def exact_match(
-    pred: str, answer: str | Sequence[str] | None, pred_ids: Sequence[int], full_ids: Sequence[int]
-) -> float:
+def exact_match(pred: str, answer: str | Sequence[str] | None) -> float:
     """1 if the VQA-normalised prediction equals any VQA-normalised reference, else 0."""
     p = normalize_answer(_check_pred("exact_match", pred))
     return float(any(p == normalize_answer(a) for a in _references("exact_match", answer)))
 
 
-def vqa_accuracy(
-    pred: str, answer: str | Sequence[str] | None, pred_ids: Sequence[int], full_ids: Sequence[int]
-) -> float:
+def vqa_accuracy(pred: str, answer: str | Sequence[str] | None) -> float:
     """VQAv2 / TextVQA / VizWiz accuracy, as the official evaluation computes it.
 
     Prediction and references are normalised (:func:`normalize_answer`); then for each
@@ -332,9 +346,7 @@ def levenshtein(a: str, b: str) -> int:
 ANLS_TAU = 0.5
 
 
-def anls(
-    pred: str, answer: str | Sequence[str] | None, pred_ids: Sequence[int], full_ids: Sequence[int]
-) -> float:
+def anls(pred: str, answer: str | Sequence[str] | None) -> float:
     """DocVQA's Average Normalized Levenshtein Similarity for one question.
 
     Both strings are lower-cased and stripped of surrounding whitespace; per reference
@@ -374,9 +386,7 @@ def _to_number(text: str) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def relaxed_accuracy(
-    pred: str, answer: str | Sequence[str] | None, pred_ids: Sequence[int], full_ids: Sequence[int]
-) -> float:
+def relaxed_accuracy(pred: str, answer: str | Sequence[str] | None) -> float:
     """ChartQA relaxed accuracy: 1 if, for any reference, both strings are numbers (see
     :func:`_to_number`) and ``|pred - ref| / |ref| <= 0.05`` (a reference of 0 needs exactly
     0), or they are not both numbers and are equal after lower-casing and stripping."""
@@ -454,9 +464,7 @@ def _reference_choice(ref: str) -> str:
     return next(g for g in m.groups() if g).upper()
 
 
-def multiple_choice(
-    pred: str, answer: str | Sequence[str] | None, pred_ids: Sequence[int], full_ids: Sequence[int]
-) -> float:
+def multiple_choice(pred: str, answer: str | Sequence[str] | None) -> float:
     """1 if the option letter extracted from the prediction (:func:`extract_choice`) is the
     reference's letter ("B", "b", "(B) text", "B. text"), 0 otherwise or when the prediction
     names no letter; max over references."""
@@ -465,11 +473,10 @@ def multiple_choice(
     return float(letter is not None and letter in refs)
 
 
-def agreement(
-    pred: str, answer: str | Sequence[str] | None, pred_ids: Sequence[int], full_ids: Sequence[int]
-) -> float:
+def agreement(pred_ids: Sequence[int], full_ids: Sequence[int]) -> float:
     """Proxy without answers: fraction of generated token positions equal to the full
-    configuration's generation (1.0 for the full configuration itself)."""
+    configuration's generation for the same request (1.0 for the full configuration itself);
+    positions past the shorter generation count as different."""
     n = max(len(pred_ids), len(full_ids))
     if n == 0:
         return 1.0
@@ -477,13 +484,97 @@ def agreement(
     return same / n
 
 
+@dataclass(frozen=True)
+class Metric:
+    """A named metric and what it reads (``kind``): ``answer`` -> ``fn(prediction_text,
+    references)``, ``agreement`` -> ``fn(prediction_ids, full_config_ids)``. Build one with
+    :func:`answer_metric` or :func:`agreement_metric`."""
+
+    name: str
+    kind: MetricKind
+    fn: Callable[..., float]
+
+    def __post_init__(self) -> None:
+        if self.kind not in METRIC_KINDS:
+            raise ValueError(f"metric kind must be one of {METRIC_KINDS}, got {self.kind!r}")
+        if not callable(self.fn):
+            raise TypeError(f"metric {self.name!r}: fn must be callable, got {self.fn!r}")
+
+    @property
+    def needs_answers(self) -> bool:
+        """Whether every request needs reference answers (answer metrics)."""
+        return self.kind == "answer"
+
+    @property
+    def needs_full_config_ids(self) -> bool:
+        """Whether the caller must generate the full configuration's tokens for the same
+        request (agreement metrics)."""
+        return self.kind == "agreement"
+
+    def score(
+        self,
+        *,
+        prediction_text: str,
+        references: str | Sequence[str] | None,
+        prediction_ids: Sequence[int],
+        full_config_ids: Sequence[int] | None,
+    ) -> float:
+        """The score of one generation, checked to lie in [0, 1]: the metric gets the two
+        values its kind reads. ``full_config_ids`` may be ``None`` only for answer metrics."""
+        if self.kind == "answer":
+            q = float(self.fn(prediction_text, references))
+        else:
+            if full_config_ids is None:
+                raise ValueError(
+                    f"metric {self.name!r} compares with the full configuration's tokens for "
+                    "the same request: full_config_ids is required"
+                )
+            q = float(self.fn(prediction_ids, full_config_ids))
+        if not 0.0 <= q <= 1.0:
+            raise ValueError(f"metric {self.name} returned {q}, outside [0, 1]")
+        return q
+
+
+def _check_arity(fn: Callable[..., float], kind: MetricKind) -> None:
+    """A custom function that cannot take its kind's two positional arguments is refused now,
+    not at its first call mid-run."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # builtins without a signature: trust them
+        return
+    try:
+        sig.bind(None, None)
+    except TypeError as e:
+        reads = (
+            "(prediction_text, references)"
+            if kind == "answer"
+            else "(prediction_ids, full_config_ids)"
+        )
+        raise TypeError(
+            f"an {kind} metric is called as fn{reads}; "
+            f"{getattr(fn, '__name__', fn)!r} cannot be ({e})"
+        ) from None
+
+
+def answer_metric(fn: AnswerFn, name: str | None = None) -> Metric:
+    """An answer metric: ``fn(prediction_text, references) -> float`` in [0, 1]."""
+    _check_arity(fn, "answer")
+    return Metric(name or getattr(fn, "__name__", "custom"), "answer", fn)
+
+
+def agreement_metric(fn: AgreementFn, name: str | None = None) -> Metric:
+    """An agreement metric: ``fn(prediction_ids, full_config_ids) -> float`` in [0, 1]."""
+    _check_arity(fn, "agreement")
+    return Metric(name or getattr(fn, "__name__", "custom"), "agreement", fn)
+
+
 METRICS: dict[str, Metric] = {
-    "exact_match": exact_match,
-    "vqa": vqa_accuracy,
-    "anls": anls,
-    "relaxed_accuracy": relaxed_accuracy,
-    "multiple_choice": multiple_choice,
-    "agreement": agreement,
+    "exact_match": answer_metric(exact_match),
+    "vqa": answer_metric(vqa_accuracy, "vqa"),
+    "anls": answer_metric(anls),
+    "relaxed_accuracy": answer_metric(relaxed_accuracy),
+    "multiple_choice": answer_metric(multiple_choice),
+    "agreement": agreement_metric(agreement),
 }
 
 #: Dataset name (lower-case, letters and digits only) prefix -> its standard metric.
@@ -520,16 +611,21 @@ def metric_for_dataset(name: str) -> str:
 
 
 def resolve_metric(
-    metric: str | Metric, have_answers: bool, dataset: str | None = None
+    metric: str | Metric | AnswerFn, have_answers: bool, dataset: str | None = None
 ) -> tuple[str, Metric]:
-    """``(name, metric)`` for a metric name or a callable.
+    """``(name, metric)`` for a metric name, a :class:`Metric`, or a plain function (taken as
+    an answer metric, ``fn(prediction_text, references)``; wrap a token comparison with
+    :func:`agreement_metric`).
 
     ``auto``: with answers, the dataset's standard metric when ``dataset`` names it
     (:func:`metric_for_dataset`), else exact match; without answers, agreement (a proxy).
-    Every other name of :data:`METRICS` needs answers, except ``agreement``.
+    Every answer metric needs answers (``ValueError`` without them); ``agreement`` does not.
     """
-    if callable(metric):
-        return getattr(metric, "__name__", "custom"), metric
+    if isinstance(metric, Metric) or callable(metric):
+        m = metric if isinstance(metric, Metric) else answer_metric(metric)
+        if m.needs_answers and not have_answers:
+            raise ValueError(f"metric {m.name!r} needs an answer for every sample")
+        return m.name, m
     if metric == "auto":
         if not have_answers:
             metric = "agreement"
@@ -539,6 +635,7 @@ def resolve_metric(
         raise ValueError(
             f"unknown metric {metric!r}; choose auto, {', '.join(METRICS)} or pass a callable"
         )
-    if metric != "agreement" and not have_answers:
+    m = METRICS[metric]
+    if m.needs_answers and not have_answers:
         raise ValueError(f"metric {metric!r} needs an answer for every sample")
-    return metric, METRICS[metric]
+    return metric, m

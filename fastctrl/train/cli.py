@@ -1,70 +1,113 @@
-"""``python -m fastctrl.train --method {lut,supervised,ppo,dpo,grpo}``.
+"""``python -m fastctrl.train --method {lut,supervised,ppo,dpo,grpo}``, also
+``fastctrl train {lut,supervised,ppo,dpo,grpo}``.
 
 With no data arguments it trains on the built-in synthetic profile. ``--help`` lists every
 shared flag and the flags of the method ``--method`` names (default grpo):
-``python -m fastctrl.train --method ppo --help``.
+``python -m fastctrl.train --method ppo --help`` (``fastctrl train ppo --help``).
+
+The method's own flags come from its config (``METHODS[m].Config``): :func:`train_args_class`
+types ``TrainConfig.method_args`` as that config and defaults the shared loop to the method's
+own values, one class per method. ``fastctrl train`` offers them as tyro subcommands
+(:func:`train_subcommands`); ``python -m fastctrl.train`` reads ``--method`` with tyro first,
+then parses the rest with that method's class.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Union
 
 import tyro
 
 from .. import cli
-from .config import TrainConfig, loop_for
-from .methods import METHODS
+from .config import LoopConfig, TrainConfig, loop_for
+from .methods import METHODS, MethodName
 from .records import EvalResults
 
 PROG = "python -m fastctrl.train"
 
 
-def _method_in(argv: Sequence[str]) -> str:
-    """The ``--method`` value in ``argv`` (the default when absent or unknown: tyro then
-    reports the bad choice)."""
-    for i, a in enumerate(argv):
-        if a == "--method" and i + 1 < len(argv):
-            return argv[i + 1]
-        if a.startswith("--method="):
-            return a.split("=", 1)[1]
-    return TrainConfig.method
-
-
-def parse_train_args(argv: Sequence[str] | None = None) -> TrainConfig:
-    """The TrainConfig of a command line; the method's own flags join the shared ones."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    method = _method_in(argv)
-    if method not in METHODS:
-        method = TrainConfig.method
+@functools.cache
+def train_args_class(method: str, *, method_flag: bool = True) -> type:
+    """The command line of training ``method``: a TrainConfig whose ``method_args`` is typed
+    as the method's config (its fields become flags, without a prefix, and its docstrings
+    their help) and whose loop defaults are the method's own (e.g. its learning rate).
+    ``method_flag``: ``--method`` is a flag (``python -m fastctrl.train``), else it is fixed
+    (``fastctrl train <method>``)."""
     config_cls = METHODS[method].Config
-    # the same TrainConfig with method_args typed as this method's config, so its fields
-    # become flags (without a prefix) and its docstrings their help
-    cli_cls = dataclasses.make_dataclass(
-        "TrainConfig",
+    method_type: Any = MethodName if method_flag else tyro.conf.Suppress[MethodName]
+    cls = dataclasses.make_dataclass(
+        f"Train{config_cls.__name__}",
         [
+            ("method", method_type, dataclasses.field(default=method)),
+            (
+                "loop",
+                tyro.conf.OmitArgPrefixes[LoopConfig],
+                dataclasses.field(default_factory=functools.partial(loop_for, method)),
+            ),
             (
                 "method_args",
                 tyro.conf.OmitArgPrefixes[config_cls],
                 dataclasses.field(default_factory=config_cls),
-            )
+            ),
         ],
         bases=(TrainConfig,),
     )
-    cli_cls.__doc__ = TrainConfig.__doc__
-    # the method's own defaults of shared loop fields (e.g. its learning rate) show in --help
-    parsed = cli.parse(
-        cli_cls, argv, prog=PROG, default=cli_cls(method=method, loop=loop_for(method))
-    )
+    cls.__doc__ = TrainConfig.__doc__
+    cls.__module__ = __name__
+    return cls
+
+
+def method_summary(method: str) -> str:
+    """The first paragraph of the method's module docstring (its subcommand's help)."""
+    doc = sys.modules[METHODS[method].__module__].__doc__ or method
+    return " ".join(doc.strip().split("\n\n")[0].split())
+
+
+def train_subcommands() -> Any:
+    """``fastctrl train <method>``: one tyro subcommand per method, each with its own flags."""
+    return Union[  # noqa: UP007 (a runtime union of Annotated subcommands)
+        tuple(
+            Annotated[
+                train_args_class(m, method_flag=False),
+                tyro.conf.subcommand(m, description=method_summary(m)),
+            ]
+            for m in METHODS
+        )
+    ]
+
+
+def as_train_config(parsed: Any) -> TrainConfig:
+    """The plain TrainConfig of a parsed :func:`train_args_class` instance."""
     try:
         return TrainConfig(
             **{f.name: getattr(parsed, f.name) for f in dataclasses.fields(TrainConfig)}
         )
     except ValueError as e:
         return cli.fail(str(e))
+
+
+@dataclass
+class MethodFlag:
+    """Which method ``python -m fastctrl.train`` trains (read before its other flags)."""
+
+    method: MethodName = TrainConfig.method  # type: ignore[valid-type]
+    """Training method."""
+
+
+def parse_train_args(argv: Sequence[str] | None = None) -> TrainConfig:
+    """The TrainConfig of a ``python -m fastctrl.train`` command line: ``--method`` picks the
+    class the other flags are parsed with (its own flags join the shared ones)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first, rest = cli.parse(MethodFlag, argv, prog=PROG, known_only=True)
+    cls = train_args_class(first.method)
+    return as_train_config(cli.parse(cls, rest, prog=PROG))
 
 
 def summary_table(results: EvalResults) -> str:
@@ -90,18 +133,20 @@ def summary_table(results: EvalResults) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    cfg = parse_train_args(argv)
+    return cli.execute(run, parse_train_args(argv))
+
+
+def run(cfg: Any) -> int:
+    """Train and evaluate (the parsed command line of ``fastctrl train <method>``)."""
+    if type(cfg) is not TrainConfig:  # a train_args_class instance
+        cfg = as_train_config(cfg)
     logging.basicConfig(
         level=logging.WARNING if cfg.run.quiet else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
     from .loop import run_training
 
-    try:
-        results = run_training(cfg)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return cli.USAGE_ERROR
+    results = run_training(cfg)
     if not cfg.run.quiet:
         print(summary_table(results))
         print(

@@ -27,11 +27,27 @@ SyntheticFamily = Literal["default", "noisy"]
 
 
 @dataclass
-class DataConfig:
-    """Where the profile comes from and how it is split and budgeted."""
+class ProfileSource:
+    """The profile runs train on: a measured one, or a built-in synthetic one."""
 
     profile: str | None = None
-    """A profile table (.parquet/.csv) with its feature store beside it; default: synthetic."""
+    """A profile table (.parquet/.csv) with its feature store beside it, or the --output_dir
+    of `fastctrl profile` (holding profile.parquet); default: the synthetic profile."""
+    synthetic_requests: int = 3500
+    """Number of requests of the built-in synthetic profile (when no data is given)."""
+    synthetic_family: SyntheticFamily = "default"
+    """Which built-in profile: `default` (fastctrl.profile.synthetic) or `noisy` (measured
+    quality = the mean of 3 Bernoulli answers, its expected quality kept for judging; another
+    grid and other feature dims: fastctrl.profile.synthetic_noisy)."""
+
+    def __post_init__(self) -> None:
+        need_at_least(self, 1, "synthetic_requests")
+
+
+@dataclass
+class DataConfig(ProfileSource):
+    """Where the profile comes from and how it is split and budgeted."""
+
     exp5_dir: str | None = None
     """Accuracy directory of the GRPO guide's layout (one JSON per config); needs --exp6_dir."""
     exp6_dir: str | None = None
@@ -46,12 +62,6 @@ class DataConfig:
     --force_recompute."""
     force_recompute: bool = False
     """Rebuild the prepared profile and feature store even if a cached one exists."""
-    synthetic_requests: int = 3500
-    """Number of requests of the built-in synthetic profile (when no data is given)."""
-    synthetic_family: SyntheticFamily = "default"
-    """Which built-in profile: `default` (fastctrl.profile.synthetic) or `noisy` (measured
-    quality = the mean of 3 Bernoulli answers, its expected quality kept for judging; another
-    grid and other feature dims: fastctrl.profile.synthetic_noisy)."""
     train_split: float = 0.8
     """Share of the non-test requests used for training (the rest validates)."""
     data_seed: int | None = None
@@ -68,7 +78,7 @@ class DataConfig:
     every imputed cell counted and reported)."""
 
     def __post_init__(self) -> None:
-        need_at_least(self, 1, "synthetic_requests")
+        super().__post_init__()
         need(0 < self.train_split <= 1, f"--train_split must be in (0, 1], got {self.train_split}")
         need(
             (self.exp5_dir is None) == (self.exp6_dir is None),
@@ -113,11 +123,9 @@ class RewardConfig:
 
 
 @dataclass
-class LoopConfig:
-    """The optimisation loop every trained method shares."""
+class RunBudget:
+    """How long a run trains and how often it is validated: the same for every method."""
 
-    batch_size: int = 64
-    """Contexts (request, budget) per update."""
     max_env_steps: int = 1_000_000
     """The env-step budget: every run ends here (configurations evaluated or profile
     measurements read; the last update may pass it by less than one update's worth)."""
@@ -127,6 +135,18 @@ class LoopConfig:
     num_epochs: int = 0
     """Optional cap on data passes (one epoch = one pass of updates over the train requests;
     0: none, the env-step budget ends the run)."""
+
+    def __post_init__(self) -> None:
+        need_at_least(self, 1, "max_env_steps", "eval_every_steps")
+        need_at_least(self, 0, "num_epochs")
+
+
+@dataclass
+class LoopConfig(RunBudget):
+    """The optimisation loop every trained method shares."""
+
+    batch_size: int = 64
+    """Contexts (request, budget) per update."""
     lr: float = 1e-4
     """Adam learning rate."""
     weight_decay: float = 1e-4
@@ -145,8 +165,9 @@ class LoopConfig:
     """Validation requests used at each evaluation point (0: all)."""
 
     def __post_init__(self) -> None:
-        need_at_least(self, 1, "batch_size", "max_env_steps", "eval_every_steps")
-        need_at_least(self, 0, "num_epochs", "patience_steps", "eval_requests")
+        super().__post_init__()
+        need_at_least(self, 1, "batch_size")
+        need_at_least(self, 0, "patience_steps", "eval_requests")
         need(self.lr > 0, f"--lr must be > 0, got {self.lr}")
         need(self.min_delta >= 0, f"--min_delta must be >= 0, got {self.min_delta}")
 
@@ -226,10 +247,15 @@ class TrainConfig:
     seed: int = 0
     """Seeds everything (torch, numpy, python, data splits, env sampling)."""
     data: tyro.conf.OmitArgPrefixes[DataConfig] = field(default_factory=DataConfig)
+    """Where the profile comes from and how it is split and budgeted."""
     reward: tyro.conf.OmitArgPrefixes[RewardConfig] = field(default_factory=RewardConfig)
+    """The reward every method is trained and judged on."""
     loop: tyro.conf.OmitArgPrefixes[LoopConfig] = field(default_factory=LoopConfig)
+    """The optimisation loop every trained method shares (defaults: the method's own)."""
     controller: tyro.conf.OmitArgPrefixes[ControllerArgs] = field(default_factory=ControllerArgs)
+    """The controller's body (one architecture for every method)."""
     run: tyro.conf.OmitArgPrefixes[RunConfig] = field(default_factory=RunConfig)
+    """Where a run writes and what it runs on."""
     method_args: Any = None
     """The method's own hyper-parameters (``METHODS[method].Config``); default: its defaults."""
 

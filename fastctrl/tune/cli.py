@@ -27,8 +27,8 @@ Outputs in ``output_dir`` (each written atomically after every trial):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,8 +44,9 @@ from ..cli import need, need_at_least, need_positive
 from ..distributed.backend import BackendArgs, map_jobs
 from ..train.config import (
     DataConfig,
+    ProfileSource,
+    RunBudget,
     RunConfig,
-    SyntheticFamily,
     TrainConfig,
     diff_configs,
     loop_for,
@@ -73,19 +74,11 @@ class TuneArgs:
     """Seeds the TPE sampler and every trial's training."""
     data_seed: int = 0
     """Seed of the data (the synthetic profile and the splits), as in the E5 comparison."""
-    profile: str | None = None
-    """A profile table; default: the synthetic profile."""
-    synthetic_requests: int = 3500
-    """Requests of the synthetic profile."""
-    synthetic_family: SyntheticFamily = "default"
-    """Which synthetic profile: `default`, or `noisy` (Bernoulli-answer quality, like a VQA
-    profile; see fastctrl.train --help)."""
-    max_env_steps: int = 1_000_000
-    """The env-step budget of every trial (the E5 comparison's default)."""
-    eval_every_steps: int = 25_000
-    """Validation interval of every trial (env_steps)."""
-    num_epochs: int = 0
-    """Optional cap on data passes of every trial (0: none)."""
+    data: tyro.conf.OmitArgPrefixes[ProfileSource] = field(default_factory=ProfileSource)
+    """The profile every trial trains on (as `fastctrl train`)."""
+    budget: tyro.conf.OmitArgPrefixes[RunBudget] = field(default_factory=RunBudget)
+    """The env-step budget and validation interval of every trial (as `fastctrl train`; the E5
+    comparison's defaults)."""
     quiet: bool = False
     """Warnings only."""
     parallel_trials: int = 1
@@ -94,22 +87,14 @@ class TuneArgs:
     cpus_per_task: float = 1.0
     """With --backend ray: CPUs each trial reserves (a trial trains on one torch thread)."""
     execution: tyro.conf.OmitArgPrefixes[BackendArgs] = field(default_factory=BackendArgs)
+    """Where trials run: this process / a process pool, or a Ray cluster."""
 
     def __post_init__(self) -> None:
         need(
             self.method in METHODS, f"--method must be one of {tuple(METHODS)}, got {self.method!r}"
         )
-        need_at_least(
-            self,
-            1,
-            "trials",
-            "synthetic_requests",
-            "max_env_steps",
-            "eval_every_steps",
-            "parallel_trials",
-        )
+        need_at_least(self, 1, "trials", "parallel_trials")
         need_positive(self, "cpus_per_task")
-        need_at_least(self, 0, "num_epochs")
         if self.output_dir is None:
             self.output_dir = str(Path("runs") / "tune" / self.method)
 
@@ -118,18 +103,8 @@ class TuneArgs:
         return TrainConfig(
             method=self.method,
             seed=self.seed,
-            data=DataConfig(
-                profile=self.profile,
-                synthetic_requests=self.synthetic_requests,
-                synthetic_family=self.synthetic_family,
-                data_seed=self.data_seed,
-            ),
-            loop=loop_for(
-                self.method,
-                max_env_steps=self.max_env_steps,
-                eval_every_steps=self.eval_every_steps,
-                num_epochs=self.num_epochs,
-            ),
+            data=DataConfig(**dataclasses.asdict(self.data), data_seed=self.data_seed),
+            loop=loop_for(self.method, **dataclasses.asdict(self.budget)),
             run=RunConfig(quiet=True),
         )
 
@@ -207,7 +182,7 @@ def write_outputs(study: optuna.Study, args: TuneArgs) -> dict[str, Any] | None:
             "params": dict(bt.params),
             "train_flags": flags,
             "train_command": f"python -m fastctrl.train --method {args.method} "
-            f"--max_env_steps {args.max_env_steps} {flags}".rstrip(),
+            f"--max_env_steps {args.budget.max_env_steps} {flags}".rstrip(),
             "trials": len(counted),
             "settings": settings,
         }
@@ -223,30 +198,29 @@ def summary(
     best: dict[str, Any] | None,
 ) -> str:
     """tune_summary.md: what was tuned, how, and what every trial scored."""
-    data = args.profile or (
-        f"{args.synthetic_family} synthetic profile, {args.synthetic_requests} requests"
-    )
+    d, b = args.data, args.budget
+    data = d.profile or f"{d.synthetic_family} synthetic profile, {d.synthetic_requests} requests"
     lines = [
         f"# Tuning {args.method}",
         "",
         f"Command: `python -m fastctrl.tune --method {args.method} --trials {args.trials} "
-        f"--max_env_steps {args.max_env_steps} --eval_every_steps {args.eval_every_steps} "
+        f"--max_env_steps {b.max_env_steps} --eval_every_steps {b.eval_every_steps} "
         f"--seed {args.seed} --data_seed {args.data_seed}`"
         + (
-            f" `--profile {args.profile}`"
-            if args.profile
-            else f" `--synthetic_requests {args.synthetic_requests}`"
+            f" `--profile {d.profile}`"
+            if d.profile
+            else f" `--synthetic_requests {d.synthetic_requests}`"
             + (
-                f" `--synthetic_family {args.synthetic_family}`"
-                if args.synthetic_family != "default"
+                f" `--synthetic_family {d.synthetic_family}`"
+                if d.synthetic_family != "default"
                 else ""
             )
         ),
         "",
         f"Protocol: Optuna TPE (seeded from {args.seed}), {len(counted)} trials finished "
         f"of {args.trials}; each trial trains one run on {data} (data seed "
-        f"{args.data_seed}, training seed {args.seed}) for {args.max_env_steps:,} env_steps "
-        f"with validation every {args.eval_every_steps:,}, and scores its best validation "
+        f"{args.data_seed}, training seed {args.seed}) for {b.max_env_steps:,} env_steps "
+        f"with validation every {b.eval_every_steps:,}, and scores its best validation "
         "utility. The test split is never read.",
         "",
         "## Search space",
@@ -371,22 +345,24 @@ def _tell(
     )
 
 
+PROG = "python -m fastctrl.tune"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = cli.parse(TuneArgs, argv, prog="python -m fastctrl.tune")
+    return cli.execute(run, cli.parse(TuneArgs, argv, prog=PROG))
+
+
+def run(args: TuneArgs) -> int:
+    """Run the study (the parsed command line of ``fastctrl tune``)."""
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    try:
-        best = tune(args)
-    except ValueError as e:
-        return cli.fail(str(e))
+    best = tune(args)  # ValueError: a study of other settings there, bad files (status 2)
     if best is None:
-        print(
-            f"error: no trial of {args.method} completed (see {args.output_dir}/trials.json)",
-            file=sys.stderr,
+        return cli.failure(
+            f"no trial of {args.method} completed (see {args.output_dir}/trials.json)"
         )
-        return 1
     if not args.quiet:
         print(
             f"best validation utility {best['value']:.4f} (trial {best['trial']}): "

@@ -120,13 +120,16 @@ def tiny_inputs(
     return TinyProcessor(model)(images, prompts)
 
 
-# every other module here is a family group that registers itself (imported last: they use
-# register_tiny); the first two families first, so their order is stable
+# every module here but the shared builders is a family group that registers itself (imported
+# last: they use register_tiny); the first two families first, so their order is stable
 import importlib  # noqa: E402
 import pkgutil  # noqa: E402
 
+_SHARED_MODULES = ("common", "configs", "text_models")
 for _mod in ["base_families"] + sorted(
-    m.name for m in pkgutil.iter_modules(__path__) if m.name not in ("base_families", "common")
+    m.name
+    for m in pkgutil.iter_modules(__path__)
+    if m.name not in ("base_families", *_SHARED_MODULES)
 ):
     importlib.import_module(f"{__name__}.{_mod}")
 

@@ -1,152 +1,90 @@
-"""The first two tiny families: LLaVA with an OLMoE text model, and Qwen3-VL-MoE."""
+"""The first two tiny families: LLaVA with an OLMoE text model, and Qwen3-VL-MoE; and the
+LLaVA config and inputs the LLaVA pairings of :mod:`.wrappers` share."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from . import TinySpec, register_tiny
-from .common import (
-    BOS,
-    EOS,
-    IMAGE,
-    PAD,
-    VEND,
-    VIDEO,
-    VOCAB,
-    VSTART,
-    as_chw,
-    encode_text,
-    is_instance_of,
-    pad_left,
+from .common import IMAGE, is_instance_of, one_view_inputs, qwen_vl_inputs
+from .configs import (
+    QWEN_VL_TOKEN_IDS,
+    MoeSize,
+    build_seeded,
+    default_rope,
     qwen3_vision_config,
-    qwen_grid_inputs,
+    text_fields,
+    vit_fields,
 )
+from .text_models import text_model_config
 
 
-def tiny_llava_olmoe(
-    seed: int = 0,
-    *,
-    hidden: int = 64,
-    layers: int = 4,
-    experts: int = 8,
-    top_k: int = 4,
-    image_size: int = 32,
-    patch: int = 4,
-) -> nn.Module:
-    """LLaVA (CLIP vision tower) + OLMoE text model; ``(image_size/patch)**2`` vision tokens."""
-    from transformers import (
-        CLIPVisionConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        OlmoeConfig,
-    )
+def llava_config(text_config: Any, *, patch: int, image_size: int = 32) -> Any:
+    """A ``LlavaConfig``: a CLIP vision tower on ``image_size`` images (``(image_size /
+    patch)**2`` vision tokens: the ``"default"`` strategy drops the CLS) around
+    ``text_config``."""
+    from transformers import CLIPVisionConfig, LlavaConfig
 
-    vc = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=image_size,
-        patch_size=patch,
-        projection_dim=32,
-    )
-    tc = OlmoeConfig(
-        vocab_size=VOCAB,
-        hidden_size=hidden,
-        intermediate_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        num_experts=experts,
-        num_experts_per_tok=top_k,
-        max_position_embeddings=1024,
-        pad_token_id=PAD,
-        bos_token_id=BOS,
-        eos_token_id=EOS,
-    )
-    cfg = LlavaConfig(
-        vision_config=vc,
-        text_config=tc,
+    return LlavaConfig(
+        vision_config=CLIPVisionConfig(**vit_fields(image_size, patch, projection_dim=32)),
+        text_config=text_config,
         image_token_index=IMAGE,
         image_seq_length=(image_size // patch) ** 2,
     )
-    torch.manual_seed(seed)
-    return LlavaForConditionalGeneration(cfg).eval()
+
+
+def llava_inputs(
+    model: nn.Module, images: Sequence[np.ndarray], prompts: Sequence[str]
+) -> dict[str, torch.Tensor]:
+    """``BOS IMAGE*n text``, ``pixel_values [B, 3, S, S]``."""
+    cfg = model.config
+    vc = cfg.vision_config
+    n = (vc.image_size // vc.patch_size) ** 2
+    if cfg.vision_feature_select_strategy == "full":
+        n += 1  # CLIP's CLS token kept
+    return one_view_inputs(images, prompts, [IMAGE] * n, int(vc.image_size))
+
+
+def tiny_llava_olmoe(
+    seed: int = 0, *, image_size: int = 32, patch: int = 4, **size: int
+) -> nn.Module:
+    """LLaVA (CLIP vision tower) + OLMoE text model; ``(image_size/patch)**2`` vision tokens;
+    ``size``: :class:`.configs.MoeSize` fields."""
+    from transformers import LlavaForConditionalGeneration
+
+    text = text_model_config("olmoe", MoeSize(**size))
+    cfg = llava_config(text, image_size=image_size, patch=patch)
+    return build_seeded(LlavaForConditionalGeneration, cfg, seed)
 
 
 def tiny_qwen3_vl_moe(
-    seed: int = 0,
-    *,
-    hidden: int = 64,
-    layers: int = 4,
-    experts: int = 8,
-    top_k: int = 4,
-    deepstack: Sequence[int] = (0, 1),
+    seed: int = 0, *, deepstack: Sequence[int] = (0, 1), **size: int
 ) -> nn.Module:
-    """Qwen3-VL-MoE; a 32x32 image is an 8x8 patch grid merged 2x2 into 16 vision tokens."""
+    """Qwen3-VL-MoE; a 32x32 image is an 8x8 patch grid merged 2x2 into 16 vision tokens;
+    ``size``: :class:`.configs.MoeSize` fields."""
     from transformers import Qwen3VLMoeConfig, Qwen3VLMoeForConditionalGeneration
 
-    head_dim = 16
+    s = MoeSize(**size)
     cfg = Qwen3VLMoeConfig(
-        text_config=dict(
-            vocab_size=VOCAB,
-            hidden_size=hidden,
-            intermediate_size=2 * hidden,
-            moe_intermediate_size=hidden // 2,
-            num_hidden_layers=layers,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            head_dim=head_dim,
-            num_experts=experts,
-            num_experts_per_tok=top_k,
-            max_position_embeddings=1024,
-            pad_token_id=PAD,
-            rope_parameters={
-                "rope_type": "default",
-                "rope_theta": 10000.0,
-                "mrope_section": [2, 3, 3],
-                "mrope_interleaved": True,
-            },
+        text_config=text_fields(
+            s.hidden,
+            s.layers,
+            bos_eos=False,
+            moe_intermediate_size=s.hidden // 2,
+            head_dim=16,
+            num_experts=s.experts,
+            num_experts_per_tok=s.top_k,
+            rope_parameters=default_rope(mrope_section=[2, 3, 3], mrope_interleaved=True),
         ),
-        vision_config=qwen3_vision_config(hidden, deepstack),
-        image_token_id=IMAGE,
-        video_token_id=VIDEO,
-        vision_start_token_id=VSTART,
-        vision_end_token_id=VEND,
+        vision_config=qwen3_vision_config(s.hidden, deepstack),
+        **QWEN_VL_TOKEN_IDS,
     )
-    torch.manual_seed(seed)
-    return Qwen3VLMoeForConditionalGeneration(cfg).eval()
-
-
-def _llava_olmoe_inputs(
-    model: nn.Module, images: Sequence[np.ndarray], prompts: Sequence[str]
-) -> dict[str, torch.Tensor]:
-    vc = model.config.vision_config
-    n = (vc.image_size // vc.patch_size) ** 2
-    ids, mask = pad_left([[BOS] + [IMAGE] * n + encode_text(p) for p in prompts])
-    pix = torch.stack([as_chw(im, int(vc.image_size)) for im in images])
-    return {"input_ids": ids, "attention_mask": mask, "pixel_values": pix}
-
-
-def qwen_vl_inputs(
-    model: nn.Module, images: Sequence[np.ndarray], prompts: Sequence[str], size: int = 32
-) -> dict[str, torch.Tensor]:
-    """Inputs for a Qwen-VL-style model (Qwen2.5-VL, Qwen3-VL(-MoE)): each image a
-    ``size x size`` patch grid merged ``spatial_merge_size``-square."""
-    ids, mask, pix, grid = qwen_grid_inputs(
-        model, images, prompts, int(model.config.vision_config.temporal_patch_size), size
-    )
-    return {
-        "input_ids": ids,
-        "attention_mask": mask,
-        "pixel_values": pix,
-        "image_grid_thw": grid,
-        "mm_token_type_ids": (ids == IMAGE).long(),
-    }
+    return build_seeded(Qwen3VLMoeForConditionalGeneration, cfg, seed)
 
 
 register_tiny(
@@ -154,7 +92,7 @@ register_tiny(
         "llava-olmoe",
         tiny_llava_olmoe,
         is_instance_of("LlavaForConditionalGeneration", "olmoe"),
-        _llava_olmoe_inputs,
+        llava_inputs,
     )
 )
 register_tiny(

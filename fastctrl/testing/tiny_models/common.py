@@ -82,33 +82,61 @@ def is_instance_of(class_name: str, text_model_type: str | None = None) -> Calla
     return matches
 
 
-def qwen_grid_inputs(
-    model: Any, images: Sequence[Any], prompts: Sequence[str], temporal: int, size: int = 32
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``input_ids``, ``attention_mask``, Qwen-VL-layout patches and ``image_grid_thw`` for
-    ``BOS VSTART IMAGE*n VEND text``, one ``size x size`` image per prompt merged
-    ``spatial_merge_size``-square (Qwen-VL, GLM-4.5V, ERNIE-VL)."""
+def image_text_ids(
+    prompts: Sequence[str], image_tokens: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``input_ids`` and ``attention_mask`` of ``BOS image_tokens text`` per prompt, left-padded."""
+    return pad_left([[BOS, *image_tokens, *encode_text(p)] for p in prompts])
+
+
+def bracketed_image(n: int) -> list[int]:
+    """``VSTART IMAGE*n VEND``: ``n`` placeholders between the vision start / end tokens."""
+    return [VSTART] + [IMAGE] * n + [VEND]
+
+
+def one_view_inputs(
+    images: Sequence[Any], prompts: Sequence[str], image_tokens: Sequence[int], size: int
+) -> dict[str, torch.Tensor]:
+    """``input_ids``, ``attention_mask`` (``BOS image_tokens text``) and ``pixel_values``
+    ``[B, 3, size, size]``: the families that encode one view of each image."""
+    ids, mask = image_text_ids(prompts, image_tokens)
+    pix = torch.stack([as_chw(im, size) for im in images])
+    return {"input_ids": ids, "attention_mask": mask, "pixel_values": pix}
+
+
+def grid_crops(image: Any, rows: int, cols: int, side: int) -> list[torch.Tensor]:
+    """The ``rows x cols`` crops (``[3, side, side]``, raster order) of ``image`` resized to
+    ``rows*side x cols*side``: the tiles of an image-splitting processor."""
+    big = as_chw(image, (rows * side, cols * side))
+    return [
+        big[:, i * side : (i + 1) * side, j * side : (j + 1) * side]
+        for i in range(rows)
+        for j in range(cols)
+    ]
+
+
+def qwen_vl_inputs(
+    model: Any,
+    images: Sequence[Any],
+    prompts: Sequence[str],
+    temporal: int | None = None,
+    size: int = 32,
+) -> dict[str, torch.Tensor]:
+    """Inputs of a Qwen-VL-style model (Qwen2.5-VL, Qwen3-VL(-MoE), GLM-4.5V, ERNIE-VL):
+    ``BOS VSTART IMAGE*n VEND text``, one ``size x size`` image per prompt in Qwen-VL-layout
+    patches merged ``spatial_merge_size``-square, ``image_grid_thw`` and ``mm_token_type_ids``
+    (1 at image tokens). ``temporal``: frames per patch (default the tower's
+    ``temporal_patch_size``)."""
     vc = model.config.vision_config
     patch, merge = int(vc.patch_size), int(vc.spatial_merge_size)
+    t = int(vc.temporal_patch_size) if temporal is None else temporal
     g = size // patch
-    n = g * g // merge**2
-    ids, mask = pad_left([[BOS, VSTART] + [IMAGE] * n + [VEND] + encode_text(p) for p in prompts])
-    pix = torch.cat([qwen_patches(as_chw(im, size), patch, merge, temporal) for im in images])
-    return ids, mask, pix, torch.tensor([(1, g, g)] * len(images))
-
-
-def qwen3_vision_config(hidden: int, deepstack: Sequence[int]) -> dict[str, Any]:
-    """The tiny Qwen3-VL vision tower (dense and MoE): 4x4 patches merged 2x2, DeepStack
-    after the given vision blocks."""
-    return dict(
-        depth=2,
-        hidden_size=32,
-        intermediate_size=64,
-        num_heads=2,
-        patch_size=4,
-        spatial_merge_size=2,
-        temporal_patch_size=2,
-        out_hidden_size=hidden,
-        num_position_embeddings=64,
-        deepstack_visual_indexes=list(deepstack),
-    )
+    ids, mask = image_text_ids(prompts, bracketed_image(g * g // merge**2))
+    pix = torch.cat([qwen_patches(as_chw(im, size), patch, merge, t) for im in images])
+    return {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "pixel_values": pix,
+        "image_grid_thw": torch.tensor([(1, g, g)] * len(images)),
+        "mm_token_type_ids": (ids == IMAGE).long(),
+    }

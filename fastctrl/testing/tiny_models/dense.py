@@ -6,7 +6,7 @@ the family's processor does, with the toy ids of :mod:`.common`:
 
 - Qwen3-VL / Qwen2.5-VL: ``BOS VSTART IMAGE*16 VEND text`` (``<|vision_start|>`` /
   ``<|vision_end|>``), Qwen-VL patches (an 8x8 patch grid merged 2x2), ``image_grid_thw`` and
-  ``mm_token_type_ids`` (:func:`.base_families.qwen_vl_inputs`). Qwen3-VL has DeepStack after
+  ``mm_token_type_ids`` (:func:`.common.qwen_vl_inputs`). Qwen3-VL has DeepStack after
   vision layers 0 and 1; Qwen2.5-VL uses window attention (2x2 merged-token windows) in vision
   block 0 and full attention in block 1.
 - Gemma 3: ``BOS VSTART IMAGE*16 VEND text`` (``<start_of_image>`` ``<image_soft_token>``*16
@@ -37,26 +37,40 @@ import torch
 from torch import nn
 
 from . import TinySpec, register_tiny
-from .base_families import qwen_vl_inputs
 from .common import (
-    BOS,
-    EOS,
     IMAGE,
-    PAD,
     SPECIAL,
     VEND,
-    VIDEO,
-    VOCAB,
     VSTART,
     as_chw,
-    encode_text,
+    bracketed_image,
+    image_text_ids,
     is_instance_of,
-    pad_left,
+    one_view_inputs,
+    qwen_vl_inputs,
+)
+from .configs import (
+    QWEN_VL_TOKEN_IDS,
+    SPECIAL_TOKEN_IDS,
+    TOWER_WIDTH,
+    build_seeded,
+    default_rope,
     qwen3_vision_config,
+    qwen_vision_fields,
+    text_fields,
+    vit_fields,
 )
 
 #: Molmo2's ``<low_res_im_start>`` and ``<im_col>`` tokens; frame start / end (never emitted)
 MOLMO_LOW_RES_START, MOLMO_COL, MOLMO_FRAME_START, MOLMO_FRAME_END = SPECIAL[:4]
+#: Molmo2's image token ids as config fields: ``<im_patch>``, the starts of the low-resolution
+#: view and of the crops, ``<im_end>``
+MOLMO2_IMAGE_IDS = dict(
+    image_patch_id=IMAGE,
+    low_res_image_start_token_id=MOLMO_LOW_RES_START,
+    image_start_token_id=VSTART,
+    image_end_token_id=VEND,
+)
 
 
 # --------------------------------------------------------------------------- Qwen-VL
@@ -67,31 +81,17 @@ def tiny_qwen3_vl(
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
     cfg = Qwen3VLConfig(
-        text_config=dict(
-            vocab_size=VOCAB,
-            hidden_size=hidden,
-            intermediate_size=2 * hidden,
-            num_hidden_layers=layers,
-            num_attention_heads=4,
-            num_key_value_heads=2,
+        text_config=text_fields(
+            hidden,
+            layers,
+            bos_eos=False,
             head_dim=16,
-            max_position_embeddings=1024,
-            pad_token_id=PAD,
-            rope_parameters={
-                "rope_type": "default",
-                "rope_theta": 10000.0,
-                "mrope_section": [2, 3, 3],
-                "mrope_interleaved": True,
-            },
+            rope_parameters=default_rope(mrope_section=[2, 3, 3], mrope_interleaved=True),
         ),
         vision_config=qwen3_vision_config(hidden, deepstack),
-        image_token_id=IMAGE,
-        video_token_id=VIDEO,
-        vision_start_token_id=VSTART,
-        vision_end_token_id=VEND,
+        **QWEN_VL_TOKEN_IDS,
     )
-    torch.manual_seed(seed)
-    return Qwen3VLForConditionalGeneration(cfg).eval()
+    return build_seeded(Qwen3VLForConditionalGeneration, cfg, seed)
 
 
 def tiny_qwen2_5_vl(seed: int = 0, *, hidden: int = 64, layers: int = 4) -> nn.Module:
@@ -99,42 +99,18 @@ def tiny_qwen2_5_vl(seed: int = 0, *, hidden: int = 64, layers: int = 4) -> nn.M
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     cfg = Qwen2_5_VLConfig(
-        text_config=dict(
-            vocab_size=VOCAB,
-            hidden_size=hidden,
-            intermediate_size=2 * hidden,
-            num_hidden_layers=layers,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=1024,
-            pad_token_id=PAD,
-            bos_token_id=BOS,
-            eos_token_id=EOS,
-            rope_parameters={
-                "rope_type": "default",
-                "rope_theta": 10000.0,
-                "mrope_section": [2, 3, 3],
-            },
+        text_config=text_fields(
+            hidden, layers, rope_parameters=default_rope(mrope_section=[2, 3, 3])
         ),
-        vision_config=dict(
-            depth=2,
-            hidden_size=32,
-            intermediate_size=64,
-            num_heads=2,
-            patch_size=4,
-            spatial_merge_size=2,
+        vision_config=qwen_vision_fields(
             temporal_patch_size=2,
             out_hidden_size=hidden,
             window_size=16,
             fullatt_block_indexes=[1],
         ),
-        image_token_id=IMAGE,
-        video_token_id=VIDEO,
-        vision_start_token_id=VSTART,
-        vision_end_token_id=VEND,
+        **QWEN_VL_TOKEN_IDS,
     )
-    torch.manual_seed(seed)
-    return Qwen2_5_VLForConditionalGeneration(cfg).eval()
+    return build_seeded(Qwen2_5_VLForConditionalGeneration, cfg, seed)
 
 
 # --------------------------------------------------------------------------- Gemma 3
@@ -156,48 +132,30 @@ def tiny_gemma3(
         "full_attention" if (i + 1) % 4 == 0 else "sliding_attention" for i in range(layers)
     ]
     cfg = Gemma3Config(
-        text_config=dict(
-            vocab_size=VOCAB,
-            hidden_size=hidden,
-            intermediate_size=2 * hidden,
-            num_hidden_layers=layers,
-            num_attention_heads=4,
-            num_key_value_heads=2,
+        text_config=text_fields(
+            hidden,
+            layers,
             head_dim=16,
             query_pre_attn_scalar=16,
-            max_position_embeddings=1024,
             sliding_window=sliding_window,
             layer_types=layer_types,
-            pad_token_id=PAD,
-            bos_token_id=BOS,
-            eos_token_id=EOS,
         ),
-        vision_config=dict(
-            model_type="siglip_vision_model",
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=image_size,
-            patch_size=patch,
-            vision_use_head=False,
+        vision_config=vit_fields(
+            image_size, patch, model_type="siglip_vision_model", vision_use_head=False
         ),
         mm_tokens_per_image=tokens_per_image,
         boi_token_index=VSTART,
         eoi_token_index=VEND,
         image_token_index=IMAGE,
-        pad_token_id=PAD,
-        bos_token_id=BOS,
-        eos_token_id=EOS,
+        **SPECIAL_TOKEN_IDS,
     )
-    torch.manual_seed(seed)
-    model = Gemma3ForConditionalGeneration(cfg)
+    model = build_seeded(Gemma3ForConditionalGeneration, cfg, seed)
     # the projector weight starts at zeros (a checkpoint sets it): random, or every merged
     # vision token would be the zero vector
     with torch.no_grad():
         w = model.model.multi_modal_projector.mm_input_projection_weight
         w.normal_(0.0, w.shape[0] ** -0.5)
-    return model.eval()
+    return model
 
 
 def _gemma3_inputs(
@@ -205,14 +163,9 @@ def _gemma3_inputs(
 ) -> dict[str, torch.Tensor]:
     n = int(model.config.mm_tokens_per_image)
     size = int(model.config.vision_config.image_size)
-    ids, mask = pad_left([[BOS, VSTART] + [IMAGE] * n + [VEND] + encode_text(p) for p in prompts])
-    pix = torch.stack([as_chw(im, size) for im in images])
-    return {
-        "input_ids": ids,
-        "attention_mask": mask,
-        "pixel_values": pix,
-        "token_type_ids": (ids == IMAGE).long(),
-    }
+    inputs = one_view_inputs(images, prompts, bracketed_image(n), size)
+    inputs["token_type_ids"] = (inputs["input_ids"] == IMAGE).long()
+    return inputs
 
 
 # --------------------------------------------------------------------------- Molmo2
@@ -223,53 +176,22 @@ def tiny_molmo2(
     layers feed the adapter (``vision_feature_layer = [-1, -2]``)."""
     from transformers import Molmo2Config, Molmo2ForConditionalGeneration
 
+    # the ViT and its pooling adapter have the same width and attention heads
+    heads = dict(num_attention_heads=2, num_key_value_heads=2, head_dim=16)
     cfg = Molmo2Config(
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            head_dim=16,
-            image_size=[crop, crop],
-            patch_size=patch,
-            num_position_embeddings=(crop // patch) ** 2,
+        vision_config=vit_fields(
+            [crop, crop], patch, **heads, num_position_embeddings=(crop // patch) ** 2
         ),
         adapter_config=dict(
-            vision_feature_layer=[-1, -2],
-            hidden_size=32,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            head_dim=16,
-            intermediate_size=64,
-            text_hidden_size=hidden,
+            TOWER_WIDTH, **heads, vision_feature_layer=[-1, -2], text_hidden_size=hidden
         ),
-        text_config=dict(
-            hidden_size=hidden,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            head_dim=16,
-            vocab_size=VOCAB,
-            additional_vocab_size=0,
-            num_hidden_layers=layers,
-            intermediate_size=2 * hidden,
-            max_position_embeddings=1024,
-            pad_token_id=PAD,
-            bos_token_id=BOS,
-            eos_token_id=EOS,
-        ),
-        image_start_token_id=VSTART,
-        low_res_image_start_token_id=MOLMO_LOW_RES_START,
-        image_end_token_id=VEND,
-        image_patch_id=IMAGE,
+        text_config=text_fields(hidden, layers, head_dim=16, additional_vocab_size=0),
+        **MOLMO2_IMAGE_IDS,
         frame_start_token_id=MOLMO_FRAME_START,
         frame_end_token_id=MOLMO_FRAME_END,
-        pad_token_id=PAD,
-        bos_token_id=BOS,
-        eos_token_id=EOS,
+        **SPECIAL_TOKEN_IDS,
     )
-    torch.manual_seed(seed)
-    return Molmo2ForConditionalGeneration(cfg).eval()
+    return build_seeded(Molmo2ForConditionalGeneration, cfg, seed)
 
 
 def _molmo2_pool_index(g: int, pool: int = 2) -> torch.Tensor:
@@ -303,7 +225,7 @@ def _molmo2_inputs(
     r = g // 2  # token rows / cols of each view
     view = lambda start: [start] + ([IMAGE] * r + [MOLMO_COL]) * r + [VEND]  # noqa: E731
     image_tokens = view(MOLMO_LOW_RES_START) + view(VSTART)
-    ids, mask = pad_left([[BOS] + image_tokens + encode_text(p) for p in prompts])
+    ids, mask = image_text_ids(prompts, image_tokens)
     crops, pools = [], []
     idx = _molmo2_pool_index(g)
     per_image = _molmo2_pools_per_image(model)

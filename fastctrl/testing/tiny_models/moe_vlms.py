@@ -30,231 +30,143 @@ from torch import nn
 
 from . import TinySpec, register_tiny
 from .common import (
-    BOS,
-    EOS,
     IMAGE,
-    PAD,
     SPECIAL,
     VEND,
-    VIDEO,
-    VOCAB,
     VSTART,
-    as_chw,
-    encode_text,
+    bracketed_image,
     is_instance_of,
-    pad_left,
-    qwen_grid_inputs,
+    one_view_inputs,
+    qwen_vl_inputs,
+)
+from .configs import (
+    PLACEHOLDER_IDS,
+    MoeSize,
+    build_seeded,
+    default_rope,
+    qwen_vision_fields,
+    text_fields,
+    vit_fields,
 )
 
 #: Llama 4's ``<|image|>`` marker before an image's patch tokens
 LLAMA4_IMAGE_MARKER = SPECIAL[0]
 #: ERNIE / GLM video start / end tokens (never emitted for images)
 VIDEO_START, VIDEO_END = SPECIAL[0], SPECIAL[1]
+#: GLM-4.5V's and ERNIE-4.5-VL's placeholder and image / video boundary ids as config fields
+IMAGE_VIDEO_TOKEN_IDS = dict(
+    PLACEHOLDER_IDS,
+    image_start_token_id=VSTART,
+    image_end_token_id=VEND,
+    video_start_token_id=VIDEO_START,
+    video_end_token_id=VIDEO_END,
+)
 
 
-def tiny_glm4v_moe(
-    seed: int = 0,
-    *,
-    hidden: int = 64,
-    layers: int = 4,
-    experts: int = 8,
-    top_k: int = 4,
-    dense_layers: int = 1,
-) -> nn.Module:
+# ---------------------------------------------------------------------- GLM-4.5V
+def tiny_glm4v_moe(seed: int = 0, *, dense_layers: int = 1, **size: int) -> nn.Module:
     """GLM-4.5V: first ``dense_layers`` decoder layers dense, the rest MoE (sigmoid router with
-    a shared expert); a 32x32 image is an 8x8 patch grid merged 2x2 into 16 vision tokens."""
+    a shared expert); a 32x32 image is an 8x8 patch grid merged 2x2 into 16 vision tokens;
+    ``size``: :class:`.configs.MoeSize` fields."""
     from transformers import Glm4vMoeConfig, Glm4vMoeForConditionalGeneration
 
-    heads = 4
-    rot = (hidden // heads) // 2 // 2  # partial_rotary_factor 0.5: inv_freq of head_dim / 4
+    s = MoeSize(**size)
+    rot = (s.hidden // 4) // 2 // 2  # partial_rotary_factor 0.5: inv_freq of head_dim / 4
     section = [rot // 4, rot // 4, rot - 2 * (rot // 4)]
     cfg = Glm4vMoeConfig(
-        text_config=dict(
-            vocab_size=VOCAB,
-            hidden_size=hidden,
-            intermediate_size=2 * hidden,
-            moe_intermediate_size=hidden // 2,
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            num_key_value_heads=2,
-            n_routed_experts=experts,
-            num_experts_per_tok=top_k,
+        text_config=text_fields(
+            s.hidden,
+            s.layers,
+            moe_intermediate_size=s.hidden // 2,
+            n_routed_experts=s.experts,
+            num_experts_per_tok=s.top_k,
             n_shared_experts=1,
             first_k_dense_replace=dense_layers,
             n_group=1,
             topk_group=1,
             norm_topk_prob=True,
-            max_position_embeddings=1024,
-            pad_token_id=PAD,
-            bos_token_id=BOS,
-            eos_token_id=EOS,
-            rope_parameters={
-                "rope_type": "default",
-                "rope_theta": 10000.0,
-                "partial_rotary_factor": 0.5,
-                "mrope_section": section,
-            },
+            rope_parameters=default_rope(partial_rotary_factor=0.5, mrope_section=section),
         ),
-        vision_config=dict(
-            depth=2,
-            hidden_size=32,
-            intermediate_size=64,
-            num_heads=2,
-            image_size=32,
-            patch_size=4,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            out_hidden_size=hidden,
+        vision_config=qwen_vision_fields(
+            image_size=32, temporal_patch_size=2, out_hidden_size=s.hidden
         ),
-        image_token_id=IMAGE,
-        video_token_id=VIDEO,
-        image_start_token_id=VSTART,
-        image_end_token_id=VEND,
-        video_start_token_id=VIDEO_START,
-        video_end_token_id=VIDEO_END,
+        **IMAGE_VIDEO_TOKEN_IDS,
     )
-    torch.manual_seed(seed)
-    return Glm4vMoeForConditionalGeneration(cfg).eval()
-
-
-def _glm4v_moe_inputs(
-    model: nn.Module, images: Sequence[np.ndarray], prompts: Sequence[str]
-) -> dict[str, torch.Tensor]:
-    ids, mask, pix, grid = qwen_grid_inputs(
-        model, images, prompts, int(model.config.vision_config.temporal_patch_size)
-    )
-    return {
-        "input_ids": ids,
-        "attention_mask": mask,
-        "pixel_values": pix,
-        "image_grid_thw": grid,
-        "mm_token_type_ids": (ids == IMAGE).long(),
-    }
+    return build_seeded(Glm4vMoeForConditionalGeneration, cfg, seed)
 
 
 # ---------------------------------------------------------------------- ERNIE-4.5-VL-MoE
-def tiny_ernie4_5_vl_moe(
-    seed: int = 0, *, hidden: int = 64, layers: int = 4, experts: int = 8, top_k: int = 4
-) -> nn.Module:
+def tiny_ernie4_5_vl_moe(seed: int = 0, **size: int) -> nn.Module:
     """ERNIE-4.5-VL-MoE: layer 0 dense, the rest modality-isolated MoE (text experts and vision
-    experts, each with its own router, plus a shared expert); 16 vision tokens per image."""
+    experts, each with its own router, plus a shared expert); 16 vision tokens per image;
+    ``size``: :class:`.configs.MoeSize` fields."""
     from transformers import Ernie4_5_VLMoeConfig, Ernie4_5_VLMoeForConditionalGeneration
 
-    heads = 4
-    half = (hidden // heads) // 2  # inv_freq length
+    s = MoeSize(**size)
+    half = (s.hidden // 4) // 2  # inv_freq length
     t = max(2, half // 4)
     hw = (half - t) // 2
     cfg = Ernie4_5_VLMoeConfig(
-        text_config=dict(
-            vocab_size=VOCAB,
-            hidden_size=hidden,
-            intermediate_size=2 * hidden,
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            num_key_value_heads=2,
-            moe_intermediate_size=[hidden // 2, hidden // 4],
-            moe_num_experts=experts,
-            moe_k=top_k,
+        text_config=text_fields(
+            s.hidden,
+            s.layers,
+            moe_intermediate_size=[s.hidden // 2, s.hidden // 4],
+            moe_num_experts=s.experts,
+            moe_k=s.top_k,
             moe_num_shared_experts=1,
-            max_position_embeddings=1024,
-            pad_token_id=PAD,
-            bos_token_id=BOS,
-            eos_token_id=EOS,
             tie_word_embeddings=True,
-            rope_parameters={
-                "rope_type": "default",
-                "rope_theta": 10000.0,
-                "mrope_section": [hw, hw, half - 2 * hw],
-            },
+            rope_parameters=default_rope(mrope_section=[hw, hw, half - 2 * hw]),
         ),
-        vision_config=dict(
-            depth=2,
-            hidden_size=32,
-            intermediate_size=64,
-            num_heads=2,
-            patch_size=4,
-            spatial_merge_size=2,
-            temporal_merge_size=2,
-        ),
-        image_token_id=IMAGE,
-        video_token_id=VIDEO,
-        image_start_token_id=VSTART,
-        image_end_token_id=VEND,
-        video_start_token_id=VIDEO_START,
-        video_end_token_id=VIDEO_END,
+        vision_config=qwen_vision_fields(temporal_merge_size=2),
+        **IMAGE_VIDEO_TOKEN_IDS,
     )
-    torch.manual_seed(seed)
-    return Ernie4_5_VLMoeForConditionalGeneration(cfg).eval()
+    return build_seeded(Ernie4_5_VLMoeForConditionalGeneration, cfg, seed)
 
 
 def _ernie4_5_vl_moe_inputs(
     model: nn.Module, images: Sequence[np.ndarray], prompts: Sequence[str]
 ) -> dict[str, torch.Tensor]:
-    ids, mask, pix, grid = qwen_grid_inputs(model, images, prompts, temporal=1)
-    image = ids == IMAGE
-    return {
-        "input_ids": ids,
-        "attention_mask": mask,
-        "pixel_values": pix,
-        "image_grid_thw": grid,
-        "mm_token_type_ids": image.long(),
-        "moe_mm_token_type_ids": (image | (ids == VSTART) | (ids == VEND)).long(),
-    }
+    inputs = qwen_vl_inputs(model, images, prompts, temporal=1)
+    ids = inputs["input_ids"]
+    # image tokens and their start / end tokens go through the vision experts
+    inputs["moe_mm_token_type_ids"] = ((ids == IMAGE) | (ids == VSTART) | (ids == VEND)).long()
+    return inputs
 
 
 # ---------------------------------------------------------------------- Llama 4
-def tiny_llama4(
-    seed: int = 0,
-    *,
-    hidden: int = 64,
-    layers: int = 4,
-    experts: int = 8,
-    top_k: int = 4,
-    image_size: int = 32,
-    patch: int = 4,
-) -> nn.Module:
+def tiny_llama4(seed: int = 0, *, image_size: int = 32, patch: int = 4, **size: int) -> nn.Module:
     """Llama 4: every decoder layer MoE (sigmoid router over a dense expert loop, plus a shared
-    expert), every 4th layer NoPE; a 32x32 tile is 64 patches pixel-shuffled into 16 tokens."""
+    expert), every 4th layer NoPE; a 32x32 tile is 64 patches pixel-shuffled into 16 tokens;
+    ``size``: :class:`.configs.MoeSize` fields."""
     from transformers import Llama4Config, Llama4ForConditionalGeneration
 
-    vision_hidden = 32
+    s = MoeSize(**size)
     cfg = Llama4Config(
-        text_config=dict(
-            vocab_size=VOCAB,
-            hidden_size=hidden,
-            intermediate_size=hidden // 2,
-            intermediate_size_mlp=2 * hidden,
-            num_hidden_layers=layers,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            head_dim=hidden // 4,
-            num_local_experts=experts,
-            num_experts_per_tok=top_k,
-            max_position_embeddings=1024,
-            pad_token_id=PAD,
-            bos_token_id=BOS,
-            eos_token_id=EOS,
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+        text_config=text_fields(
+            s.hidden,
+            s.layers,
+            intermediate_size=s.hidden // 2,
+            intermediate_size_mlp=2 * s.hidden,
+            head_dim=s.hidden // 4,
+            num_local_experts=s.experts,
+            num_experts_per_tok=s.top_k,
+            rope_parameters=default_rope(),
         ),
-        vision_config=dict(
-            hidden_size=vision_hidden,
-            intermediate_size=4 * vision_hidden,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=image_size,
-            patch_size=patch,
+        vision_config=vit_fields(
+            image_size,
+            patch,
+            intermediate_size=128,  # 4x the tower's width
             pixel_shuffle_ratio=0.5,
-            vision_output_dim=hidden,
-            projector_input_dim=hidden,
-            projector_output_dim=hidden,
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+            vision_output_dim=s.hidden,
+            projector_input_dim=s.hidden,
+            projector_output_dim=s.hidden,
+            rope_parameters=default_rope(),
         ),
         image_token_index=IMAGE,
         boi_token_index=VSTART,
         eoi_token_index=VEND,
     )
-    torch.manual_seed(seed)
-    return Llama4ForConditionalGeneration(cfg).eval()
+    return build_seeded(Llama4ForConditionalGeneration, cfg, seed)
 
 
 def llama4_forward_works() -> bool:
@@ -284,75 +196,45 @@ def _llama4_inputs(
     vc = model.config.vision_config
     size, patch = int(vc.image_size), int(vc.patch_size)
     n = int((size // patch) ** 2 * vc.pixel_shuffle_ratio**2)
-    ids, mask = pad_left(
-        [
-            [BOS, VSTART, LLAMA4_IMAGE_MARKER] + [IMAGE] * n + [VEND] + encode_text(p)
-            for p in prompts
-        ]
-    )
-    pix = torch.stack([as_chw(im, size) for im in images])
-    return {"input_ids": ids, "attention_mask": mask, "pixel_values": pix}
+    image_tokens = [VSTART, LLAMA4_IMAGE_MARKER] + [IMAGE] * n + [VEND]
+    return one_view_inputs(images, prompts, image_tokens, size)
 
 
 # ---------------------------------------------------------------------- Aria
 def tiny_aria(
-    seed: int = 0,
-    *,
-    hidden: int = 64,
-    layers: int = 4,
-    experts: int = 8,
-    top_k: int = 4,
-    image_size: int = 32,
-    patch: int = 4,
-    queries: int = 16,
+    seed: int = 0, *, image_size: int = 32, patch: int = 4, queries: int = 16, **size: int
 ) -> nn.Module:
     """Aria: every decoder layer MoE (softmax over the top-k logits, plus shared experts);
-    Idefics3 vision tower, the projector's cross-attention turns 64 patches into 16 tokens."""
+    Idefics3 vision tower, the projector's cross-attention turns 64 patches into 16 tokens;
+    ``size``: :class:`.configs.MoeSize` fields."""
     from transformers import AriaConfig, AriaForConditionalGeneration
 
+    s = MoeSize(**size)
     cfg = AriaConfig(
-        text_config=dict(
+        text_config=text_fields(
+            s.hidden,
+            s.layers,
             model_type="aria_text",
-            vocab_size=VOCAB,
-            hidden_size=hidden,
-            intermediate_size=hidden // 2,
-            num_hidden_layers=layers,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            moe_num_experts=experts,
-            moe_topk=top_k,
+            intermediate_size=s.hidden // 2,
+            moe_num_experts=s.experts,
+            moe_topk=s.top_k,
             moe_num_shared_experts=1,
-            max_position_embeddings=1024,
-            pad_token_id=PAD,
-            bos_token_id=BOS,
-            eos_token_id=EOS,
         ),
-        vision_config=dict(
-            model_type="idefics3_vision",
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=image_size,
-            patch_size=patch,
-        ),
+        vision_config=vit_fields(image_size, patch, model_type="idefics3_vision"),
         projector_patch_to_query_dict={(image_size // patch) ** 2: queries},
         image_token_index=IMAGE,
     )
-    torch.manual_seed(seed)
-    return AriaForConditionalGeneration(cfg).eval()
+    return build_seeded(AriaForConditionalGeneration, cfg, seed)
 
 
 def _aria_inputs(
     model: nn.Module, images: Sequence[np.ndarray], prompts: Sequence[str]
 ) -> dict[str, torch.Tensor]:
-    vc = model.config.vision_config
-    size = int(vc.image_size)
+    size = int(model.config.vision_config.image_size)
     n = next(iter(model.config.projector_patch_to_query_dict.values()))
-    ids, mask = pad_left([[BOS, VSTART] + [IMAGE] * n + [VEND] + encode_text(p) for p in prompts])
-    pix = torch.stack([as_chw(im, size) for im in images])
-    pixel_mask = torch.ones(len(images), size, size, dtype=torch.bool)
-    return {"input_ids": ids, "attention_mask": mask, "pixel_values": pix, "pixel_mask": pixel_mask}
+    inputs = one_view_inputs(images, prompts, bracketed_image(n), size)
+    inputs["pixel_mask"] = torch.ones(len(images), size, size, dtype=torch.bool)
+    return inputs
 
 
 register_tiny(
@@ -360,7 +242,7 @@ register_tiny(
         "glm4v-moe",
         tiny_glm4v_moe,
         is_instance_of("Glm4vMoeForConditionalGeneration"),
-        _glm4v_moe_inputs,
+        qwen_vl_inputs,
     )
 )
 register_tiny(

@@ -51,7 +51,6 @@ def _corpus() -> list[str]:
 def train_tokenizer(**special: str) -> Any:
     """A ``PreTrainedTokenizerFast`` (BPE, byte-level, 128 tokens) trained on the corpus."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -69,14 +68,24 @@ def train_tokenizer(**special: str) -> Any:
         raise RuntimeError(f"tokenizer has {tok.get_vocab_size()} tokens, more than {VOCAB}")
     for i, t in enumerate(SPECIAL_TOKENS):
         assert tok.token_to_id(t) == i, (t, tok.token_to_id(t))
+    return left_padded_tokenizer(
+        tok, additional_special_tokens=SPECIAL_TOKENS[3:], extra_special_tokens=special or None
+    )
+
+
+def left_padded_tokenizer(tok: Any, **kwargs: Any) -> Any:
+    """A ``PreTrainedTokenizerFast`` around the ``tokenizers.Tokenizer`` ``tok``: ``<pad>``,
+    ``<s>`` and ``</s>`` special tokens, left padding (the toy ids' layout, which the digits
+    tokenizer shares); ``kwargs``: its other arguments."""
+    from transformers import PreTrainedTokenizerFast
+
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         pad_token="<pad>",
         bos_token="<s>",
         eos_token="</s>",
         padding_side="left",
-        additional_special_tokens=SPECIAL_TOKENS[3:],
-        extra_special_tokens=special or None,
+        **kwargs,
     )
 
 

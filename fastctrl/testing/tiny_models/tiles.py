@@ -20,13 +20,15 @@ Toy token ids (``common.SPECIAL``): 7 ``<fake_token_around_image>``, 8 ``<global
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 import torch
 from torch import nn
 
 from . import TinySpec, register_tiny
-from .common import BOS, EOS, IMAGE, PAD, VOCAB, as_chw, encode_text, pad_left
+from .common import BOS, IMAGE, PAD, as_chw, encode_text, grid_crops, is_instance_of, pad_left
+from .configs import build_seeded, text_fields, vit_fields
 
 FAKE, GLOBAL, NEWLINE = 7, 8, 9
 ROW_COL0 = 10
@@ -34,6 +36,8 @@ MAX_SIDE = 4
 TILE = 32
 #: the tiny processor's split: every image is 2x2 crops + the global tile
 GRID = (2, 2)
+#: the transformers class-name prefix of each tile family (the same structure, own classes)
+_CLASS_PREFIX = {"idefics3": "Idefics3", "smolvlm": "SmolVLM"}
 
 
 def row_col(i: int, j: int) -> int:
@@ -43,34 +47,8 @@ def row_col(i: int, j: int) -> int:
     return ROW_COL0 + MAX_SIDE * i + j
 
 
-def _configs(
-    hidden: int, layers: int, patch: int, vision_hidden: int, vision_layers: int
-) -> dict[str, dict]:
-    text = dict(
-        model_type="llama",
-        vocab_size=VOCAB,
-        hidden_size=hidden,
-        intermediate_size=2 * hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        pad_token_id=PAD,
-        bos_token_id=BOS,
-        eos_token_id=EOS,
-    )
-    vision = dict(
-        hidden_size=vision_hidden,
-        intermediate_size=2 * vision_hidden,
-        num_hidden_layers=vision_layers,
-        num_attention_heads=2,
-        image_size=TILE,
-        patch_size=patch,
-    )
-    return {"text_config": text, "vision_config": vision}
-
-
-def tiny_idefics3(
+def tiny_tiles_model(
+    family: str,
     seed: int = 0,
     *,
     hidden: int = 64,
@@ -79,52 +57,25 @@ def tiny_idefics3(
     vision_hidden: int = 32,
     vision_layers: int = 2,
 ) -> nn.Module:
-    """Idefics3: Llama text model, SigLIP-style vision; a 32x32 tile is an 8x8 patch grid,
-    pixel-shuffled 2x2 into 16 image tokens."""
-    from transformers import Idefics3Config, Idefics3ForConditionalGeneration
+    """Idefics3 or SmolVLM (``family``): Llama text model, SigLIP-style vision; a 32x32 tile
+    is an 8x8 patch grid, pixel-shuffled 2x2 into 16 image tokens."""
+    import transformers
 
-    cfg = Idefics3Config(
-        **_configs(hidden, layers, patch, vision_hidden, vision_layers),
+    prefix = _CLASS_PREFIX[family]
+    cfg = getattr(transformers, f"{prefix}Config")(
+        text_config=text_fields(hidden, layers, model_type="llama"),
+        vision_config=vit_fields(
+            TILE,
+            patch,
+            hidden_size=vision_hidden,
+            intermediate_size=2 * vision_hidden,
+            num_hidden_layers=vision_layers,
+        ),
         image_token_id=IMAGE,
         scale_factor=2,
         pad_token_id=PAD,
     )
-    torch.manual_seed(seed)
-    return Idefics3ForConditionalGeneration(cfg).eval()
-
-
-def tiny_smolvlm(
-    seed: int = 0,
-    *,
-    hidden: int = 64,
-    layers: int = 4,
-    patch: int = 4,
-    vision_hidden: int = 32,
-    vision_layers: int = 2,
-) -> nn.Module:
-    """SmolVLM: the same structure as :func:`tiny_idefics3` (its own transformers classes)."""
-    from transformers import SmolVLMConfig, SmolVLMForConditionalGeneration
-
-    cfg = SmolVLMConfig(
-        **_configs(hidden, layers, patch, vision_hidden, vision_layers),
-        image_token_id=IMAGE,
-        scale_factor=2,
-        pad_token_id=PAD,
-    )
-    torch.manual_seed(seed)
-    return SmolVLMForConditionalGeneration(cfg).eval()
-
-
-def _is_idefics3(model: nn.Module) -> bool:
-    from transformers import Idefics3ForConditionalGeneration
-
-    return isinstance(model, Idefics3ForConditionalGeneration)
-
-
-def _is_smolvlm(model: nn.Module) -> bool:
-    from transformers import SmolVLMForConditionalGeneration
-
-    return isinstance(model, SmolVLMForConditionalGeneration)
+    return build_seeded(getattr(transformers, f"{prefix}ForConditionalGeneration"), cfg, seed)
 
 
 def tokens_per_tile(model: nn.Module) -> int:
@@ -153,14 +104,8 @@ def image_prompt(
 
 def split_image(image: np.ndarray, rows: int, cols: int) -> torch.Tensor:
     """``[rows*cols + 1, 3, 32, 32]``: the crops in raster order, then the global tile."""
-    tiles = []
-    if rows or cols:
-        big = as_chw(image, (rows * TILE, cols * TILE))
-        for i in range(rows):
-            for j in range(cols):
-                tiles.append(big[:, i * TILE : (i + 1) * TILE, j * TILE : (j + 1) * TILE])
-    tiles.append(as_chw(image, TILE))
-    return torch.stack(tiles)
+    crops = grid_crops(image, rows, cols, TILE) if rows or cols else []
+    return torch.stack([*crops, as_chw(image, TILE)])
 
 
 def tiles_inputs(
@@ -206,5 +151,12 @@ def _process(
     return tiles_inputs(model, images, prompts)
 
 
-register_tiny(TinySpec("idefics3", tiny_idefics3, _is_idefics3, _process))
-register_tiny(TinySpec("smolvlm", tiny_smolvlm, _is_smolvlm, _process))
+for _family, _prefix in _CLASS_PREFIX.items():
+    register_tiny(
+        TinySpec(
+            _family,
+            partial(tiny_tiles_model, _family),
+            is_instance_of(f"{_prefix}ForConditionalGeneration"),
+            _process,
+        )
+    )

@@ -15,12 +15,7 @@ One registered model per pairing (``llava-olmoe`` is :mod:`.base_families`'):
   ``BOS VSTART IMAGE*16 VEND text`` (``<img> <IMG_CONTEXT>*16 </img>``),
   ``pixel_values [B, 3, 32, 32]``.
 
-Text models: hidden 64, 4 decoder layers, 8 routed experts, ``num_experts_per_tok`` 4 (every
-layer MoE); DeepSeek-V3 with ``first_k_dense_replace = 0``, ``n_group = 2``,
-``topk_group = 1`` (group-limited routing keeps 1 group of 4 experts, so any top_k in 1..4
-is valid), one shared expert; GPT-OSS with alternating ``sliding_attention`` /
-``full_attention`` layers and a 16-token window (shorter than the prompts, so it is in
-effect), default RoPE.
+Text models: :mod:`.text_models`.
 """
 
 from __future__ import annotations
@@ -34,116 +29,21 @@ import torch
 from torch import nn
 
 from . import TinySpec, register_tiny
+from .base_families import llava_config, llava_inputs
 from .common import (
-    BOS,
-    EOS,
     IMAGE,
-    PAD,
-    VEND,
     VIDEO,
-    VOCAB,
-    VSTART,
     as_chw,
-    encode_text,
+    bracketed_image,
+    grid_crops,
+    image_text_ids,
     is_instance_of,
-    pad_left,
+    one_view_inputs,
 )
+from .configs import MoeSize, build_seeded, vit_fields
+from .text_models import text_model_config
 
 SIZE = 32
-
-
-# ---------------------------------------------------------------------- text models
-def text_config(
-    kind: str, hidden: int = 64, layers: int = 4, experts: int = 8, top_k: int = 4
-) -> Any:
-    """A small transformers config of text model ``kind`` (a ``model_type``)."""
-    import transformers as tf
-
-    heads, head_dim = 4, hidden // 4
-    common = dict(
-        vocab_size=VOCAB,
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        max_position_embeddings=1024,
-        pad_token_id=PAD,
-        bos_token_id=BOS,
-        eos_token_id=EOS,
-    )
-    moe = dict(num_experts_per_tok=top_k)
-    if kind == "qwen3_moe":
-        return tf.Qwen3MoeConfig(
-            **common,
-            **moe,
-            num_key_value_heads=2,
-            head_dim=head_dim,
-            intermediate_size=2 * hidden,
-            moe_intermediate_size=hidden // 2,
-            num_experts=experts,
-            norm_topk_prob=True,
-        )
-    if kind == "qwen2_moe":
-        return tf.Qwen2MoeConfig(
-            **common,
-            **moe,
-            num_key_value_heads=2,
-            intermediate_size=2 * hidden,
-            moe_intermediate_size=hidden // 2,
-            shared_expert_intermediate_size=hidden,
-            num_experts=experts,
-            norm_topk_prob=False,
-        )
-    if kind == "mixtral":
-        return tf.MixtralConfig(
-            **common,
-            **moe,
-            num_key_value_heads=2,
-            head_dim=head_dim,
-            intermediate_size=hidden,
-            num_local_experts=experts,
-        )
-    if kind == "deepseek_v3":
-        return tf.DeepseekV3Config(
-            **common,
-            **moe,
-            num_key_value_heads=heads,
-            intermediate_size=2 * hidden,
-            moe_intermediate_size=hidden // 2,
-            n_routed_experts=experts,
-            n_shared_experts=1,
-            first_k_dense_replace=0,
-            n_group=2,
-            topk_group=1,
-            norm_topk_prob=True,
-            q_lora_rank=hidden // 2,
-            kv_lora_rank=hidden // 4,
-            qk_rope_head_dim=8,
-            qk_nope_head_dim=8,
-            v_head_dim=head_dim,
-            routed_scaling_factor=1.0,
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
-        )
-    if kind == "gpt_oss":
-        return tf.GptOssConfig(
-            **common,
-            **moe,
-            num_key_value_heads=2,
-            head_dim=head_dim,
-            intermediate_size=hidden,
-            num_local_experts=experts,
-            sliding_window=16,
-            layer_types=[
-                "sliding_attention" if i % 2 == 0 else "full_attention" for i in range(layers)
-            ],
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
-        )
-    if kind == "qwen2":
-        return tf.Qwen2Config(**common, num_key_value_heads=2, intermediate_size=2 * hidden)
-    if kind == "qwen3":
-        return tf.Qwen3Config(
-            **common, num_key_value_heads=2, head_dim=head_dim, intermediate_size=2 * hidden
-        )
-    raise ValueError(f"no tiny text model {kind!r}")
 
 
 def _never_emit_placeholders(model: nn.Module, *ids: int) -> nn.Module:
@@ -155,87 +55,45 @@ def _never_emit_placeholders(model: nn.Module, *ids: int) -> nn.Module:
     return model
 
 
-# ---------------------------------------------------------------------- LLaVA
-def tiny_llava(
+def _wrapper_builder(
     text: str,
-    seed: int = 0,
-    *,
-    hidden: int = 64,
-    layers: int = 4,
-    experts: int = 8,
-    top_k: int = 4,
-    patch: int = 8,
-) -> nn.Module:
-    """LLaVA (CLIP vision tower) around text model ``text``; ``(32/patch)**2`` vision tokens."""
-    from transformers import CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration
+    make_config: Callable[..., Any],
+    model_class: str,
+    placeholders: tuple[int, ...],
+    default_patch: int,
+) -> Callable[..., nn.Module]:
+    """``build(seed, patch=, **size)`` of one pairing: the tiny ``text`` model of ``size``
+    (:class:`.configs.MoeSize` fields; :func:`.text_models.text_model_config`) inside
+    ``make_config(text_config, patch=)``, an instance of the transformers class
+    ``model_class`` that never emits ``placeholders``."""
 
-    vc = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=SIZE,
-        patch_size=patch,
-        projection_dim=32,
-    )
-    cfg = LlavaConfig(
-        vision_config=vc,
-        text_config=text_config(text, hidden, layers, experts, top_k),
-        image_token_index=IMAGE,
-        image_seq_length=(SIZE // patch) ** 2,
-    )
-    torch.manual_seed(seed)
-    return _never_emit_placeholders(LlavaForConditionalGeneration(cfg).eval(), IMAGE)
+    def build(seed: int = 0, *, patch: int = default_patch, **size: int) -> nn.Module:
+        import transformers
 
+        cfg = make_config(text_model_config(text, MoeSize(**size)), patch=patch)
+        model = build_seeded(getattr(transformers, model_class), cfg, seed)
+        return _never_emit_placeholders(model, *placeholders)
 
-def llava_inputs(
-    model: nn.Module, images: Sequence[np.ndarray], prompts: Sequence[str]
-) -> dict[str, torch.Tensor]:
-    cfg = model.config
-    vc = cfg.vision_config
-    n = (vc.image_size // vc.patch_size) ** 2
-    if cfg.vision_feature_select_strategy == "full":
-        n += 1  # CLIP's CLS token kept
-    ids, mask = pad_left([[BOS] + [IMAGE] * n + encode_text(p) for p in prompts])
-    pix = torch.stack([as_chw(im, int(vc.image_size)) for im in images])
-    return {"input_ids": ids, "attention_mask": mask, "pixel_values": pix}
+    build.__name__ = f"tiny_{make_config.__name__.removesuffix('_config')}_{text}"
+    build.__doc__ = make_config.__doc__
+    return build
 
 
 # ---------------------------------------------------------------------- LLaVA-OneVision
-def tiny_llava_onevision(
-    text: str,
-    seed: int = 0,
-    *,
-    hidden: int = 64,
-    layers: int = 4,
-    experts: int = 8,
-    top_k: int = 4,
-    patch: int = 8,
-) -> nn.Module:
-    """LLaVA-OneVision (SigLIP) around ``text``; anyres with a single 32x32 grid pinpoint."""
-    from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
+def onevision_config(text_config: Any, *, patch: int) -> Any:
+    """LLaVA-OneVision (SigLIP) around ``text_config``; anyres with a single 32x32 grid
+    pinpoint."""
+    from transformers import LlavaOnevisionConfig
 
-    cfg = LlavaOnevisionConfig(
-        vision_config=dict(
-            model_type="siglip_vision_model",
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=SIZE,
-            patch_size=patch,
-        ),
-        text_config=text_config(text, hidden, layers, experts, top_k),
+    return LlavaOnevisionConfig(
+        vision_config=vit_fields(SIZE, patch, model_type="siglip_vision_model"),
+        text_config=text_config,
         image_token_index=IMAGE,
         video_token_index=VIDEO,
         image_grid_pinpoints=[[SIZE, SIZE]],
         vision_feature_select_strategy="full",
         vision_feature_layer=-1,
         vision_aspect_ratio="anyres_max_9",
-    )
-    torch.manual_seed(seed)
-    return _never_emit_placeholders(
-        LlavaOnevisionForConditionalGeneration(cfg).eval(), IMAGE, VIDEO
     )
 
 
@@ -284,17 +142,9 @@ def llava_onevision_inputs(
     size = (side, side)
     views, rows, cols = onevision_layout(model, size)
     n = onevision_tokens(model, size)
-    ids, mask = pad_left([[BOS] + [IMAGE] * n + encode_text(p) for p in prompts])
-    pix = []
-    for im in images:
-        tiles = [as_chw(im, side)]
-        big = as_chw(im, (rows * side, cols * side))
-        tiles += [
-            big[:, i * side : (i + 1) * side, j * side : (j + 1) * side]
-            for i in range(rows)
-            for j in range(cols)
-        ]
-        pix.append(torch.stack(tiles))
+    ids, mask = image_text_ids(prompts, [IMAGE] * n)
+    # the base view, then the crops of the grid pinpoint
+    pix = [torch.stack([as_chw(im, side), *grid_crops(im, rows, cols, side)]) for im in images]
     assert pix[0].shape[0] == views
     return {
         "input_ids": ids,
@@ -305,36 +155,18 @@ def llava_onevision_inputs(
 
 
 # ---------------------------------------------------------------------- InternVL
-def tiny_internvl(
-    text: str,
-    seed: int = 0,
-    *,
-    hidden: int = 64,
-    layers: int = 4,
-    experts: int = 8,
-    top_k: int = 4,
-    patch: int = 4,
-) -> nn.Module:
-    """InternVL (InternViT) around ``text``; one 32x32 tile is 8x8 patches, pixel-shuffled
-    into 16 tokens."""
-    from transformers import InternVLConfig, InternVLForConditionalGeneration
+def internvl_config(text_config: Any, *, patch: int) -> Any:
+    """InternVL (InternViT) around ``text_config``; one 32x32 tile is 8x8 patches,
+    pixel-shuffled into 16 tokens."""
+    from transformers import InternVLConfig
 
-    cfg = InternVLConfig(
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=[SIZE, SIZE],
-            patch_size=[patch, patch],
-        ),
-        text_config=text_config(text, hidden, layers, experts, top_k),
+    return InternVLConfig(
+        vision_config=vit_fields([SIZE, SIZE], [patch, patch]),
+        text_config=text_config,
         image_token_id=IMAGE,
         image_seq_length=(SIZE // patch) ** 2 // 4,
         downsample_ratio=0.5,
     )
-    torch.manual_seed(seed)
-    return _never_emit_placeholders(InternVLForConditionalGeneration(cfg).eval(), IMAGE)
 
 
 def internvl_tokens(model: nn.Module) -> int:
@@ -352,51 +184,48 @@ def internvl_inputs(
     vc = model.config.vision_config
     side = int(vc.image_size[0] if isinstance(vc.image_size, (list, tuple)) else vc.image_size)
     n = internvl_tokens(model)
-    ids, mask = pad_left([[BOS, VSTART] + [IMAGE] * n + [VEND] + encode_text(p) for p in prompts])
-    pix = torch.stack([as_chw(im, side) for im in images])
-    return {"input_ids": ids, "attention_mask": mask, "pixel_values": pix}
+    return one_view_inputs(images, prompts, bracketed_image(n), side)
 
 
 # ---------------------------------------------------------------------- registry
-def _builder(fn: Callable[..., nn.Module], text: str) -> Callable[..., nn.Module]:
-    def build(seed: int = 0, **kwargs: Any) -> nn.Module:
-        return fn(text, seed, **kwargs)
-
-    build.__name__ = f"{fn.__name__}_{text}"
-    build.__doc__ = fn.__doc__
-    return build
-
-
+#: (family, its config, transformers model class, placeholder ids, default patch, processing,
+#: text models)
 _PAIRINGS = (
     (
         "llava",
-        tiny_llava,
+        llava_config,
         "LlavaForConditionalGeneration",
+        (IMAGE,),
+        8,
         llava_inputs,
         ("qwen3_moe", "qwen2_moe", "mixtral", "deepseek_v3", "gpt_oss"),
     ),
     (
         "llava-onevision",
-        tiny_llava_onevision,
+        onevision_config,
         "LlavaOnevisionForConditionalGeneration",
+        (IMAGE, VIDEO),
+        8,
         llava_onevision_inputs,
         ("qwen2_moe", "qwen2"),
     ),
     (
         "internvl",
-        tiny_internvl,
+        internvl_config,
         "InternVLForConditionalGeneration",
+        (IMAGE,),
+        4,
         internvl_inputs,
         ("qwen3_moe", "qwen3"),
     ),
 )
 
-for _family, _fn, _cls, _process, _texts in _PAIRINGS:
+for _family, _config, _cls, _placeholders, _patch, _process, _texts in _PAIRINGS:
     for _text in _texts:
         register_tiny(
             TinySpec(
                 f"{_family}-{_text.replace('_', '-')}",
-                _builder(_fn, _text),
+                _wrapper_builder(_text, _config, _cls, _placeholders, _patch),
                 is_instance_of(_cls, _text),
                 _process,
             )
