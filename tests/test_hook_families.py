@@ -113,7 +113,9 @@ def test_generate_holds_decision_and_cache_stays_consistent(model):
     inp = tiny_inputs(model, batch=2, seed=4)
     grids = grids_for(model)
     cheap = cheap_config(model, k=grids.get("top_k", [1, 2])[1])
-    with hook(model, make_controller(model, pick=cheap), budget_ms=5.0) as h:
+    # batching="min": the decision inside each prefill forward (per_request decides once per
+    # generate() call, before it: tests/test_per_request_batching.py)
+    with hook(model, make_controller(model, pick=cheap), budget_ms=5.0, batching="min") as h:
         calls = []
         # the hook's one engine call per decision forward (decide_rows where the engine has it)
         name = "decide_rows" if hasattr(h.engine, "decide_rows") else "decide_tensors"

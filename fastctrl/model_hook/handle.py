@@ -38,10 +38,16 @@ the kept tokens and only the active blocks' layers, stays consistent. Decode ste
 original position numbering (positions continue after the last prompt position), and a full
 2-D attention mask from ``generate()`` is mapped onto the kept columns.
 
-Batches: the controller decides per request; the batch then runs ONE config, the per-knob
-minimum of the requests' grid indices (grids are ascending, so this is the cheapest choice on
-every knob: the request with the tightest budget binds each knob). Per-request decisions are
-kept in ``handle.last_request_decisions`` and counted in ``handle.stats.request_configs``.
+Batches: the controller decides per request. ``generate()`` of a batch (``batching=
+"per_request"``, the default) then runs every request at its own config: the requests are
+decided first (:meth:`HookHandle.decide`: the forward up to the decision, the language model
+not run), grouped by config, and each group generates pinned at its config
+(:mod:`.per_request`). One plain forward (``model(**batch)``) runs ONE config, as does
+``generate()`` with ``batching="min"``: the per-knob minimum of the requests' grid indices
+(grids are ascending, so the request with the tightest budget binds each knob), one pass for
+the whole batch, which is what a caller wants who prefers one forward to several smaller ones
+and can accept the tightest request's config for everyone. Per-request decisions are kept in
+``handle.last_request_decisions`` and counted in ``handle.stats.request_configs``.
 """
 
 from __future__ import annotations
@@ -67,6 +73,7 @@ from .capture import ForwardCapture, text_feature
 from .decision import BudgetCache, ConfigCache, Decision, budget_tensor, decide
 from .decode import DecodeState
 from .families.base import Adapter, find_adapter
+from .per_request import BATCHING, DecisionMade, generate_per_request
 from .stats import HookStats, now
 
 log = logging.getLogger(__name__)
@@ -99,7 +106,11 @@ class HookHandle:
         budget_ms: np.ndarray | None,
         tokens_per_crop: int | None,
         renormalize_topk: bool | None = None,
+        batching: str = "per_request",
     ) -> None:
+        if batching not in BATCHING:
+            raise ValueError(f"batching must be one of {BATCHING}, got {batching!r}")
+        self.batching = batching
         self.model = model
         self.adapter = adapter
         self.space = space
@@ -108,6 +119,9 @@ class HookHandle:
         self._budget = budget_ms
         self._task: Any = None  # default task type(s) of later forwards (None: unknown)
         self._pinned: Config | None = None
+        self._decide_only = False  # decide(): stop the forward once the decision is made
+        self._group_run = False  # a per-request group's pinned generate(): counted as decided
+        self._last_rows: list[list[int]] = []
         self._ctx: ForwardCapture | None = None
         self._decode_ctx = ForwardCapture(budget=None, attention_mask=None, decides=False)
         self._pending_vision = _empty_capture()  # vision tower output outside a forward
@@ -177,6 +191,27 @@ class HookHandle:
             raise ValueError(f"pin() needs a Config of {self.space}, got {config!r}")
         self._pinned = config
 
+    def decide(self, budget_ms: Any = None, task_type: Any = None, **inputs: Any) -> list[Config]:
+        """Each request's config, decided as a forward of the hooked model would decide it
+        (same features, engine and budgets) but without running the language model: the
+        forward stops once the decision is made. ``inputs`` are the model's forward inputs;
+        ``budget_ms`` / ``task_type`` as for a forward (default: the handle's)."""
+        if self.engine is None:
+            raise RuntimeError("fastctrl.hook: decide() needs a controller")
+        if self._pinned is not None:
+            raise RuntimeError("fastctrl.hook: decide() asks the controller; unpin first")
+        self._decide_only = True
+        try:
+            with torch.no_grad():
+                self.model(
+                    **{**inputs, "use_cache": False}, budget_ms=budget_ms, task_type=task_type
+                )
+        except DecisionMade as made:
+            return [self._configs.get(tuple(r)).config for r in made.rows]
+        finally:
+            self._decide_only = False
+        raise RuntimeError("fastctrl.hook: the forward made no decision (no image-text input?)")
+
     def remove(self) -> None:
         """Remove every hook and restore routers and blocks; idempotent."""
         if self._removed:
@@ -240,9 +275,16 @@ class HookHandle:
                     task_type if task_type is not None else self._task,
                 )
                 try:
-                    if budget_ms is None:
-                        return orig_generate(*args, **kwargs)
-                    with self.budget_scope(budget_ms):
+                    with self.budget_scope(budget_ms if budget_ms is not None else self._budget):
+                        if (
+                            self.batching == "per_request"
+                            and self.engine is not None
+                            and self._pinned is None
+                            and not args
+                        ):
+                            out = generate_per_request(self, orig_generate, kwargs)
+                            if out is not None:
+                                return out
                         return orig_generate(*args, **kwargs)
                 finally:
                     self._task = old_task
@@ -354,6 +396,8 @@ class HookHandle:
             chosen, rows = d.config, d.rows
             self._last_idx = d.per_request if d.per_request is not None else rows
         self._count_decision(chosen, rows, bsz)
+        if self._decide_only:  # recorded as a decision forward that stopped here
+            raise DecisionMade(rows)
         ctx.held = chosen
         knob = "max_crops"
         if layout is None or knob not in self.space.names:
@@ -412,6 +456,8 @@ class HookHandle:
             req = DecodeState(chosen.config, None, seq, seq, None, 0, chosen.values)
         elif past == 0:
             req = self._prefill(ctx, kwargs, embeds)
+            if self._decide_only:  # recorded as a decision forward that stopped here
+                raise DecisionMade(self._last_rows)
         else:
             req = self._request
             if req is None or req.cache_len != past:
@@ -490,8 +536,13 @@ class HookHandle:
 
     def _count_decision(self, chosen: Any, rows: list[list[int]], bsz: int) -> None:
         self.last_config = chosen.config
+        self._last_rows = rows
+        if self._group_run:  # a per-request group: decided (and counted) by decide()
+            self.stats.configs[chosen.key] += 1
+            return
         self.stats.decisions += 1
-        self.stats.configs[chosen.key] += 1
+        if not self._decide_only:  # decide() runs no config
+            self.stats.configs[chosen.key] += 1
         if bsz == 1 or all(r == rows[0] for r in rows):
             self.stats.request_configs[self._configs.get(tuple(rows[0])).key] += bsz
         else:
@@ -585,6 +636,7 @@ def hook(
     space: ActionSpace | None = None,
     tokens_per_crop: int | None = None,
     renormalize_topk: bool | None = None,
+    batching: str = "per_request",
 ) -> HookHandle:
     """Patch a transformers VLM so that every forward decides and applies its own config.
 
@@ -609,6 +661,12 @@ def hook(
             to 1; ``False``: never renormalise. A router whose rule is fixed and differs is
             refused. README "Families" gives the measured effect on agreement with the full
             model.
+        batching: what ``generate()`` of a batch runs. ``"per_request"`` (default): every
+            request its own decided config (the batch is decided, grouped by config, and each
+            group generates at its config; inputs whose tensors are not one row per request
+            fall back to ``"min"``, with a warning). ``"min"``: one config for the batch, the
+            per-knob minimum of the requests' decisions (one pass; the tightest request binds
+            everyone).
     """
     adapter = find_adapter(model)
     if model in _HOOKED and not _HOOKED[model].removed:
@@ -647,7 +705,14 @@ def hook(
     if renormalize_topk is not None and not isinstance(renormalize_topk, bool):
         raise ValueError(f"renormalize_topk must be None, True or False, got {renormalize_topk!r}")
     handle = HookHandle(
-        model, adapter, space, eng, validate_budget(budget_ms), tokens_per_crop, renormalize_topk
+        model,
+        adapter,
+        space,
+        eng,
+        validate_budget(budget_ms),
+        tokens_per_crop,
+        renormalize_topk,
+        batching,
     )
     _HOOKED[model] = handle
     log.info(
