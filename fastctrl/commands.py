@@ -5,6 +5,7 @@
     fastctrl evaluate                      a trained controller live through the hook
     fastctrl compare                       the E5 experiment (--summary length-blind|gap-closed)
     fastctrl tune                          tune one method's hyper-parameters
+    fastctrl serve                         the OpenAI-compatible server, a budget per request
     fastctrl digits {data,train,report,headroom}
     fastctrl lqr {pipeline,generate,train,finetune,evaluate,compare,generalize,export,ablation}
 
@@ -112,6 +113,11 @@ COMMANDS: dict[str, Command | Group] = {
         "fastctrl.tune.cli:TuneArgs",
         "fastctrl.tune.cli:run",
         "Tune one method's hyper-parameters with Optuna on the validation split.",
+    ),
+    "serve": Command(
+        "fastctrl.serve.cli:ServeArgs",
+        "fastctrl.serve.cli:run",
+        "An OpenAI-compatible server where every request carries its own latency budget.",
     ),
     "digits": Group(
         "The handwritten-digits VLM benchmark: data, model, reports.",

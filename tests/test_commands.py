@@ -113,7 +113,7 @@ def _subprocess(*argv: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 # ------------------------------------------------------------------------- the command tree
 def test_the_tree_has_every_stage():
     assert PATHS == sorted(MODULE_OF, key=PATHS.index) and set(PATHS) == set(MODULE_OF)
-    assert list(COMMANDS) == ["profile", "train", "evaluate", "compare", "tune", "digits", "lqr"]
+    assert list(COMMANDS) == ["profile", "train", "evaluate", "compare", "tune", "serve", "digits", "lqr"]
     groups = {k: list(v.members()) for k, v in COMMANDS.items() if isinstance(v, Group)}
     assert groups == {
         "train": ["lut", "supervised", "ppo", "dpo", "grpo"],
@@ -391,13 +391,25 @@ def test_python_m_recursive_control_names_itself():
 
 
 # ------------------------------------------------------------------------- flag groups, once
+def _field_names(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def _assert_takes_groups(cls: type, **groups: type) -> None:
+    """``cls`` takes each flag group through the field named for it and declares none of the
+    group's flags itself."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    for name, group in groups.items():
+        assert not _field_names(group) & _field_names(cls), cls
+        assert typing.get_args(hints[name])[0] is group, (cls, name)
+
+
 def test_model_loading_flags_are_one_group():
     from fastctrl.evaluate.cli import EvaluateArgs
     from fastctrl.profile.options import ProfileArgs
     from fastctrl.runtime.loading import ModelArgs
 
-    loading = {f.name for f in dataclasses.fields(ModelArgs)}
-    assert loading == {
+    assert _field_names(ModelArgs) == {
         "model",
         "dtype",
         "device",
@@ -406,9 +418,7 @@ def test_model_loading_flags_are_one_group():
         "trust_remote_code",
     }
     for cls in (ProfileArgs, EvaluateArgs):
-        hints = typing.get_type_hints(cls, include_extras=True)
-        assert not loading & {f.name for f in dataclasses.fields(cls)}, cls
-        assert typing.get_args(hints["loading"])[0] is ModelArgs
+        _assert_takes_groups(cls, loading=ModelArgs)
     with pytest.raises(ValueError, match="--device or --device_map"):
         ModelArgs(device="cpu", device_map="auto")
 
@@ -419,10 +429,7 @@ def test_compare_and_tune_take_the_training_flags_from_train_config():
     from fastctrl.tune.cli import TuneArgs
 
     assert issubclass(DataConfig, ProfileSource) and issubclass(LoopConfig, RunBudget)
-    shared = {f.name for f in dataclasses.fields(ProfileSource)} | {
-        f.name for f in dataclasses.fields(RunBudget)
-    }
-    assert shared == {
+    assert _field_names(ProfileSource) | _field_names(RunBudget) == {
         "profile",
         "synthetic_requests",
         "synthetic_family",
@@ -431,10 +438,7 @@ def test_compare_and_tune_take_the_training_flags_from_train_config():
         "num_epochs",
     }
     for cls in (CompareArgs, TuneArgs):
-        hints = typing.get_type_hints(cls, include_extras=True)
-        assert not shared & {f.name for f in dataclasses.fields(cls)}, cls
-        assert typing.get_args(hints["data"])[0] is ProfileSource
-        assert typing.get_args(hints["budget"])[0] is RunBudget
+        _assert_takes_groups(cls, data=ProfileSource, budget=RunBudget)
     args = cli.parse(
         CompareArgs, ["--methods", "lut,grpo", "--max_env_steps", "5000"], prog="fastctrl compare"
     )
@@ -466,8 +470,7 @@ def test_profile_paths_take_the_output_dir(tmp_path):
 
 def test_no_command_has_another_output_flag():
     for name, cls in _cli_classes().items():
-        names = {f.name for f in dataclasses.fields(cls)}
-        assert not names & {"out", "output", "output_path"}, name
+        assert not _field_names(cls) & {"out", "output", "output_path"}, name
 
 
 # ------------------------------------------------------------------------- exit codes

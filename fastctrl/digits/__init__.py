@@ -31,6 +31,15 @@ def pretrained_dir() -> Path:
     return d
 
 
+def shipped_controller() -> Path:
+    """The shipped controller of the digits VLM (``Controller.save_pretrained``), served by
+    default by ``fastctrl serve --model fastctrl-digits``."""
+    d = Path(__file__).resolve().parent / "controller"
+    if not (d / "config.json").is_file():
+        raise FileNotFoundError(f"{d} holds no controller (config.json missing)")
+    return d
+
+
 def shipped_profile() -> Path:
     """The shipped measured profile of the digits VLM (table; its feature store and sweep
     sidecar, which records the machine it was measured on, beside it)."""

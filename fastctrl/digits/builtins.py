@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..runtime.loading import load_pretrained
-from ..runtime.registry import register_model, register_profile
-from . import DIGITS_MODEL, pretrained_dir, shipped_profile
+from ..runtime.registry import register_controller, register_model, register_profile
+from . import DIGITS_MODEL, pretrained_dir, shipped_controller, shipped_profile
 
 
 def load_digits(name: str, *, seed: int, dtype: str = "auto", **kw: Any) -> tuple[Any, Any]:
@@ -22,3 +22,6 @@ def load_digits(name: str, *, seed: int, dtype: str = "auto", **kw: Any) -> tupl
 def register() -> None:
     register_model(DIGITS_MODEL, load_digits, description="the trained handwritten-digits VLM")
     register_profile(DIGITS_MODEL, shipped_profile, description="the digits VLM's measured profile")
+    register_controller(
+        DIGITS_MODEL, shipped_controller, description="the digits VLM's shipped controller"
+    )

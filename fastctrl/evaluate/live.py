@@ -87,12 +87,17 @@ def config_key(values: dict[str, int]) -> str:
     return ",".join(f"{k}={v}" for k, v in values.items())
 
 
+def reference_latency_ms(profile: Profile) -> float:
+    """What budget ratios multiply: the full config's mean latency on the train split."""
+    return float(profile.mean_latency[profile.split_indices("train"), profile.full_index].mean())
+
+
 def static_configs(
     profile: Profile, budgets_ms: Sequence[float]
 ) -> tuple[dict[float, Config], float]:
     """Per budget, the best static config chosen on the profile's train split, and the
-    reference latency (train mean of the full config) budgets are relative to."""
-    ref = float(profile.mean_latency[profile.split_indices("train"), profile.full_index].mean())
+    reference latency (:func:`reference_latency_ms`) budgets are relative to."""
+    ref = reference_latency_ms(profile)
     ratios = tuple(b / ref for b in budgets_ms)
     env = ProfileEnv(profile, "train", budget_ratios=ratios, baseline="global")
     policy = StaticPolicy.fit(env)

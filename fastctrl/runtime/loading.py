@@ -120,6 +120,37 @@ class ChatProcessor:
         )
         return dict(out)
 
+    def render_chat(self, messages: Sequence[dict[str, Any]]) -> str:
+        """A whole conversation (``{"role", "content"}`` turns; content a str or a list of
+        ``{"type": "text", "text"}`` / ``{"type": "image"}`` parts, images in order) as the
+        prompt text the model's chat template makes of it, ready for the answer."""
+        if self.has_template:
+            return self.processor.apply_chat_template(
+                list(messages), add_generation_prompt=True, tokenize=False
+            )
+        parts: list[str] = []
+        for m in messages:
+            content = m["content"]
+            if isinstance(content, str):
+                parts.append(content)
+                continue
+            parts += [self.image_token if c["type"] == "image" else c["text"] for c in content]
+        return "".join(parts)
+
+    def encode(
+        self, texts: Sequence[str], images: Sequence[Sequence[Any]]
+    ) -> dict[str, torch.Tensor]:
+        """Rendered prompts and each prompt's images -> one left-padded batch of inputs."""
+        if len(images) != len(texts):
+            raise ValueError(f"{len(images)} image lists but {len(texts)} prompts")
+        out = self.processor(
+            text=list(texts),
+            images=[[_rgb(im) for im in ims] for ims in images],
+            return_tensors="pt",
+            padding=True,
+        )
+        return dict(out)
+
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=skip_special_tokens).strip()
 

@@ -45,6 +45,7 @@ class BuiltinModel:
 
 _MODELS: dict[str, BuiltinModel] = {}
 _PROFILES: dict[str, tuple[Callable[[], Path], str]] = {}
+_CONTROLLERS: dict[str, tuple[Callable[[], Path], str]] = {}
 _loaded = False
 
 
@@ -68,6 +69,21 @@ def register_profile(name: str, path: Callable[[], Path], *, description: str) -
     if name in _PROFILES:
         raise ValueError(f"built-in profile {name!r} is registered twice")
     _PROFILES[name] = (path, description)
+
+
+def register_controller(name: str, path: Callable[[], Path], *, description: str) -> None:
+    """Make ``path()`` (a ``Controller.save_pretrained`` directory) the controller served by
+    default for the built-in model ``name``."""
+    if name in _CONTROLLERS:
+        raise ValueError(f"built-in controller {name!r} is registered twice")
+    _CONTROLLERS[name] = (path, description)
+
+
+def builtin_controller(name: str) -> Path | None:
+    """The shipped controller directory of the built-in model ``name``; ``None`` if none."""
+    _load_providers()
+    entry = _CONTROLLERS.get(str(name))
+    return entry[0]() if entry is not None else None
 
 
 def _load_providers() -> None:

@@ -1,0 +1,232 @@
+"""``fastctrl serve`` on the digits VLM and its shipped controller, over real HTTP on
+127.0.0.1, driven by the ``openai`` client and httpx."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import openai
+import pytest
+
+from fastctrl.digits.pages import PageGenerator
+from fastctrl.serve.cli import ServeArgs
+
+from .serve_kit import chat_body, data_url, running_server
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def pages():
+    gen = PageGenerator("test", 11)
+    return [gen.page(i) for i in range(8)]
+
+
+@pytest.fixture(scope="module")
+def server():
+    with running_server(ServeArgs(warmup=1)) as (url, state):
+        yield url, state
+
+
+def client(url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+
+
+def test_a_chat_completion_answers_with_its_config_and_timings(server, pages):
+    url, state = server
+    page = pages[0]
+    out = client(url).chat.completions.create(
+        model="fastctrl-digits",
+        messages=chat_body(page.question, data_url(page.rgb))["messages"],
+        max_tokens=5,
+        extra_body={"fastctrl": {"budget_ms": 400.0, "task_type": page.task_type}},
+    )
+    assert out.choices[0].message.content == page.answer  # the trained model reads the page
+    fc = out.model_extra["fastctrl"]
+    assert set(fc["config"]) == set(state.scheduler.runner.space.names)
+    assert fc["decided_by"] == "controller" and fc["budget_ms"] == 400.0
+    assert 0 < fc["remaining_budget_ms"] <= 400.0
+    assert fc["decision_ms"] > 0 and fc["model_ms"] > 0 and fc["queue_ms"] >= 0
+    assert fc["total_ms"] >= fc["model_ms"] and fc["deadline_met"] == (fc["total_ms"] <= 400.0)
+    assert out.usage.completion_tokens >= 1
+
+
+def test_the_budget_also_comes_as_vllm_xargs_and_a_tight_one_runs_cheaper(server, pages):
+    url, state = server
+    page = pages[1]
+    tight_ms = round(2 * state.scheduler.cheapest_ms, 1)
+    loose = httpx.post(
+        f"{url}/v1/chat/completions",
+        json=chat_body(page.question, data_url(page.rgb), vllm_xargs={"fastctrl_budget_ms": 500}),
+    ).json()["fastctrl"]
+    tight = httpx.post(
+        f"{url}/v1/chat/completions",
+        json=chat_body(
+            page.question, data_url(page.rgb), vllm_xargs={"fastctrl_budget_ms": tight_ms}
+        ),
+    ).json()["fastctrl"]
+    assert loose["budget_ms"] == 500 and tight["budget_ms"] == tight_ms
+    cost = lambda c: sum(c.values())  # noqa: E731 (grids ascend: a smaller sum runs less)
+    assert cost(tight["config"]) < cost(loose["config"])
+
+
+def test_streaming_sends_the_answer_then_the_fastctrl_object(server, pages):
+    url, _ = server
+    page = pages[2]
+    stream = client(url).chat.completions.create(
+        model="fastctrl-digits",
+        messages=chat_body(page.question, data_url(page.rgb))["messages"],
+        max_tokens=5,
+        stream=True,
+        extra_body={"fastctrl": {"budget_ms": 400.0}},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert text.strip() == page.answer
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+    assert "config" in chunks[-1].model_extra["fastctrl"]
+
+
+def test_models_health_and_metrics(server, pages):
+    url, _ = server
+    assert [m.id for m in client(url).models.list()] == ["fastctrl-digits"]
+    assert httpx.get(f"{url}/health").json()["status"] == "ok"
+    page = pages[3]
+    httpx.post(f"{url}/v1/chat/completions", json=chat_body(page.question, data_url(page.rgb)))
+    text = httpx.get(f"{url}/metrics").text
+    for name in (
+        "fastctrl_queue_depth",
+        "fastctrl_decisions_total",
+        "fastctrl_deadlines_total",
+        "fastctrl_controller_ms_bucket",
+        "fastctrl_batch_size_bucket",
+    ):
+        assert name in text
+
+
+@pytest.mark.parametrize(
+    "mutate, status, param",
+    [
+        (lambda b: b.update(model="gpt-9"), 404, "model"),
+        (lambda b: b.update(fastctrl={"budget_ms": 0}), 400, "fastctrl.budget_ms"),
+        (lambda b: b.update(fastctrl={"budget_ms": -5}), 400, "fastctrl.budget_ms"),
+        (lambda b: b.update(vllm_xargs={"fastctrl_budget_ms": "soon"}), 400, "vllm_xargs"),
+        (lambda b: b.update(fastctrl={"task_type": "poetry"}), 400, "fastctrl.task_type"),
+        (lambda b: b.update(temperature=0.7), 400, None),
+        (lambda b: b.update(max_tokens=100000), 400, "max_tokens"),
+        (lambda b: b["messages"][0]["content"].pop(1), 400, "messages"),
+        (
+            lambda b: b["messages"][0]["content"][1]["image_url"].update(
+                url="data:image/png;base64,!!"
+            ),
+            400,
+            "messages[0].content[1].image_url",
+        ),
+        (
+            lambda b: b["messages"][0]["content"][1]["image_url"].update(
+                url="data:image/png;base64,aGVsbG8="
+            ),
+            400,
+            "messages[0].content[1].image_url",
+        ),
+        (
+            lambda b: b["messages"][0]["content"][1]["image_url"].update(url="https://x.org/a.png"),
+            400,
+            "messages[0].content[1].image_url",
+        ),
+        (
+            lambda b: b["messages"][0]["content"][1]["image_url"].update(url="/etc/passwd"),
+            400,
+            "messages[0].content[1].image_url",
+        ),
+        (
+            lambda b: b["messages"][0]["content"].append(dict(b["messages"][0]["content"][1])),
+            400,
+            "messages[0].content[2].image_url",
+        ),
+        (lambda b: b["messages"][0]["content"].append({"type": "audio", "audio": "x"}), 400, None),
+        (lambda b: b["messages"][0]["content"][0].update(text="x" * 5000), 413, "messages"),
+        (lambda b: b.pop("messages"), 400, "messages"),
+    ],
+)
+def test_bad_requests_get_an_openai_error_naming_the_field(server, pages, mutate, status, param):
+    url, _ = server
+    page = pages[4]
+    body = chat_body(page.question, data_url(page.rgb))
+    mutate(body)
+    r = httpx.post(f"{url}/v1/chat/completions", json=body)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"} and err["code"] == status
+    if param is not None:
+        assert err["param"] is not None and err["param"].startswith(param), err
+
+
+def test_malformed_json_and_wrong_content_type(server):
+    url, _ = server
+    r = httpx.post(
+        f"{url}/v1/chat/completions",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 400 and "JSON" in r.json()["error"]["message"]
+    r = httpx.post(
+        f"{url}/v1/chat/completions", content=b"hello", headers={"content-type": "text/plain"}
+    )
+    assert 400 <= r.status_code < 500 and "error" in r.json()
+
+
+def test_an_infeasible_budget_is_refused_with_429(server, pages):
+    url, state = server
+    page = pages[5]
+    budget = state.scheduler.cheapest_ms / 2
+    r = httpx.post(
+        f"{url}/v1/chat/completions",
+        json=chat_body(page.question, data_url(page.rgb), fastctrl={"budget_ms": budget}),
+    )
+    assert r.status_code == 429, r.text
+    assert r.json()["error"]["param"] == "fastctrl.budget_ms"
+
+
+def test_api_key_is_required_when_set(pages):
+    with running_server(ServeArgs(warmup=0, api_key="sekret")) as (url, _):
+        page = pages[6]
+        body = chat_body(page.question, data_url(page.rgb))
+        assert httpx.post(f"{url}/v1/chat/completions", json=body).status_code == 401
+        ok = httpx.post(
+            f"{url}/v1/chat/completions", json=body, headers={"Authorization": "Bearer sekret"}
+        )
+        assert ok.status_code == 200, ok.text
+        assert httpx.get(f"{url}/health").status_code == 200  # health stays open
+
+
+def test_local_files_only_under_the_allowed_path(tmp_path, pages):
+    from PIL import Image
+
+    page = pages[7]
+    allowed = tmp_path / "media"
+    allowed.mkdir()
+    Image.fromarray(page.rgb).save(allowed / "page.png")
+    (tmp_path / "secret.png").write_bytes((allowed / "page.png").read_bytes())
+    with running_server(ServeArgs(warmup=0, allowed_local_media_path=str(allowed))) as (url, _):
+        ok = httpx.post(
+            f"{url}/v1/chat/completions",
+            json=chat_body(page.question, f"file://{allowed / 'page.png'}"),
+        )
+        assert (
+            ok.status_code == 200 and ok.json()["choices"][0]["message"]["content"] == page.answer
+        )
+        out = httpx.post(
+            f"{url}/v1/chat/completions",
+            json=chat_body(page.question, str(allowed / ".." / "secret.png")),
+        )
+        assert out.status_code == 403, out.text
+
+
+def test_serve_flags_are_checked():
+    with pytest.raises(ValueError, match="--max_batch"):
+        ServeArgs(max_batch=0)
+    with pytest.raises(ValueError, match="--default_budget_ms"):
+        ServeArgs(default_budget_ms=-1.0)
+    assert json.loads(json.dumps({"ok": True}))
