@@ -6,6 +6,7 @@
     fastctrl compare                       the E5 experiment (--summary length-blind|gap-closed)
     fastctrl tune                          tune one method's hyper-parameters
     fastctrl serve                         the OpenAI-compatible server, a budget per request
+    fastctrl loadtest                      Poisson load on it: goodput and deadline attainment
     fastctrl digits {data,train,report,headroom}
     fastctrl lqr {pipeline,generate,train,finetune,evaluate,compare,generalize,export,ablation}
 
@@ -118,6 +119,11 @@ COMMANDS: dict[str, Command | Group] = {
         "fastctrl.serve.cli:ServeArgs",
         "fastctrl.serve.cli:run",
         "An OpenAI-compatible server where every request carries its own latency budget.",
+    ),
+    "loadtest": Command(
+        "fastctrl.serve.loadtest:LoadTestArgs",
+        "fastctrl.serve.loadtest:run",
+        "Poisson load with per-request budgets on fastctrl serve: goodput and attainment.",
     ),
     "digits": Group(
         "The handwritten-digits VLM benchmark: data, model, reports.",

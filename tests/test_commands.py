@@ -113,7 +113,7 @@ def _subprocess(*argv: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 # ------------------------------------------------------------------------- the command tree
 def test_the_tree_has_every_stage():
     assert PATHS == sorted(MODULE_OF, key=PATHS.index) and set(PATHS) == set(MODULE_OF)
-    assert list(COMMANDS) == ["profile", "train", "evaluate", "compare", "tune", "serve", "digits", "lqr"]
+    assert list(COMMANDS) == ["profile", "train", "evaluate", "compare", "tune", "serve", "loadtest", "digits", "lqr"]
     groups = {k: list(v.members()) for k, v in COMMANDS.items() if isinstance(v, Group)}
     assert groups == {
         "train": ["lut", "supervised", "ppo", "dpo", "grpo"],

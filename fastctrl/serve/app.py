@@ -235,9 +235,8 @@ def result(job: Job, a: Answer) -> FastctrlResult:
         remaining_budget_ms=a.remaining_budget_ms,
         decided_by=a.decided_by,
         decision_ms=a.decision_ms,
-        queue_ms=max(
-            total - a.model_ms - (a.decision_ms if a.decided_by == "controller" else 0.0), 0.0
-        ),
+        queue_ms=(a.started - job.arrival) * 1e3,
+        prep_ms=a.prep_ms,
         model_ms=a.model_ms,
         total_ms=total,
         deadline_met=total <= job.budget_ms,

@@ -123,7 +123,11 @@ class FastctrlResult(BaseModel):
     decision_ms: float
     """Feature pooling + the decision engine, inside the model's forward."""
     queue_ms: float
+    """From arrival to the start of its batch."""
+    prep_ms: float
+    """Its batch's processor call (prompt tokens, image pixels)."""
     model_ms: float
+    """Its group's answer, prefill to the last token (the decision excluded)."""
     total_ms: float
     deadline_met: bool
     batch_size: int

@@ -72,6 +72,10 @@ class Answer:
     model_ms: float
     batch_size: int
     prompt_tokens: int
+    started: float = field(default=0.0)
+    """``time.perf_counter()`` when its batch started (s): the end of its queueing."""
+    prep_ms: float = 0.0
+    """Its batch's prompt rendering and image processing (the processor call)."""
     finished: float = field(default=0.0)
     """``time.perf_counter()`` when the answer was ready (s)."""
 
@@ -135,7 +139,8 @@ class ModelRunner:
     def run(self, jobs: Sequence[Job]) -> list[Answer]:
         start = time.perf_counter()
         inputs = self.processor.encode([j.text for j in jobs], [j.images for j in jobs])
-        remaining = [max((j.deadline - start) * 1e3, 1e-3) for j in jobs]
+        prep_ms = (time.perf_counter() - start) * 1e3
+        remaining = [max((j.deadline - time.perf_counter()) * 1e3, 1e-3) for j in jobs]
         tasks = [j.task_type for j in jobs]
         n_new = max(j.max_new_tokens for j in jobs)
         answer = self._path(n_new)
@@ -180,6 +185,8 @@ class ModelRunner:
                     model_ms=model_ms[i],
                     batch_size=len(jobs),
                     prompt_tokens=int(prompt_tokens[i]),
+                    started=start,
+                    prep_ms=prep_ms,
                     finished=finished,
                 )
             )
