@@ -156,7 +156,7 @@ class ModelRunner:
         t0 = time.perf_counter()
         if decided_inside:  # one request: the decision inside its own forward, one pass
             self.handle.stats.take_times()
-            out = answer(inputs, budget_ms=remaining, task_type=tasks)
+            out = answer(inputs, budget_ms=remaining[0], task_type=tasks[0])  # scalars: cheaper
             ctrl_ms, _ = self.handle.stats.take_times()
             configs = [self.handle.last_config]
             decision_ms = [ctrl_ms[-1] if ctrl_ms else float("nan")]
