@@ -17,11 +17,11 @@ span each path gives: the ratio the knobs can move latency by.
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import pytest
 import torch
+from script_form import run_script
 from sysinfo import cpu_model
 from timing import interleaved_medians
 
@@ -30,7 +30,6 @@ from fastctrl.digits import DIGITS_MODEL
 from fastctrl.digits.model import DigitsModelConfig
 from fastctrl.digits.pages import PageGenerator
 from fastctrl.digits.train import training_space
-from fastctrl.io import write_json
 from fastctrl.runtime.answering import lean_answer_path
 from fastctrl.runtime.loading import load_model
 
@@ -98,12 +97,7 @@ def report(rounds: int) -> dict[str, Any]:
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=200)
-    ap.add_argument("--json", default=None)
-    args = ap.parse_args()
-    res = report(args.rounds)
+def show(res: dict[str, Any]) -> None:
     for name, r in res["configs"].items():
         print(
             f"{name:>8}: generate {r['generate_ms']:.2f} ms, lean path {r['lean_ms']:.2f} ms "
@@ -113,8 +107,10 @@ def main() -> None:
         f"full / cheapest: {res['span_generate']:.2f}x with generate(), "
         f"{res['span_lean']:.2f}x with the lean path"
     )
-    if args.json:
-        write_json(args.json, res)
+
+
+def main() -> None:
+    run_script(__doc__, 200, report, show)
 
 
 if __name__ == "__main__":

@@ -13,17 +13,16 @@ tokens (``max_crops``) can move latency on this model, next to one that removes 
 
 from __future__ import annotations
 
-import argparse
 import functools
 from typing import Any
 
 import pytest
 import torch
+from script_form import run_script
 from sysinfo import cpu_model
 from timing import interleaved_medians
 
 from fastctrl.digits import DIGITS_MODEL
-from fastctrl.io import write_json
 from fastctrl.runtime.loading import load_model
 
 LENGTHS = (12, 24, 48, 96, 192, 384)
@@ -74,19 +73,16 @@ def report(rounds: int) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=40)
-    ap.add_argument("--json", default=None)
-    args = ap.parse_args()
-    res = report(args.rounds)
+def show(res: dict[str, Any]) -> None:
     for n in LENGTHS:
         print(
             f"L = {n:>3}: {res['median_ms'][str(n)]:6.2f} ms for {res['blocks']} blocks, "
             f"{res['ratio_to_served'][str(n)]:.2f}x L = {SERVED}"
         )
-    if args.json:
-        write_json(args.json, res)
+
+
+def main() -> None:
+    run_script(__doc__, 40, report, show)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from speedups import BASELINES, speedup_cells
 from sysinfo import cpu_model
 
 import fastctrl
@@ -45,9 +46,7 @@ from fastctrl import Controller, ControllerConfig, make_engine
 BATCHES = (1, 16, 256, 1024)
 _C = pytest.importorskip("fastctrl._C", reason="fastctrl._C is not built")
 ISAS = tuple(_C.available_isas())
-PROVIDERS = ("torch-eager", "torch-dynamic-int8", "onnxruntime-dynamic-int8") + tuple(
-    f"fastctrl-int8-{isa}" for isa in ISAS
-)
+PROVIDERS = BASELINES + tuple(f"fastctrl-int8-{isa}" for isa in ISAS)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -297,7 +296,7 @@ def interleaved(
                 "calls_per_burst": calls[p],
                 "gmacs": batch * macs / med[p] / 1e9,
             }
-            for base in ("torch-eager", "torch-dynamic-int8", "onnxruntime-dynamic-int8"):
+            for base in BASELINES:
                 row[f"speedup_vs_{base}"] = med[base] / med[p] if base in med else None
             row["fraction_of_peak"] = row["gmacs"] / peak_gmacs if peak_gmacs else None
             rows[p] = row
@@ -350,14 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for batch, rows in rep["batches"].items():
         for name, r in rows.items():
-            sp = [
-                f"{v:.2f}" if v else "-"
-                for v in (
-                    r["speedup_vs_torch-eager"],
-                    r["speedup_vs_torch-dynamic-int8"],
-                    r["speedup_vs_onnxruntime-dynamic-int8"],
-                )
-            ]
+            sp = speedup_cells(r)
             fr = f"{100 * r['fraction_of_peak']:.0f}%" if r["fraction_of_peak"] else "-"
             print(
                 f"{name:28s} {batch:>5s} {r['median_us']:11.1f} {sp[0]:>8s} {sp[1]:>10s} "

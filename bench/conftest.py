@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from speedups import BASELINES, speedup_cells
 
-BASELINES = ("torch-eager", "torch-dynamic-int8", "onnxruntime-dynamic-int8")
 #: int8 MAC/s peak of the ISA on this core, if known (csrc/tools/avx2_peak.cpp prints it for
 #: AVX2): the summary then also prints each provider's fraction of it
 PEAK_ENV = "FASTCTRL_PEAK_GMACS"
@@ -96,14 +96,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         f"{'peak':>6s}"
     )
     for r in rows:
-        fmt = [
-            f"{v:.2f}" if v else "-"
-            for v in (
-                r["speedup_vs_torch-eager"],
-                r["speedup_vs_torch-dynamic-int8"],
-                r["speedup_vs_onnxruntime-dynamic-int8"],
-            )
-        ]
+        fmt = speedup_cells(r)
         gm = f"{r['gmacs']:.1f}" if r["gmacs"] else "-"
         fr = f"{100 * r['fraction_of_peak']:.0f}%" if r["fraction_of_peak"] else "-"
         tr.write_line(

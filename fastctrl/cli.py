@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import logging
 import os
 import re
 import sys
@@ -177,6 +178,15 @@ def failure(message: str) -> int:
     """Report a failure at run time: ``error: message`` on stderr; returns status 1."""
     print(f"error: {message}", file=sys.stderr)
     return RUNTIME_FAILURE
+
+
+def setup_logging(quiet: bool) -> None:
+    """A command's log on stderr, ``LEVEL logger: message``: progress (INFO) and up, warnings
+    only with ``--quiet``."""
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
 
 
 def need(cond: bool, msg: str) -> None:

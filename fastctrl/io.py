@@ -7,6 +7,10 @@ creates its file ``0o600``, so the mode is set before the move), an existing fil
 bits when it is replaced. Directories are made with :meth:`Path.mkdir`'s default, ``0o777 &
 ~umask``.
 
+Saved artifacts (a controller, a lookup table) are a ``config.json`` that names its format
+and version (:func:`read_format_header`) beside safetensors weights (:func:`write_tensors`,
+:func:`read_tensors`: no pickle).
+
 Records (what one stage writes and the next reads) are dataclasses defined once, beside their
 writer (:mod:`fastctrl.env.evaluation`, :mod:`fastctrl.train.records`). :func:`to_json` turns
 one into plain JSON values (non-finite floats become ``null``); :func:`from_json` rebuilds it
@@ -31,6 +35,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+
+if typing.TYPE_CHECKING:
+    import torch
 
 _UMASK_LOCK = threading.Lock()
 
@@ -115,6 +122,47 @@ def read_json(path: str | os.PathLike[str], what: str = "file") -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{what} {path} is not valid JSON: {e}") from e
+
+
+def read_format_header(
+    path: str | os.PathLike[str], what: str, format_name: str, version: int
+) -> dict[str, Any]:
+    """The JSON object a saved fastctrl artifact describes itself with: it must say
+    ``"format": format_name`` and ``"format_version": version`` (else a ``ValueError`` that
+    names what was expected)."""
+    meta = read_json(path, what=what)
+    if not isinstance(meta, dict) or meta.get("format") != format_name:
+        raise ValueError(f'{path} is not a fastctrl {what} (expected "format": "{format_name}")')
+    if meta.get("format_version") != version:
+        raise ValueError(
+            f"{path}: format_version {meta.get('format_version')!r} is not supported (this "
+            f"fastctrl reads version {version})"
+        )
+    return meta
+
+
+def write_tensors(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor]) -> None:
+    """Write ``tensors`` as a safetensors file, atomically."""
+    from safetensors.torch import save_file
+
+    write_with(path, lambda p: save_file(tensors, str(p)))
+
+
+def read_tensors(
+    path: str | os.PathLike[str], what: str, device: str = "cpu"
+) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file (no pickle), on ``device``; a missing file is a
+    ``FileNotFoundError`` and an unreadable one a ``ValueError``, each naming ``what``."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return load_file(str(path), device=device)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"{what} {path} is corrupt or unreadable: {e}") from e
 
 
 T = TypeVar("T")

@@ -15,6 +15,15 @@ import pytest  # noqa: E402
 
 from fastctrl import Controller, ControllerConfig
 
+#: generate() settings no fast answer path reproduces (sampling, beam search, a logits
+#: processor, a kwarg for the forward): at any max_new_tokens they go to generate() itself
+GENERATE_ONLY = (
+    dict(do_sample=True),
+    dict(num_beams=2),
+    dict(repetition_penalty=1.3),
+    dict(some_forward_kwarg=3),
+)
+
 
 @pytest.fixture
 def one_thread():
@@ -40,23 +49,17 @@ def controller() -> Controller:
     return Controller(ControllerConfig()).eval()
 
 
+def small_config(**overrides) -> ControllerConfig:
+    """Odd sizes on purpose: feature dims that are not multiples of any block size."""
+    sizes = dict(image_dim=37, text_dim=91, image_proj_dim=24, text_proj_dim=40, hidden_dim=48)
+    grids = {"max_crops": [1, 2, 4], "top_k": [1, 2, 4, 8], "num_active_blocks": [4, 6, 8, 10, 12]}
+    return ControllerConfig(**{**sizes, "grids": grids, **overrides})
+
+
 @pytest.fixture
 def small_controller() -> Controller:
-    """Odd sizes on purpose: feature dims that are not multiples of any block size."""
     torch.manual_seed(1)
-    cfg = ControllerConfig(
-        image_dim=37,
-        text_dim=91,
-        image_proj_dim=24,
-        text_proj_dim=40,
-        hidden_dim=48,
-        grids={
-            "max_crops": [1, 2, 4],
-            "top_k": [1, 2, 4, 8],
-            "num_active_blocks": [4, 6, 8, 10, 12],
-        },
-    )
-    return Controller(cfg).eval()
+    return Controller(small_config()).eval()
 
 
 def random_inputs(controller: Controller, batch: int, seed: int = 0):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from fastctrl import Controller, ControllerConfig
@@ -29,6 +31,20 @@ def make_controller(model, pick: dict[str, int] | None = None, seed: int = 0) ->
                 head.bias.fill_(-10.0)
                 head.bias[grids[name].index(pick[name])] = 10.0
     return c
+
+
+def watch_decisions(handle, observe: Callable[..., object]) -> None:
+    """Call ``observe(*args)`` on each of the hooked engine's decisions (one call per decision
+    forward: ``decide_rows`` where the engine has it, else ``decide_tensors``), which then
+    decide as before."""
+    name = "decide_rows" if hasattr(handle.engine, "decide_rows") else "decide_tensors"
+    decide = getattr(handle.engine, name)
+
+    def watched(*args):
+        observe(*args)
+        return decide(*args)
+
+    setattr(handle.engine, name, watched)
 
 
 def _attention(layer):

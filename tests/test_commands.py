@@ -42,6 +42,8 @@ MODULE_OF: dict[tuple[str, ...], tuple[str, list[str]]] = {
     ("evaluate",): ("fastctrl.evaluate.cli", []),
     ("compare",): ("fastctrl.compare.cli", []),
     ("tune",): ("fastctrl.tune.cli", []),
+    ("serve",): ("fastctrl.serve.cli", []),
+    ("loadtest",): ("fastctrl.serve.loadtest", []),
     ("digits", "data"): ("fastctrl.digits.data", []),
     ("digits", "train"): ("fastctrl.digits.train", []),
     ("digits", "report"): ("fastctrl.digits.report", []),
@@ -67,6 +69,8 @@ ENTRY_POINTS = {
     "fastctrl.compare.length_blind": "python -m fastctrl.compare.length_blind",
     "fastctrl.compare.gap_closed": "python -m fastctrl.compare.gap_closed",
     "fastctrl.tune": "python -m fastctrl.tune",
+    "fastctrl.serve": "python -m fastctrl.serve",
+    "fastctrl.serve.loadtest": "python -m fastctrl.serve.loadtest",
     "fastctrl.digits.data": "python -m fastctrl.digits.data",
     "fastctrl.digits.train": "python -m fastctrl.digits.train",
     "fastctrl.digits.report": "python -m fastctrl.digits.report",
@@ -113,7 +117,17 @@ def _subprocess(*argv: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 # ------------------------------------------------------------------------- the command tree
 def test_the_tree_has_every_stage():
     assert PATHS == sorted(MODULE_OF, key=PATHS.index) and set(PATHS) == set(MODULE_OF)
-    assert list(COMMANDS) == ["profile", "train", "evaluate", "compare", "tune", "serve", "loadtest", "digits", "lqr"]
+    assert list(COMMANDS) == [
+        "profile",
+        "train",
+        "evaluate",
+        "compare",
+        "tune",
+        "serve",
+        "loadtest",
+        "digits",
+        "lqr",
+    ]
     groups = {k: list(v.members()) for k, v in COMMANDS.items() if isinstance(v, Group)}
     assert groups == {
         "train": ["lut", "supervised", "ppo", "dpo", "grpo"],

@@ -21,23 +21,10 @@ from fastctrl.compare.gap_closed import main as gap_closed_main
 from fastctrl.compare.report import report
 from fastctrl.train.methods import METHODS
 
-ARGS = [
-    "--methods",
-    "lut,grpo",
-    "--seeds",
-    "2",
-    "--jobs",
-    "1",
-    "--synthetic_requests",
-    "300",
-    "--max_env_steps",
-    "12000",
-    "--eval_every_steps",
-    "4000",
-    "--bootstrap_reps",
-    "500",
-    "--quiet",
-]
+from .train_kit import TINY_TRAINING, synthetic_training
+
+ARGS = ["--methods", "lut,grpo", "--seeds", "2", "--jobs", "1", "--bootstrap_reps", "500"]
+ARGS += synthetic_training(300, 12000, 4000)
 OUTPUTS = [
     "e5_training_curves.json",
     "e5_sample_efficiency.json",
@@ -255,25 +242,8 @@ def test_tuned_params_reach_the_runs(tmp_path):
     out = tmp_path / "e5"
     assert (
         main(
-            [
-                "--methods",
-                "lut",
-                "--seeds",
-                "1",
-                "--jobs",
-                "1",
-                "--synthetic_requests",
-                "200",
-                "--max_env_steps",
-                "3000",
-                "--eval_every_steps",
-                "1500",
-                "--quiet",
-                "--tuned_dir",
-                str(tmp_path / "tune"),
-                "--output_dir",
-                str(out),
-            ]
+            ["--methods", "lut", "--seeds", "1", "--jobs", "1", *TINY_TRAINING]
+            + ["--tuned_dir", str(tmp_path / "tune"), "--output_dir", str(out)]
         )
         == 0
     )

@@ -386,22 +386,16 @@ def test_evaluate_refuses_incompatible_test_data(trained: Path, tmp_path: Path) 
     generate_main(
         ["--num_samples", "5", "--num_steps", "10", "--output_dir", str(other), "--quiet"]
     )
-    with pytest.raises(ValueError, match="num_steps=10"):
-        evaluate(
-            EvaluateArgs(
-                checkpoint=str(trained / "best_model.pt"),
-                test_data=str(other),
-                output_dir=str(tmp_path / "x"),
+    for checkpoint, error, match in (
+        (trained / "best_model.pt", ValueError, "num_steps=10"),
+        (tmp_path / "missing.pt", FileNotFoundError, "missing.pt"),
+    ):
+        with pytest.raises(error, match=match):
+            evaluate(
+                EvaluateArgs(
+                    checkpoint=str(checkpoint), test_data=str(other), output_dir=str(tmp_path / "x")
+                )
             )
-        )
-    with pytest.raises(FileNotFoundError, match="missing.pt"):
-        evaluate(
-            EvaluateArgs(
-                checkpoint=str(tmp_path / "missing.pt"),
-                test_data=str(other),
-                output_dir=str(tmp_path / "x"),
-            )
-        )
 
 
 def test_onnx_export_matches_torch(trained: Path, tmp_path: Path) -> None:

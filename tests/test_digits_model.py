@@ -19,10 +19,9 @@ from fastctrl.runtime.loading import load_model
 GRID = {"max_crops": [1, 4], "top_k": [1, 4], "num_active_blocks": [2, 8]}
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    out = tmp_path_factory.mktemp("digits") / "model"
-    report = train(
+def train_a_few_steps(out) -> dict:
+    """Both stages for a few steps on 8-page batches into ``out``; returns the report."""
+    return train(
         DigitsTrainArgs(
             output_dir=str(out),
             steps=3,
@@ -36,7 +35,12 @@ def trained(tmp_path_factory):
             quiet=True,
         )
     )
-    return out, report
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("digits") / "model"
+    return out, train_a_few_steps(out)
 
 
 def test_training_is_seeded_and_reports_what_it_did(trained, tmp_path):
@@ -50,20 +54,7 @@ def test_training_is_seeded_and_reports_what_it_did(trained, tmp_path):
     assert set(report["val_accuracy_per_knob"]) == {
         f"{k}={v}" for k, vs in report["space"].items() for v in vs
     }
-    again = train(
-        DigitsTrainArgs(
-            output_dir=str(tmp_path / "again"),
-            steps=3,
-            vision_steps=2,
-            vision_batch_size=8,
-            batch_size=8,
-            warmup_steps=1,
-            eval_every=3,
-            eval_pages=8,
-            threads=1,
-            quiet=True,
-        )
-    )
+    again = train_a_few_steps(tmp_path / "again")
     assert again["curve"][0]["loss_full"] == report["curve"][0]["loss_full"]
     from safetensors.torch import load_file
 

@@ -21,6 +21,8 @@ GRIDS = {
     "llava-olmoe": {"max_crops": [1, 4], "top_k": [2, 4], "num_active_blocks": [2, 4]},
     "gemma3": {"max_crops": [1, 2, 4], "num_active_blocks": [1, 2, 4]},
 }  # dense: no top_k
+#: two new tokens on the CPU: the profile and the live evaluation alike
+QUICK_ANSWERS = ["--max_new_tokens", "2", "--device", "cpu", "--quiet"]
 
 
 def write_jsonl(directory, n: int, seed: int):
@@ -41,6 +43,45 @@ def write_jsonl(directory, n: int, seed: int):
     path = directory / "data.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def model_and_data(family: str, tmp_path):
+    """A saved tiny model of ``family``, 10 training and 4 held-out requests as JSONL."""
+    model_dir = save_tiny_pretrained(family, tmp_path / "model")
+    train_data = write_jsonl(tmp_path / "train", 10, seed=0)
+    return model_dir, train_data, write_jsonl(tmp_path / "heldout", 4, seed=99)
+
+
+def profile_cli(model_dir, data, grid, prof, *flags: str) -> int:
+    """``fastctrl profile`` of the model on ``data`` over ``grid`` into ``prof``'s directory."""
+    from fastctrl.profile import main
+
+    return main(
+        ["--model", str(model_dir), "--dataset", str(data), "--grid", json.dumps(grid)]
+        + ["--output_dir", str(prof.parent), "--warmup", "0", "--repeats", "2", *QUICK_ANSWERS]
+        + list(flags)
+    )
+
+
+def train_cli(method: str, prof, run, *flags: str) -> int:
+    """``fastctrl train`` of ``method`` on the profile ``prof`` into ``run``."""
+    from fastctrl.train import main
+
+    return main(
+        ["--method", method, "--profile", str(prof), "--output_dir", str(run)]
+        + ["--max_env_steps", "2000", "--eval_every_steps", "1000", "--quiet", *flags]
+    )
+
+
+def evaluate_cli(run, model_dir, prof, data, out, *flags: str) -> int:
+    """``fastctrl evaluate`` of the run's policy live on ``data`` at two budget ratios."""
+    from fastctrl.evaluate.cli import main
+
+    return main(
+        ["--controller", str(run), "--model", str(model_dir), "--profile", str(prof)]
+        + ["--dataset", str(data), "--budget_ratios", "0.6", "1.2", "--output_dir", str(out)]
+        + [*QUICK_ANSWERS, *flags]
+    )
 
 
 @torch.inference_mode()
@@ -77,43 +118,12 @@ def answer_as_the_full_config(path, model_dir, grid, max_new_tokens: int) -> lis
 
 @pytest.mark.parametrize("family", PRETRAINED_FAMILIES)
 def test_profile_train_evaluate_from_a_model_directory(family, tmp_path):
-    from fastctrl.evaluate.cli import main as evaluate_main
-    from fastctrl.profile import main as profile_main
-    from fastctrl.train import main as train_main
-
-    model_dir = save_tiny_pretrained(family, tmp_path / "model")
-    train_data = write_jsonl(tmp_path / "train", 10, seed=0)
-    heldout = write_jsonl(tmp_path / "heldout", 4, seed=99)
+    model_dir, train_data, heldout = model_and_data(family, tmp_path)
     prof = tmp_path / "profile.parquet"
     grid = GRIDS[family]
     for data in (train_data, heldout):
         answer_as_the_full_config(data, model_dir, grid, max_new_tokens=2)
-    assert (
-        profile_main(
-            [
-                "--model",
-                str(model_dir),
-                "--dataset",
-                str(train_data),
-                "--grid",
-                json.dumps(grid),
-                "--warmup",
-                "0",
-                "--repeats",
-                "2",
-                "--max_new_tokens",
-                "2",
-                "--configs",
-                "random 6",
-                "--output_dir",
-                str(prof.parent),
-                "--device",
-                "cpu",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert profile_cli(model_dir, train_data, grid, prof, "--configs", "random 6") == 0
     side = json.loads(prof.with_suffix(".sweep.json").read_text())
     assert side["n_requests"] == 10 and side["cells_measured"] == 10 * 6
     assert side["settings"]["metric"] == "exact_match" and not side["quality_proxy"]
@@ -124,55 +134,9 @@ def test_profile_train_evaluate_from_a_model_directory(family, tmp_path):
     measured = Profile.load(prof, missing_configs="impute")
     assert (measured.quality[:, measured.full_index] == 1.0).all()
     assert 0.0 < measured.quality[measured.measured].mean() < 1.0
-    run = tmp_path / "run"
-    assert (
-        train_main(
-            [
-                "--method",
-                "supervised",
-                "--profile",
-                str(prof),
-                "--missing_configs",
-                "impute",
-                "--output_dir",
-                str(run),
-                "--max_env_steps",
-                "2000",
-                "--eval_every_steps",
-                "1000",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
-    out = tmp_path / "eval"
-    assert (
-        evaluate_main(
-            [
-                "--controller",
-                str(run),
-                "--model",
-                str(model_dir),
-                "--profile",
-                str(prof),
-                "--missing_configs",
-                "impute",
-                "--dataset",
-                str(heldout),
-                "--budget_ratios",
-                "0.6",
-                "1.2",
-                "--max_new_tokens",
-                "2",
-                "--device",
-                "cpu",
-                "--output_dir",
-                str(out),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    run, out = tmp_path / "run", tmp_path / "eval"
+    assert train_cli("supervised", prof, run, "--missing_configs", "impute") == 0
+    assert evaluate_cli(run, model_dir, prof, heldout, out, "--missing_configs", "impute") == 0
     res = json.loads((out / "live_eval.json").read_text())
     assert res["n_requests"] == 4 and len(res["budgets_ms"]) == 2
     assert res["answered_by"] == "greedy_decode"  # two new tokens: the cached greedy loop
@@ -199,86 +163,16 @@ def test_a_lookup_table_run_is_served_live_through_the_hook(tmp_path):
     pins, per request, the config the table gives for its task type and budget."""
     from collections import Counter
 
-    from fastctrl.evaluate.cli import main as evaluate_main
     from fastctrl.policy.lookup_table import LookupTablePolicy
-    from fastctrl.profile import main as profile_main
-    from fastctrl.train import main as train_main
 
     family = "llava-olmoe"
-    model_dir = save_tiny_pretrained(family, tmp_path / "model")
-    train_data = write_jsonl(tmp_path / "train", 10, seed=0)
-    heldout = write_jsonl(tmp_path / "heldout", 4, seed=99)
+    model_dir, train_data, heldout = model_and_data(family, tmp_path)
     prof = tmp_path / "profile.parquet"
-    assert (
-        profile_main(
-            [
-                "--model",
-                str(model_dir),
-                "--dataset",
-                str(train_data),
-                "--grid",
-                json.dumps(GRIDS[family]),
-                "--warmup",
-                "0",
-                "--repeats",
-                "2",
-                "--max_new_tokens",
-                "2",
-                "--output_dir",
-                str(prof.parent),
-                "--device",
-                "cpu",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
-    run = tmp_path / "run"
-    assert (
-        train_main(
-            [
-                "--method",
-                "lut",
-                "--profile",
-                str(prof),
-                "--output_dir",
-                str(run),
-                "--max_env_steps",
-                "2000",
-                "--eval_every_steps",
-                "1000",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert profile_cli(model_dir, train_data, GRIDS[family], prof) == 0
+    run, out = tmp_path / "run", tmp_path / "eval"
+    assert train_cli("lut", prof, run) == 0
     table = LookupTablePolicy.from_pretrained(run / "lookup_table")
-    out = tmp_path / "eval"
-    assert (
-        evaluate_main(
-            [
-                "--controller",
-                str(run),
-                "--model",
-                str(model_dir),
-                "--profile",
-                str(prof),
-                "--dataset",
-                str(heldout),
-                "--budget_ratios",
-                "0.6",
-                "1.2",
-                "--max_new_tokens",
-                "2",
-                "--device",
-                "cpu",
-                "--output_dir",
-                str(out),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert evaluate_cli(run, model_dir, prof, heldout, out) == 0
     res = json.loads((out / "live_eval.json").read_text())
     assert res["decided_by"] == "lookup_table"
     tasks = [json.loads(line)["task_type"] for line in heldout.read_text().splitlines()]

@@ -5,27 +5,26 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastctrl.env import E5_BUDGET_RATIOS, ProfileEnv, guide_budgets
-from fastctrl.env.baselines import (
+from fastctrl.env import (
+    E5_BUDGET_RATIOS,
     ExpectedOraclePolicy,
     FullPolicy,
-    OraclePolicy,
-    StaticPolicy,
-    expected_quality_rewards,
-)
-from fastctrl.env.evaluation import (
     Metrics,
+    OraclePolicy,
     PolicyEval,
+    ProfileEnv,
+    StaticPolicy,
     add_static_gap_closed,
-    decision_metrics,
     evaluate_baselines,
     evaluate_policy,
+    expected_quality_rewards,
     gap_reference,
+    guide_budgets,
     oracle_static_margin,
     pareto_frontier,
     profile_frontier,
-    to_flat,
 )
+from fastctrl.env.evaluation import decision_metrics, to_flat
 from fastctrl.env.reward import E5Reward, ShapedReward, make_reward
 from fastctrl.profile import noisy_vqa_profile, synthetic_profile
 

@@ -11,6 +11,8 @@ from fastctrl.runtime.answering import GreedyDecode
 from fastctrl.space import ActionSpace
 from fastctrl.testing.tiny_models import build_tiny, sweep_grids, tiny_families, tiny_inputs
 
+from .conftest import GENERATE_ONLY
+
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 GREEDY_4 = dict(max_new_tokens=4, do_sample=False)
@@ -82,14 +84,8 @@ def test_digits_model_list_answers_match_generate():
 
 @pytest.mark.parametrize(
     "gen",
-    [
-        dict(max_new_tokens=1, do_sample=False),
-        dict(max_new_tokens=3, do_sample=True),
-        dict(max_new_tokens=3, num_beams=2),
-        dict(max_new_tokens=3, repetition_penalty=1.3),
-        dict(max_new_tokens=3, use_cache=False),
-        dict(max_new_tokens=3, some_forward_kwarg=3),
-    ],
+    [dict(max_new_tokens=1, do_sample=False), dict(max_new_tokens=3, use_cache=False)]
+    + [dict(max_new_tokens=3, **g) for g in GENERATE_ONLY],
 )
 def test_what_it_cannot_reproduce_goes_to_generate(gen):
     assert GreedyDecode.create(build_tiny("llava-olmoe", seed=0), gen) is None

@@ -11,6 +11,8 @@ from fastctrl import ActionSpace, Controller, ControllerConfig
 from fastctrl.model_hook import UnsupportedModelError, find_adapter, hook, supported_families
 from fastctrl.testing.tiny_models import build_tiny, tiny_inputs
 
+from .family_kit import watch_decisions
+
 GRIDS = {"max_crops": [1, 2, 4], "top_k": [1, 2, 4], "num_active_blocks": [1, 2, 3, 4]}
 
 
@@ -250,17 +252,11 @@ def test_task_type_reaches_the_engine_per_call_and_per_request(llava):
     c = controller_for(llava, task_types=["count", "color"])
     with hook(llava, c, budget_ms=20.0) as h:
         seen = []
-        orig = h.engine.decide_rows if hasattr(h.engine, "decide_rows") else None
-        name = "decide_rows" if orig is not None else "decide_tensors"
-        orig = getattr(h.engine, name)
 
-        def spy(image, text, budget, task=None):
+        def note_task(image, text, budget, task=None):
             seen.append(None if task is None else task.tolist())
-            return (
-                orig(image, text, budget, task) if task is not None else orig(image, text, budget)
-            )
 
-        setattr(h.engine, name, spy)
+        watch_decisions(h, note_task)
         llava(**tiny_inputs(llava))
         llava(**tiny_inputs(llava), task_type="color")
         llava(**tiny_inputs(llava, batch=2), task_type=["count", "nope"])

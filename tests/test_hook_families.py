@@ -9,7 +9,15 @@ import torch
 from fastctrl.model_hook import find_adapter, hook
 from fastctrl.testing.tiny_models import build_tiny, tiny_families, tiny_inputs
 
-from .family_kit import Probe, full_for, grids_for, make_controller, moe_layers, router_layer
+from .family_kit import (
+    Probe,
+    full_for,
+    grids_for,
+    make_controller,
+    moe_layers,
+    router_layer,
+    watch_decisions,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
@@ -117,10 +125,7 @@ def test_generate_holds_decision_and_cache_stays_consistent(model):
     # generate() call, before it: tests/test_per_request_batching.py)
     with hook(model, make_controller(model, pick=cheap), budget_ms=5.0, batching="min") as h:
         calls = []
-        # the hook's one engine call per decision forward (decide_rows where the engine has it)
-        name = "decide_rows" if hasattr(h.engine, "decide_rows") else "decide_tensors"
-        orig = getattr(h.engine, name)
-        setattr(h.engine, name, lambda *a: calls.append(1) or orig(*a))
+        watch_decisions(h, lambda *a: calls.append(1))
         probe = Probe(model)
         cached = model.generate(**inp, max_new_tokens=6, min_new_tokens=6, do_sample=False)
         probe.close()

@@ -18,7 +18,9 @@ if not torch.cuda.is_available():  # the triton engine runs in the interpreter (
 from fastctrl import ActionSpace, Controller, ControllerConfig, make_engine  # noqa: E402
 from fastctrl.model_hook import hook  # noqa: E402
 from fastctrl.profile.table import FeatureStore, Profile  # noqa: E402
-from fastctrl.testing.tiny_models import TinyProcessor, build_tiny, tiny_inputs  # noqa: E402
+from fastctrl.testing.tiny_models import build_tiny, tiny_inputs  # noqa: E402
+
+from .sweep_kit import tiny_sweep  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
@@ -162,8 +164,6 @@ def test_synthetic_profile_refuses_a_subset_space_clearly(grids):
 
 
 def test_real_sweep_on_a_dense_tiny_model(tmp_path, dense_model, grids):
-    from fastctrl.profile.sweep import run_sweep
-
     model = dense_model
     rng = np.random.default_rng(0)
     data = [
@@ -177,17 +177,7 @@ def test_real_sweep_on_a_dense_tiny_model(tmp_path, dense_model, grids):
     ]
     space = ActionSpace(grids)
     out = tmp_path / "sweep.parquet"
-    run_sweep(
-        model,
-        TinyProcessor(model),
-        data,
-        space,
-        out,
-        warmup=0,
-        repeats=1,
-        max_new_tokens=2,
-        quiet=True,
-    )
+    tiny_sweep(model, data, space, out)
     prof = Profile.load(out, require_features=True)
     assert prof.space == space
     assert prof.n_requests == 3 and prof.n_configs == space.n_configs

@@ -17,6 +17,8 @@ from fastctrl.env.length_blind import LengthBlindOracle, answer_length_prior
 from fastctrl.profile.synthetic import ANSWER_MAX, ANSWER_SIGMA, TASKS, synthetic_profile
 from fastctrl.profile.synthetic_noisy import noisy_vqa_profile
 
+from .train_kit import synthetic_training
+
 
 def test_the_length_prior_is_the_simulators_draw():
     rng = np.random.default_rng(0)
@@ -64,23 +66,8 @@ def test_e5_reader_gaps_and_errors(tmp_path, capsys):
 
     with pytest.raises(FileNotFoundError, match="output_dir: e5_statistics.json"):
         length_blind_gaps(tmp_path)
-    args = [
-        "--methods",
-        "lut",
-        "--seeds",
-        "2",
-        "--jobs",
-        "1",
-        "--synthetic_requests",
-        "300",
-        "--max_env_steps",
-        "10000",
-        "--eval_every_steps",
-        "5000",
-        "--bootstrap_reps",
-        "200",
-        "--quiet",
-    ]
+    args = ["--methods", "lut", "--seeds", "2", "--jobs", "1", "--bootstrap_reps", "200"]
+    args += synthetic_training(300, 10000, 5000)
     out = tmp_path / "e5"
     assert compare_main([*args, "--output_dir", str(out)]) == 0
     res = length_blind_gaps(out)

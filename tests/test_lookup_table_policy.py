@@ -10,30 +10,14 @@ import pytest
 
 from fastctrl.policy.lookup_table import RUN_SUBDIR, LookupTablePolicy
 from fastctrl.space import ActionSpace
-from fastctrl.train.cli import parse_train_args
-from fastctrl.train.loop import Run
+
+from .train_kit import synthetic_training, training_run
 
 
 @pytest.fixture(scope="module")
 def lut_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("lut")
-    run = Run(
-        parse_train_args(
-            [
-                "--method",
-                "lut",
-                "--synthetic_requests",
-                "300",
-                "--max_env_steps",
-                "20000",
-                "--eval_every_steps",
-                "4500",
-                "--quiet",
-                "--output_dir",
-                str(out),
-            ]
-        )
-    )
+    run = training_run(out, "--method", "lut", *synthetic_training(300, 20000, 4500))
     run.run()
     return run, out
 

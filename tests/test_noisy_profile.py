@@ -20,17 +20,15 @@ def prof():
     return noisy_vqa_profile(2000, seed=0)
 
 
-def test_deterministic_and_answers_redraw_alone():
-    a, b = noisy_vqa_profile(40, seed=5), noisy_vqa_profile(40, seed=5)
-    np.testing.assert_array_equal(a.quality, b.quality)
-    np.testing.assert_array_equal(a.latency, b.latency)
-    np.testing.assert_array_equal(a.features.image, b.features.image)
+def test_answers_redraw_alone():
+    """(Seeded like the default family: tests/test_synthetic.py.) Another answer seed draws
+    other answers of the same requests, configs and latencies."""
+    a = noisy_vqa_profile(40, seed=5)
     c = noisy_vqa_profile(40, seed=5, answer_seed=1)
     np.testing.assert_array_equal(c.quality_expected, a.quality_expected)
     np.testing.assert_array_equal(c.latency, a.latency)
     np.testing.assert_array_equal(c.features.text, a.features.text)
     assert not np.array_equal(c.quality, a.quality)
-    assert not np.array_equal(noisy_vqa_profile(40, seed=6).latency, a.latency)
 
 
 def test_grid_dims_and_quality_values(prof):

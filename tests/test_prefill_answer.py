@@ -11,6 +11,8 @@ from fastctrl.runtime.answering import PrefillAnswer
 from fastctrl.space import ActionSpace
 from fastctrl.testing.tiny_models import build_tiny, sweep_grids, tiny_families, tiny_inputs
 
+from .conftest import GENERATE_ONLY
+
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 GREEDY_1 = dict(max_new_tokens=1, do_sample=False)
@@ -65,14 +67,8 @@ def test_generation_config_token_rules_are_applied():
 
 @pytest.mark.parametrize(
     "gen",
-    [
-        dict(max_new_tokens=2, do_sample=False),
-        dict(max_new_tokens=1, do_sample=True),
-        dict(max_new_tokens=1, num_beams=2),
-        dict(max_new_tokens=1, repetition_penalty=1.3),
-        dict(max_new_tokens=1, bad_words_ids=[[5]]),
-        dict(max_new_tokens=1, some_forward_kwarg=3),
-    ],
+    [dict(max_new_tokens=2, do_sample=False), dict(max_new_tokens=1, bad_words_ids=[[5]])]
+    + [dict(max_new_tokens=1, **g) for g in GENERATE_ONLY],
 )
 def test_what_it_cannot_reproduce_goes_to_generate(gen):
     assert PrefillAnswer.create(build_tiny("llava-olmoe", seed=0), gen) is None

@@ -15,6 +15,8 @@ from fastctrl.runtime.synthetic_vqa import synthetic_vqa
 from fastctrl.space import ActionSpace
 from fastctrl.testing.tiny_models import TinyProcessor, build_tiny, tiny_inputs
 
+from .sweep_kit import tiny_sweep
+
 GRID = {"max_crops": [1, 4], "top_k": [2, 4], "num_active_blocks": [2, 4]}
 
 
@@ -33,16 +35,8 @@ def test_synthetic_vqa_is_deterministic():
 
 def test_sweep_writes_profile_and_features(llava, tmp_path):
     out = tmp_path / "p.parquet"
-    res = run_sweep(
-        llava,
-        TinyProcessor(llava),
-        synthetic_vqa(3, with_answers=False),
-        ActionSpace(GRID),
-        out,
-        warmup=1,
-        repeats=2,
-        max_new_tokens=2,
-        quiet=True,
+    res = tiny_sweep(
+        llava, synthetic_vqa(3, with_answers=False), ActionSpace(GRID), out, warmup=1, repeats=2
     )
     prof = Profile.load(out, require_features=True)
     a = find_adapter(llava)
@@ -67,28 +61,17 @@ def test_sweep_resumes_after_interruption(llava, tmp_path):
         yield from data[:2]
         raise KeyboardInterrupt
 
-    kw = dict(warmup=0, repeats=1, max_new_tokens=2, quiet=True)
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(llava, TinyProcessor(llava), interrupted(), ActionSpace(GRID), out, **kw)
+        tiny_sweep(llava, interrupted(), ActionSpace(GRID), out)
     assert out.with_name(out.name + PARTIAL_SUFFIX).exists() and not out.exists()
-    res = run_sweep(llava, TinyProcessor(llava), data, ActionSpace(GRID), out, **kw)
+    res = tiny_sweep(llava, data, ActionSpace(GRID), out)
     assert (res.resumed, res.measured) == (2, 2)
     assert Profile.load(out).n_requests == 4
 
 
 def test_sweep_with_answers_uses_exact_match(llava, tmp_path):
     data = [(s.image, s.prompt, s.answer) for s in synthetic_vqa(2)]
-    res = run_sweep(
-        llava,
-        TinyProcessor(llava),
-        data,
-        ActionSpace(GRID),
-        tmp_path / "a.csv",
-        warmup=0,
-        repeats=1,
-        max_new_tokens=1,
-        quiet=True,
-    )
+    res = tiny_sweep(llava, data, ActionSpace(GRID), tmp_path / "a.csv", max_new_tokens=1)
     side = json.loads(res.sidecar_path.read_text())
     assert side["settings"]["metric"] == "exact_match" and side["quality_proxy"] is False
     assert set(res.profile.request_ids) == {"req-00000", "req-00001"}
@@ -98,16 +81,10 @@ def test_one_token_sweep_answers_by_the_prefill_forward_with_generates_answers(l
     """max_new_tokens=1: the prefill-forward path (recorded in the sidecar) scores exactly
     what generate() scores; answer_path='generate' keeps generate()."""
     data = synthetic_vqa(4, with_answers=False)
-    kw = dict(warmup=0, repeats=1, max_new_tokens=1, quiet=True)
-    fast = run_sweep(llava, TinyProcessor(llava), data, ActionSpace(GRID), tmp_path / "f.csv", **kw)
-    slow = run_sweep(
-        llava,
-        TinyProcessor(llava),
-        data,
-        ActionSpace(GRID),
-        tmp_path / "g.csv",
-        answer_path="generate",
-        **kw,
+    space = ActionSpace(GRID)
+    fast = tiny_sweep(llava, data, space, tmp_path / "f.csv", max_new_tokens=1)
+    slow = tiny_sweep(
+        llava, data, space, tmp_path / "g.csv", max_new_tokens=1, answer_path="generate"
     )
     sides = [json.loads(r.sidecar_path.read_text()) for r in (fast, slow)]
     assert [s["answered_by"] for s in sides] == ["prefill_forward", "generate"]
@@ -115,15 +92,7 @@ def test_one_token_sweep_answers_by_the_prefill_forward_with_generates_answers(l
     np.testing.assert_array_equal(fast.profile.quality, slow.profile.quality)
     assert not np.all(fast.profile.quality == 1.0)  # the agreement varies: a real comparison
     with pytest.raises(ValueError, match="answer_path"):
-        run_sweep(
-            llava,
-            TinyProcessor(llava),
-            data,
-            ActionSpace(GRID),
-            tmp_path / "x.csv",
-            answer_path="fast",
-            **kw,
-        )
+        tiny_sweep(llava, data, space, tmp_path / "x.csv", max_new_tokens=1, answer_path="fast")
 
 
 def test_sweep_argument_errors(llava, tmp_path):

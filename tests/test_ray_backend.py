@@ -25,19 +25,12 @@ from fastctrl.profile.sweep_shards import ShardError, ShardStore, shard_dir_for
 from fastctrl.runtime.requests import as_request
 from fastctrl.tune import main as tune_main
 
+from .train_kit import TINY_TRAINING
+
 GRID = json.dumps({"max_crops": [1, 4], "top_k": [2, 4], "num_active_blocks": [2, 4]})
 PROFILE = ["--grid", GRID, "--warmup", "0", "--repeats", "1", "--max_new_tokens", "2", "--quiet"]
 #: 12 requests in batches of 2, 4 sampled configs each (a batch measures the union)
 SAMPLED = [*PROFILE, "--samples", "12", "--batch_size", "2", "--configs", "random 4"]
-TRAIN = [
-    "--synthetic_requests",
-    "200",
-    "--max_env_steps",
-    "3000",
-    "--eval_every_steps",
-    "1500",
-    "--quiet",
-]
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
@@ -103,7 +96,7 @@ def test_map_jobs_same_outcomes_on_both_backends(cluster):
 
 # ---------------------------------------------------------------------------- compare, tune
 def test_compare_same_results_on_ray(cluster, tmp_path):
-    args = ["--methods", "supervised", "--seeds", "2", *TRAIN, "--bootstrap_reps", "200"]
+    args = ["--methods", "supervised", "--seeds", "2", *TINY_TRAINING, "--bootstrap_reps", "200"]
     assert compare_main([*args, "--jobs", "1", "--output_dir", str(tmp_path / "local")]) == 0
     assert compare_main([*args, "--backend", "ray", "--output_dir", str(tmp_path / "ray")]) == 0
     stats = {
@@ -135,7 +128,7 @@ def test_tune_same_study_on_ray(cluster, tmp_path):
                     str(out),
                     "--backend",
                     backend,
-                    *TRAIN,
+                    *TINY_TRAINING,
                 ]
             )
             == 0
@@ -261,7 +254,7 @@ def test_unreachable_ray_address(tmp_path, capsys, monkeypatch):
                 "lut",
                 "--seeds",
                 "1",
-                *TRAIN,
+                *TINY_TRAINING,
                 "--backend",
                 "ray",
                 "--ray_address",

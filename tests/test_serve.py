@@ -189,8 +189,12 @@ def test_an_infeasible_budget_is_refused_with_429(server, pages):
     assert r.json()["error"]["param"] == "fastctrl.budget_ms"
 
 
-def test_api_key_is_required_when_set(pages):
-    with running_server(ServeArgs(warmup=0, api_key="sekret")) as (url, _):
+def test_api_key_is_required_when_set_and_answers_are_logged(pages, tmp_path):
+    log_dir = tmp_path / "log"
+    with running_server(ServeArgs(warmup=0, api_key="sekret", output_dir=str(log_dir))) as (
+        url,
+        _,
+    ):
         page = pages[6]
         body = chat_body(page.question, data_url(page.rgb))
         assert httpx.post(f"{url}/v1/chat/completions", json=body).status_code == 401
@@ -199,6 +203,9 @@ def test_api_key_is_required_when_set(pages):
         )
         assert ok.status_code == 200, ok.text
         assert httpx.get(f"{url}/health").status_code == 200  # health stays open
+    lines = (log_dir / "requests.jsonl").read_text().splitlines()
+    assert len(lines) == 1  # the answered request; the refused one is not an answer
+    assert json.loads(lines[0])["config"] == ok.json()["fastctrl"]["config"]
 
 
 def test_local_files_only_under_the_allowed_path(tmp_path, pages):

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from fastctrl.profile.configs import ConfigSampler
-from fastctrl.profile.sweep import run_sweep
 from fastctrl.profile.table import Profile
 from fastctrl.runtime.synthetic_vqa import synthetic_vqa
 from fastctrl.space import ActionSpace
-from fastctrl.testing.tiny_models import TinyProcessor
+
+from .sweep_kit import tiny_sweep
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
@@ -52,20 +52,8 @@ def test_bad_config_specs(bad):
 def test_sampled_batched_sweep_writes_an_imputable_profile(llava, tmp_path):
     space = ActionSpace({"max_crops": [1, 2, 4], "top_k": [1, 2, 4], "num_active_blocks": [2, 4]})
     out = tmp_path / "sampled.csv"
-    res = run_sweep(
-        llava,
-        TinyProcessor(llava),
-        synthetic_vqa(5, with_answers=False),
-        space,
-        out,
-        warmup=0,
-        repeats=1,
-        max_new_tokens=2,
-        quiet=True,
-        configs="lhs 4",
-        batch_size=2,
-        seed=1,
-    )
+    data = synthetic_vqa(5, with_answers=False)
+    res = tiny_sweep(llava, data, space, out, configs="lhs 4", batch_size=2, seed=1)
     # 5 requests x 4 of 18 configs leave some configs unmeasured: written, not loadable
     assert res.profile is None
     side = json.loads(res.sidecar_path.read_text())
@@ -79,19 +67,8 @@ def test_sampled_batched_sweep_writes_an_imputable_profile(llava, tmp_path):
         Profile.load(out, missing_configs="impute")
     # enough requests for every config: the sweep's own profile, imputed
     out2 = tmp_path / "sampled2.csv"
-    res = run_sweep(
-        llava,
-        TinyProcessor(llava),
-        synthetic_vqa(14, with_answers=False),
-        space,
-        out2,
-        warmup=0,
-        repeats=1,
-        max_new_tokens=1,
-        quiet=True,
-        configs="random 6",
-        seed=2,
-    )
+    data = synthetic_vqa(14, with_answers=False)
+    res = tiny_sweep(llava, data, space, out2, max_new_tokens=1, configs="random 6", seed=2)
     side = json.loads(res.sidecar_path.read_text())
     assert side["cells_measured"] == 14 * 6
     with pytest.raises(ValueError, match="missing_configs"):

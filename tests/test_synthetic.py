@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fastctrl.env.evaluation import oracle_static_margin
-from fastctrl.profile import hidden_factor_r2, probe_r2, synthetic_profile
+from fastctrl.profile import hidden_factor_r2, noisy_vqa_profile, probe_r2, synthetic_profile
 from fastctrl.profile.synthetic import TOKENS_PER_CROP, _top_directions
 
 
@@ -15,13 +15,19 @@ def prof():
     return synthetic_profile(3000, seed=0)
 
 
-def test_deterministic_by_seed():
-    a, b = synthetic_profile(50, seed=7), synthetic_profile(50, seed=7)
+@pytest.mark.parametrize(
+    "make, n, seed",
+    [(synthetic_profile, 50, 7), (noisy_vqa_profile, 40, 5)],
+    ids=["default", "noisy"],
+)
+def test_deterministic_by_seed(make, n, seed):
+    """Both built-in families: one seed, one profile; another seed, other latencies."""
+    a, b = make(n, seed=seed), make(n, seed=seed)
     np.testing.assert_array_equal(a.quality, b.quality)
     np.testing.assert_array_equal(a.latency, b.latency)
+    np.testing.assert_array_equal(a.features.image, b.features.image)
     np.testing.assert_array_equal(a.features.text, b.features.text)
-    c = synthetic_profile(50, seed=8)
-    assert not np.array_equal(a.latency, c.latency)
+    assert not np.array_equal(a.latency, make(n, seed=seed + 1).latency)
 
 
 def test_shapes_ranges_and_monotone_costs(prof):

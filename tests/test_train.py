@@ -16,19 +16,9 @@ from fastctrl.train.loop import Run
 from fastctrl.train.methods import METHOD_NAMES
 from fastctrl.train.records import EvalResults
 
-SMALL = [
-    "--synthetic_requests",
-    "300",
-    "--max_env_steps",
-    "12000",
-    "--eval_every_steps",
-    "4000",
-    "--quiet",
-    "--eval_requests",
-    "40",
-    "--batch_size",
-    "32",
-]
+from .train_kit import synthetic_training, training_run
+
+SMALL = [*synthetic_training(300, 12000, 4000), "--eval_requests", "40", "--batch_size", "32"]
 #: each method's own flags, only accepted with that --method
 METHOD_FLAGS = {"ppo": ["--rollout_contexts", "64"]}
 BUDGET_KEYS = {"quality_mean", "latency_p95", "slo_violation_rate", "utility", "gap_to_oracle"}
@@ -92,24 +82,8 @@ def test_every_method_runs_end_to_end(tmp_path, method):
 
 def _cfg(tmp_path: Path, name: str, *flags: str):
     return parse_train_args(
-        [
-            "--method",
-            "grpo",
-            "--synthetic_requests",
-            "300",
-            "--quiet",
-            "--eval_requests",
-            "40",
-            "--batch_size",
-            "32",
-            "--max_env_steps",
-            "9000",
-            "--eval_every_steps",
-            "3000",
-            "--output_dir",
-            str(tmp_path / name),
-            *flags,
-        ]
+        ["--method", "grpo", *synthetic_training(300, 9000, 3000), "--eval_requests", "40"]
+        + ["--batch_size", "32", "--output_dir", str(tmp_path / name), *flags]
     )
 
 
@@ -152,22 +126,9 @@ def test_dpo_warm_start_is_on_the_grid_and_resumes(tmp_path):
     """DPO's supervised warm start is the first phase of the run: validation points from
     env_steps 0 (the untrained policy) fall inside it, the reference is frozen where it ends,
     and a run killed inside it resumes to the uninterrupted curve."""
-    flags = [
-        "--method",
-        "dpo",
-        "--dpo_reference",
-        "supervised",
-        "--synthetic_requests",
-        "120",
-        "--max_env_steps",
-        "90000",
-        "--eval_every_steps",
-        "9000",
-        "--eval_requests",
-        "40",
-        "--quiet",
-    ]
-    a = Run(parse_train_args([*flags, "--output_dir", str(tmp_path / "a")]))
+    flags = ["--method", "dpo", "--dpo_reference", "supervised", "--eval_requests", "40"]
+    flags += synthetic_training(120, 90000, 9000)
+    a = training_run(tmp_path / "a", *flags)
     a.run()
     cost = a.profile.n_configs * a.profile.n_repeats
     steps = [h.env_steps for h in a.history]
@@ -175,7 +136,7 @@ def test_dpo_warm_start_is_on_the_grid_and_resumes(tmp_path):
     assert steps[0] == 0 and steps[1] == -(-9000 // cost) * cost  # a point inside the warm start
     assert warm_rows * cost < 90000 and steps[-1] >= 90000  # then DPO's own steps
     assert a.method.reference is not None and a.method.counters["pairs"] > 0
-    run = Run(parse_train_args([*flags, "--output_dir", str(tmp_path / "b")]))
+    run = training_run(tmp_path / "b", *flags)
     save = run.save_last
 
     def save_then_die(t0: float) -> None:
@@ -187,11 +148,7 @@ def test_dpo_warm_start_is_on_the_grid_and_resumes(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run.run()
     assert run.method.warming
-    b = Run(
-        parse_train_args(
-            [*flags, "--output_dir", str(tmp_path / "b"), "--resume", str(tmp_path / "b")]
-        )
-    )
+    b = training_run(tmp_path / "b", *flags, "--resume", str(tmp_path / "b"))
     b.run()
     assert [h.env_steps for h in b.history] == steps
     assert [h.utility for h in b.history] == [h.utility for h in a.history]
@@ -201,22 +158,8 @@ def test_offline_methods_pay_for_every_measurement_they_read(tmp_path):
     """The lookup table and supervised labels read whole profile rows (every config, every
     latency repeat) in chunks: their curve is on the same env-step axis, never past the budget."""
     for method in ("lut", "supervised"):
-        run = Run(
-            parse_train_args(
-                [
-                    "--method",
-                    method,
-                    "--synthetic_requests",
-                    "300",
-                    "--max_env_steps",
-                    "20000",
-                    "--eval_every_steps",
-                    "4500",
-                    "--quiet",
-                    "--output_dir",
-                    str(tmp_path / method),
-                ]
-            )
+        run = training_run(
+            tmp_path / method, "--method", method, *synthetic_training(300, 20000, 4500)
         )
         run.fit()
         cost = run.profile.n_configs * run.profile.n_repeats
@@ -232,19 +175,7 @@ def test_offline_methods_pay_for_every_measurement_they_read(tmp_path):
 def test_supervised_labels_average_the_latency_repeats(tmp_path):
     from fastctrl.train.methods.supervised import oracle_labels
 
-    run = Run(
-        parse_train_args(
-            [
-                "--method",
-                "supervised",
-                "--synthetic_requests",
-                "200",
-                "--quiet",
-                "--output_dir",
-                str(tmp_path),
-            ]
-        )
-    )
+    run = training_run(tmp_path, "--method", "supervised", "--synthetic_requests", "200", "--quiet")
     env = run.train_env
     reqs = env.requests[:5]
     ctx, labels = oracle_labels(env, reqs)
@@ -256,18 +187,8 @@ def test_supervised_labels_average_the_latency_repeats(tmp_path):
 def test_synthetic_family_noisy_trains_on_the_noisy_profile(tmp_path):
     from fastctrl.profile.synthetic_noisy import NOISY_GRIDS
 
-    run = Run(
-        parse_train_args(
-            [
-                "--synthetic_family",
-                "noisy",
-                "--synthetic_requests",
-                "120",
-                "--quiet",
-                "--output_dir",
-                str(tmp_path),
-            ]
-        )
+    run = training_run(
+        tmp_path, "--synthetic_family", "noisy", "--synthetic_requests", "120", "--quiet"
     )
     prof = run.profile
     assert prof.quality_expected is not None
@@ -282,20 +203,8 @@ def test_supervised_expected_reward_takes_the_best_config_on_average(tmp_path):
     """Two rows that look the same to the controller (one context, read twice) and disagree on
     the best config: the expected-reward loss settles on the config best on their mean, which
     neither row's oracle label names."""
-    run = Run(
-        parse_train_args(
-            [
-                "--method",
-                "supervised",
-                "--synthetic_requests",
-                "200",
-                "--lr",
-                "1e-2",
-                "--quiet",
-                "--output_dir",
-                str(tmp_path),
-            ]
-        )
+    run = training_run(
+        tmp_path, "--method", "supervised", "--synthetic_requests", "200", "--lr", "1e-2", "--quiet"
     )
     m = run.method
     m.setup()
@@ -340,19 +249,7 @@ def test_supervised_cell_labels_follow_the_pool(tmp_path):
     the rows read so far: one config per (task type, budget ratio)."""
     from fastctrl.train.methods.supervised import cell_labels
 
-    run = Run(
-        parse_train_args(
-            [
-                "--method",
-                "supervised",
-                "--synthetic_requests",
-                "300",
-                "--quiet",
-                "--output_dir",
-                str(tmp_path),
-            ]
-        )
-    )
+    run = training_run(tmp_path, "--method", "supervised", "--synthetic_requests", "300", "--quiet")
     m = run.method
     assert m.args.loss == "cell_labels"
     m.setup()
@@ -372,22 +269,8 @@ def test_every_method_learns_on_a_short_run(tmp_path):
     the best static config on the test split."""
     best_u, static_u = -np.inf, None
     for method in METHOD_NAMES:
-        run = Run(
-            parse_train_args(
-                [
-                    "--method",
-                    method,
-                    "--synthetic_requests",
-                    "500",
-                    "--max_env_steps",
-                    "120000",
-                    "--eval_every_steps",
-                    "20000",
-                    "--quiet",
-                    "--output_dir",
-                    str(tmp_path / method),
-                ]
-            )
+        run = training_run(
+            tmp_path / method, "--method", method, *synthetic_training(500, 120000, 20000)
         )
         res = run.run()
         first, best = run.history[0].utility, run.best["utility"]  # validation, both
@@ -400,9 +283,7 @@ def test_every_method_learns_on_a_short_run(tmp_path):
 
 
 def test_nan_updates_are_skipped_and_counted(tmp_path):
-    run = Run(
-        parse_train_args(["--synthetic_requests", "200", "--quiet", "--output_dir", str(tmp_path)])
-    )
+    run = training_run(tmp_path, "--synthetic_requests", "200", "--quiet")
     m = run.method
     before = {k: v.clone() for k, v in m.controller.state_dict().items()}
     p = next(m.controller.parameters())

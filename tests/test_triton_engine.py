@@ -34,7 +34,7 @@ from fastctrl.kernels import fused_controller as fc  # noqa: E402
 from fastctrl import Controller, ControllerConfig, EngineUnavailableError, make_engine  # noqa: E402
 from fastctrl.policy.export import argmax_per_head, export_weights, reference_logits  # noqa: E402
 
-from .conftest import random_inputs  # noqa: E402
+from .conftest import random_inputs, small_config  # noqa: E402
 
 # no CUDA and TRITON_INTERPRET=0 in the environment: the tests fail (EngineUnavailableError says
 # why), they are not skipped
@@ -48,23 +48,6 @@ ATOL = {torch.float32: 1e-6, torch.float16: 1e-3, torch.bfloat16: 8e-3}
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def _small_cfg(**kw) -> ControllerConfig:
-    base = dict(
-        image_dim=37,
-        text_dim=91,
-        image_proj_dim=24,
-        text_proj_dim=40,
-        hidden_dim=48,
-        grids={
-            "max_crops": [1, 2, 4],
-            "top_k": [1, 2, 4, 8],
-            "num_active_blocks": [4, 6, 8, 10, 12],
-        },
-    )
-    base.update(kw)
-    return ControllerConfig(**base)
-
-
 _CACHE: dict[str, tuple[Controller, object, fc.PackedController]] = {}
 
 
@@ -73,11 +56,11 @@ def _model(name: str) -> tuple[Controller, object, fc.PackedController]:
     if name not in _CACHE:
         torch.manual_seed(3)
         cfg = {
-            "small": _small_cfg(),
+            "small": small_config(),
             "default": ControllerConfig(),
-            "trunk1": _small_cfg(trunk_layers=1, hidden_dim=16),
-            "trunk3": _small_cfg(trunk_layers=3),
-            "trunk4_linear": _small_cfg(trunk_layers=4, budget_encoding="linear"),
+            "trunk1": small_config(trunk_layers=1, hidden_dim=16),
+            "trunk3": small_config(trunk_layers=3),
+            "trunk4_linear": small_config(trunk_layers=4, budget_encoding="linear"),
         }[name]
         c = Controller(cfg).eval()
         g = torch.Generator().manual_seed(4)

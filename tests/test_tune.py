@@ -17,15 +17,7 @@ from fastctrl.train.methods.grpo import GRPOConfig
 from fastctrl.tune import apply_params, main, suggest
 from fastctrl.tune.search_space import LOOP_PARAMS
 
-TINY = [
-    "--synthetic_requests",
-    "200",
-    "--max_env_steps",
-    "3000",
-    "--eval_every_steps",
-    "1500",
-    "--quiet",
-]
+from .train_kit import TINY_TRAINING, synthetic_training
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +40,16 @@ def test_split_is_never_read(monkeypatch):
 
 def _tune(out, method: str, trials: int, *extra: str) -> int:
     return main(
-        ["--method", method, "--trials", str(trials), "--output_dir", str(out), *TINY, *extra]
+        [
+            "--method",
+            method,
+            "--trials",
+            str(trials),
+            "--output_dir",
+            str(out),
+            *TINY_TRAINING,
+            *extra,
+        ]
     )
 
 
@@ -148,7 +149,7 @@ def test_bad_arguments(tmp_path, capsys, monkeypatch):
     out = tmp_path / "study"
     _tune(out, "lut", 1)  # a study with one trial (whether it completed does not matter here)
     assert (out / "study.db").is_file()
-    other_budget = [a if a != "3000" else "6000" for a in TINY]
+    other_budget = synthetic_training(200, 6000, 1500)
     assert (
         code(["--method", "lut", "--trials", "2", "--output_dir", str(out), *other_budget]) == 2
     )  # another env-step budget: not the same study

@@ -17,7 +17,7 @@ from fastctrl.model_hook import find_adapter, hook
 from fastctrl.testing.tiny_models import build_tiny
 from fastctrl.testing.tiny_models.tiles import tiles_inputs
 
-from .family_kit import make_controller
+from .family_kit import make_controller, watch_decisions
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
@@ -128,9 +128,7 @@ def test_generate_equals_unhooked_generate_on_reduced_inputs(model, blocks):
     cheap = {"max_crops": 1, "num_active_blocks": blocks}
     with hook(model, make_controller(model, pick=cheap), budget_ms=5.0) as h:
         calls = []
-        name = "decide_rows" if hasattr(h.engine, "decide_rows") else "decide_tensors"
-        orig = getattr(h.engine, name)
-        setattr(h.engine, name, lambda *a: calls.append(1) or orig(*a))
+        watch_decisions(h, lambda *a: calls.append(1))
         counter = TileCounter(model)
         out = model.generate(**inp, **kw)
         counter.close()
@@ -155,12 +153,7 @@ def test_controller_features_come_before_the_vision_tower(model):
     order = []
     hv = a.vision_tower.register_forward_pre_hook(lambda *x: order.append("vision"))
     with hook(model, make_controller(model), budget_ms=20.0) as h:
-        orig = h.engine.decide_rows if hasattr(h.engine, "decide_rows") else None
-        if orig is not None:
-            h.engine.decide_rows = lambda *x: order.append("decide") or orig(*x)
-        else:
-            o2 = h.engine.decide_tensors
-            h.engine.decide_tensors = lambda *x: order.append("decide") or o2(*x)
+        watch_decisions(h, lambda *a: order.append("decide"))
         model(**inp)
         image, text = h.last_features
     hv.remove()

@@ -22,7 +22,6 @@ comparison in ``--output_dir`` instead of running one (:mod:`.length_blind`,
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -36,15 +35,7 @@ from .. import cli, io
 from ..cli import need, need_at_least, need_positive
 from ..distributed.backend import BackendArgs, map_jobs, parallel_slots
 from ..train.checkpoint import load_checkpoint
-from ..train.config import (
-    DataConfig,
-    ProfileSource,
-    RunBudget,
-    RunConfig,
-    TrainConfig,
-    diff_configs,
-    loop_for,
-)
+from ..train.config import ProfileSource, RunBudget, RunConfig, TrainConfig, diff_configs
 from ..train.loop import RESUME_FREE, STATE_FORMAT
 from ..train.methods import METHOD_NAMES, METHODS, MethodName
 from ..train.records import EVAL_FILE, STATS_FILE
@@ -175,14 +166,8 @@ class CompareArgs:
     def train_config(self, method: str, seed: int, out: Path) -> TrainConfig:
         from ..tune.search_space import apply_params
 
-        cfg = TrainConfig(
-            method=method,
-            seed=seed,
-            data=DataConfig(**dataclasses.asdict(self.data), data_seed=self.data_seed),
-            # the method's own loop defaults (e.g. its learning rate) under the common budget
-            loop=loop_for(method, **dataclasses.asdict(self.budget)),
-            run=RunConfig(output_dir=str(out / "runs" / f"{method}_seed{seed}"), quiet=True),
-        )
+        run = RunConfig(output_dir=str(out / "runs" / f"{method}_seed{seed}"), quiet=True)
+        cfg = TrainConfig.for_experiment(method, seed, self.data, self.data_seed, self.budget, run)
         return apply_params(cfg, self.tuned_params(method))
 
 
@@ -272,10 +257,7 @@ def run(args: CompareArgs) -> int:
         summarize = length_blind.main if args.summary == "length-blind" else gap_closed.main
         summarize(Path(args.output_dir))
         return 0
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    cli.setup_logging(args.quiet)
     methods = list(args.methods)
     out = Path(args.output_dir)
     seeds = list(range(args.seeds))

@@ -11,6 +11,9 @@ from . import stats as S
 from .analysis import estimate
 from .findings import ClaimResult
 
+#: the columns of the final test utility table, after the method
+FINAL_METRICS = ("final_utility", "final_quality", "final_slo_violation", "gap_to_oracle_pct")
+
 
 def _est(stats: dict[str, Any], metric: str, name: str) -> S.Estimate | None:
     return estimate(stats, metric, name)
@@ -22,6 +25,16 @@ def _cell(stats: dict[str, Any], metric: str, name: str) -> str:
     if block is None or e is None:
         return "n/a"
     return e.fmt(block["fmt"]) if name in block["methods"] else format(e.point, block["fmt"])
+
+
+def _row(*cells: str) -> str:
+    """One row of a markdown table."""
+    return "| " + " | ".join(cells) + " |"
+
+
+def _head(*columns: str) -> list[str]:
+    """The header row of a markdown table and the rule under it."""
+    return [_row(*columns), "|" + "---|" * len(columns)]
 
 
 def _reached(stats: dict[str, Any], metric: str, m: str) -> str:
@@ -66,6 +79,11 @@ def standing(stats: dict[str, Any], metric: str, methods: list[str]) -> str:
     if not better and not tied:
         parts.append("the only method")
     return "; ".join(parts)
+
+
+def _standings(stats: dict[str, Any], methods: list[str], *clauses: tuple[str, str]) -> str:
+    """``"<what>: <the standing on metric>"`` for each ``(what, metric)``, as sentences."""
+    return ". ".join(f"{what}: {standing(stats, metric, methods)}" for what, metric in clauses)
 
 
 def report(
@@ -132,33 +150,10 @@ def report(
         "|---|---|---|---|---|---|",
     ]
     for m in methods:
-        lines.append(
-            f"| {m} | "
-            + " | ".join(
-                _cell(stats, k, m)
-                for k in (
-                    "final_utility",
-                    "final_quality",
-                    "final_slo_violation",
-                    "gap_to_oracle_pct",
-                )
-            )
-            + f" | {len(stats['seeds'][m])} |"
-        )
+        seeds = str(len(stats["seeds"][m]))
+        lines.append(_row(m, *(_cell(stats, k, m) for k in FINAL_METRICS), seeds))
     for b in baselines:
-        lines.append(
-            f"| {b} (baseline) | "
-            + " | ".join(
-                _cell(stats, k, b)
-                for k in (
-                    "final_utility",
-                    "final_quality",
-                    "final_slo_violation",
-                    "gap_to_oracle_pct",
-                )
-            )
-            + " | - |"
-        )
+        lines.append(_row(f"{b} (baseline)", *(_cell(stats, k, b) for k in FINAL_METRICS), "-"))
     sel = stats.get("validation_selection")
     if sel and sel.get("chosen"):
         lines += [
@@ -175,15 +170,14 @@ def report(
             "Probability of improvement P(row > column) of final test utility "
             "[95% CI] (0.5: no difference):",
             "",
-            "| | " + " | ".join(methods) + " |",
-            "|---|" + "---|" * len(methods),
+            *_head("", *methods),
         ]
         for x in methods:
             row = []
             for y in methods:
                 e = poi.get(x, {}).get(y)
                 row.append("-" if e is None else S.Estimate.from_dict(e).fmt(".2f"))
-            lines.append(f"| {x} | " + " | ".join(row) + " |")
+            lines.append(_row(x, *row))
 
     # ---- the share of the best-static -> oracle gap each method closes
     if "gap_closed" in stats["metrics"]:
@@ -200,15 +194,11 @@ def report(
             "over seeds: 0 is the best static config, 1 the oracle, below 0 worse than "
             "the best static config.",
             "",
-            "| method | overall | " + " | ".join(budgets) + " |",
-            "|---|---|" + "---|" * len(budgets),
+            *_head("method", "overall", *budgets),
         ]
         for m in methods:
-            lines.append(
-                f"| {m} | {_cell(stats, 'gap_closed', m)} | "
-                + " | ".join(_cell(stats, f"gap_closed@{b}", m) for b in budgets)
-                + " |"
-            )
+            per_budget = (_cell(stats, f"gap_closed@{b}", m) for b in budgets)
+            lines.append(_row(m, _cell(stats, "gap_closed", m), *per_budget))
 
     # ---- the reachable reference of the default simulator
     lb = stats.get("length_blind")
@@ -232,25 +222,21 @@ def report(
         ]
         for m in methods:
             e = lb["methods"].get(m)
-            lines.append(f"| {m} | {S.Estimate.from_dict(e).fmt('.1f') if e else '-'} |")
+            lines.append(_row(m, S.Estimate.from_dict(e).fmt(".1f") if e else "-"))
 
     # ---- per budget
     lines += [
         "",
         "## Final metrics per budget (test split)",
         "",
-        "| method | " + " | ".join(f"{b}: utility / quality" for b in budgets) + " |",
-        "|---|" + "---|" * len(budgets),
+        *_head("method", *(f"{b}: utility / quality" for b in budgets)),
     ]
     for name in [*methods, *baselines]:
-        lines.append(
-            f"| {name} | "
-            + " | ".join(
-                f"{_cell(stats, f'utility@{b}', name)} / {_cell(stats, f'quality@{b}', name)}"
-                for b in budgets
-            )
-            + " |"
+        cells = (
+            f"{_cell(stats, f'utility@{b}', name)} / {_cell(stats, f'quality@{b}', name)}"
+            for b in budgets
         )
+        lines.append(_row(name, *cells))
 
     # ---- sample efficiency
     lines += [
@@ -266,15 +252,12 @@ def report(
         "|---|---|---|---|",
     ]
     for m in methods:
-        lines.append(
-            f"| {m} | "
-            + " | ".join(
-                f"{_cell(stats, f'env_steps_to_{k}', m)} "
-                f"(reached {_reached(stats, f'env_steps_to_{k}', m)})"
-                for k in ("slo", "quality", "both")
-            )
-            + " |"
+        cells = (
+            f"{_cell(stats, f'env_steps_to_{k}', m)} "
+            f"(reached {_reached(stats, f'env_steps_to_{k}', m)})"
+            for k in ("slo", "quality", "both")
         )
+        lines.append(_row(m, *cells))
 
     # ---- overhead
     lines += [
@@ -290,13 +273,8 @@ def report(
         "|---|---|---|---|",
     ]
     for m in methods:
-        lines.append(
-            f"| {m} | "
-            + " | ".join(
-                _cell(stats, k, m) for k in ("train_s_per_1k_env_steps", "env_steps", "decision_us")
-            )
-            + " |"
-        )
+        overhead = ("train_s_per_1k_env_steps", "env_steps", "decision_us")
+        lines.append(_row(m, *(_cell(stats, k, m) for k in overhead)))
 
     # ---- stability
     lines += [
@@ -307,10 +285,8 @@ def report(
         "|---|---|---|",
     ]
     for m in methods:
-        lines.append(
-            f"| {m} | {_cell(stats, 'final_utility_std', m)} | "
-            f"{_cell(stats, 'within_run_utility_std', m)} |"
-        )
+        stds = (_cell(stats, k, m) for k in ("final_utility_std", "within_run_utility_std"))
+        lines.append(_row(m, *stds))
 
     # ---- answers, each filled from the tables above
     lines += ["", "## Answers", ""]
@@ -330,20 +306,20 @@ def report(
             + standing(stats, "env_steps_to_quality", methods)
         )
     lines.append(f"1. **Sample efficiency**: {eff}.")
-    lines.append(
-        "2. **Stability**: smallest spread of final utility across seeds: "
-        + standing(stats, "final_utility_std", methods)
-        + ". Smallest movement within a run: "
-        + standing(stats, "within_run_utility_std", methods)
-        + "."
+    stability = _standings(
+        stats,
+        methods,
+        ("smallest spread of final utility across seeds", "final_utility_std"),
+        ("Smallest movement within a run", "within_run_utility_std"),
     )
-    lines.append(
-        "3. **Overhead**: least training time per 1k env_steps: "
-        + standing(stats, "train_s_per_1k_env_steps", methods)
-        + ". Fastest decision: "
-        + standing(stats, "decision_us", methods)
-        + "."
+    lines.append(f"2. **Stability**: {stability}.")
+    overhead = _standings(
+        stats,
+        methods,
+        ("least training time per 1k env_steps", "train_s_per_1k_env_steps"),
+        ("Fastest decision", "decision_us"),
     )
+    lines.append(f"3. **Overhead**: {overhead}.")
     top = leader(stats, "final_utility", methods)
     final = "best final test utility: " + standing(stats, "final_utility", methods)
     if top is not None and "oracle" in stats["baselines"]:

@@ -120,3 +120,17 @@ class ExpectedOraclePolicy:
 
     def decide(self, ctx: Contexts, env: ProfileEnv) -> np.ndarray:
         return env.profile.config_indices[expected_quality_rewards(env, ctx).argmax(1)]
+
+
+def baseline_policies(train_env: ProfileEnv, eval_env: ProfileEnv, seed: int = 0) -> list[Policy]:
+    """The baselines to judge on ``eval_env``: random (seeded) / full / best_static (fit on
+    ``train_env``) / oracle, and oracle_expected where its profile has expected quality."""
+    policies: list[Policy] = [
+        RandomPolicy(seed),
+        FullPolicy(),
+        StaticPolicy.fit(train_env),
+        OraclePolicy(),
+    ]
+    if eval_env.profile.quality_expected is not None:
+        policies.append(ExpectedOraclePolicy())
+    return policies

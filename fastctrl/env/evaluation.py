@@ -36,15 +36,7 @@ import numpy as np
 
 from ..profile.table import Profile
 from .bandit import E5_BUDGET_RATIOS, Contexts, ProfileEnv
-from .baselines import (
-    EnginePolicy,
-    ExpectedOraclePolicy,
-    FullPolicy,
-    OraclePolicy,
-    Policy,
-    RandomPolicy,
-    StaticPolicy,
-)
+from .baselines import EnginePolicy, ExpectedOraclePolicy, OraclePolicy, Policy, baseline_policies
 from .reward import Reward
 
 QualityKind = Literal["auto", "measured", "expected"]
@@ -263,16 +255,9 @@ def evaluate_baselines(
     ``oracle_expected`` when the profile has expected quality; with oracle gaps
     (:func:`add_oracle_gap`, to the hindsight ``oracle``) and the share of the static -> oracle
     gap each closes (:func:`add_static_gap_closed`)."""
-    policies: list[Policy] = [
-        RandomPolicy(seed),
-        FullPolicy(),
-        StaticPolicy.fit(train_env),
-        OraclePolicy(),
-    ]
-    if eval_env.profile.quality_expected is not None:
-        policies.append(ExpectedOraclePolicy())
     results = {
-        p.name: evaluate_policy(p, eval_env, measure_overhead=measure_overhead) for p in policies
+        p.name: evaluate_policy(p, eval_env, measure_overhead=measure_overhead)
+        for p in baseline_policies(train_env, eval_env, seed)
     }
     for res in results.values():
         add_oracle_gap(res, results["oracle"])

@@ -13,7 +13,6 @@ forward), ``accuracy_vs_budget.png``, ``latency_per_budget.png``.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,10 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: EvaluateArgs) -> int:
     """Evaluate live and write the results (the parsed command line of ``fastctrl evaluate``)."""
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    cli.setup_logging(args.quiet)
     import torch
 
     from ..profile.table import Profile

@@ -430,12 +430,10 @@ class Controller(nn.Module):
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, directory: str | Path) -> None:
         """Write ``config.json`` and ``model.safetensors`` (each atomically)."""
-        from safetensors.torch import save_file
-
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        io.write_with(directory / WEIGHTS_FILE, lambda p: save_file(tensors, str(p)))
+        io.write_tensors(directory / WEIGHTS_FILE, tensors)
         io.write_json(
             directory / CONFIG_FILE,
             {
@@ -449,30 +447,14 @@ class Controller(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> Controller:
         """Load what :meth:`save_pretrained` wrote; refuse mismatched or corrupt files."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         directory = Path(directory)
-        meta = io.read_json(directory / CONFIG_FILE, what="controller config")
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-            raise ValueError(
-                f"{directory / CONFIG_FILE} is not a fastctrl controller config "
-                f'(expected "format": "{FORMAT_NAME}")'
-            )
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(
-                f"{directory / CONFIG_FILE}: format_version {meta.get('format_version')!r} is not "
-                f"supported (this fastctrl reads version {FORMAT_VERSION})"
-            )
+        meta = io.read_format_header(
+            directory / CONFIG_FILE, "controller config", FORMAT_NAME, FORMAT_VERSION
+        )
         config = ControllerConfig.from_dict(meta.get("config", {}))
         model = cls(config)
         weights = directory / WEIGHTS_FILE
-        if not weights.is_file():
-            raise FileNotFoundError(f"controller weights not found: {weights}")
-        try:
-            state = load_file(str(weights), device=map_location)
-        except (SafetensorError, OSError, ValueError) as e:
-            raise ValueError(f"controller weights {weights} are corrupt or unreadable: {e}") from e
+        state = io.read_tensors(weights, "controller weights", device=map_location)
         load_state_checked(model, state, source=str(weights))
         return model
 

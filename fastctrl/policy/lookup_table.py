@@ -98,12 +98,9 @@ class LookupTablePolicy:
 
     def save_pretrained(self, directory: str | Path) -> None:
         """Write ``config.json`` and ``table.safetensors`` (each atomically)."""
-        from safetensors.torch import save_file
-
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        tensors = {"indices": torch.from_numpy(self.indices.copy())}
-        io.write_with(directory / TABLE_FILE, lambda p: save_file(tensors, str(p)))
+        io.write_tensors(directory / TABLE_FILE, {"indices": torch.from_numpy(self.indices.copy())})
         io.write_json(
             directory / CONFIG_FILE,
             {
@@ -118,32 +115,15 @@ class LookupTablePolicy:
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> LookupTablePolicy:
         """Load what :meth:`save_pretrained` wrote; refuse mismatched or corrupt files."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         directory = Path(directory)
-        meta = io.read_json(directory / CONFIG_FILE, what="lookup table config")
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-            raise ValueError(
-                f"{directory / CONFIG_FILE} is not a fastctrl lookup table "
-                f'(expected "format": "{FORMAT_NAME}")'
-            )
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(
-                f"{directory / CONFIG_FILE}: format_version "
-                f"{meta.get('format_version')!r} is not supported (this fastctrl "
-                f"reads version {FORMAT_VERSION})"
-            )
+        meta = io.read_format_header(
+            directory / CONFIG_FILE, "lookup table config", FORMAT_NAME, FORMAT_VERSION
+        )
         missing = [k for k in ("space", "tasks", "budget_edges_ms") if k not in meta]
         if missing:
             raise ValueError(f"{directory / CONFIG_FILE}: missing {missing}")
         path = directory / TABLE_FILE
-        if not path.is_file():
-            raise FileNotFoundError(f"lookup table not found: {path}")
-        try:
-            state = load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as e:
-            raise ValueError(f"lookup table {path} is corrupt or unreadable: {e}") from e
+        state = io.read_tensors(path, "lookup table")
         if set(state) != {"indices"} or state["indices"].dtype != torch.int64:
             raise ValueError(
                 f"{path}: expected one int64 tensor 'indices', got "

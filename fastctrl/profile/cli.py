@@ -25,7 +25,6 @@ agreement proxy.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Sequence
 
 from .. import cli
@@ -42,10 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: ProfileArgs) -> int:
     """Sweep and write the profile (the parsed command line of ``fastctrl profile``)."""
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    cli.setup_logging(args.quiet)
     import torch
 
     from .sweep import run_sweep
@@ -68,19 +64,11 @@ def run(args: ProfileArgs) -> int:
             data,
             args_space(args, model),
             args.table_path,
-            warmup=args.warmup,
-            repeats=args.repeats,
-            max_new_tokens=args.max_new_tokens,
-            metric=args.metric,
-            tokens_per_crop=args.tokens_per_crop,
             resume=args.resume,
             quiet=args.quiet,
             total=n,
-            configs=args.configs,
-            batch_size=args.batch_size,
-            seed=args.seed,
             dataset_name=name,
-            answer_path=args.answer_path,
+            **args.sweep_settings(),
         )
     cost = json.loads(res.sidecar_path.read_text())["cost"]
     if res.profile is None:

@@ -205,9 +205,11 @@ def import_profile(
     An existing ``output_path`` table is loaded instead of re-importing, unless
     ``force_recompute``. Features come from ``features_dir`` (default ``exp5_dir/features``).
     """
+    # the cached table and a fresh import are validated and split alike
+    reading = dict(on_invalid=on_invalid, seed=seed, train_split=train_split)
     if output_path is not None and Path(output_path).is_file() and not force_recompute:
         log.info("using cached profile %s (pass force_recompute to rebuild)", output_path)
-        return Profile.load(output_path, on_invalid=on_invalid, seed=seed, train_split=train_split)
+        return Profile.load(output_path, **reading)
     knob_names = space.names if space else ("max_crops", "top_k", "num_active_blocks")
     df = read_exp5_exp6(exp5_dir, exp6_dir, dataset_name, knob_names)
     fdir = Path(features_dir) if features_dir is not None else Path(exp5_dir) / "features"
@@ -218,13 +220,7 @@ def import_profile(
     elif features_dir is not None:
         raise FileNotFoundError(f"features directory not found: {fdir}")
     prof = Profile.from_frame(
-        df,
-        space,
-        features=features,
-        on_invalid=on_invalid,
-        seed=seed,
-        train_split=train_split,
-        source=f"{exp5_dir} + {exp6_dir}",
+        df, space, features=features, source=f"{exp5_dir} + {exp6_dir}", **reading
     )
     if output_path is not None:
         prof.save(output_path)

@@ -115,6 +115,22 @@ class ProfileArgs:
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
 
+    def sweep_settings(self) -> dict[str, Any]:
+        """How each (request, config) is measured and scored, as
+        :func:`~fastctrl.profile.sweep.run_sweep` and ``SweepSetup.create`` take it: the local
+        sweep and every Ray sweep worker measure alike."""
+        return dict(
+            warmup=self.warmup,
+            repeats=self.repeats,
+            max_new_tokens=self.max_new_tokens,
+            metric=self.metric,
+            tokens_per_crop=self.tokens_per_crop,
+            configs=self.configs,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            answer_path=self.answer_path,
+        )
+
     @property
     def table_path(self) -> Path:
         """The profile table this run writes: ``<output_dir>/profile.<table_format>``."""

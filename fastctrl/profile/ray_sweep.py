@@ -140,18 +140,7 @@ def sweep_setup(
 ) -> SweepSetup:
     """The :class:`SweepSetup` of ``--`` arguments (the driver's and every worker's)."""
     return SweepSetup.create(
-        space,
-        have_answers=have_answers,
-        warmup=args.warmup,
-        repeats=args.repeats,
-        max_new_tokens=args.max_new_tokens,
-        metric=args.metric,
-        tokens_per_crop=args.tokens_per_crop,
-        configs=args.configs,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        dataset_name=dataset_name,
-        answer_path=args.answer_path,
+        space, have_answers=have_answers, dataset_name=dataset_name, **args.sweep_settings()
     )
 
 

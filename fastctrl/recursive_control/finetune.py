@@ -45,7 +45,7 @@ from .. import io
 from ..cli import need, need_at_least, need_positive
 from ..train.checkpoint import save_checkpoint
 from ..train.plots import figure
-from ..train.seeding import seed_everything
+from ..train.seeding import seed_everything, torch_threads
 from . import lqr, reference, run_command
 from .model import TinyRecursiveControl, load_checkpoint
 from .supervised_training import BEST_FILE, finish_run, supervised_loss
@@ -205,13 +205,8 @@ def _validate(model: TinyRecursiveControl, tasks: list[_Task]) -> float:
 
 
 def finetune(args: FinetuneArgs) -> dict[str, Any]:
-    threads_before = torch.get_num_threads()
-    if args.num_threads:
-        torch.set_num_threads(args.num_threads)
-    try:
+    with torch_threads(args.num_threads):
         return _finetune(args)
-    finally:
-        torch.set_num_threads(threads_before)
 
 
 def finetune_stage(

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import tyro
 
 from ..cli import need, need_positive
 from . import lqr_dataset, run_command
@@ -29,10 +30,6 @@ class GenerateArgs:
 
     num_samples: int = 10000
     """Number of initial states (one optimal trajectory each)."""
-    num_steps: int = 15
-    """Control steps over the horizon."""
-    time_horizon: float = 5.0
-    """Horizon length in seconds."""
     seed: int = 42
     """Seed of the initial-state sampler (use another seed for the test set)."""
     output_dir: str = "data/lqr_train"
@@ -41,44 +38,21 @@ class GenerateArgs:
     """Initial positions are uniform in [-position_range, position_range]."""
     velocity_range: float = 2.0
     """Initial velocities are uniform in [-velocity_range, velocity_range]."""
-    control_bound: float = 10.0
-    """Acceleration bound |u| <= control_bound (must not be active for the LQR optimum)."""
-    q_position: float = 1.0
-    """Stage-cost weight on position squared."""
-    q_velocity: float = 1.0
-    """Stage-cost weight on velocity squared."""
-    r: float = 0.1
-    """Stage-cost weight on acceleration squared."""
-    qf_position: float = 10.0
-    """Terminal-cost weight on position squared."""
-    qf_velocity: float = 10.0
-    """Terminal-cost weight on velocity squared."""
+    system: tyro.conf.OmitArgPrefixes[DoubleIntegrator] = field(default_factory=DoubleIntegrator)
+    """The double integrator, its horizon and its cost (the control bound must not be active
+    at the LQR optimum)."""
     quiet: bool = False
     """Print nothing on success."""
 
     def __post_init__(self) -> None:
-        need_positive(
-            self, "num_samples", "num_steps", "time_horizon", "position_range", "velocity_range"
-        )
+        need_positive(self, "num_samples", "position_range", "velocity_range")
         need(bool(self.output_dir), "--output_dir must not be empty")
-
-    def system(self) -> DoubleIntegrator:
-        return DoubleIntegrator(
-            num_steps=self.num_steps,
-            time_horizon=self.time_horizon,
-            control_bound=self.control_bound,
-            q_position=self.q_position,
-            q_velocity=self.q_velocity,
-            r=self.r,
-            qf_position=self.qf_position,
-            qf_velocity=self.qf_velocity,
-        )
 
 
 def run(args: GenerateArgs) -> Path:
     """Generate and save the dataset; returns the path of the written file."""
     ds = lqr_dataset.generate(
-        args.system(), args.num_samples, args.seed, args.position_range, args.velocity_range
+        args.system, args.num_samples, args.seed, args.position_range, args.velocity_range
     )
     path = Path(args.output_dir) / lqr_dataset.DATASET_FILE
     lqr_dataset.save(ds, path)

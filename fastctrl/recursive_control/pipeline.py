@@ -52,6 +52,7 @@ from .model import ModelSize, load_checkpoint
 from .onnx_export import export_onnx
 from .optimality_gap import EvaluateArgs, evaluate
 from .supervised_training import TRCTrainConfig, train
+from .system import DoubleIntegrator
 
 log = logging.getLogger(__name__)
 
@@ -167,8 +168,7 @@ def run(args: PipelineArgs) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     common = {
-        "num_steps": args.num_steps,
-        "time_horizon": args.time_horizon,
+        "system": DoubleIntegrator(num_steps=args.num_steps, time_horizon=args.time_horizon),
         "quiet": True,
         "position_range": args.position_range,
         "velocity_range": args.velocity_range,

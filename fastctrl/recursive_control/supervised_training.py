@@ -42,7 +42,7 @@ from ..cli import need, need_at_least, need_positive
 from ..train.checkpoint import save_checkpoint
 from ..train.plots import figure
 from ..train.schedules import SchedulerKind, make_scheduler, step_scheduler
-from ..train.seeding import seed_everything
+from ..train.seeding import seed_everything, torch_threads
 from . import lqr_dataset, reference, run_command
 from .model import (
     CHECKPOINT_FORMAT,
@@ -296,13 +296,8 @@ def _plot(history: list[dict[str, float]], path: Path) -> None:
 
 def train(cfg: TRCTrainConfig) -> TrainResult:
     """Train, checkpoint and plot; returns the best model and the statistics."""
-    threads_before = torch.get_num_threads()
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    try:
+    with torch_threads(cfg.num_threads):
         return _train(cfg)
-    finally:
-        torch.set_num_threads(threads_before)
 
 
 def _train(cfg: TRCTrainConfig) -> TrainResult:

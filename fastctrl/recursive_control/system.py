@@ -57,11 +57,11 @@ class DoubleIntegrator:
         for name in ("time_horizon", "control_bound", "r"):
             v = float(getattr(self, name))
             if not np.isfinite(v) or v <= 0:
-                raise ValueError(f"--{name} must be a finite number > 0, got {v!r}")
+                raise ValueError(f"--{name} must be > 0 and finite, got {v!r}")
         for name in ("q_position", "q_velocity", "qf_position", "qf_velocity"):
             v = float(getattr(self, name))
             if not np.isfinite(v) or v < 0:
-                raise ValueError(f"--{name} must be a finite number >= 0, got {v!r}")
+                raise ValueError(f"--{name} must be >= 0 and finite, got {v!r}")
 
     # ---- matrices (float64) -------------------------------------------------------------
     @property

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TextIO
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -65,6 +65,8 @@ class ServerState:
     """Task types a request may name (the controller's); None: any."""
     api_key: str | None = None
     drain_s: float = 30.0
+    request_log: TextIO | None = None
+    """Where each answered request's ``fastctrl`` object is logged, one JSON line each."""
 
 
 def error(
@@ -90,6 +92,8 @@ def create_app(state: ServerState) -> FastAPI:
         state.scheduler.start()
         yield
         await asyncio.get_running_loop().run_in_executor(None, state.scheduler.stop, state.drain_s)
+        if state.request_log is not None:
+            state.request_log.close()
 
     app = FastAPI(title="fastctrl", lifespan=lifespan)
     app.state.fastctrl = state
@@ -266,6 +270,8 @@ def observe(state: ServerState, res: FastctrlResult) -> None:
     t.requests.labels("answered").inc()
     t.deadlines.labels(str(res.deadline_met).lower()).inc()
     t.latency_ms.observe(res.total_ms)
+    if state.request_log is not None:
+        state.request_log.write(json.dumps(res.model_dump()) + "\n")
 
 
 async def stream(

@@ -31,6 +31,10 @@ class ServeArgs:
     loading: tyro.conf.OmitArgPrefixes[ModelArgs] = field(
         default_factory=lambda: ModelArgs(model="fastctrl-digits")
     )
+    """The model served and how it is loaded (the shipped digits VLM by default)."""
+    output_dir: str | None = None
+    """Log every answered request (its config, budget and timings) to
+    <output_dir>/requests.jsonl; none: no log."""
     controller: str = "auto"
     """A controller directory (Controller.save_pretrained) or a training run directory holding
     one in controller/; auto: the built-in model's shipped controller."""
@@ -180,7 +184,16 @@ def build_state(args: ServeArgs):  # -> ServerState (imports kept off the CLI's 
         else None,
         api_key=args.api_key,
         drain_s=args.drain_s,
+        request_log=request_log(args.output_dir),
     )
+
+
+def request_log(output_dir: str | None):  # -> TextIO | None
+    """The JSON-lines log of answered requests, appended to (line-buffered)."""
+    if output_dir is None:
+        return None
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    return open(Path(output_dir) / "requests.jsonl", "a", buffering=1)  # noqa: SIM115
 
 
 def warm_up(runner, job_cls, n: int) -> float:
@@ -225,5 +238,5 @@ def run(args: ServeArgs) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = cli.parse(ServeArgs, argv, prog="fastctrl serve")
+    args = cli.parse(ServeArgs, argv, prog="python -m fastctrl.serve")
     return cli.execute(run, args)

@@ -421,5 +421,9 @@ def run(args: LoadTestArgs) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = cli.parse(LoadTestArgs, argv, prog="fastctrl loadtest")
+    args = cli.parse(LoadTestArgs, argv, prog="python -m fastctrl.serve.loadtest")
     return cli.execute(run, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -140,10 +139,7 @@ def run(cfg: Any) -> int:
     """Train and evaluate (the parsed command line of ``fastctrl train <method>``)."""
     if type(cfg) is not TrainConfig:  # a train_args_class instance
         cfg = as_train_config(cfg)
-    logging.basicConfig(
-        level=logging.WARNING if cfg.run.quiet else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    cli.setup_logging(cfg.run.quiet)
     from .loop import run_training
 
     results = run_training(cfg)

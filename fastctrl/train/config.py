@@ -272,6 +272,27 @@ class TrainConfig:
             f"{type(self.method_args).__name__}",
         )
 
+    @classmethod
+    def for_experiment(
+        cls,
+        method: str,
+        seed: int,
+        source: ProfileSource,
+        data_seed: int,
+        budget: RunBudget,
+        run: RunConfig,
+    ) -> TrainConfig:
+        """One run of a multi-run experiment (the E5 comparison, a tuning study): every run
+        reads the same profile, drawn and split with the same ``data_seed``, and trains on the
+        same env-step ``budget`` under the method's own loop defaults (e.g. its learning rate)."""
+        return cls(
+            method=method,
+            seed=seed,
+            data=DataConfig(**dataclasses.asdict(source), data_seed=data_seed),
+            loop=loop_for(method, **dataclasses.asdict(budget)),
+            run=run,
+        )
+
     @property
     def data_seed(self) -> int:
         """The seed the data is drawn and split with (``--data_seed``, else ``--seed``)."""

@@ -27,7 +27,6 @@ Outputs in ``output_dir`` (each written atomically after every trial):
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -42,15 +41,7 @@ from optuna.trial import TrialState
 from .. import cli, io
 from ..cli import need, need_at_least, need_positive
 from ..distributed.backend import BackendArgs, map_jobs
-from ..train.config import (
-    DataConfig,
-    ProfileSource,
-    RunBudget,
-    RunConfig,
-    TrainConfig,
-    diff_configs,
-    loop_for,
-)
+from ..train.config import ProfileSource, RunBudget, RunConfig, TrainConfig, diff_configs
 from ..train.methods import METHODS, MethodName
 from .runner import run_trial_job
 from .search_space import default_params, describe, suggest
@@ -100,12 +91,8 @@ class TuneArgs:
 
     def base_config(self) -> TrainConfig:
         """What every trial trains before its overrides."""
-        return TrainConfig(
-            method=self.method,
-            seed=self.seed,
-            data=DataConfig(**dataclasses.asdict(self.data), data_seed=self.data_seed),
-            loop=loop_for(self.method, **dataclasses.asdict(self.budget)),
-            run=RunConfig(quiet=True),
+        return TrainConfig.for_experiment(
+            self.method, self.seed, self.data, self.data_seed, self.budget, RunConfig(quiet=True)
         )
 
 
@@ -354,10 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: TuneArgs) -> int:
     """Run the study (the parsed command line of ``fastctrl tune``)."""
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    cli.setup_logging(args.quiet)
     best = tune(args)  # ValueError: a study of other settings there, bad files (status 2)
     if best is None:
         return cli.failure(
