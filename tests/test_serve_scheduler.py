@@ -43,19 +43,20 @@ class SlowRunner:
         for j in jobs:
             out.append(
                 Answer(
-                    [1],
-                    "x",
-                    "stop",
-                    {"num_active_blocks": 8},
-                    "controller",
-                    self.remaining[j.request_id],
-                    0.01,
-                    self.service_ms,
-                    len(jobs),
-                    3,
-                    start,
-                    0.0,
-                    time.perf_counter(),
+                    token_ids=[1],
+                    text="x",
+                    finish_reason="stop",
+                    config={"num_active_blocks": 8},
+                    decided_by="controller",
+                    remaining_budget_ms=self.remaining[j.request_id],
+                    latency_scale=1.0,
+                    decision_ms=0.01,
+                    model_ms=self.service_ms,
+                    batch_size=len(jobs),
+                    prompt_tokens=3,
+                    started=start,
+                    prep_ms=0.0,
+                    finished=time.perf_counter(),
                 )
             )
         return out

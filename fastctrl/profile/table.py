@@ -316,6 +316,10 @@ class Profile:
     def full_index(self) -> int:
         return self.space.flat_index(self.space.full().indices)
 
+    @property
+    def cheapest_index(self) -> int:
+        return self.space.flat_index(self.space.cheapest().indices)
+
     def split_indices(self, split: str) -> np.ndarray:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")

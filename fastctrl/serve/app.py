@@ -237,6 +237,7 @@ def result(job: Job, a: Answer) -> FastctrlResult:
         config=a.config,
         budget_ms=job.budget_ms,
         remaining_budget_ms=a.remaining_budget_ms,
+        latency_scale=a.latency_scale,
         decided_by=a.decided_by,
         decision_ms=a.decision_ms,
         queue_ms=(a.started - job.arrival) * 1e3,

@@ -76,6 +76,9 @@ class ServeArgs:
     """The controller's decision engine."""
     threads: int = 1
     """Torch CPU threads (0: torch's default)."""
+    calibrate: bool = True
+    """Divide each remaining budget by this host's latency over the profile's (measured on the
+    answered requests) before the controller decides (--no_calibrate: decide on it as is)."""
     warmup: int = 3
     """Warm-up answers at start-up (they also measure the cheapest config's latency)."""
     drain_s: float = 30.0
@@ -114,7 +117,7 @@ def build_state(args: ServeArgs):  # -> ServerState (imports kept off the CLI's 
     from ..runtime.registry import builtin_controller, builtin_profile
     from .app import ServerState
     from .media import MediaLimits
-    from .runner import Job, ModelRunner, StaticTable
+    from .runner import Job, LatencyCalibration, ModelRunner, StaticTable
     from .scheduler import Scheduler
     from .telemetry import Telemetry
 
@@ -147,6 +150,7 @@ def build_state(args: ServeArgs):  # -> ServerState (imports kept off the CLI's 
         batching=args.batching,
         static=static,
         engine=args.engine,
+        calibration=LatencyCalibration(profile) if profile is not None and args.calibrate else None,
     )
     budget = args.default_budget_ms
     if budget is None:
@@ -156,6 +160,10 @@ def build_state(args: ServeArgs):  # -> ServerState (imports kept off the CLI's 
 
         budget = reference_latency_ms(profile)
     cheapest = warm_up(runner, Job, args.warmup)
+    if runner.calibration is not None:
+        runner.calibration.scale = 1.0  # warm-up answers (one token, a blank image) say nothing
+    if profile is not None:  # a real request's cheapest answer, as profiled
+        cheapest = max(cheapest, float(profile.mean_latency[:, profile.cheapest_index].mean()))
     telemetry = Telemetry()
     scheduler = Scheduler(
         runner,

@@ -118,7 +118,10 @@ class FastctrlResult(BaseModel):
     budget_ms: float
     """The request's budget (end to end, from arrival)."""
     remaining_budget_ms: float
-    """What was left of it when the request was scheduled: what the controller decided on."""
+    """What was left of it when its batch started (after queueing and the processor)."""
+    latency_scale: float
+    """This host's latency over the profile's (measured on answered requests): the controller
+    decided on ``remaining_budget_ms / latency_scale``, in the profile's milliseconds."""
     decided_by: Literal["controller", "static", "full", "cheapest"]
     decision_ms: float
     """Feature pooling + the decision engine, inside the model's forward."""

@@ -19,6 +19,7 @@ One :class:`ModelRunner` owns the hooked model. For a batch it
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -68,6 +69,9 @@ class Answer:
     config: dict[str, int]
     decided_by: Literal["controller", "static", "full", "cheapest"]
     remaining_budget_ms: float
+    latency_scale: float
+    """This host's latency over the profile's when it decided (the budget it decided on is
+    ``remaining_budget_ms / latency_scale``)."""
     decision_ms: float
     model_ms: float
     batch_size: int
@@ -98,6 +102,32 @@ class StaticTable:
         return self.cheapest if i < 0 else self.configs[float(self.budgets[i])]
 
 
+class LatencyCalibration:
+    """This host's latency over the profile's, per answered request: ``model_ms`` over the
+    profile's train-split mean for the config it ran, an exponential moving average.
+
+    The controller learned its budgets on the profile's host and answer lengths; a request's
+    remaining budget is divided by this ratio before the decision, so a host 1.3x slower than
+    the profiled one decides as if it had 1/1.3 of the time (the profile's milliseconds). Starts
+    at 1 and follows the last ~20 answers; clamped to [0.5, 4].
+    """
+
+    def __init__(self, profile: Profile, alpha: float = 0.1) -> None:
+        train = profile.split_indices("train")
+        mean = profile.mean_latency[train].mean(axis=0)
+        self.predicted = {
+            tuple(int(i) for i in idx): float(ms)
+            for idx, ms in zip(profile.config_indices, mean, strict=True)
+        }
+        self.alpha, self.scale = alpha, 1.0
+
+    def observe(self, config: Config, model_ms: float) -> None:
+        pred = self.predicted.get(tuple(config.indices))
+        if pred and math.isfinite(model_ms) and model_ms > 0:
+            ratio = min(max(model_ms / pred, 0.5), 4.0)
+            self.scale += self.alpha * (ratio - self.scale)
+
+
 class ModelRunner:
     """Answers batches of :class:`Job` on one hooked model (see the module docstring)."""
 
@@ -112,6 +142,7 @@ class ModelRunner:
         batching: Batching = "per_request",
         static: StaticTable | None = None,
         engine: str = "auto",
+        calibration: LatencyCalibration | None = None,
     ) -> None:
         if policy == "controller" and controller is None:
             raise ValueError("policy 'controller' needs a controller")
@@ -119,6 +150,7 @@ class ModelRunner:
             raise ValueError("policy 'static' needs a profile to choose static configs on")
         self.model, self.processor, self.space = model, processor, space
         self.policy, self.batching, self.static = policy, batching, static
+        self.calibration = calibration
         self.handle = hook(
             model,
             controller if policy == "controller" else None,
@@ -141,6 +173,8 @@ class ModelRunner:
         inputs = self.processor.encode([j.text for j in jobs], [j.images for j in jobs])
         prep_ms = (time.perf_counter() - start) * 1e3
         remaining = [max((j.deadline - time.perf_counter()) * 1e3, 1e-3) for j in jobs]
+        scale = self.calibration.scale if self.calibration is not None else 1.0
+        decide_on = [r / scale for r in remaining]  # in the profile host's milliseconds
         tasks = [j.task_type for j in jobs]
         n_new = max(j.max_new_tokens for j in jobs)
         answer = self._path(n_new)
@@ -156,7 +190,7 @@ class ModelRunner:
         t0 = time.perf_counter()
         if decided_inside:  # one request: the decision inside its own forward, one pass
             self.handle.stats.take_times()
-            out = answer(inputs, budget_ms=remaining[0], task_type=tasks[0])  # scalars: cheaper
+            out = answer(inputs, budget_ms=decide_on[0], task_type=tasks[0])  # scalars: cheaper
             ctrl_ms, _ = self.handle.stats.take_times()
             configs = [self.handle.last_config]
             decision_ms = [ctrl_ms[-1] if ctrl_ms else float("nan")]
@@ -164,9 +198,12 @@ class ModelRunner:
             model_ms = [(time.perf_counter() - t0) * 1e3 - decision_ms[0]]
             decided_by = ["controller"]
         else:
-            configs, decision_ms, decided_by = self._decide(jobs, inputs, remaining, tasks)
+            configs, decision_ms, decided_by = self._decide(jobs, inputs, decide_on, tasks)
             outputs, model_ms = self._run_groups(configs, inputs, answer, len(jobs))
         finished = time.perf_counter()
+        if self.calibration is not None:
+            for c, ms in zip(configs, model_ms, strict=True):
+                self.calibration.observe(c, ms)
 
         answers = []
         for i, j in enumerate(jobs):
@@ -181,6 +218,7 @@ class ModelRunner:
                     config=dict(configs[i].values),
                     decided_by=decided_by[i],
                     remaining_budget_ms=remaining[i],
+                    latency_scale=scale,
                     decision_ms=decision_ms[i],
                     model_ms=model_ms[i],
                     batch_size=len(jobs),

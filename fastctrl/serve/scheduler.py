@@ -71,6 +71,9 @@ class Scheduler:
         self.max_batch, self.max_queue, self.on_infeasible = max_batch, max_queue, on_infeasible
         self.cheapest_ms = cheapest_ms
         self.service_ms = cheapest_ms  # mean model time per request (EWMA): Retry-After
+        # what a request spends before its model run (handing over + the processor), EWMA:
+        # a budget below cheapest_ms + overhead_ms cannot be met
+        self.overhead_ms = 0.0
         self._heap: list[_Entry] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
@@ -134,12 +137,14 @@ class Scheduler:
                     429,
                     self._retry_after(),
                 )
-            if job.budget_ms < self.cheapest_ms:
+            floor = self.cheapest_ms + self.overhead_ms
+            if job.budget_ms < floor:
                 if self.on_infeasible == "reject":
                     self.telemetry.requests.labels("refused_infeasible").inc()
                     raise Refused(
-                        f"budget_ms {job.budget_ms:g} is below what the cheapest config takes "
-                        f"here ({self.cheapest_ms:.1f} ms): the deadline cannot be met",
+                        f"budget_ms {job.budget_ms:g} is below what the cheapest config and the "
+                        f"server's own work take here ({floor:.1f} ms): the deadline cannot "
+                        "be met",
                         429,
                         None,
                     )
@@ -199,6 +204,8 @@ class Scheduler:
                 continue
             self._observe(answers)
             for e, a in zip(batch, answers, strict=True):
+                before = (a.started - e.job.arrival) * 1e3 + a.prep_ms
+                self.overhead_ms += 0.1 * (before - self.overhead_ms)
                 e.done(a)
 
     def _observe(self, answers: list[Answer]) -> None:
