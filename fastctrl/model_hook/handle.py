@@ -119,6 +119,9 @@ class HookHandle:
         self._budget = budget_ms
         self._task: Any = None  # default task type(s) of later forwards (None: unknown)
         self._pinned: Config | None = None
+        self.guardrail: Any = None
+        """A :class:`~.guardrail.LatencyGuardrail` (or anything with its ``apply``) run on
+        every decision after the engine; None: the engine's decisions as they are."""
         self._decide_only = False  # decide(): stop the forward once the decision is made
         self._group_run = False  # a per-request group's pinned generate(): counted as decided
         self._last_rows: list[list[int]] = []
@@ -573,7 +576,15 @@ class HookHandle:
         task = None
         if ctx.task is not None and getattr(self.engine, "n_task_slots", 0):
             task = torch.from_numpy(self.engine.task_slots(ctx.task, bsz)).to(dev)
-        return decide(self.engine, self._configs, image, text, budget, task)
+        d = decide(self.engine, self._configs, image, text, budget, task)
+        if self.guardrail is None:
+            return d
+        rows, replaced = self.guardrail.apply(d.rows, ctx.budget, ctx.task)
+        self.stats.guardrail_replaced += replaced
+        if not replaced:
+            return d
+        low = tuple(rows[0]) if bsz == 1 else tuple(min(c) for c in zip(*rows, strict=True))
+        return Decision(None, rows, self._configs.get(low))
 
     @property
     def last_features(self) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -24,6 +24,8 @@ class HookStats:
     """Decision forwards (one per request batch at prefill; pinned configs included)."""
     decode_forwards: int = 0
     """Forwards that reused a held decision (generate() decode steps)."""
+    guardrail_replaced: int = 0
+    """Request decisions the latency guardrail replaced (predicted to miss their budget)."""
     configs: Counter[tuple[int, ...]] = field(default_factory=Counter)
     """Config (knob values, in knob order) that each decision forward ran -> count."""
     request_configs: Counter[tuple[int, ...]] = field(default_factory=Counter)
@@ -83,6 +85,7 @@ class HookStats:
         return {
             "decisions": self.decisions,
             "decode_forwards": self.decode_forwards,
+            "guardrail_replaced": self.guardrail_replaced,
             "configs": {self._key(k): v for k, v in self.configs.items()},
             "request_configs": {self._key(k): v for k, v in self.request_configs.items()},
             "controller_ms_p50": _med(self.controller_ms),

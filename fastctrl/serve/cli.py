@@ -76,6 +76,11 @@ class ServeArgs:
     """The controller's decision engine."""
     threads: int = 1
     """Torch CPU threads (0: torch's default)."""
+    guardrail: bool = True
+    """After the controller decides, replace a config whose latency (the profile's train-split
+    p90 for the request's task type, times this host's scale) misses the remaining budget with
+    the best config predicted to meet it (--no_guardrail: the controller's decisions as they
+    are). Needs the profile."""
     calibrate: bool = True
     """Divide each remaining budget by this host's latency over the profile's (measured on the
     answered requests) before the controller decides (--no_calibrate: decide on it as is)."""
@@ -152,6 +157,10 @@ def build_state(args: ServeArgs):  # -> ServerState (imports kept off the CLI's 
         engine=args.engine,
         calibration=LatencyCalibration(profile) if profile is not None and args.calibrate else None,
     )
+    if args.guardrail and profile is not None and args.policy == "controller":
+        from ..model_hook.guardrail import LatencyGuardrail
+
+        runner.handle.guardrail = LatencyGuardrail.fit(profile)
     budget = args.default_budget_ms
     if budget is None:
         if profile is None:

@@ -174,7 +174,8 @@ class ModelRunner:
         prep_ms = (time.perf_counter() - start) * 1e3
         remaining = [max((j.deadline - time.perf_counter()) * 1e3, 1e-3) for j in jobs]
         scale = self.calibration.scale if self.calibration is not None else 1.0
-        decide_on = [r / scale for r in remaining]  # in the profile host's milliseconds
+        # in the profile host's milliseconds, the controller's and the guardrail's unit
+        decide_on = [r / scale for r in remaining]
         tasks = [j.task_type for j in jobs]
         n_new = max(j.max_new_tokens for j in jobs)
         answer = self._path(n_new)
