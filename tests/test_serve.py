@@ -237,3 +237,28 @@ def test_serve_flags_are_checked():
     with pytest.raises(ValueError, match="--default_budget_ms"):
         ServeArgs(default_budget_ms=-1.0)
     assert json.loads(json.dumps({"ok": True}))
+
+
+def test_the_load_test_drives_a_running_server(server, tmp_path):
+    """``fastctrl loadtest --url``: Poisson arrivals through the openai client, every request
+    accounted for, the report's numbers consistent with each other, JSON and figure written."""
+    from fastctrl.serve.loadtest import LoadTestArgs, run
+
+    url, _ = server
+    out = tmp_path / "lt"
+    args = LoadTestArgs(url=url, rates=(20.0,), requests=12, output_dir=str(out))
+    assert run(args) == 0
+    doc = json.loads((out / "loadtest.json").read_text())
+    assert (out / "loadtest.png").stat().st_size > 1000
+    o = doc["results"]["url"]["20"]["overall"]
+    assert o["sent"] == 12 and o["answered"] + o["refused"] + o["failed"] == 12
+    assert o["answered"] >= 6 and o["failed"] == 0
+    assert 0.0 <= o["attainment"] <= o["answered"] / 12
+    assert o["accuracy"] > 0.5  # the trained model reads most pages
+    classes = doc["results"]["url"]["20"]["per_budget_class"]
+    assert sum(c["sent"] for c in classes.values()) == 12
+    from fastctrl.evaluate.live import reference_latency_ms
+    from fastctrl.profile.table import Profile
+
+    want = reference_latency_ms(Profile.load("fastctrl-digits"))
+    assert doc["reference_ms"]["url"] == pytest.approx(want)
