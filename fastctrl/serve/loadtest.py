@@ -279,6 +279,14 @@ def summarize(sent: list[Sent], duration: float) -> dict[str, Any]:
         "attainment_client_clock": len(met_client) / len(sent) if sent else None,
         "accuracy": sum(s.correct for s in answered) / len(answered) if answered else None,
         "goodput_rps": len(good) / duration if duration > 0 else None,
+        # nothing hangs: answered or refused, on the client's clock, by the deadline + 50 ms
+        "resolved_by_deadline_plus_50ms": sum(
+            s.status in (200, 429) and s.latency_ms <= s.budget_ms + 50.0 for s in sent
+        )
+        / len(sent)
+        if sent
+        else None,
+        "late_ms_p99": pct([max(0.0, s.latency_ms - s.budget_ms) for s in sent], 99),
     }
     served = [s.server for s in answered if s.server]
     if served:
