@@ -124,6 +124,7 @@ def test_a_full_queue_refuses_with_retry_after():
     refused = [r for r in out if isinstance(r, Refused)]
     assert len(refused) == 2 and all(r.status == 429 and r.retry_after >= 1 for r in refused)
     assert "queue is full" in str(refused[0])
+    assert refused[0].param is None  # the server's state, not a field of the request
 
 
 @pytest.mark.parametrize("mode", ["reject", "cheapest"])
@@ -135,6 +136,7 @@ def test_a_budget_the_cheapest_config_cannot_meet(mode):
     s.stop(5)
     if mode == "reject":
         assert isinstance(out[0], Refused) and out[0].status == 429
+        assert out[0].param == "fastctrl.budget_ms"
         assert "cheapest" in str(out[0]) and runner.order == ["fine"]
     else:
         assert isinstance(out[0], Answer) and runner.forced == {"hopeless": True, "fine": False}

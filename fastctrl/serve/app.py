@@ -121,6 +121,7 @@ def create_app(state: ServerState) -> FastAPI:
 
     @app.middleware("http")
     async def _guard(request: Request, call_next: Any) -> Response:
+        request.state.arrival = time.perf_counter()  # before the body is read: it counts
         size = request.headers.get("content-length")
         if size is not None and size.isdigit() and int(size) > state.max_body_bytes:
             return error(f"the body is {size} bytes, over {state.max_body_bytes}", 413)
@@ -145,8 +146,9 @@ def create_app(state: ServerState) -> FastAPI:
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat(body: ChatCompletionRequest, request: Request) -> Response:
-        arrival = time.perf_counter()
-        job = to_job(state, body, arrival)  # cheap (a data URL's decode): no thread hop
+        job = to_job(
+            state, body, request.state.arrival
+        )  # cheap (a data URL's decode): no thread hop
         task = asyncio.ensure_future(state.scheduler.submit(job))
         if body.stream:
             return StreamingResponse(
@@ -168,9 +170,7 @@ def create_app(state: ServerState) -> FastAPI:
 
 def refused(r: Refused) -> JSONResponse:
     headers = {"Retry-After": str(r.retry_after)} if r.retry_after is not None else None
-    return error(
-        str(r), r.status, "fastctrl.budget_ms" if r.status == 429 else None, headers=headers
-    )
+    return error(str(r), r.status, r.param, headers=headers)
 
 
 def to_job(state: ServerState, body: ChatCompletionRequest, arrival: float) -> Job:

@@ -39,10 +39,14 @@ OnInfeasible = Literal["reject", "cheapest"]
 class Refused(Exception):  # noqa: N818 (an outcome the HTTP layer maps to 429 / 503)
     """The server will not run this request; ``retry_after`` in seconds, or None."""
 
-    def __init__(self, message: str, status: int, retry_after: int | None = None) -> None:
+    def __init__(
+        self, message: str, status: int, retry_after: int | None = None, param: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        self.param = param
+        """The request field the refusal is about (the budget), or None (the server's state)."""
 
 
 @dataclass(order=True)
@@ -147,6 +151,7 @@ class Scheduler:
                         "be met",
                         429,
                         None,
+                        "fastctrl.budget_ms",
                     )
                 job.force_cheapest = True
             entry = _Entry(job.deadline, next(self._seq), job, done)
@@ -180,6 +185,7 @@ class Scheduler:
                                 f"takes ({self.cheapest_ms:.1f} ms): the deadline cannot be met",
                                 429,
                                 self._retry_after(),
+                                "fastctrl.budget_ms",
                             )
                         )
                         continue
