@@ -268,7 +268,6 @@ def test_shutdown_answers_the_requests_in_flight(pages):
     """Stopping the server (uvicorn's graceful exit, as SIGINT does) answers every request it
     has accepted before it ends: nothing in flight is lost."""
     import threading
-
     import time
 
     with running_server(ServeArgs(warmup=0, max_queue=32)) as (url, state):
