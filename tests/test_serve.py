@@ -291,3 +291,52 @@ def test_shutdown_answers_the_requests_in_flight(pages):
     for t in threads:
         t.join(60)
     assert codes == [200] * 8
+
+
+def test_a_lookup_table_run_is_served(pages, tmp_path):
+    """E5's lookup table is servable: `--controller` takes a lut run directory; each request's
+    config is the table's for its task type and the budget it decided on; the task type is
+    required (the table decides by it)."""
+    from fastctrl.policy.lookup_table import RUN_SUBDIR, LookupTablePolicy
+    from fastctrl.train import main as train_main
+
+    run = tmp_path / "lut"
+    assert (
+        train_main(
+            [
+                "--method",
+                "lut",
+                "--profile",
+                "fastctrl-digits",
+                "--output_dir",
+                str(run),
+                "--max_env_steps",
+                "20000",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    table = LookupTablePolicy.from_pretrained(run / RUN_SUBDIR)
+    served = 0
+    with running_server(ServeArgs(warmup=0, controller=str(run))) as (url, _):
+        for page, budget in zip(pages[:4], (9.0, 12.0, 16.0, 30.0), strict=True):
+            body = chat_body(
+                page.question,
+                data_url(page.rgb),
+                fastctrl={"budget_ms": budget, "task_type": page.task_type},
+            )
+            r = httpx.post(f"{url}/v1/chat/completions", json=body)
+            if r.status_code == 429:  # below the floor on this host: refused, not guessed
+                continue
+            assert r.status_code == 200, r.text
+            fc = r.json()["fastctrl"]
+            assert fc["decided_by"] == "lookup_table"
+            want = table.decide(page.task_type, fc["remaining_budget_ms"] / fc["latency_scale"])
+            assert fc["config"] == want.values
+            served += 1
+        assert served >= 3  # the premise: the table decided real requests
+        r = httpx.post(
+            f"{url}/v1/chat/completions", json=chat_body(page.question, data_url(page.rgb))
+        )
+        assert r.status_code == 400 and r.json()["error"]["param"] == "fastctrl.task_type"

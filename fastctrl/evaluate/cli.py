@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import tyro
 
@@ -96,28 +96,6 @@ class EvaluateArgs:
         cli.need_at_least(self, 0, "warmup", "threads")
 
 
-def _load_policy(path: str) -> Any:
-    """The controller (``Controller.save_pretrained``) or lookup table
-    (``LookupTablePolicy.save_pretrained``) at ``path``, or in the training run directory
-    ``path`` (``controller/``, ``lookup_table/``)."""
-    from ..policy import Controller
-    from ..policy.lookup_table import FORMAT_NAME, RUN_SUBDIR, LookupTablePolicy
-
-    p = Path(path)
-    for cand in (p, p / "controller", p / RUN_SUBDIR):
-        if (cand / "config.json").is_file():
-            meta = io.read_json(cand / "config.json", what="--controller config")
-            if isinstance(meta, dict) and meta.get("format") == FORMAT_NAME:
-                return LookupTablePolicy.from_pretrained(cand)
-            return Controller.from_pretrained(cand).eval()
-    raise FileNotFoundError(
-        f"--controller {path}: no controller there (expected config.json "
-        "written by Controller.save_pretrained or "
-        "LookupTablePolicy.save_pretrained, or a run directory with "
-        f"controller/ or {RUN_SUBDIR}/)"
-    )
-
-
 PROG = "python -m fastctrl.evaluate"
 
 
@@ -132,6 +110,7 @@ def run(args: EvaluateArgs) -> int:
     cli.setup_logging(args.quiet)
     import torch
 
+    from ..policy.loading import load_policy
     from ..profile.table import Profile
     from ..runtime.datasets import load_requests
     from ..runtime.metrics import resolve_metric
@@ -144,7 +123,7 @@ def run(args: EvaluateArgs) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    controller = _load_policy(args.controller)
+    controller = load_policy(args.controller)
     # the model and data, loaded exactly as the profiler loads them (tiny weights: seed 0)
     model, processor = args.loading.load(seed=0)
     if args.dataset is None:

@@ -63,6 +63,8 @@ class ServerState:
     media: MediaLimits = field(default_factory=MediaLimits)
     task_types: tuple[str, ...] | None = None
     """Task types a request may name (the controller's); None: any."""
+    task_required: bool = False
+    """A request must name its task type (a lookup table decides by it)."""
     api_key: str | None = None
     drain_s: float = 30.0
     request_log: TextIO | None = None
@@ -188,6 +190,12 @@ def to_job(state: ServerState, body: ChatCompletionRequest, arrival: float) -> J
         raise BadRequest(f"vllm_xargs.fastctrl_budget_ms: {e}", "vllm_xargs", 400) from None
     budget = opts.budget_ms if opts.budget_ms is not None else state.default_budget_ms
     task = opts.task_type
+    if task is None and state.task_required:
+        raise BadRequest(
+            f"fastctrl.task_type is required here (one of {list(state.task_types or ())}): "
+            "this server decides by a lookup table of task type x budget",
+            "fastctrl.task_type",
+        )
     if task is not None and state.task_types is not None and task not in state.task_types:
         raise BadRequest(
             f"task_type {task!r} is unknown; known: {list(state.task_types)}", "fastctrl.task_type"

@@ -117,7 +117,8 @@ def build_state(args: ServeArgs):  # -> ServerState (imports kept off the CLI's 
     """Load the model, controller and profile; warm up; the server's state."""
     import torch
 
-    from ..policy import Controller
+    from ..policy.loading import load_policy
+    from ..policy.lookup_table import LookupTablePolicy
     from ..profile.table import Profile
     from ..runtime.registry import builtin_controller, builtin_profile
     from .app import ServerState
@@ -132,32 +133,42 @@ def build_state(args: ServeArgs):  # -> ServerState (imports kept off the CLI's 
     ctrl_dir = (
         builtin_controller(model_name) if args.controller == "auto" else Path(args.controller)
     )
-    controller = None
+    controller, table = None, None
     if args.policy == "controller":
         if ctrl_dir is None:
             raise ValueError(f"--controller auto: {model_name} ships no controller; give one")
-        if (ctrl_dir / "controller" / "config.json").is_file():
-            ctrl_dir = ctrl_dir / "controller"
-        controller = Controller.from_pretrained(ctrl_dir).eval()
+        policy = load_policy(ctrl_dir)
+        if isinstance(policy, LookupTablePolicy):
+            table = policy
+        else:
+            controller = policy
     prof_path = builtin_profile(model_name) if args.profile == "auto" else args.profile
     profile = Profile.load(prof_path) if prof_path is not None else None
     if args.policy == "static" and profile is None:
         raise ValueError("--policy static needs --profile (its configs are chosen on it)")
     model, processor = args.loading.load(seed=0)
-    space = controller.space if controller is not None else profile.space
+    if controller is not None:
+        space = controller.space
+    elif table is not None:
+        space = table.space
+    elif profile is not None:
+        space = profile.space
+    else:
+        raise ValueError(f"--policy {args.policy} needs --profile (its grid) for this model")
     static = StaticTable(profile) if profile is not None and args.policy == "static" else None
     runner = ModelRunner(
         model,
         processor,
         space,
         controller=controller,
-        policy=args.policy,
+        policy="table" if table is not None else args.policy,
         batching=args.batching,
         static=static,
         engine=args.engine,
         calibration=LatencyCalibration(profile) if profile is not None and args.calibrate else None,
+        table=table,
     )
-    if args.guardrail and profile is not None and args.policy == "controller":
+    if args.guardrail and profile is not None and controller is not None:
         from ..model_hook.guardrail import LatencyGuardrail
 
         runner.handle.guardrail = LatencyGuardrail.fit(profile)
@@ -196,13 +207,22 @@ def build_state(args: ServeArgs):  # -> ServerState (imports kept off the CLI's 
             if args.allowed_local_media_path
             else None
         ),
-        task_types=tuple(controller.config.task_types)
-        if controller is not None and getattr(controller.config, "task_types", None)
-        else None,
+        task_types=task_types(controller, table),
+        task_required=table is not None,
         api_key=args.api_key,
         drain_s=args.drain_s,
         request_log=request_log(args.output_dir),
     )
+
+
+def task_types(controller, table) -> tuple[str, ...] | None:
+    """The task types a request may name: the lookup table's (one is required), or the
+    controller's (optional); None: any."""
+    if table is not None:
+        return tuple(table.tasks)
+    if controller is not None and controller.config.task_types:
+        return tuple(controller.config.task_types)
+    return None
 
 
 def request_log(output_dir: str | None):  # -> TextIO | None
@@ -227,7 +247,8 @@ def warm_up(runner, job_cls, n: int) -> float:
     cheapest = []
     for i in range(max(n, 1)):
         for force in (False, True):
-            job = job_cls(f"warmup-{i}", text, [image], 1e6, None, 1, time.perf_counter(), force)
+            task = runner.table.tasks[0] if runner.table is not None else None
+            job = job_cls(f"warmup-{i}", text, [image], 1e6, task, 1, time.perf_counter(), force)
             a = runner.run([job])[0]
             if force:
                 cheapest.append(a.model_ms)

@@ -122,7 +122,7 @@ class FastctrlResult(BaseModel):
     latency_scale: float
     """This host's latency over the profile's (measured on answered requests): the controller
     decided on ``remaining_budget_ms / latency_scale``, in the profile's milliseconds."""
-    decided_by: Literal["controller", "static", "full", "cheapest"]
+    decided_by: Literal["controller", "lookup_table", "static", "full", "cheapest"]
     decision_ms: float
     """Feature pooling + the decision engine, inside the model's forward."""
     queue_ms: float

@@ -7,7 +7,8 @@ One :class:`ModelRunner` owns the hooked model. For a batch it
 2. decides each request's config on what is left of its budget when the batch starts
    (``policy``): ``controller`` -- the hook's decision on the model's own features (a single
    request decides inside its own forward, one pass; a batch is decided first with
-   ``handle.decide``, the language model not run); ``static`` -- the best static config for
+   ``handle.decide``, the language model not run); ``table`` -- a lookup table (the ``lut``
+   method: task type x budget bin -> config); ``static`` -- the best static config for
    the remaining budget, chosen on the profile's train split; ``full`` -- the full config;
 3. groups the batch (``batching``): ``per_request`` -- one pinned run per distinct config, so
    no request runs at another's config; ``min`` -- one run at the per-knob minimum of the
@@ -32,11 +33,12 @@ from ..evaluate.live import reference_latency_ms, static_configs
 from ..model_hook import hook
 from ..model_hook.per_request import group_rows, take_rows
 from ..policy import Controller
+from ..policy.lookup_table import LookupTablePolicy
 from ..profile.table import Profile
 from ..runtime.answering import lean_answer_path
 from ..space import ActionSpace, Config
 
-Policy = Literal["controller", "static", "full"]
+Policy = Literal["controller", "table", "static", "full"]
 Batching = Literal["per_request", "min"]
 
 
@@ -67,7 +69,7 @@ class Answer:
     text: str
     finish_reason: Literal["stop", "length"]
     config: dict[str, int]
-    decided_by: Literal["controller", "static", "full", "cheapest"]
+    decided_by: Literal["controller", "lookup_table", "static", "full", "cheapest"]
     remaining_budget_ms: float
     latency_scale: float
     """This host's latency over the profile's when it decided (the budget it decided on is
@@ -143,14 +145,18 @@ class ModelRunner:
         static: StaticTable | None = None,
         engine: str = "auto",
         calibration: LatencyCalibration | None = None,
+        table: LookupTablePolicy | None = None,
     ) -> None:
         if policy == "controller" and controller is None:
             raise ValueError("policy 'controller' needs a controller")
+        if policy == "table" and table is None:
+            raise ValueError("policy 'table' needs a lookup table")
         if policy == "static" and static is None:
             raise ValueError("policy 'static' needs a profile to choose static configs on")
         self.model, self.processor, self.space = model, processor, space
         self.policy, self.batching, self.static = policy, batching, static
         self.calibration = calibration
+        self.table = table
         self.handle = hook(
             model,
             controller if policy == "controller" else None,
@@ -262,6 +268,10 @@ class ModelRunner:
             ctrl_ms, _ = self.handle.stats.take_times()
             per_request = ctrl_ms[-1] if ctrl_ms else (time.perf_counter() - t0) * 1e3
             by = "controller"
+        elif self.policy == "table":
+            configs = [self.table.decide(t, r) for t, r in zip(tasks, remaining, strict=True)]
+            per_request = (time.perf_counter() - t0) * 1e3 / n
+            by = "lookup_table"
         elif self.policy == "static":
             configs = [self.static.lookup(r) for r in remaining]
             per_request = (time.perf_counter() - t0) * 1e3 / n
