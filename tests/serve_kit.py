@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import io
 import socket
 import threading
 import time
@@ -11,12 +9,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
-import numpy as np
 import uvicorn
-from PIL import Image
 
 from fastctrl.serve.app import create_app
 from fastctrl.serve.cli import ServeArgs, build_state
+from fastctrl.serve.media import data_url  # noqa: F401 (the tests' data URLs)
 
 
 def free_port() -> int:
@@ -49,12 +46,6 @@ def running_server(args: ServeArgs) -> Iterator[tuple[str, object]]:
     finally:
         server.should_exit = True
         thread.join(60)
-
-
-def data_url(rgb: np.ndarray, fmt: str = "PNG") -> str:
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format=fmt)
-    return f"data:image/{fmt.lower()};base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def chat_body(question: str, image_url: str, **extra: object) -> dict:

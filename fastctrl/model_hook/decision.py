@@ -70,6 +70,12 @@ class Decision:
     """The config the batch runs: the per-knob minimum of ``rows``."""
 
 
+def batch_indices(rows: list[list[int]]) -> tuple[int, ...]:
+    """The grid indices a batch runs as one config: the per-knob minimum of its requests'
+    (grids ascend, so the tightest request binds each knob)."""
+    return tuple(rows[0]) if len(rows) == 1 else tuple(min(col) for col in zip(*rows, strict=True))
+
+
 def decide(
     engine: Any,
     configs: ConfigCache,
@@ -93,8 +99,7 @@ def decide(
     if len(rows) != bsz or any(len(r) != n for r in rows):
         shape = list(idx.shape) if idx is not None else [len(rows), len(rows[0]) if rows else 0]
         raise RuntimeError(f"decision engine returned shape {shape}, expected [{bsz}, {n}]")
-    batch = tuple(rows[0]) if bsz == 1 else tuple(min(col) for col in zip(*rows, strict=True))
-    return Decision(idx, rows, configs.get(batch))
+    return Decision(idx, rows, configs.get(batch_indices(rows)))
 
 
 def budget_tensor(budget: np.ndarray, bsz: int, device: torch.device) -> torch.Tensor:
@@ -130,4 +135,12 @@ class BudgetCache:
         return t
 
 
-__all__ = ["BudgetCache", "CachedConfig", "ConfigCache", "Decision", "budget_tensor", "decide"]
+__all__ = [
+    "BudgetCache",
+    "batch_indices",
+    "CachedConfig",
+    "ConfigCache",
+    "Decision",
+    "budget_tensor",
+    "decide",
+]

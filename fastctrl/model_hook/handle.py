@@ -70,7 +70,14 @@ from ..space import ActionSpace, Config
 from . import crops
 from .apply import ModulePatcher, check_space, keeps_every_token, remove_tokens, vision_keep
 from .capture import ForwardCapture, text_feature
-from .decision import BudgetCache, ConfigCache, Decision, budget_tensor, decide
+from .decision import (
+    BudgetCache,
+    ConfigCache,
+    Decision,
+    batch_indices,
+    budget_tensor,
+    decide,
+)
 from .decode import DecodeState
 from .families.base import Adapter, find_adapter
 from .per_request import BATCHING, DecisionMade, generate_per_request
@@ -583,8 +590,7 @@ class HookHandle:
         self.stats.guardrail_replaced += replaced
         if not replaced:
             return d
-        low = tuple(rows[0]) if bsz == 1 else tuple(min(c) for c in zip(*rows, strict=True))
-        return Decision(None, rows, self._configs.get(low))
+        return Decision(None, rows, self._configs.get(batch_indices(rows)))
 
     @property
     def last_features(self) -> tuple[torch.Tensor, torch.Tensor] | None:

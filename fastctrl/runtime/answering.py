@@ -92,7 +92,8 @@ _NEUTRAL: dict[str, tuple[Any, ...]] = {
 }
 
 
-def _ids(value: Any) -> list[int]:
+def token_ids(value: Any) -> list[int]:
+    """A generation config's token id field (None, an int or a list) as a list."""
     if value is None:
         return []
     if isinstance(value, int):
@@ -136,8 +137,8 @@ class PrefillAnswer:
         if any(getattr(gc, f, None) not in ok for f, ok in _NEUTRAL.items()):
             return None
         vocab = _vocab_size(model)
-        first = _ids(gc.suppress_tokens) + _ids(gc.begin_suppress_tokens)
-        eos = _ids(gc.eos_token_id)
+        first = token_ids(gc.suppress_tokens) + token_ids(gc.begin_suppress_tokens)
+        eos = token_ids(gc.eos_token_id)
         min_new, min_length = int(gc.min_new_tokens or 0), int(gc.min_length or 0)
         if vocab is None and (first or (eos and (min_new or min_length))):
             return None
@@ -249,7 +250,7 @@ class GreedyDecode:
         if vocab is None:
             return None
         device = next(model.parameters()).device
-        eos = _ids(gc.eos_token_id)
+        eos = token_ids(gc.eos_token_id)
         pad = gc.pad_token_id if gc.pad_token_id is not None else (eos[0] if eos else None)
         if eos and pad is None:
             return None
@@ -257,8 +258,8 @@ class GreedyDecode:
         return cls(
             model,
             int(gc.max_new_tokens),
-            _mask(_ids(gc.suppress_tokens), vocab, device),
-            _mask(_ids(gc.begin_suppress_tokens), vocab, device),
+            _mask(token_ids(gc.suppress_tokens), vocab, device),
+            _mask(token_ids(gc.begin_suppress_tokens), vocab, device),
             torch.tensor(eos, device=device) if eos else None,
             _mask(eos, vocab, device),
             int(pad if pad is not None else 0),

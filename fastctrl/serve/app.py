@@ -156,11 +156,8 @@ def create_app(state: ServerState) -> FastAPI:
             return StreamingResponse(
                 stream(state, body, job, task, request), media_type="text/event-stream"
             )
-        while not task.done():
-            await asyncio.wait({task}, timeout=0.05)
-            if not task.done() and await request.is_disconnected():
-                task.cancel()
-                return Response(status_code=499)
+        if not await answered(task, request):
+            return Response(status_code=499)
         try:
             answer = task.result()
         except Refused as r:
@@ -168,6 +165,17 @@ def create_app(state: ServerState) -> FastAPI:
         return JSONResponse(completion(state, body, job, answer).model_dump())
 
     return app
+
+
+async def answered(task: asyncio.Future[Answer], request: Request) -> bool:
+    """Wait for the request's answer (or refusal); False, with the request cancelled, if the
+    client went away first."""
+    while not task.done():
+        await asyncio.wait({task}, timeout=0.05)
+        if not task.done() and await request.is_disconnected():
+            task.cancel()
+            return False
+    return True
 
 
 def refused(r: Refused) -> JSONResponse:
@@ -295,11 +303,8 @@ async def stream(
     with the ``fastctrl`` object, then ``[DONE]``."""
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     try:
-        while not task.done():
-            await asyncio.wait({task}, timeout=0.05)
-            if not task.done() and await request.is_disconnected():
-                task.cancel()
-                return
+        if not await answered(task, request):
+            return
         try:
             a = task.result()
         except Refused as r:

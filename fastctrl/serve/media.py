@@ -13,6 +13,7 @@ import binascii
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from PIL import Image, UnidentifiedImageError
@@ -67,6 +68,16 @@ def load_image(url: str, limits: MediaLimits, param: str) -> Image.Image:
         if isinstance(e, MediaError):
             raise
         raise MediaError(f"not a decodable image ({type(e).__name__}: {e})", param) from None
+
+
+def data_url(image: Any, fmt: str = "PNG") -> str:
+    """An image (PIL, or an HxW / HxWx3 uint8 array) as the ``data:image/...;base64,`` URL a
+    client sends (the load test, the tests)."""
+    if not isinstance(image, Image.Image):
+        image = Image.fromarray(image)
+    buf = io.BytesIO()
+    image.save(buf, format=fmt)
+    return f"data:image/{fmt.lower()};base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def _data_url(url: str, param: str) -> bytes:

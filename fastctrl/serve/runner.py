@@ -31,11 +31,12 @@ import torch
 
 from ..evaluate.live import reference_latency_ms, static_configs
 from ..model_hook import hook
+from ..model_hook.decision import batch_indices
 from ..model_hook.per_request import group_rows, take_rows
 from ..policy import Controller
 from ..policy.lookup_table import LookupTablePolicy
 from ..profile.table import Profile
-from ..runtime.answering import lean_answer_path
+from ..runtime.answering import lean_answer_path, token_ids
 from ..space import ActionSpace, Config
 
 Policy = Literal["controller", "table", "static", "full"]
@@ -167,7 +168,8 @@ class ModelRunner:
         self.full, self.cheapest = space.full(), space.cheapest()
         self._paths: dict[int, Any] = {}
         tok = processor.tokenizer
-        self.eos = {int(t) for t in np.atleast_1d(_eos_ids(model, tok))}
+        cfg = getattr(model, "generation_config", None)
+        self.eos = set(token_ids(getattr(cfg, "eos_token_id", None)) or token_ids(tok.eos_token_id))
 
     def close(self) -> None:
         self.handle.remove()
@@ -288,10 +290,10 @@ class ModelRunner:
     ) -> tuple[dict[int, torch.Tensor], list[float]]:
         rows = [list(c.indices) for c in configs]
         if self.batching == "min":
-            low = [min(col) for col in zip(*rows, strict=True)]
-            groups = {tuple(low): list(range(n))}
+            low = batch_indices(rows)
+            groups = {low: list(range(n))}
             for i in range(n):  # what each request actually runs
-                configs[i] = self.space.config(low)
+                configs[i] = self.space.config(list(low))
         else:
             groups = group_rows(rows)
         outputs: dict[int, torch.Tensor] = {}
@@ -309,13 +311,3 @@ class ModelRunner:
         finally:
             self.handle.pin(None)
         return outputs, model_ms
-
-
-def _eos_ids(model: torch.nn.Module, tokenizer: Any) -> list[int]:
-    cfg = getattr(model, "generation_config", None)
-    eos = getattr(cfg, "eos_token_id", None)
-    if eos is None:
-        eos = tokenizer.eos_token_id
-    if eos is None:
-        return []
-    return list(eos) if isinstance(eos, (list, tuple)) else [int(eos)]

@@ -143,22 +143,28 @@ class Scheduler:
                 )
             floor = self.cheapest_ms + self.overhead_ms
             if job.budget_ms < floor:
-                if self.on_infeasible == "reject":
-                    self.telemetry.requests.labels("refused_infeasible").inc()
-                    raise Refused(
-                        f"budget_ms {job.budget_ms:g} is below what the cheapest config and the "
-                        f"server's own work take here ({floor:.1f} ms): the deadline cannot "
-                        "be met",
-                        429,
-                        None,
-                        "fastctrl.budget_ms",
-                    )
-                job.force_cheapest = True
+                refusal = self._infeasible(
+                    job,
+                    f"budget_ms {job.budget_ms:g} is below what the cheapest config and the "
+                    f"server's own work take here ({floor:.1f} ms): the deadline cannot be met",
+                    retry_after=None,
+                )
+                if refusal is not None:
+                    raise refusal
             entry = _Entry(job.deadline, next(self._seq), job, done)
             heapq.heappush(self._heap, entry)
             self.telemetry.queue_depth.set(len(self._heap))
             self._cond.notify()
             return entry
+
+    def _infeasible(self, job: Job, message: str, retry_after: int | None) -> Refused | None:
+        """A job that cannot meet its deadline: the refusal to give it (``reject``, counted),
+        or None after marking it to run at the cheapest config (``cheapest``)."""
+        if self.on_infeasible == "reject":
+            self.telemetry.requests.labels("refused_infeasible").inc()
+            return Refused(message, 429, retry_after, "fastctrl.budget_ms")
+        job.force_cheapest = True
+        return None
 
     def _retry_after(self) -> int:
         return max(1, math.ceil(len(self._heap) * max(self.service_ms, 1.0) / 1e3))
@@ -177,19 +183,15 @@ class Scheduler:
                 if e.cancelled:
                     continue
                 if (e.deadline - now) * 1e3 < self.cheapest_ms and not e.job.force_cheapest:
-                    if self.on_infeasible == "reject":
-                        self.telemetry.requests.labels("refused_infeasible").inc()
-                        e.done(
-                            Refused(
-                                "queueing left less of the budget than the cheapest config "
-                                f"takes ({self.cheapest_ms:.1f} ms): the deadline cannot be met",
-                                429,
-                                self._retry_after(),
-                                "fastctrl.budget_ms",
-                            )
-                        )
+                    refusal = self._infeasible(
+                        e.job,
+                        "queueing left less of the budget than the cheapest config takes "
+                        f"({self.cheapest_ms:.1f} ms): the deadline cannot be met",
+                        retry_after=self._retry_after(),
+                    )
+                    if refusal is not None:
+                        e.done(refusal)
                         continue
-                    e.job.force_cheapest = True
                 batch.append(e)
             self.telemetry.queue_depth.set(len(self._heap))
             return batch
