@@ -340,3 +340,11 @@ def test_a_lookup_table_run_is_served(pages, tmp_path):
             f"{url}/v1/chat/completions", json=chat_body(page.question, data_url(page.rgb))
         )
         assert r.status_code == 400 and r.json()["error"]["param"] == "fastctrl.task_type"
+
+
+def test_a_missing_serve_extra_names_the_install():
+    from fastctrl.serve import require_serve_extra
+
+    require_serve_extra("json")  # present: nothing happens
+    with pytest.raises(ImportError, match=r"no_such_module_x.*pip install -e '\.\[serve\]'"):
+        require_serve_extra("json", "no_such_module_x")

@@ -9,3 +9,18 @@ budget and runs at its own config.
 - :mod:`.app`: the FastAPI routes and OpenAI-style errors; :mod:`.telemetry`: Prometheus;
 - :mod:`.cli`: ``fastctrl serve``; :mod:`.loadtest`: ``fastctrl loadtest``.
 """
+
+from __future__ import annotations
+
+import importlib.util
+
+
+def require_serve_extra(*modules: str) -> None:
+    """Fail with the install hint, not a bare ModuleNotFoundError, where the ``serve`` extra
+    (FastAPI, uvicorn, prometheus_client, openai, httpx) is not installed."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ImportError(
+            f"this command needs {', '.join(missing)}: pip install -e '.[serve]' "
+            "(or pip install 'fastctrl[serve]')"
+        )

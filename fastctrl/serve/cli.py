@@ -19,6 +19,7 @@ import tyro
 
 from .. import cli
 from ..runtime.loading import ModelArgs
+from . import require_serve_extra
 
 log = logging.getLogger(__name__)
 
@@ -256,6 +257,7 @@ def warm_up(runner, job_cls, n: int) -> float:
 
 
 def run(args: ServeArgs) -> int:
+    require_serve_extra("fastapi", "uvicorn", "prometheus_client")
     import uvicorn
 
     from .app import create_app

@@ -39,6 +39,7 @@ import numpy as np
 from .. import cli
 from .. import io as fio
 from ..sysinfo import machine
+from . import require_serve_extra
 
 log = logging.getLogger(__name__)
 
@@ -331,6 +332,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
 
 def run(args: LoadTestArgs) -> int:
+    require_serve_extra("openai", "httpx")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     out = Path(args.output_dir)
