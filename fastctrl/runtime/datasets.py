@@ -789,7 +789,8 @@ def load_vqa_dataset(
             rejected for sources without splits.
         max_samples: keep the first ``max_samples`` valid rows (after shuffling).
         columns: column names overriding the auto-detection.
-        seed, shuffle: ``shuffle=True`` visits rows in a ``default_rng(seed)`` permutation.
+        seed: the seed of the shuffle's ``default_rng(seed)`` permutation.
+        shuffle: ``True`` visits rows in that permutation.
         on_error: ``"raise"`` (default): a bad row raises ``ValueError``; ``"skip"``: it is
             skipped and recorded in ``.skipped``.
         require_answers: ``False`` allows rows without answers (``Request.answer=None``).
