@@ -10,16 +10,23 @@ from fastctrl.runtime.metrics import (
     agreement,
     agreement_metric,
     anls,
+    anls_paper,
     answer_metric,
+    chartqapro_accuracy,
     exact_match,
     extract_choice,
     levenshtein,
     metric_for_dataset,
+    mmmu_accuracy,
     multiple_choice,
     normalize_answer,
     relaxed_accuracy,
+    relaxed_accuracy_paper,
     resolve_metric,
+    textvqa_accuracy,
+    tokenize_answer,
     vqa_accuracy,
+    vqa_accuracy_normalized,
 )
 
 
@@ -97,8 +104,45 @@ def test_vqa_general_n():
 
 
 def test_vqa_single_reference_is_exact_match():
+    # documented departure: the official formula gives 0 with one reference
     assert _score(vqa_accuracy, "The Red", "red") == 1.0
     assert _score(vqa_accuracy, "blue", ["red"]) == 0.0
+    assert _score(textvqa_accuracy, "He's", "he's") == 1.0
+
+
+def test_vqa_2021_compares_raw_strings_when_references_agree():
+    # all ten identical: the official 2021 script compares the stripped raw strings
+    assert _score(vqa_accuracy, "Yes", ["yes"] * 10) == 0.0
+    assert _score(vqa_accuracy, " yes\n", ["yes"] * 10) == 1.0
+    assert _score(vqa_accuracy, "two", ["2"] * 10) == 0.0
+    # one differing reference switches normalisation on for all of them
+    assert _score(vqa_accuracy, "Yes", ["yes"] * 9 + ["no"]) == 1.0
+    # the earlier always-normalise reading stays available by name
+    assert _score(vqa_accuracy_normalized, "Yes", ["yes"] * 10) == 1.0
+    assert _score(vqa_accuracy_normalized, "two", ["2"] * 10) == 1.0
+
+
+@pytest.mark.parametrize(
+    "raw, tok",
+    [
+        ("He's", "he 's"),  # "'s" split off
+        ("hes", "he's"),  # the contraction table still applies to the word
+        ("1,000 x-y", "1000 x y"),  # commas dropped first: no digit-comma rule afterwards
+        ("why?", "why"),
+        ("x, y", "x y"),
+        ("The  Dog.", "dog"),
+    ],
+)
+def test_tokenize_answer(raw, tok):
+    assert tokenize_answer(raw) == tok
+
+
+def test_textvqa_tokenizes_before_normalising():
+    # the example: "hes" vs ten "he's" -> 1.0 with VQAv2 processing, 0.0 in TextVQA's
+    assert _score(vqa_accuracy_normalized, "hes", ["he's"] * 10) == 1.0
+    assert _score(textvqa_accuracy, "hes", ["he's"] * 10) == 0.0
+    assert _score(textvqa_accuracy, "He's", ["he's"] * 10) == 1.0
+    assert _score(textvqa_accuracy, "x, y", ["x y"] * 3 + ["z"] * 7) == pytest.approx(0.9)
 
 
 # --- ANLS -----------------------------------------------------------------------------------
@@ -125,7 +169,10 @@ def test_anls():
     assert _score(anls, "hello", "helo") == pytest.approx(0.8)  # NL 1/5
     assert _score(anls, "  HELLO ", ["Hello"]) == 1.0  # lower + strip
     assert _score(anls, "kitten", "sitting") == pytest.approx(4 / 7)  # NL 3/7 < 0.5
-    assert _score(anls, "ab", "ac") == 0.0  # NL exactly 0.5 -> 0
+    assert _score(anls, "ab", "ac") == 0.5  # similarity exactly 0.5 is kept (the script)
+    assert _score(anls, "hello  world", "hello world") == 1.0  # whitespace runs collapse
+    assert _score(anls, "abc", "abd ") == pytest.approx(0.75)  # lengths of the raw strings
+    assert _score(anls, "x", "y") == 0.0
     assert _score(anls, "abc", "xyz") == 0.0  # NL 1
     # max over references: "helo" (0.8) beats "help me" (NL 4/7 -> 0)
     assert _score(anls, "hello", ["help me", "helo"]) == pytest.approx(0.8)
@@ -134,36 +181,63 @@ def test_anls():
     assert _score(anls, "", "a") == 0.0
 
 
+def test_anls_paper():
+    assert _score(anls_paper, "ab", "ac") == 0.0  # NL exactly 0.5 -> 0 (the paper)
+    assert _score(anls_paper, "hello  world", "hello world") == pytest.approx(1 - 1 / 12)
+    assert _score(anls_paper, "hello", "helo") == pytest.approx(0.8)
+
+
 # --- relaxed accuracy -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     "pred, ref, ok",
     [
-        ("105", "100", 1.0),  # exactly 5 % above
-        ("95", "100", 1.0),  # exactly 5 % below
+        ("105", "100", 1.0),  # exactly 5 % above (0.05 in floating point)
+        ("95", "100", 1.0),
+        ("0.95", "1.0", 0.0),  # |0.95 - 1.0| is 0.05000000000000004 in floating point
         ("105.1", "100", 0.0),
         ("94.9", "100", 0.0),
-        ("1,050", "1000", 1.0),  # thousands separator
-        ("1,051", "1,000", 0.0),
+        ("1,050", "1000", 0.0),  # float() does not read thousands commas: string compare
+        ("1,000", "1,000", 1.0),
+        ("1_000", "1000", 1.0),  # float() reads "1_000"
+        (" 100 ", "100", 1.0),  # ... and surrounding whitespace
         ("-10.4", "-10", 1.0),
         ("-10.6", "-10", 0.0),
-        ("50%", "0.5", 1.0),  # "%" divides by 100 (ChartQA reference code)
-        ("52%", "50%", 1.0),  # 0.52 vs 0.50: 4 %
-        ("53%", "50%", 0.0),  # 6 %
+        ("50%", "0.5", 1.0),  # "%" divides by 100
+        ("52%", "50%", 1.0),
+        ("53%", "50%", 0.0),
         ("50%", "50", 0.0),
-        ("0", "0", 1.0),  # reference 0: exact
-        ("0.0", "0", 1.0),
-        ("0.001", "0", 0.0),
-        (" Yes ", "yes", 1.0),  # non-numeric: lower + strip equality
-        ("yes.", "yes", 0.0),
-        ("100 apples", "100", 0.0),  # not a number -> string comparison
-        ("1,23", "123", 0.0),  # malformed grouping is not a number
-        ("nan", "nan", 1.0),  # "nan" is not a number here: string equality
+        ("0", "0", 1.0),  # a 0 reference falls back to the string comparison
+        ("0.0", "0", 0.0),
+        ("-0", "0", 0.0),
+        (" Yes ", "yes", 0.0),  # text: lower-cased, not stripped
+        ("YES", "yes", 1.0),
+        ("100 apples", "100", 0.0),
+        ("nan", "nan", 0.0),  # NaN compares false
+        ("inf", "inf", 0.0),  # inf - inf is NaN
+        ("5", "inf", 0.0),
+        ("1e2", "100", 1.0),
     ],
 )
 def test_relaxed_accuracy(pred, ref, ok):
     assert _score(relaxed_accuracy, pred, ref) == ok
+
+
+@pytest.mark.parametrize(
+    "pred, ref, ok",
+    [
+        ("1,050", "1000", 1.0),
+        ("0.95", "1.0", 1.0),
+        ("0.0", "0", 1.0),
+        ("0.001", "0", 0.0),
+        (" Yes ", "yes", 1.0),
+        ("1_000", "1000", 0.0),
+        ("nan", "nan", 1.0),  # not a number here: string equality
+    ],
+)
+def test_relaxed_accuracy_paper(pred, ref, ok):
+    assert _score(relaxed_accuracy_paper, pred, ref) == ok
 
 
 def test_relaxed_accuracy_max_over_references():
@@ -208,6 +282,14 @@ def test_exact_match():
         ("ANSWER IS A", "A"),
         ("First I thought the answer is A, but the answer is C", "C"),  # last phrase wins
         ("I'd pick (C) because it is red", "C"),
+        ("**B**", "B"),  # markdown emphasis is stripped
+        ("The answer is **B**.", "B"),
+        ("__C__", "C"),
+        ("`D`", "D"),
+        ("(A) a cat (B) a dog -> B", "B"),  # the final stated answer wins
+        ("(A) a cat (B) a dog => (B).", "B"),
+        ("A cat or a dog, so B", "B"),
+        ("The answer is A. Wait, the answer is **C**", "C"),
         ("the answer is a dog", None),  # lower-case article, not an option
         ("A cat", None),  # leading article without delimiter
         ("I think B", None),  # bare capital elsewhere is not guessed
@@ -231,7 +313,32 @@ def test_multiple_choice():
 
 # --- errors ---------------------------------------------------------------------------------
 
-ANSWER_METRICS = [exact_match, vqa_accuracy, anls, relaxed_accuracy, multiple_choice]
+ANSWER_METRICS = [
+    exact_match,
+    vqa_accuracy,
+    vqa_accuracy_normalized,
+    textvqa_accuracy,
+    anls,
+    anls_paper,
+    relaxed_accuracy,
+    relaxed_accuracy_paper,
+    chartqapro_accuracy,
+    mmmu_accuracy,
+    multiple_choice,
+]
+ANSWER_METRIC_NAMES = (
+    "exact_match",
+    "vqa",
+    "textvqa",
+    "anls",
+    "relaxed_accuracy",
+    "chartqapro",
+    "mmmu",
+    "multiple_choice",
+    "vqa_normalized",
+    "anls_paper",
+    "relaxed_accuracy_paper",
+)
 
 
 @pytest.mark.parametrize("metric", ANSWER_METRICS)
@@ -267,14 +374,7 @@ ALL = dict(prediction_text="cat", references=["dog"], prediction_ids=[1, 2], ful
 
 def test_each_registered_metric_says_what_it_reads():
     kinds = {name: m.kind for name, m in METRICS.items()}
-    assert kinds == {
-        "exact_match": "answer",
-        "vqa": "answer",
-        "anls": "answer",
-        "relaxed_accuracy": "answer",
-        "multiple_choice": "answer",
-        "agreement": "agreement",
-    }
+    assert kinds == {name: "answer" for name in ANSWER_METRIC_NAMES} | {"agreement": "agreement"}
     for name, m in METRICS.items():
         assert isinstance(m, Metric) and m.name == name
         assert m.needs_answers == (m.kind == "answer") != m.needs_full_config_ids
@@ -322,15 +422,20 @@ def test_custom_metrics_are_typed_and_checked():
         ("vqav2", "vqa"),
         ("lmms-lab/VQAv2", "vqa"),
         ("vqa_v2", "vqa"),
-        ("TextVQA-val", "vqa"),
-        ("vizwiz", "vqa"),
+        ("TextVQA-val", "textvqa"),
+        ("vizwiz", "textvqa"),
+        ("lmms-lab/VizWiz-VQA", "textvqa"),
+        ("ok_vqa", "vqa"),
+        ("OK-VQA", "vqa"),
         ("docvqa", "anls"),
         ("DocVQA_val", "anls"),
         ("InfographicVQA", "anls"),
         ("chartqa", "relaxed_accuracy"),
         ("HuggingFaceM4/ChartQA", "relaxed_accuracy"),
+        ("ahmed-masry/ChartQAPro", "chartqapro"),
+        ("chartqa_pro", "chartqapro"),
         ("ai2d", "multiple_choice"),
-        ("MMMU/MMMU", "multiple_choice"),
+        ("MMMU/MMMU", "mmmu"),
         ("ScienceQA-IMG", "multiple_choice"),
         ("MMBench_DEV_EN", "multiple_choice"),
         ("gqa", "exact_match"),
@@ -342,14 +447,7 @@ def test_metric_for_dataset(name, metric):
 
 
 def test_resolve_metric():
-    assert set(METRICS) == {
-        "exact_match",
-        "vqa",
-        "anls",
-        "relaxed_accuracy",
-        "multiple_choice",
-        "agreement",
-    }
+    assert set(METRICS) == {*ANSWER_METRIC_NAMES, "agreement"}
     assert resolve_metric("auto", True) == ("exact_match", METRICS["exact_match"])
     assert resolve_metric("auto", False) == ("agreement", METRICS["agreement"])
     assert resolve_metric("auto", True, dataset="docvqa") == ("anls", METRICS["anls"])
@@ -370,3 +468,48 @@ def test_resolve_metric():
         resolve_metric("relaxed_accuracy", False)
     with pytest.raises(TypeError):
         metric_for_dataset(None)
+
+
+# --- ChartQAPro and MMMU --------------------------------------------------------------------
+
+
+def test_chartqapro():
+    # numbers within 5 %, "%" ignored at either end; a 0 reference needs 0
+    assert chartqapro_accuracy("12.4", ["12"]) == 1.0
+    assert chartqapro_accuracy("5%", ["5"]) == 1.0
+    assert chartqapro_accuracy("0.0", ["0"]) == 1.0
+    # text: ANLS (whitespace collapsed, case ignored)
+    assert chartqapro_accuracy("United  states", ["United States"]) == 1.0
+    assert chartqapro_accuracy("India.", ["india"]) == 1.0  # "." stripped at both ends
+    assert chartqapro_accuracy("Indi", ["India"]) == pytest.approx(0.8)
+    # lists item by item, quotes optional in the reference; a missing item scores 0
+    assert chartqapro_accuracy("['India', 'China']", ["[India, China]"]) == 1.0
+    assert chartqapro_accuracy("['India']", ["[India, China]"]) == 0.5
+    # years: exact match when flagged (or, without flags, when the item looks like a year)
+    assert chartqapro_accuracy("2017", ["2016"], year_flags=["YES"]) == 0.0
+    assert chartqapro_accuracy("2017", ["2016"], year_flags=["NO"]) == 1.0
+    assert chartqapro_accuracy("2017", ["2016"]) == 0.0
+    # the answer is the last turn; a Conversational question uses its last flag
+    assert (
+        chartqapro_accuracy(
+            "2016", ["12", "2016"], year_flags=["NO", "YES"], question_type="Conversational"
+        )
+        == 1.0
+    )
+    with pytest.raises(ValueError, match="year_flags is empty"):
+        chartqapro_accuracy("1", ["1"], year_flags=[])
+
+
+def test_mmmu():
+    assert mmmu_accuracy("(B)", "B") == 1.0
+    assert mmmu_accuracy("The answer is (C).", "C") == 1.0
+    assert mmmu_accuracy("I think B is right", "B") == 1.0
+    assert mmmu_accuracy("(A) is wrong, (B) is right", "B") == 1.0  # the last one named
+    # documented departure: no letter found -> 0 (MMMU picks a random option)
+    assert mmmu_accuracy("**B**", "B") == 0.0
+    # open questions no longer raise: numbers rounded to 2 decimals, strings contained
+    assert mmmu_accuracy("The answer is 3.14159.", "3.14") == 1.0
+    assert mmmu_accuracy("It is 1,000", "1000") == 1.0
+    assert mmmu_accuracy("The capital is Paris.", "Paris") == 1.0
+    assert mmmu_accuracy("The answer is 3.1", "3.14") == 0.0
+    assert mmmu_accuracy("so 12.", ["twelve", "12"]) == 1.0
