@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("env",),  # the bandit over a profile, reward, baselines
     ("train", "evaluate"),  # methods and the loop; live evaluation through the hook
     ("tune", "digits", "recursive_control"),  # tuning; the digits benchmark; the LQR benchmark
-    ("compare", "serve"),  # the E5 experiment (reads tune's picks); the server
+    ("compare", "serve", "vllm_plugin"),  # the E5 experiment; the server; the vLLM plugin
     ("commands",),  # the `fastctrl` command: every stage's CLI under one name
 ]
 LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}
