@@ -24,11 +24,16 @@ METHOD_FLAGS = {"ppo": ["--rollout_contexts", "64"]}
 BUDGET_KEYS = {"quality_mean", "latency_p95", "slo_violation_rate", "utility", "gap_to_oracle"}
 
 
-@pytest.mark.parametrize("method", METHOD_NAMES)
+@pytest.mark.parametrize("method", [*METHOD_NAMES, "grpo:sampled"])
 def test_every_method_runs_end_to_end(tmp_path, method):
+    method, _, groups = method.partition(":")
+    flags = ["--groups", groups] if groups else []
     out = tmp_path / method
     assert (
-        main(["--method", method, "--output_dir", str(out), *SMALL, *METHOD_FLAGS.get(method, [])])
+        main(
+            ["--method", method, "--output_dir", str(out), *SMALL, *flags]
+            + METHOD_FLAGS.get(method, [])
+        )
         == 0
     )
     for name in (
@@ -65,7 +70,13 @@ def test_every_method_runs_end_to_end(tmp_path, method):
         assert "table" in ckpt["extra"]
         return
     assert (out / "controller" / "model.safetensors").is_file()
+    # the deployed controller carries its safe fallback; the raw one is reported beside it
+    assert (out / "controller" / "fallback.json").is_file()
+    fb = res["safe_fallback"]
+    assert fb["cells"] == len(fb["use_policy"]) * len(fb["budget_ms"]) > 0
+    assert res["raw_controller"]["overall"]["utility"] is not None
     loaded = Controller.from_pretrained(out / "controller")
+    assert loaded.fallback is not None
     state = ckpt["controller_state_dict"]
     for k, v in loaded.state_dict().items():
         assert torch.equal(v, state[k]), k
@@ -155,9 +166,10 @@ def test_dpo_warm_start_is_on_the_grid_and_resumes(tmp_path):
 
 
 def test_offline_methods_pay_for_every_measurement_they_read(tmp_path):
-    """The lookup table and supervised labels read whole profile rows (every config, every
-    latency repeat) in chunks: their curve is on the same env-step axis, never past the budget."""
-    for method in ("lut", "supervised"):
+    """The lookup table, supervised labels and GRPO's offline groups read whole profile rows
+    (every config, every latency repeat) in chunks: their curve is on the same env-step axis,
+    never past the budget."""
+    for method in ("lut", "supervised", "grpo"):
         run = training_run(
             tmp_path / method, "--method", method, *synthetic_training(300, 20000, 4500)
         )
@@ -167,7 +179,7 @@ def test_offline_methods_pay_for_every_measurement_they_read(tmp_path):
         assert steps[0] == 0 and all(st % cost == 0 for st in steps), steps
         assert steps[-1] <= 20000 and 20000 - steps[-1] < cost  # as many rows as fit
         read = steps[-1] // cost
-        assert read == len(run.method.reqs if method == "lut" else run.method.ctx.req) // (
+        assert read == len(run.method.reqs if method == "lut" else run.method.pool.ctx.req) // (
             1 if method == "lut" else len(run.train_env.budget_ratios)
         )
 

@@ -218,6 +218,14 @@ class Engine(ABC):
         self.task_types = tuple(controller.config.task_types)
         """The task types the controller takes as an input (empty: none)."""
         self.n_task_slots = len(self.task_types) + 1 if self.task_types else 0
+        self.fallback = controller.fallback
+        """The controller's safe-fallback table, applied after every argmax (or ``None``)."""
+
+    def guarded(self, indices: Tensor, budget_ms: Tensor, task: Tensor | None) -> Tensor:
+        """``[B, n_knobs]`` argmax decisions with the safe fallback applied (on the device)."""
+        if self.fallback is None:
+            return indices
+        return self.fallback.apply_tensor(indices, budget_ms, task)
 
     def decide(self, image_feat: Any, lang_feat: Any, budget_ms: Any, task: Any = None) -> Any:
         """Deterministic argmax decisions ``[B, n_knobs]`` (int64).

@@ -121,6 +121,7 @@ class Int8Engine(Engine):
             and image_feat.dtype is _F32
             and lang_feat.dtype is _F32
             and type(budget_ms) in _FAST_BUDGET
+            and self.fallback is None
         ):
             try:
                 return self._decide(image_feat, lang_feat, budget_ms)
@@ -137,9 +138,10 @@ class Int8Engine(Engine):
         # process).
         arrays = self._arrays(image, text, budget_ms, task)
         try:
-            return torch.from_numpy(self._decide(*arrays))
+            idx = torch.from_numpy(self._decide(*arrays))
         except self._misaligned:  # e.g. torch.frombuffer(..., offset=1)
-            return torch.from_numpy(self._decide(*_aligned(*arrays)))
+            idx = torch.from_numpy(self._decide(*_aligned(*arrays)))
+        return self.guarded(idx, budget_ms, task)
 
     def decide_rows(
         self, image: Tensor, text: Tensor, budget_ms: Tensor, task: Tensor | None = None
@@ -149,9 +151,13 @@ class Int8Engine(Engine):
         B=1 call, measured warm)."""
         arrays = self._arrays(image, text, budget_ms, task)
         try:
-            return self._decide_list(*arrays)
+            rows = self._decide_list(*arrays)
         except self._misaligned:
-            return self._decide_list(*_aligned(*arrays))
+            rows = self._decide_list(*_aligned(*arrays))
+        if self.fallback is None:
+            return rows
+        slots = None if task is None else task.reshape(-1).cpu().numpy()
+        return self.fallback.apply_rows(rows, arrays[-1], slots)
 
     def _arrays(
         self, image: Tensor, text: Tensor, budget_ms: Tensor, task: Tensor | None

@@ -30,4 +30,5 @@ class TorchEngine(Engine):
         self, image: Tensor, text: Tensor, budget_ms: Tensor, task: Tensor | None = None
     ) -> Tensor:
         logits = self.model(image.float(), text.float(), budget_ms, task)
-        return torch.stack([logits[n].argmax(-1) for n in self.knob_names], dim=1)
+        idx = torch.stack([logits[n].argmax(-1) for n in self.knob_names], dim=1)
+        return self.guarded(idx, budget_ms, task)

@@ -78,7 +78,10 @@ class TritonEngine(Engine):
             image = image.float()
         if text.dtype == torch.float64:
             text = text.float()
-        text = self.with_task(text, task)
-        return self._fc.fused_controller(
-            image.contiguous(), text.contiguous(), budget_ms.contiguous(), self.packed
+        idx = self._fc.fused_controller(
+            image.contiguous(),
+            self.with_task(text, task).contiguous(),
+            budget_ms.contiguous(),
+            self.packed,
         )
+        return self.guarded(idx, budget_ms, task)

@@ -68,6 +68,10 @@ class EvaluateArgs:
     engine: Literal["auto", "torch", "int8", "triton"] = "auto"
     """Decision engine that runs the controller inside the forward (auto: Triton on a CUDA
     device, else the int8 C++ engine, else torch)."""
+    guardrail: float = 0.0
+    """Latency guardrail (needs --profile): a decision whose latency at this quantile on the
+    profile's train split (per task type) misses its budget is replaced by the best config
+    predicted to meet it (0: off; e.g. 0.9)."""
     seed: int = 1000
     """Tiny model weights are seed 0 (as profiled); this seeds the held-out synthetic set."""
     threads: int = 1
@@ -94,6 +98,11 @@ class EvaluateArgs:
         )
         cli.need_at_least(self, 1, "max_new_tokens")
         cli.need_at_least(self, 0, "warmup", "threads")
+        cli.need(0.0 <= self.guardrail <= 1.0, "--guardrail must be a quantile in [0, 1]")
+        cli.need(
+            not self.guardrail or self.profile is not None,
+            "--guardrail needs --profile (it is fitted on the profile's train split)",
+        )
 
 
 PROG = "python -m fastctrl.evaluate"
@@ -151,6 +160,11 @@ def run(args: EvaluateArgs) -> int:
             budgets = [r * ref for r in args.budget_ratios]
         static, ref = static_configs(profile, budgets)
         recorded = profile_machine(args.profile)  # unreadable: fails now, not after the run
+    guardrail = None
+    if args.guardrail:
+        from ..model_hook.guardrail import LatencyGuardrail
+
+        guardrail = LatencyGuardrail.fit(profile, quantile=args.guardrail)
     res = evaluate_live(
         model,
         processor,
@@ -165,6 +179,7 @@ def run(args: EvaluateArgs) -> int:
         warmup=args.warmup,
         engine=args.engine,
         answer_path=args.answer_path,
+        guardrail=guardrail,
         quiet=args.quiet,
     )
     host = None

@@ -124,6 +124,7 @@ def evaluate_live(
     warmup: int = 1,
     engine: str = "auto",
     answer_path: str = "auto",
+    guardrail: Any = None,
     quiet: bool = False,
 ) -> LiveResult:
     """Run every request at every budget under the controller, ``static`` (if given) and the
@@ -139,7 +140,10 @@ def evaluate_live(
     ``controller`` may be a :class:`~fastctrl.policy.lookup_table.LookupTablePolicy` (the
     ``lut`` method): it reads no features, so each request's config is looked up from its
     ``task_type`` and budget inside the timed call and pinned on the hooked model, which
-    applies it as it applies a controller's decision."""
+    applies it as it applies a controller's decision.
+
+    ``guardrail``: a :class:`~fastctrl.model_hook.guardrail.LatencyGuardrail` run after the
+    controller's decisions (the controller row only; pinned policies are not decided)."""
     if not requests:
         raise ValueError("no requests to evaluate")
     budgets = [float(b) for b in budgets_ms]
@@ -168,6 +172,7 @@ def evaluate_live(
         handle = hook(model, space=space)
     else:
         handle = hook(model, controller, budget_ms=budgets[0], engine=engine)
+    handle.guardrail = guardrail
     per_budget: dict[str, dict[str, PolicyResult]] = {}
     try:
 

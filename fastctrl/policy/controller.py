@@ -31,6 +31,7 @@ from torch import nn
 
 from .. import io
 from ..space import DEFAULT_GRIDS, ActionSpace
+from .fallback import FALLBACK_FILE, SafeFallback
 
 FORMAT_NAME = "fastctrl-controller"
 FORMAT_VERSION = 1
@@ -300,6 +301,16 @@ class Controller(nn.Module):
             else (torch.zeros(0))
         )
         self.register_buffer("budget_freqs", freqs)
+        self.fallback: SafeFallback | None = None
+        """The safe-fallback table every engine applies after its argmax (fitted after
+        training, :mod:`fastctrl.policy.fallback`); ``None``: the raw decisions."""
+
+    def set_fallback(self, fallback: SafeFallback | None) -> None:
+        """Attach (or with ``None`` remove) the safe-fallback table; it must name this
+        controller's knobs and task types."""
+        if fallback is not None:
+            fallback.check_matches(self.knob_names, tuple(self.config.task_types))
+        self.fallback = fallback
 
     # ------------------------------------------------------------------ structure
     @property
@@ -443,6 +454,11 @@ class Controller(nn.Module):
                 "config": self.config.to_dict(),
             },
         )
+        stale = directory / FALLBACK_FILE
+        if self.fallback is not None:
+            self.fallback.save(directory)
+        elif stale.exists():  # a raw controller saved over a guarded one
+            stale.unlink()
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> Controller:
@@ -456,6 +472,7 @@ class Controller(nn.Module):
         weights = directory / WEIGHTS_FILE
         state = io.read_tensors(weights, "controller weights", device=map_location)
         load_state_checked(model, state, source=str(weights))
+        model.set_fallback(SafeFallback.load(directory))
         return model
 
 

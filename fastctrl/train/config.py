@@ -228,6 +228,11 @@ class RunConfig:
     """Torch CPU threads (the controller is tiny: one thread is as fast and reproducible)."""
     engine: EngineKind = "auto"
     """Decision engine for the final evaluation."""
+    safe_fallback: bool = True
+    """After training, keep the controller only at the (task type, budget) cells where
+    validation shows it beats the best static config (paired-bootstrap 95% lower bound > 0)
+    and serve the static config elsewhere; the table is saved with the controller and every
+    engine applies it (needs --budget_baseline global)."""
     resume: str | None = None
     """A last_checkpoint.pt (or its output_dir) to continue from."""
     quiet: bool = False

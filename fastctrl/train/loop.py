@@ -30,7 +30,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import io
+from ..engines import make_engine
 from ..env import (
+    Contexts,
     Metrics,
     ProfileEnv,
     add_oracle_gap,
@@ -38,6 +40,8 @@ from ..env import (
     evaluate_baselines,
     evaluate_policy,
 )
+from ..env.safe_fallback import fit_fallback
+from ..env.safe_fallback import summary as fallback_summary
 from ..policy import Controller, ControllerConfig
 from ..policy.lookup_table import RUN_SUBDIR as LOOKUP_TABLE_DIR
 from ..profile.table import Profile
@@ -55,6 +59,10 @@ from .records import (
 )
 from .schedules import lr_factor, make_scheduler, step_scheduler
 from .seeding import seed_everything
+
+FALLBACK_CONFIDENCE = 0.95
+"""The safe fallback keeps the controller where the one-sided paired-bootstrap interval of
+its validation gain over the best static config, at this confidence, is above 0."""
 
 log = logging.getLogger(__name__)
 
@@ -297,12 +305,18 @@ class Run:
         cfg = self.cfg
         from .plots import plot_training_curves
 
+        baselines = evaluate_baselines(self.train_env, self.test_env, seed=cfg.seed)
+        raw, fallback = None, None
+        if self.method.trains_controller and cfg.run.safe_fallback:
+            raw = evaluate_policy(self.method.policy(cfg.run.engine), self.test_env)
+            fallback = self.fit_fallback()
         policy = self.method.policy(cfg.run.engine)
         engine = getattr(policy, "engine", None)
         ctrl = evaluate_policy(policy, self.test_env)
-        baselines = evaluate_baselines(self.train_env, self.test_env, seed=cfg.seed)
-        add_oracle_gap(ctrl, baselines["oracle"])
-        add_static_gap_closed(ctrl, baselines)
+        for block in (ctrl, raw):
+            if block is not None:
+                add_oracle_gap(block, baselines["oracle"])
+                add_static_gap_closed(block, baselines)
         results = EvalResults(
             method=cfg.method,
             engine=engine.kind if engine is not None else "table",
@@ -318,6 +332,8 @@ class Run:
             best_epoch=self.best["epoch"] if self.best else None,
             controller=ctrl,
             baselines=baselines,
+            raw_controller=raw,
+            safe_fallback=fallback,
         )
         val_refs = baselines_val(self)
         stats = TrainingStats(
@@ -355,6 +371,29 @@ class Run:
             ),
         )
         return results
+
+    def fit_fallback(self) -> dict[str, Any]:
+        """Attach the safe fallback fitted on validation to the controller (after the
+        best-checkpoint selection, which judged the raw controller)."""
+        ctrl = self.method.controller
+        ctrl.set_fallback(None)
+        engine = make_engine(ctrl, "torch")
+
+        def decide(ctx: Contexts, tasks: np.ndarray | None) -> np.ndarray:
+            image, text = self.val_env.features(ctx)
+            return engine.decide(image, text, ctx.budget_ms.astype(np.float32), task=tasks)
+
+        fallback = fit_fallback(
+            decide,
+            ctrl.knob_names,
+            tuple(ctrl.config.task_types),
+            self.train_env,
+            self.val_env,
+            confidence=FALLBACK_CONFIDENCE,
+            seed=self.cfg.seed,
+        )
+        ctrl.set_fallback(fallback)
+        return fallback_summary(fallback, FALLBACK_CONFIDENCE)
 
     # ------------------------------------------------------------------ checkpoints
     def save_last(self, t0: float) -> None:

@@ -100,7 +100,12 @@ class EvalResults:
     controller_parameters: int
     best_epoch: int | None
     controller: PolicyEval
+    """The policy as deployed (with its safe fallback, when one was fitted)."""
     baselines: dict[str, PolicyEval]
+    raw_controller: PolicyEval | None = None
+    """The controller's own decisions without the safe fallback (when one was fitted)."""
+    safe_fallback: dict[str, Any] | None = None
+    """The fallback's cells: how many keep the controller (``safe_fallback.summary``)."""
 
 
 def write_record(path: str | Path, record: Any) -> None:

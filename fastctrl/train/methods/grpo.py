@@ -1,23 +1,36 @@
 """GRPO: group-relative policy optimisation on the contextual bandit.
 
-For each (request, budget) the policy samples a group of G configs; each config's advantage is
-its reward relative to the group, ``(R - mean_group) / (std_group + eps)`` (or ``R - mean_group``
-with ``grpo_std_scaling`` off, as in the GRPO design). The update is the clipped-ratio
-objective over ``update_epochs`` passes, with an optional KL penalty to the initial policy
-(k3 estimator; weight ``kl_coef``, default 0). A config's log-prob is the sum over the three
-heads. Groups whose rewards are all equal carry no signal: they are counted and reported.
+Two ways to form a (request, budget)'s group (``groups``):
+
+- ``sampled`` (the GRPO design): the policy samples G configs and the env runs each one (G
+  env_steps);
+- ``offline`` (the default where a profile is given: the profile already holds every config's
+  measurements, so "use the offline data directly"): the group is every profiled config of the
+  request, read as a whole profile row (``C x S`` env_steps, as the supervised method pays),
+  and the rows read so far form a pool that later updates reuse.
+
+Each config's advantage is its reward relative to the group, ``R - mean_group`` (divided by
+``std_group + eps`` with ``grpo_std_scaling``). The update is the clipped-ratio objective over
+``update_epochs`` passes, with an optional KL penalty to the initial policy (k3 estimator;
+weight ``kl_coef``, default 0). A config's log-prob is the sum over the three heads. For an
+offline group the objective is the sampled one's expectation under the policy that drew the
+group: each config's clipped term weighted by its probability under the pre-update policy
+(so the gradient at the first pass is the exact policy gradient of the group's advantages).
+Sampled groups whose rewards are all equal carry no signal: they are counted and reported.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
+import numpy as np
 import torch
 
 from ...cli import need
 from ...policy import Controller
 from .base import Method, frozen_copy, grouped_log_prob
+from .row_pool import RowPool
 
 EPS = 1e-6
 
@@ -26,8 +39,17 @@ EPS = 1e-6
 class GRPOConfig:
     """GRPO's own hyper-parameters."""
 
+    groups: Literal["offline", "sampled"] = "offline"
+    """offline: a request's group is every config of its profile row (read once, pooled);
+    sampled: G configs sampled from the policy and run in the env."""
+    offline_weighting: Literal["policy", "uniform"] = "policy"
+    """offline groups: weight each config's term by its pre-update probability (the sampled
+    objective's expectation) or uniformly (every config as one sampled member)."""
+    updates_per_step: int = 50
+    """offline groups: gradient updates (batch_size groups each) after each profiled chunk of
+    requests."""
     group_size: int = 8
-    """Configs sampled per (request, budget) group."""
+    """sampled groups: configs sampled per (request, budget) group."""
     grpo_std_scaling: bool = False
     """Divide group advantages by the group std. Off by default (R - mean, as in the GRPO
     design): with the E5 reward's unbounded overshoot penalty, per-group std scaling prefers
@@ -46,6 +68,10 @@ class GRPOConfig:
     def __post_init__(self) -> None:
         need(self.group_size >= 2, f"--group_size must be >= 2, got {self.group_size}")
         need(self.update_epochs >= 1, f"--update_epochs must be >= 1, got {self.update_epochs}")
+        need(
+            self.updates_per_step >= 1,
+            f"--updates_per_step must be >= 1, got {self.updates_per_step}",
+        )
 
 
 class GRPO(Method):
@@ -58,8 +84,49 @@ class GRPO(Method):
         self.counters.setdefault("zero_spread_groups", 0)
         self.counters.setdefault("groups", 0)
         self.reference = frozen_copy(self.controller) if self.args.kl_coef > 0 else None
+        self.pool = RowPool(self.env, self.rng, self.device) if self.offline else None
+
+    @property
+    def offline(self) -> bool:
+        return self.args.groups == "offline"
+
+    @property
+    def exhausted(self) -> bool:
+        return self.pool is not None and self.pool.exhausted(self.rows_per_step)
+
+    @property
+    def iterations_per_epoch(self) -> int:
+        if self.pool is None:
+            return super().iterations_per_epoch
+        return self.profiling_steps(self.pool.n_requests)
 
     def train_step(self) -> dict[str, float]:
+        return self._offline_step() if self.pool is not None else self._sampled_step()
+
+    def _offline_step(self) -> dict[str, float]:
+        """Profile the next chunk of train requests into the pool, then ``updates_per_step``
+        updates on pooled groups (every config of a row)."""
+        assert self.pool is not None
+        with self.timer(self.cost_timer):
+            self.pool.read(self.rows_per_step)
+        logs: dict[str, list[float]] = {}
+        for _ in range(self.args.updates_per_step):
+            b = self.pool.next_batch(self.cfg.loop.batch_size)
+            rewards = self.pool.rewards[b]  # [B, C]
+            actions = {k: v.expand(len(b), -1) for k, v in self.pool.all_configs.items()}
+            step = self._update(
+                self.inputs(self.pool.ctx.take(b)),
+                actions,
+                rewards,
+                weighted=self.args.offline_weighting == "policy",
+            )
+            for k, v in step.items():
+                logs.setdefault(k, []).append(v)
+        out = {k: float(np.mean(v)) for k, v in logs.items()}
+        out["rows"] = float(self.pool.n_read)
+        return out
+
+    def _sampled_step(self) -> dict[str, float]:
         cfg = self.args
         g = cfg.group_size
         with self.timer(self.cost_timer):
@@ -75,22 +142,39 @@ class GRPO(Method):
             rewards = torch.as_tensor(res.reward, dtype=torch.float32, device=self.device).view(
                 len(ctx), g
             )
-            mean = rewards.mean(1, keepdim=True)
-            std = rewards.std(1, keepdim=True)
-            adv = rewards - mean
-            if cfg.grpo_std_scaling:
-                adv = adv / (std + EPS)
-            zero = std.squeeze(1) < 1e-8
-            self.counters["zero_spread_groups"] += int(zero.sum())
+            self.counters["zero_spread_groups"] += int((rewards.std(1) < 1e-8).sum())
             self.counters["groups"] += len(ctx)
+        return self._update((image, text, budget, task), actions, rewards, old_logp=old_logp)
+
+    def _update(
+        self,
+        inputs: tuple[torch.Tensor, ...],
+        actions: dict[str, torch.Tensor],
+        rewards: torch.Tensor,
+        *,
+        old_logp: torch.Tensor | None = None,
+        weighted: bool = False,
+    ) -> dict[str, float]:
+        """``update_epochs`` clipped-ratio passes on ``[B, G]`` groups. ``weighted``: each
+        member's term weighted by its pre-update probability (an enumerated, offline group)
+        instead of averaged (a sampled group)."""
+        cfg = self.args
+        adv = rewards - rewards.mean(1, keepdim=True)
+        if cfg.grpo_std_scaling:
+            adv = adv / (rewards.std(1, keepdim=True) + EPS)
+        if old_logp is None:
+            self.controller.eval()
+            with torch.no_grad():
+                old_logp = grouped_log_prob(self.controller(*inputs), actions)
+        weight = old_logp.exp() if weighted else torch.full_like(adv, 1.0 / adv.shape[1])
         self.controller.train()
         logs: dict[str, float] = {}
         for _ in range(cfg.update_epochs):
-            new_logits = self.controller(image, text, budget, task)
+            new_logits = self.controller(*inputs)
             logp = grouped_log_prob(new_logits, actions)
             ratio = torch.exp(logp - old_logp)
             clipped = torch.clamp(ratio, 1 - cfg.clip_coef, 1 + cfg.clip_coef)
-            pg_loss = -torch.min(ratio * adv, clipped * adv).mean()
+            pg_loss = -(weight * torch.min(ratio * adv, clipped * adv)).sum(1).mean()
             loss = pg_loss
             if cfg.grpo_ent_coef > 0:
                 entropy = Controller.entropy(new_logits).mean()
@@ -98,28 +182,37 @@ class GRPO(Method):
                 logs["entropy"] = float(entropy.detach())
             if self.reference is not None:
                 with torch.no_grad():
-                    ref_logp = grouped_log_prob(self.reference(image, text, budget, task), actions)
+                    ref_logp = grouped_log_prob(self.reference(*inputs), actions)
                 log_r = ref_logp - logp
-                kl = (torch.exp(log_r) - log_r - 1).mean()
+                kl = (weight * (torch.exp(log_r) - log_r - 1)).sum(1).mean()
                 loss = loss + cfg.kl_coef * kl
                 logs["kl"] = float(kl.detach())
             self.apply_update(loss)
             logs["loss"] = float(pg_loss.detach())
-        logs["reward_mean"] = float(rewards.mean())
+        logs["reward_mean"] = float((weight * rewards).sum(1).mean())
         logs["clip_frac"] = float(((ratio - 1).abs() > cfg.clip_coef).float().mean())
         return logs
 
     def extra_state(self) -> dict[str, Any]:
-        return {"reference": self.reference.state_dict() if self.reference is not None else {}}
+        state: dict[str, Any] = {
+            "reference": self.reference.state_dict() if self.reference is not None else {}
+        }
+        if self.pool is not None:
+            state["pool"] = self.pool.state()
+        return state
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         if self.reference is not None and state.get("reference"):
             self.reference.load_state_dict(state["reference"])
+        if self.pool is not None and "pool" in state:
+            self.pool.load_state(state["pool"])
 
     @staticmethod
     def search_space(trial: Any) -> dict[str, Any]:
         """GRPO's own hyper-parameters for ``python -m fastctrl.tune`` (an Optuna trial)."""
         return {
+            "groups": trial.suggest_categorical("groups", ["offline", "sampled"]),
+            "updates_per_step": trial.suggest_int("updates_per_step", 10, 200, log=True),
             "group_size": trial.suggest_categorical("group_size", [4, 8, 16]),
             "grpo_std_scaling": trial.suggest_categorical("grpo_std_scaling", [False, True]),
             "clip_coef": trial.suggest_float("clip_coef", 0.1, 0.3),

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from ...cli import need_at_least
 from ...env import Contexts, ProfileEnv
 from .base import Method, grouped_log_prob
+from .row_pool import RowPool, labelled_rows
 
 
 @dataclass
@@ -59,19 +60,6 @@ class SupervisedConfig:
     def __post_init__(self) -> None:
         need_at_least(self, 0, "label_requests")
         need_at_least(self, 1, "updates_per_step")
-
-
-def labelled_rows(env: ProfileEnv, reqs: np.ndarray) -> tuple[Contexts, np.ndarray]:
-    """Read the whole profile rows of ``reqs`` (counts ``C x S`` env_steps each) and return every
-    (request, budget ratio) context with the ``[n, C]`` reward of each config, averaged over the
-    measured repeats."""
-    quality, latency = env.profile_rows(reqs)
-    n_ratios = len(env.budget_ratios)
-    ctx = env.contexts(np.tile(reqs, n_ratios), np.repeat(env.budget_ratios, len(reqs)))
-    rewards = env.row_rewards(
-        np.tile(quality, (n_ratios, 1)), np.tile(latency, (n_ratios, 1, 1)), ctx.budget_ms
-    )
-    return ctx, rewards
 
 
 def oracle_labels(env: ProfileEnv, reqs: np.ndarray) -> tuple[Contexts, np.ndarray]:
@@ -108,54 +96,27 @@ class Supervised(Method):
     args: SupervisedConfig
 
     def setup(self) -> None:
-        self._requests = self.rng.permutation(self.env.requests)
-        if self.args.label_requests:
-            self._requests = self._requests[: self.args.label_requests]
-        self._read = 0
-        self.ctx = self.env.contexts(np.zeros(0, dtype=np.int64), np.zeros(0))
+        self.pool = RowPool(self.env, self.rng, self.device, self.args.label_requests)
         self.labels = np.zeros(0, dtype=np.int64)
-        n_configs = self.env.profile.n_configs
-        self.rewards = torch.zeros((0, n_configs), device=self.device)
-        # every config as per-knob actions [1, C], for the joint log-prob of the whole row
-        self.all_configs = {
-            k: v[None] for k, v in self.flat_to_actions(np.arange(n_configs)).items()
-        }
-        self._order = np.array([], dtype=np.int64)
 
     @property
     def exhausted(self) -> bool:
-        return self._read >= len(self._requests) or self.rows_per_step == 0
+        return self.pool.exhausted(self.rows_per_step)
 
     @property
     def iterations_per_epoch(self) -> int:
         """Steps until every train request has been profiled once."""
-        return self.profiling_steps(len(self._requests))
+        return self.profiling_steps(self.pool.n_requests)
 
-    def add_labels(self, reqs: np.ndarray) -> None:
-        """Profile ``reqs`` and add their labels to the pool (class weights follow the pool)."""
-        with self.timer(self.cost_timer):
-            ctx, rewards = labelled_rows(self.env, reqs)
-        labels = rewards.argmax(1)
-        # centred per row: the gradient is unchanged, the loss reads as reward above the mean
-        rewards = torch.from_numpy((rewards - rewards.mean(1, keepdims=True)).astype(np.float32))
-        self.ctx = Contexts(
-            *(
-                np.concatenate([a, b])
-                for a, b in (
-                    (self.ctx.req, ctx.req),
-                    (self.ctx.budget_ms, ctx.budget_ms),
-                    (self.ctx.ratio, ctx.ratio),
-                )
-            )
-        )
-        self.labels = np.concatenate([self.labels, labels])
-        self.rewards = torch.cat([self.rewards, rewards.to(self.device)])
-        if self.args.loss == "cell_labels":  # the cells' best configs follow the grown pool
+    def relabel(self) -> None:
+        """Labels and class weights of the whole pool (they follow the grown pool)."""
+        rewards = self.pool.raw_rewards
+        if self.args.loss == "cell_labels":  # the cells' best configs
             self.labels = cell_labels(
-                self.env.profile.task_types[self.ctx.req],
-                self.ctx.ratio,
-                self.rewards.cpu().numpy(),
+                self.env.profile.task_types[self.pool.ctx.req], self.pool.ctx.ratio, rewards
             )
+        else:
+            self.labels = rewards.argmax(1)
         idx = self.env.profile.config_indices[self.labels]  # [N, n_knobs]
         self.label_idx = torch.from_numpy(idx).to(self.device)
         self.class_weights = []
@@ -166,21 +127,17 @@ class Supervised(Method):
             self.class_weights.append(torch.tensor(w, dtype=torch.float32, device=self.device))
             sample_w *= w[idx[:, k]] ** (1.0 / len(self.env.space.sizes))
         self.sample_p = sample_w / sample_w.sum()
-        self._order = np.array([], dtype=np.int64)  # a new permutation over the grown pool
 
     def _next_batch(self) -> np.ndarray:
         bs = self.cfg.loop.batch_size
         if self.args.class_balance == "weighted_sampling":
             return self.rng.choice(len(self.labels), size=bs, p=self.sample_p)
-        if len(self._order) < bs:
-            self._order = np.concatenate([self._order, self.rng.permutation(len(self.labels))])
-        batch, self._order = self._order[:bs], self._order[bs:]
-        return batch
+        return self.pool.next_batch(bs)
 
     def update(self) -> float:
         """One gradient step on a batch of the label pool; returns the loss."""
         b = self._next_batch()
-        image, text, budget, task = self.inputs(self.ctx.take(b))
+        image, text, budget, task = self.inputs(self.pool.ctx.take(b))
         self.controller.train()
         logits = self.controller(image, text, budget, task)
         if self.args.loss == "expected_reward":
@@ -194,34 +151,24 @@ class Supervised(Method):
 
     def _expected_reward_update(self, logits: dict[str, torch.Tensor], b: np.ndarray) -> float:
         """Ascend ``sum_c p(c | x) r(x, c)``, ``p`` the product of the per-head softmaxes."""
-        actions = {k: v.expand(len(b), -1) for k, v in self.all_configs.items()}
-        loss = -(grouped_log_prob(logits, actions).exp() * self.rewards[b]).sum(1).mean()
+        actions = {k: v.expand(len(b), -1) for k, v in self.pool.all_configs.items()}
+        loss = -(grouped_log_prob(logits, actions).exp() * self.pool.rewards[b]).sum(1).mean()
         self.apply_update(loss)
         return float(loss.detach())
 
     def train_step(self) -> dict[str, float]:
-        chunk = self._requests[self._read : self._read + self.rows_per_step]
-        self._read += len(chunk)
-        self.add_labels(chunk)
+        with self.timer(self.cost_timer):
+            self.pool.read(self.rows_per_step)
+        self.relabel()
         losses = [self.update() for _ in range(self.args.updates_per_step)]
         return {"loss": float(np.mean(losses)), "labels": float(len(self.labels))}
 
     def extra_state(self) -> dict[str, Any]:
-        return {
-            "requests": torch.from_numpy(self._requests),
-            "read": int(self._read),
-            "order": torch.from_numpy(self._order),
-        }
+        return self.pool.state()
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        self._requests = state["requests"].numpy()
-        read = int(state["read"])
-        self._read = read
-        # the pool is rebuilt from the rows read (their cost is already in the env_steps)
-        steps = self.env.env_steps
-        self.add_labels(self._requests[:read])
-        self.env.env_steps = steps
-        self._order = state["order"].numpy()
+        self.pool.load_state(state)
+        self.relabel()
 
     @staticmethod
     def search_space(trial: Any) -> dict[str, Any]:
