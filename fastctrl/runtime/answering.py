@@ -11,10 +11,9 @@ without ``generate()``'s per-call set-up.
 **One-token answers.** Greedy ``generate(max_new_tokens=1)`` runs one forward (the prefill) and takes the argmax of
 the last position's logits after its logits processors. Around that forward it validates its
 kwargs against ``forward``'s signature, copies the generation config, builds processors,
-stopping criteria and a KV cache: on the digits model at batch 1, one CPU thread, 2.2 ms of
-the cheapest config's 6.6 ms per call (``bench/bench_answer_path.py``, medians of 200
-interleaved calls), i.e. a fixed cost that no knob can remove and that no serving engine
-pays per request. A serving path for short answers (a word, a label, a digit) needs none of
+stopping criteria and a KV cache: a fixed cost per call that no knob can remove and that no
+serving engine pays per request (measured on the digits model by ``bench/bench_answer_path.py``;
+its committed result is rendered in the docs, ``docs/benchmarks/digits.md``). A serving path for short answers (a word, a label, a digit) needs none of
 it.
 
 :class:`PrefillAnswer` is that path: one forward of the (hooked) model with ``logits_to_keep=1``
