@@ -54,8 +54,8 @@ ModelSize = Literal["small", "medium", "large"]
 
 MODEL_SIZES: dict[str, dict[str, int]] = {
     # Parameter counts with the default 15-step system are in the tests. ``small`` runs 2 core
-    # applications per forward so that a batch of 1000 takes about 5-6 ms on 2 CPU threads
-    # (3 outer x 2 inner cycles at the same width cost more per call: bench/bench_control.py times it).
+    # applications per forward to keep a batch of 1000 within the inference target; 3 outer x
+    # 2 inner cycles at the same width cost more per call (bench/bench_control.py times both).
     "small": {"latent_dim": 128, "hidden_dim": 320, "num_outer_cycles": 2, "num_inner_cycles": 1},
     "medium": {"latent_dim": 256, "hidden_dim": 880, "num_outer_cycles": 3, "num_inner_cycles": 2},
     "large": {"latent_dim": 512, "hidden_dim": 2250, "num_outer_cycles": 3, "num_inner_cycles": 2},
