@@ -4,7 +4,8 @@ knob's cheapest setting saves (``python bench/bench_vllm_plugin.py``, in the vLL
 Model: a tiny OLMoE built here (hidden 512, 8 blocks, 8 experts, 4 per token, float32,
 random weights). Two engines, each in its own process (:mod:`tests_vllm.engine_run`):
 vLLM without the plugin (``VLLM_PLUGINS`` excluding it) and vLLM with it (``FASTCTRL_VLLM=1``).
-Each times request sets round-robin, ``--repeats`` times, after one warm-up; a set is
+Engines alternate (``--engine-rounds`` starts of each); each times its request sets
+round-robin, ``--repeats`` times, after one warm-up; a set is
 ``--requests`` requests of ``--prompt-len`` prompt tokens and ``--new-tokens`` new tokens in
 one ``generate`` (all in one batch). With the plugin: every request pinned at the full config
 (the plugin's bookkeeping only), at ``top_k=1``, at ``num_active_blocks=1``, at both, and a
@@ -53,7 +54,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=8)
     ap.add_argument("--prompt-len", type=int, default=32)
     ap.add_argument("--new-tokens", type=int, default=32)
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--repeats", type=int, default=7, help="timed runs per set per engine")
+    ap.add_argument("--engine-rounds", type=int, default=3, help="alternating engine starts")
     ap.add_argument("--out", default=str(ROOT / "bench/results/vllm_plugin/cpu_tiny_olmoe.json"))
     a = ap.parse_args()
     # the vLLM environment's helpers (imported here: pytest bench/ collects this file in the
@@ -76,26 +78,41 @@ def main() -> None:
     }
     model = str(work / "olmoe")
     timing = {"repeats": a.repeats}
-    off = run_engine(
-        {
-            "model": model,
-            "env": {"VLLM_PLUGINS": "none"},
-            "requests": [],
-            "timing": {**timing, "sets": {"vllm": request_set(n, p, t, None)}},
-        },
-        work / "off",
-    )
-    on = run_engine(
-        {
-            "model": model,
-            "env": {"FASTCTRL_VLLM": "1"},
-            "requests": [],
-            "timing": {**timing, "sets": with_sets},
-        },
-        work / "on",
-    )
-    assert off["model_class"] == "OlmoeForCausalLM", off["model_class"]
-    assert on["model_class"] == "FastctrlOlmoeForCausalLM", on["model_class"]
+    # engines alternate (off, on, off, on, ...): drift on a shared machine falls on both
+    runs: dict[str, list[dict]] = {"off": [], "on": []}
+    for e in range(a.engine_rounds):
+        runs["off"].append(
+            run_engine(
+                {
+                    "model": model,
+                    "env": {"VLLM_PLUGINS": "none"},
+                    "requests": [],
+                    "timing": {**timing, "sets": {"vllm": request_set(n, p, t, None)}},
+                },
+                work / f"off{e}",
+            )
+        )
+        runs["on"].append(
+            run_engine(
+                {
+                    "model": model,
+                    "env": {"FASTCTRL_VLLM": "1"},
+                    "requests": [],
+                    "timing": {**timing, "sets": with_sets},
+                },
+                work / f"on{e}",
+            )
+        )
+    off = {
+        "model_class": runs["off"][0]["model_class"],
+        "new_tokens": runs["off"][0]["new_tokens"],
+        "times_s": {k: [x for r in runs["off"] for x in r["times_s"][k]] for k in ["vllm"]},
+    }
+    on = {
+        "model_class": runs["on"][0]["model_class"],
+        "new_tokens": runs["on"][0]["new_tokens"],
+        "times_s": {k: [x for r in runs["on"] for x in r["times_s"][k]] for k in with_sets},
+    }
     rows = {}
     for run in (off, on):
         for name, times in run["times_s"].items():
@@ -131,6 +148,7 @@ def main() -> None:
         "prompt_len": p,
         "new_tokens": t,
         "repeats": a.repeats,
+        "engine_rounds": a.engine_rounds,
         "plugin_overhead_full_config": 1.0 - full_tps / base,
         "rows": rows,
     }
