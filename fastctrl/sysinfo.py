@@ -64,3 +64,47 @@ def machine(device: Any = "cpu") -> dict[str, Any]:
     if str(device).startswith("cuda") and torch.cuda.is_available():
         out["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return out
+
+
+def git_commit(root: str | Path | None = None) -> str | None:
+    """The checkout's commit (``+dirty`` when tracked files differ from it), or ``None``
+    outside a git checkout or without git."""
+    import subprocess
+
+    cwd = Path(root) if root is not None else Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=cwd, capture_output=True, text=True
+        )
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "diff", "--quiet", "HEAD", "--"], cwd=cwd, capture_output=True
+        ).returncode
+    except OSError:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty else "")
+
+
+def provenance(command: str) -> dict[str, Any]:
+    """What a result file records about how it was made: the command, the date, the commit
+    and the CPU (model and ISA flags), so a rendered table can name them."""
+    import time
+
+    return {
+        "command": command,
+        "date": time.strftime("%Y-%m-%d"),
+        "commit": git_commit(),
+        "machine": {"cpu": cpu_model(), "cpu_count": os.cpu_count(), **cpu_id()},
+    }
+
+
+def command_line(module: str) -> str:
+    """This process's command as a user would type it: ``python -m <module> ...`` when run as
+    a module, else the script's name and its arguments (``fastctrl compare ...``)."""
+    import shlex
+    import sys
+
+    argv0 = Path(sys.argv[0]).name if sys.argv else module
+    head = f"python -m {module}" if argv0 in ("__main__.py", "-m", "-c", "") else argv0
+    return " ".join([head, *(shlex.quote(a) for a in sys.argv[1:])])

@@ -17,7 +17,7 @@ from fastctrl import Controller, make_engine  # noqa: E402
 from fastctrl.engines.int8_engine import available_isas  # noqa: E402
 from fastctrl.env import ProfileEnv, StaticPolicy  # noqa: E402
 from fastctrl.env.evaluation import to_flat  # noqa: E402
-from fastctrl.env.safe_fallback import fit_fallback, paired_lower_bound  # noqa: E402
+from fastctrl.env.safe_fallback import fit_fallback, paired_bounds, summary  # noqa: E402
 from fastctrl.policy.fallback import FALLBACK_FILE, SafeFallback  # noqa: E402
 from fastctrl.profile import synthetic_profile  # noqa: E402
 
@@ -131,12 +131,13 @@ def test_checkpoint_round_trip_and_bad_files(tmp_path):
         Controller.from_pretrained(tmp_path)
 
 
-def test_paired_lower_bound():
+def test_paired_bounds():
     rng = np.random.default_rng(0)
-    assert paired_lower_bound(np.full(100, 0.01), 0.95, 500, rng) == pytest.approx(0.01)
-    assert paired_lower_bound(np.zeros(100), 0.95, 500, rng) == 0.0
+    assert paired_bounds(np.full(100, 0.01), 0.95, 500, rng) == pytest.approx((0.01, 0.01))
+    assert paired_bounds(np.zeros(100), 0.95, 500, rng) == (0.0, 0.0)
     noisy = rng.normal(0.001, 1.0, 200)  # a tiny mean gain, far inside the noise
-    assert paired_lower_bound(noisy, 0.95, 2000, rng) < 0
+    low, high = paired_bounds(noisy, 0.95, 2000, rng)
+    assert low < 0 < high
 
 
 @pytest.fixture(scope="module")
@@ -181,8 +182,61 @@ def test_fit_falls_back_where_the_policy_is_not_better(envs):
     # the static configs are the best_static baseline's, one per budget, ascending budgets
     np.testing.assert_array_equal(oracle.static, train.profile.config_indices[static.configs])
     assert np.all(np.diff(oracle.budget_ms) > 0)
-    cells = {(e["task"], e["budget_ratio"]) for e in oracle.evidence}
-    assert len(cells) == oracle.use_policy.size
+    cells = {(e["task"], e["budget_ratio"]) for e in oracle.evidence if e["task"] != "*"}
+    assert len(cells) == oracle.use_policy.size  # one per (slot, budget), plus pooled rows
+    # the validation gains: kept everywhere, the deployed gain is the raw one; kept nowhere, 0
+    s_oracle, s_same = summary(oracle, 0.95), summary(same, 0.95)
+    assert s_oracle["val_gain_deployed"] == pytest.approx(s_oracle["val_gain_raw"])
+    assert s_oracle["val_gain_raw"] > 0
+    assert s_same["val_gain_raw"] == 0 and s_same["val_gain_deployed"] == 0
+    s_bad = summary(bad, 0.95)
+    assert s_bad["val_gain_raw"] < 0 <= s_bad["val_gain_deployed"]
+
+
+def test_fit_pooled_over_task_types(envs):
+    """cells="budget": one cell per budget for every known task type (slot 0 apart)."""
+    train, val = envs
+    tasks = tuple(sorted(set(train.profile.task_types.astype(str))))
+    cheapest = int(np.argmin(val.profile.mean_latency.mean(0)))
+    fb = fit_fallback(
+        _decide_flat(val, lambda ctx: np.full(len(ctx), cheapest)),
+        train.space.names,
+        tasks,
+        train,
+        val,
+        cells="budget",
+    )
+    assert (fb.use_policy[1:] == fb.use_policy[1]).all()
+    assert {e["task"] for e in fb.evidence} == {"", "*"}
+    assert not fb.use_policy[:, -1].any()
+    assert summary(fb, 0.95)["val_gain_raw"] < 0
+
+
+def test_hierarchical_cells_keep_the_policy_where_the_budget_shows_it(envs):
+    """A policy that is the oracle for one task type and static for the others: per-task cells
+    keep it for that task only; the pooled budget shows a gain, so hierarchical cells keep it
+    for the tasks whose own cells show no loss (all of them here: static = no loss)."""
+    train, val = envs
+    tasks = tuple(sorted(set(train.profile.task_types.astype(str))))
+    static = StaticPolicy.fit(train)
+    best = tasks[0]
+
+    def choose(ctx):
+        flat = to_flat(val, static.decide(ctx, val))
+        oracle = val.expected_rewards(ctx).argmax(1)
+        mine = val.profile.task_types[ctx.req].astype(str) == best
+        return np.where(mine, oracle, flat)
+
+    decide = _decide_flat(val, choose)
+    names = train.space.names
+    own = fit_fallback(decide, names, tasks, train, val, cells="task_budget")
+    assert own.use_policy[1].all() and not own.use_policy[2:].any()
+    hier = fit_fallback(decide, names, tasks, train, val, cells="hierarchical")
+    assert hier.use_policy[1:].all()
+    s = summary(hier, 0.95)
+    assert s["val_gain_deployed"] == pytest.approx(s["val_gain_raw"]) and s["val_gain_raw"] > 0
+    with pytest.raises(ValueError, match="cells must be one of"):
+        fit_fallback(decide, names, tasks, train, val, cells="nope")
 
 
 def test_fit_needs_global_budgets(envs):

@@ -24,7 +24,7 @@ METHOD_FLAGS = {"ppo": ["--rollout_contexts", "64"]}
 BUDGET_KEYS = {"quality_mean", "latency_p95", "slo_violation_rate", "utility", "gap_to_oracle"}
 
 
-@pytest.mark.parametrize("method", [*METHOD_NAMES, "grpo:sampled"])
+@pytest.mark.parametrize("method", [*METHOD_NAMES, "grpo:offline"])
 def test_every_method_runs_end_to_end(tmp_path, method):
     method, _, groups = method.partition(":")
     flags = ["--groups", groups] if groups else []
@@ -102,9 +102,13 @@ def _run(tmp_path: Path, name: str, *flags: str) -> EvalResults:
     return Run(_cfg(tmp_path, name, *flags)).run()
 
 
-def test_same_seed_same_result_and_resume(tmp_path):
-    a = _run(tmp_path, "a", "--seed", "5")
-    b = _run(tmp_path, "b", "--seed", "5")
+@pytest.mark.parametrize("groups", ["sampled", "offline"])
+def test_same_seed_same_result_and_resume(tmp_path, groups):
+    """Offline groups: the resumed pool must be rebuilt in the order it was read (the saved
+    batch order indexes it)."""
+    tmp_path = tmp_path / groups
+    a = _run(tmp_path, "a", "--seed", "5", "--groups", groups)
+    b = _run(tmp_path, "b", "--seed", "5", "--groups", groups)
     for key in ("utility", "quality_mean", "slo_violation_rate"):
         assert getattr(a.controller.overall, key) == getattr(b.controller.overall, key)
     sa = json.loads((tmp_path / "a" / "training_stats.json").read_text())["history"]
@@ -112,7 +116,7 @@ def test_same_seed_same_result_and_resume(tmp_path):
     assert [h["utility"] for h in sa] == [h["utility"] for h in sb]
     # killed right after the checkpoint of the second validation point, resumed: the same
     # curve as uninterrupted
-    run = Run(_cfg(tmp_path, "c", "--seed", "5"))
+    run = Run(_cfg(tmp_path, "c", "--seed", "5", "--groups", groups))
     save = run.save_last
 
     def save_then_die(t0: float) -> None:
@@ -124,9 +128,20 @@ def test_same_seed_same_result_and_resume(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run.run()
     # a checkpoint is resumed only with the settings it was trained with
-    with pytest.raises(ValueError, match=r"--resume: .*loop.lr: checkpoint 0.0001, this run 0.001"):
-        _run(tmp_path, "c", "--seed", "5", "--lr", "1e-3", "--resume", str(tmp_path / "c"))
-    c = _run(tmp_path, "c", "--seed", "5", "--resume", str(tmp_path / "c"))
+    with pytest.raises(ValueError, match=r"--resume: .*loop.lr: checkpoint 2e-05, this run 0.001"):
+        _run(
+            tmp_path,
+            "c",
+            "--seed",
+            "5",
+            "--groups",
+            groups,
+            "--lr",
+            "1e-3",
+            "--resume",
+            str(tmp_path / "c"),
+        )
+    c = _run(tmp_path, "c", "--seed", "5", "--groups", groups, "--resume", str(tmp_path / "c"))
     sc = json.loads((tmp_path / "c" / "training_stats.json").read_text())["history"]
     assert [h["utility"] for h in sc] == [h["utility"] for h in sa]
     assert [h["env_steps"] for h in sc] == [h["env_steps"] for h in sa]
@@ -143,7 +158,7 @@ def test_dpo_warm_start_is_on_the_grid_and_resumes(tmp_path):
     a.run()
     cost = a.profile.n_configs * a.profile.n_repeats
     steps = [h.env_steps for h in a.history]
-    warm_rows = len(a.method.warm._requests)
+    warm_rows = a.method.warm.pool.n_requests
     assert steps[0] == 0 and steps[1] == -(-9000 // cost) * cost  # a point inside the warm start
     assert warm_rows * cost < 90000 and steps[-1] >= 90000  # then DPO's own steps
     assert a.method.reference is not None and a.method.counters["pairs"] > 0
@@ -170,8 +185,9 @@ def test_offline_methods_pay_for_every_measurement_they_read(tmp_path):
     (every config, every latency repeat) in chunks: their curve is on the same env-step axis,
     never past the budget."""
     for method in ("lut", "supervised", "grpo"):
+        flags = ["--groups", "offline"] if method == "grpo" else []
         run = training_run(
-            tmp_path / method, "--method", method, *synthetic_training(300, 20000, 4500)
+            tmp_path / method, "--method", method, *synthetic_training(300, 20000, 4500), *flags
         )
         run.fit()
         cost = run.profile.n_configs * run.profile.n_repeats
@@ -220,19 +236,19 @@ def test_supervised_expected_reward_takes_the_best_config_on_average(tmp_path):
     )
     m = run.method
     m.setup()
-    m.add_labels(m.env.requests[:1])
+    m.pool.read(1)
     n_configs = m.env.profile.n_configs
     a, b, mean_best = 0, n_configs - 1, n_configs // 2
     rows = np.full((2, n_configs), -1.0, dtype=np.float32)
     rows[0, [a, mean_best]] = [1.0, 0.6]
     rows[1, [b, mean_best]] = [1.0, 0.6]
-    m.ctx = m.ctx.take(np.zeros(2, dtype=np.int64))
-    m.rewards = torch.from_numpy(rows)
+    m.pool.ctx = m.pool.ctx.take(np.zeros(2, dtype=np.int64))
+    m.pool.rewards = torch.from_numpy(rows)
     m.labels = rows.argmax(1)
     for _ in range(300):
-        m._expected_reward_update(m.controller(*m.inputs(m.ctx)), np.array([0, 1]))
+        m._expected_reward_update(m.controller(*m.inputs(m.pool.ctx)), np.array([0, 1]))
     with torch.no_grad():
-        logits = m.controller(*m.inputs(m.ctx.take(np.array([0]))))
+        logits = m.controller(*m.inputs(m.pool.ctx.take(np.array([0]))))
     picked = m.to_flat({k: v.argmax(-1) for k, v in logits.items()})
     assert picked.tolist() == [mean_best], (picked, a, b)
 
@@ -265,12 +281,16 @@ def test_supervised_cell_labels_follow_the_pool(tmp_path):
     m = run.method
     assert m.args.loss == "cell_labels"
     m.setup()
-    for chunk in (m._requests[:20], m._requests[20:60]):
-        m.add_labels(chunk)
-        tasks = run.profile.task_types[m.ctx.req].astype(str)
-        np.testing.assert_array_equal(m.labels, cell_labels(tasks, m.ctx.ratio, m.rewards.numpy()))
-        for key in set(zip(tasks, m.ctx.ratio, strict=True)):
-            cell = (tasks == key[0]) & (m.ctx.ratio == key[1])
+    for n in (20, 40):
+        m.pool.read(n)
+        m.relabel()
+        ctx = m.pool.ctx
+        tasks = run.profile.task_types[ctx.req].astype(str)
+        np.testing.assert_array_equal(
+            m.labels, cell_labels(tasks, ctx.ratio, m.pool.rewards.cpu().numpy())
+        )
+        for key in set(zip(tasks, ctx.ratio, strict=True)):
+            cell = (tasks == key[0]) & (ctx.ratio == key[1])
             assert len(set(m.labels[cell])) == 1
     assert len(m.labels) == 60 * len(run.train_env.budget_ratios)
 

@@ -34,6 +34,7 @@ import tyro
 from .. import cli, io
 from ..cli import need, need_at_least, need_positive
 from ..distributed.backend import BackendArgs, map_jobs, parallel_slots
+from ..sysinfo import command_line, provenance
 from ..train.checkpoint import load_checkpoint
 from ..train.config import ProfileSource, RunBudget, RunConfig, TrainConfig, diff_configs
 from ..train.loop import RESUME_FREE, STATE_FORMAT
@@ -275,6 +276,7 @@ def run(args: CompareArgs) -> int:
     runs = analysis.load_runs({k: Path(c.run.output_dir) for k, c in configs.items()})
     any_run = next(iter(next(iter(runs.values())).values()))
     meta = {
+        **provenance(command_line("fastctrl.compare")),
         "methods": methods,
         "seeds": seeds,
         "data_seed": args.data_seed,

@@ -233,6 +233,10 @@ class RunConfig:
     validation shows it beats the best static config (paired-bootstrap 95% lower bound > 0)
     and serve the static config elsewhere; the table is saved with the controller and every
     engine applies it (needs --budget_baseline global)."""
+    fallback_cells: Literal["hierarchical", "task_budget", "budget"] = "hierarchical"
+    """Cells of the safe fallback: hierarchical (a (task type, budget) cell keeps the
+    controller when its own requests, or the pooled budget's, show the gain and its own do not
+    show a loss), task_budget (its own requests only), budget (the task types pooled)."""
     resume: str | None = None
     """A last_checkpoint.pt (or its output_dir) to continue from."""
     quiet: bool = False

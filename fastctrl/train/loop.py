@@ -391,6 +391,7 @@ class Run:
             self.val_env,
             confidence=FALLBACK_CONFIDENCE,
             seed=self.cfg.seed,
+            cells=self.cfg.run.fallback_cells,
         )
         ctrl.set_fallback(fallback)
         return fallback_summary(fallback, FALLBACK_CONFIDENCE)
