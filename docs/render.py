@@ -816,6 +816,47 @@ def _tune_sources() -> tuple[str, ...]:
 
 
 #: block name -> (source files, render function); the page is wherever the markers are
+# --------------------------------------------------------------------------- training
+
+
+def provenance_caption(sources: Sequence[str], meta: dict[str, Any]) -> str:
+    """The caption of a file that records ``fastctrl.sysinfo.provenance``."""
+    m = meta.get("machine") or {}
+    return caption(
+        sources,
+        command=meta.get("command"),
+        machine=machine_text(m.get("cpu"), m.get("cpu_isa")),
+        date=meta.get("date"),
+        commit=meta.get("commit"),
+    )
+
+
+def render_grpo_variants(paths: Sequence[Path]) -> str:
+    """GRPO variants on validation (bench/grpo_variants.py): best and final utility, SLO."""
+    doc = read_json(paths[0])
+    rows = []
+    for name, v in doc["variants"].items():
+        rows.append(
+            [
+                name,
+                f"{v['val_best']:.3f} @ {v['val_best_env_steps']:,}",
+                f"{v['val_final']:.3f}",
+                f"{v['val_best'] - v['val_final']:.3f}",
+                f"{v['val_best_slo']:.1%} -> {v['val_final_slo']:.1%}",
+                f"{v['val_best_static']:.3f}",
+            ]
+        )
+    header = [
+        "variant",
+        "validation utility: best @ env_steps",
+        "final",
+        "best - final",
+        "SLO violation: at best -> final",
+        "best static (val)",
+    ]
+    return "\n".join([*table(header, rows), "", provenance_caption([rel(paths[0])], doc["meta"])])
+
+
 REGISTRY: dict[str, Block] = {
     "serve.loadtest": Block(("bench/results/loadtest/loadtest.json",), render_loadtest),
     "serve.loadtest_batch4": Block(
@@ -838,6 +879,7 @@ REGISTRY: dict[str, Block] = {
     "ray.bench": Block(("bench/results/bench_ray.json",), render_ray),
     "engines.bench": Block(("bench/results/bench_engines.json",), render_engines),
     "hook.bench": Block(("bench/results/bench_hook.json",), render_hook),
+    "grpo.variants": Block(("bench/results/grpo_variants.json",), render_grpo_variants),
     **{
         f"e5.{p}": Block((f"bench/results/e5/{p}/e5_statistics.json",), render_e5, on_a_page=False)
         for p in E5_PROFILES

@@ -218,6 +218,7 @@ class Engine(ABC):
         self.task_types = tuple(controller.config.task_types)
         """The task types the controller takes as an input (empty: none)."""
         self.n_task_slots = len(self.task_types) + 1 if self.task_types else 0
+        self._slot_of = {t: i + 1 for i, t in enumerate(self.task_types)}
         self.fallback = controller.fallback
         """The controller's safe-fallback table, applied after every argmax (or ``None``)."""
 
@@ -264,14 +265,13 @@ class Engine(ABC):
         n = self.n_task_slots
         if task is None or n == 0:
             return np.zeros(batch, dtype=np.int64)
-        if isinstance(task, str):
-            task = [task]
+        if isinstance(task, str):  # one name for the batch (every served request): no arrays
+            return np.full(batch, self._slot_of.get(task, 0), dtype=np.int64)
         if isinstance(task, torch.Tensor):
             task = task.detach().cpu().numpy()
         arr = np.asarray(task)
         if arr.dtype.kind in "OUS":
-            lookup = {t: i + 1 for i, t in enumerate(self.task_types)}
-            arr = np.asarray([lookup.get(str(t), 0) for t in arr.reshape(-1)], dtype=np.int64)
+            arr = np.asarray([self._slot_of.get(str(t), 0) for t in arr.reshape(-1)], np.int64)
         elif arr.dtype.kind not in "iu":
             raise TypeError(f"task must be task-type names or integer slots, got {arr.dtype}")
         arr = _one_per_request(arr, batch, np.int64, "task", "one task")

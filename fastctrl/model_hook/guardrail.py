@@ -63,16 +63,19 @@ class LatencyGuardrail:
         """``rows`` with every decision predicted to miss its budget replaced; and how many
         were. ``task``: None, a name, or one per request (unknown names: all tasks)."""
         n = len(rows)
-        budgets = np.broadcast_to(np.asarray(budget_ms, dtype=np.float64).reshape(-1), (n,))
+        flat = np.asarray(budget_ms, dtype=np.float64).reshape(-1)
+        # per request: a python float (one budget for all: no broadcast array per call)
+        budgets = [float(flat[0])] * n if flat.size == 1 else flat.tolist()
         tasks = [task] * n if task is None or isinstance(task, str) else list(task)
         out, replaced = [], 0
         for row, budget, t in zip(rows, budgets, tasks, strict=True):
             key = t if isinstance(t, str) and t in self.latency else ALL_TASKS
-            lat = self.latency[key] * self.scale
             col = self._column[tuple(row)]
-            if lat[col] <= budget:
+            # the kept decision (the common case) reads one number, no scaled copy
+            if self.latency[key][col] * self.scale <= budget:
                 out.append(row)
                 continue
+            lat = self.latency[key] * self.scale
             fits = lat <= budget
             if fits.any():
                 order = self._by_quality[key]
