@@ -6,7 +6,9 @@ model load through from_pretrained / AutoProcessor."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -156,6 +158,35 @@ def test_profile_train_evaluate_from_a_model_directory(family, tmp_path):
     )
     for fig in ("accuracy_vs_budget.png", "latency_per_budget.png"):
         assert (out / fig).stat().st_size > 1000
+    assert res["command"].startswith("python -m fastctrl.evaluate") and res["date"]
+    if family != "llava-olmoe":
+        return
+    # the latency guardrail: at a budget no config is predicted to meet, every controller
+    # decision is replaced by the config its task's quantile latency says is fastest
+    from fastctrl.model_hook.guardrail import LatencyGuardrail
+
+    guard = LatencyGuardrail.fit(measured, quantile=0.9)
+    out_g = tmp_path / "eval_guardrail"
+    from fastctrl.evaluate.cli import main as evaluate_main
+
+    main_flags = ["--missing_configs", "impute", "--guardrail", "0.9", "--budgets_ms", "0.001"]
+    assert (
+        evaluate_main(
+            ["--controller", str(run), "--model", str(model_dir), "--profile", str(prof)]
+            + ["--dataset", str(heldout), "--output_dir", str(out_g), *QUICK_ANSWERS, *main_flags]
+        )
+        == 0
+    )
+    g = json.loads((out_g / "live_eval.json").read_text())
+    tasks = [json.loads(line).get("task_type") for line in heldout.read_text().splitlines()]
+    want = []
+    for t in tasks:
+        lat = guard.latency[t if t in guard.latency else ""]
+        idx = measured.config_indices[int(np.argmin(lat))]
+        want.append(",".join(f"{k}={grid[k][i]}" for k, i in zip(grid, idx, strict=True)))
+    (only,) = g["per_budget"].values()
+    assert only["controller"]["configs"] == dict(Counter(want))
+    assert g["guardrail_replaced"] >= 1
 
 
 def test_a_lookup_table_run_is_served_live_through_the_hook(tmp_path):

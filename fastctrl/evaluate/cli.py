@@ -125,7 +125,7 @@ def run(args: EvaluateArgs) -> int:
     from ..runtime.metrics import resolve_metric
     from ..runtime.requests import as_requests
     from ..runtime.synthetic_vqa import synthetic_vqa
-    from ..sysinfo import machine
+    from ..sysinfo import command_line, machine, provenance
     from .host_check import check_host, profile_machine
     from .live import evaluate_live, static_configs
     from .plots import plot_accuracy_vs_budget, plot_latency_per_budget
@@ -195,7 +195,12 @@ def run(args: EvaluateArgs) -> int:
     out.mkdir(parents=True, exist_ok=True)
     io.write_json(
         out / "live_eval.json",
-        {"args": io.to_json(args), **io.to_json(res), "host": io.to_json(host)},
+        {
+            **provenance(command_line("fastctrl.evaluate")),
+            "args": io.to_json(args),
+            **io.to_json(res),
+            "host": io.to_json(host),
+        },
     )
     plot_accuracy_vs_budget(res, out / "accuracy_vs_budget.png")
     plot_latency_per_budget(res, out / "latency_per_budget.png")

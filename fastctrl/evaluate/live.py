@@ -81,6 +81,8 @@ class LiveResult:
     decided_by: str = "controller"
     """``controller`` (through the hook's engine) or ``lookup_table`` (task type x budget
     bin, pinned): what the ``controller`` policy was."""
+    guardrail_replaced: int = 0
+    """Controller decisions the latency guardrail replaced (all budgets, warm-up included)."""
 
 
 def config_key(values: dict[str, int]) -> str:
@@ -249,6 +251,7 @@ def evaluate_live(
                 per_budget[f"{b:g}"] = res
             bar.close()
     finally:
+        replaced = handle.stats.guardrail_replaced
         handle.remove()
     return LiveResult(
         budgets,
@@ -260,4 +263,5 @@ def evaluate_live(
         {f"{b:g}": c.values for b, c in (static or {}).items()},
         answered_by(prefill),
         "lookup_table" if table is not None else "controller",
+        replaced,
     )
