@@ -66,6 +66,11 @@ def candidates(e5_dir: Path) -> list[dict[str, Any]]:
                 "val_gain_raw": fb["val_gain_raw"],
                 "cells_policy": fb["cells_policy"],
                 "cells": fb["cells"],
+                # for the record only (the choice reads validation): what the fallback cost
+                "test_utility_deployed": res.controller.overall.utility,
+                "test_utility_raw": res.raw_controller.overall.utility
+                if res.raw_controller is not None
+                else None,
             }
         )
     if not out:
