@@ -65,12 +65,22 @@ def test_bins_floor_the_budget():
         use_policy=np.array([[False, False, False]]),
         knob_names=("k",),
     )
-    # below the first edge: the tightest bin; never a static config of a larger budget
-    np.testing.assert_array_equal(fb.bins([5, 10, 19.9, 20, 39, 40, 1e6]), [0, 0, 0, 1, 1, 2, 2])
+    # never a static config of a larger budget; below the grid: -1
+    np.testing.assert_array_equal(fb.bins([5, 10, 19.9, 20, 39, 40, 1e6]), [-1, 0, 0, 1, 1, 2, 2])
     got = fb.apply_array(np.full((4, 1), 9), np.array([5.0, 25.0, 45.0, 15.0]))
     np.testing.assert_array_equal(got[:, 0], [0, 1, 2, 0])
     got_t = fb.apply_tensor(torch.full((4, 1), 9), torch.tensor([5.0, 25.0, 45.0, 15.0]), None)
     np.testing.assert_array_equal(got_t.numpy()[:, 0], [0, 1, 2, 0])
+    # below the grid the policy is never kept, even where every cell keeps it
+    fb.use_policy[:] = True
+    budgets = np.array([5.0, 25.0, 9.9, 15.0])
+    want = [0, 9, 0, 9]
+    np.testing.assert_array_equal(fb.apply_array(np.full((4, 1), 9), budgets)[:, 0], want)
+    fb._tensors.clear()
+    got_t = fb.apply_tensor(torch.full((4, 1), 9), torch.from_numpy(budgets), None)
+    np.testing.assert_array_equal(got_t.numpy()[:, 0], want)
+    assert [r[0] for r in fb.apply_rows([[9]] * 4, budgets)] == want
+    assert fb.apply_rows([[9]] * 2, np.array([25.0, 30.0])) == [[9], [9]]
 
 
 @pytest.mark.parametrize("kind", ["torch", "triton", *[f"int8:{isa}" for isa in available_isas()]])

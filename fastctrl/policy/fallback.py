@@ -5,8 +5,10 @@ A small table per (task slot, budget bin): ``use_policy[slot, k]`` says whether 
 that task type (slot 0: unknown task) with a budget in bin ``k`` keep the policy's decision;
 otherwise they run ``static[k]``, the best static config of that budget on the profile's train
 split (the E5 ``best_static`` baseline). Bin ``k`` holds budgets from ``budget_ms[k]`` up to the
-next edge; budgets below the first edge use bin 0 (the tightest budget fitted). A budget is
-never given a static config fitted for a larger budget.
+next edge. A budget below the first edge (a server's request whose queueing ate most of its
+budget) runs ``static[0]`` whatever the cell says: the policy was never trained or validated
+there, and what it extrapolates is no evidence. A budget is never given a static config
+fitted for a larger budget, except that one below the grid gets the tightest one fitted.
 
 It is applied after the engine's argmax in every decision engine (torch and Triton on the
 device, int8 on the host lists the C++ call returns), so evaluation, the hook and the server
@@ -73,8 +75,8 @@ class SafeFallback:
 
     # ------------------------------------------------------------------ applying
     def bins(self, budget_ms: np.ndarray) -> np.ndarray:
-        k = np.searchsorted(self.budget_ms, np.asarray(budget_ms, dtype=np.float64), "right") - 1
-        return np.maximum(k, 0)
+        """Bin of each budget; -1 below the grid."""
+        return np.searchsorted(self.budget_ms, np.asarray(budget_ms, dtype=np.float64), "right") - 1
 
     def apply_array(
         self, indices: np.ndarray, budget_ms: Any, slots: np.ndarray | None = None
@@ -83,14 +85,14 @@ class SafeFallback:
         b = len(indices)
         k = self.bins(np.broadcast_to(np.asarray(budget_ms, dtype=np.float64).reshape(-1), (b,)))
         s = np.zeros(b, dtype=np.int64) if slots is None else np.asarray(slots).reshape(-1)
-        keep = self.use_policy[s, k]
-        return np.where(keep[:, None], indices, self.static[k])
+        keep = self.use_policy[s, np.maximum(k, 0)] & (k >= 0)
+        return np.where(keep[:, None], indices, self.static[np.maximum(k, 0)])
 
     def apply_rows(
         self, rows: list[list[int]], budget_ms: np.ndarray, slots: np.ndarray | None = None
     ) -> list[list[int]]:
         """The same on host lists (the int8 engine's ``decide_rows``)."""
-        if self.use_policy.all():
+        if self.use_policy.all() and float(np.min(budget_ms)) >= self.budget_ms[0]:
             return rows
         return self.apply_array(np.asarray(rows, dtype=np.int64), budget_ms, slots).tolist()
 
@@ -99,9 +101,11 @@ class SafeFallback:
     ) -> torch.Tensor:
         """The same on the device, without a host sync (torch and Triton engines)."""
         edges, static, keep = self._on(indices.device)
-        k = (torch.bucketize(budget_ms.to(edges.dtype), edges, right=True) - 1).clamp_(min=0)
+        k = torch.bucketize(budget_ms.to(edges.dtype), edges, right=True) - 1
+        in_grid = k >= 0
+        k = k.clamp_(min=0)
         s = torch.zeros_like(k) if slots is None else slots.reshape(-1).to(k.device)
-        return torch.where(keep[s, k].unsqueeze(1), indices, static[k])
+        return torch.where((keep[s, k] & in_grid).unsqueeze(1), indices, static[k])
 
     def _on(self, device: torch.device) -> tuple[torch.Tensor, ...]:
         hit = self._tensors.get(device)
