@@ -857,6 +857,98 @@ def render_grpo_variants(paths: Sequence[Path]) -> str:
     return "\n".join([*table(header, rows), "", provenance_caption([rel(paths[0])], doc["meta"])])
 
 
+def render_digits_shipped(paths: Sequence[Path]) -> str:
+    """The shipped digits controller: the E5 methods' validation gains (what chose it) and
+    test utility (IQM [95% CI] over seeds), from its ``selection.json``."""
+    sel = read_json(paths[0])
+    chosen = sel["chosen"]
+    rows = []
+    for m, test in sel["e5_test_utility"].items():
+        val = sel["methods_validation"].get(m)
+        rows.append(
+            [
+                f"**{m}**" if m == chosen["method"] else m,
+                f"{val['val_gain_deployed']:+.4f}" if val else "(trains no controller)",
+                f"{val['val_gain_raw']:+.4f}" if val else "",
+                f"{test['point']:.3f} [{test['low']:.3f}, {test['high']:.3f}]",
+            ]
+        )
+    by_method: dict[str, list[dict[str, Any]]] = {}
+    for c in sel["candidates"]:
+        by_method.setdefault(c["method"], []).append(c)
+    for row in rows:
+        runs = by_method.get(row[0].strip("*"), [])
+        raw = [c["test_utility_raw"] for c in runs if c.get("test_utility_raw") is not None]
+        dep = [c["test_utility_deployed"] for c in runs]
+        row.append(f"{sum(raw) / len(raw):.3f}" if raw else "")
+        row.append(f"{sum(dep) / len(dep):.3f}" if dep else "")
+    header = [
+        "method",
+        "validation gain over best static, deployed (mean over seeds)",
+        "same, raw controller",
+        "test utility, IQM [95% CI]",
+        "test utility raw (mean over seeds, for the record)",
+        "deployed",
+    ]
+    lines = [
+        f"Shipped: **{chosen['method']}**, seed {chosen['seed']} (its deployed validation gain "
+        f"{chosen['val_gain_deployed']:+.4f}; {chosen['cells_policy']} of {chosen['cells']} "
+        "fallback cells keep the controller).",
+        "",
+        *table(header, rows),
+        "",
+        provenance_caption([rel(paths[0])], sel),
+    ]
+    return "\n".join(lines)
+
+
+def render_digits_live(paths: Sequence[Path]) -> str:
+    """Live on unseen digits pages: the shipped controller against the best static and the
+    full config per budget, with the latency guardrail off and on."""
+    off, on = (read_json(p) for p in paths)
+    rows = []
+    for b in off["budgets_ms"]:
+        key = f"{b:g}"
+        r_off, r_on = off["per_budget"][key], on["per_budget"][key]
+        ratio = b / off["reference_ms"] if off.get("reference_ms") else None
+        st = r_off["best_static"]
+        rows.append(
+            [
+                f"{ratio:.2f}x ({b:.1f} ms)" if ratio else f"{b:.1f} ms",
+                f"{r_off['controller']['accuracy']:.3f}",
+                f"{r_on['controller']['accuracy']:.3f}",
+                f"{st['accuracy']:.3f}",
+                f"{r_off['full']['accuracy']:.3f}",
+                f"{100 * (r_off['controller']['accuracy'] - st['accuracy']):+.1f}",
+                f"{r_off['controller']['slo_attainment']:.1%}",
+                f"{r_on['controller']['slo_attainment']:.1%}",
+                f"{st['slo_attainment']:.1%}",
+            ]
+        )
+    header = [
+        "budget",
+        "controller accuracy (guardrail off)",
+        "(on)",
+        "best static",
+        "full",
+        "controller - static, points (off)",
+        "controller attainment (off)",
+        "(on)",
+        "best static attainment",
+    ]
+    n = off["n_requests"]
+    lines = [
+        f"{n} pages per budget; accuracy = {off['metric']}; attainment = share answered within "
+        f"the budget; guardrail on: {on['args'].get('guardrail')} quantile, "
+        f"{on.get('guardrail_replaced', 0)} decisions replaced.",
+        "",
+        *table(header, rows),
+        "",
+        provenance_caption([rel(p) for p in paths], off),
+    ]
+    return "\n".join(lines)
+
+
 REGISTRY: dict[str, Block] = {
     "serve.loadtest": Block(("bench/results/loadtest/loadtest.json",), render_loadtest),
     "serve.loadtest_batch4": Block(
@@ -880,6 +972,14 @@ REGISTRY: dict[str, Block] = {
     "engines.bench": Block(("bench/results/bench_engines.json",), render_engines),
     "hook.bench": Block(("bench/results/bench_hook.json",), render_hook),
     "grpo.variants": Block(("bench/results/grpo_variants.json",), render_grpo_variants),
+    "digits.shipped": Block(("fastctrl/digits/controller/selection.json",), render_digits_shipped),
+    "digits.live": Block(
+        (
+            "bench/results/digits_live/guardrail_off/live_eval.json",
+            "bench/results/digits_live/guardrail_on/live_eval.json",
+        ),
+        render_digits_live,
+    ),
     **{
         f"e5.{p}": Block((f"bench/results/e5/{p}/e5_statistics.json",), render_e5, on_a_page=False)
         for p in E5_PROFILES

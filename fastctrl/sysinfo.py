@@ -105,6 +105,7 @@ def command_line(module: str) -> str:
     import shlex
     import sys
 
-    argv0 = Path(sys.argv[0]).name if sys.argv else module
-    head = f"python -m {module}" if argv0 in ("__main__.py", "-m", "-c", "") else argv0
+    argv0 = Path(sys.argv[0]).name if sys.argv else ""
+    # `python -m pkg.mod` puts the module's file in argv[0]; a console script its own name
+    head = f"python -m {module}" if argv0.endswith(".py") or argv0 in ("-m", "-c", "") else argv0
     return " ".join([head, *(shlex.quote(a) for a in sys.argv[1:])])

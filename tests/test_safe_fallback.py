@@ -72,11 +72,10 @@ def test_bins_floor_the_budget():
     got_t = fb.apply_tensor(torch.full((4, 1), 9), torch.tensor([5.0, 25.0, 45.0, 15.0]), None)
     np.testing.assert_array_equal(got_t.numpy()[:, 0], [0, 1, 2, 0])
     # below the grid the policy is never kept, even where every cell keeps it
-    fb.use_policy[:] = True
+    fb = SafeFallback(fb.budget_ms, fb.static, np.ones_like(fb.use_policy), fb.knob_names)
     budgets = np.array([5.0, 25.0, 9.9, 15.0])
     want = [0, 9, 0, 9]
     np.testing.assert_array_equal(fb.apply_array(np.full((4, 1), 9), budgets)[:, 0], want)
-    fb._tensors.clear()
     got_t = fb.apply_tensor(torch.full((4, 1), 9), torch.from_numpy(budgets), None)
     np.testing.assert_array_equal(got_t.numpy()[:, 0], want)
     assert [r[0] for r in fb.apply_rows([[9]] * 4, budgets)] == want

@@ -188,8 +188,11 @@ class Int8Engine(Engine):
         (text_np,) = _f32_arrays(text)
         buf[:, :dim] = text_np
         buf[:, dim:] = 0.0
-        slots = np.zeros(bsz, np.int64) if task is None else task.reshape(-1).cpu().numpy()
-        buf[np.arange(bsz), dim + slots] = 1.0
+        if bsz == 1:  # a served request: no index arrays
+            buf[0, dim + (0 if task is None else int(task.reshape(-1)[0]))] = 1.0
+        else:
+            slots = np.zeros(bsz, np.int64) if task is None else task.reshape(-1).cpu().numpy()
+            buf[np.arange(bsz), dim + slots] = 1.0
         image_np, budget_np = _f32_arrays(image, budget_ms)
         return image_np, buf, budget_np
 
