@@ -762,6 +762,43 @@ def headline_digits(paths: Sequence[Path]) -> str:
     )
 
 
+def headline_e5_digits(paths: Sequence[Path]) -> str:
+    doc = read_json(paths[0])
+    final = doc["statistics"]["metrics"]["final_utility"]["methods"]
+    best = max(final, key=lambda m: final[m]["point"])
+    static = doc["statistics"]["baselines"]["best_static"]["final_utility"]["value"]
+    e = final[best]
+    return (
+        f"E5 on the digits profile ({len(final)} methods x {e['n']} seeds, "
+        f"{doc['meta']['max_env_steps']:,} env_steps): best test utility {best} "
+        f"{e['point']:.3f} [{e['low']:.3f}, {e['high']:.3f}] against {static:.3f} for the best "
+        f"static config; {below_static(final, static)} (`{rel(paths[0])}`)."
+    )
+
+
+def below_static(final: dict[str, Any], static: float) -> str:
+    """Which methods' IQM is below the best static config, in words (computed, not typed)."""
+    below = [m for m, e in final.items() if e["point"] < static]
+    return f"below it: {', '.join(below)}" if below else "every method at or above it"
+
+
+def headline_digits_live(paths: Sequence[Path]) -> str:
+    off = read_json(paths[0])
+    gains, att = [], []
+    for b in off["budgets_ms"]:
+        r = off["per_budget"][f"{b:g}"]
+        gains.append(100 * (r["controller"]["accuracy"] - r["best_static"]["accuracy"]))
+        att.append(r["controller"]["slo_attainment"])
+    ratios = [b / off["reference_ms"] for b in off["budgets_ms"]]
+    return (
+        f"The shipped digits controller live on {off['n_requests']} unseen pages at "
+        f"{ratios[0]:.2f}-{ratios[-1]:.2f}x budgets: {sum(gains) / len(gains):+.1f} points of "
+        f"exact match over the best static config on average (at each budget "
+        f"{' / '.join(f'{g:+.1f}' for g in gains)}), deadline attainment "
+        f"{min(att):.0%}-{max(att):.0%} (`{rel(paths[0])}`)."
+    )
+
+
 def headline_ray(paths: Sequence[Path]) -> str:
     d = read_json(paths[0])
     return (
@@ -989,6 +1026,10 @@ REGISTRY: dict[str, Block] = {
         ("bench/results/bench_serve_overhead.json",), headline_serve_overhead
     ),
     "readme.digits": Block((DIGITS_PROFILE,), headline_digits),
+    "readme.e5_digits": Block(("bench/results/e5/digits/e5_statistics.json",), headline_e5_digits),
+    "readme.digits_live": Block(
+        ("bench/results/digits_live/guardrail_off/live_eval.json",), headline_digits_live
+    ),
     "readme.ray": Block(("bench/results/bench_ray.json",), headline_ray),
     "readme.engines": Block(("bench/results/bench_engines.json",), headline_engines),
 }

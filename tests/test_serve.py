@@ -246,16 +246,20 @@ def test_the_load_test_drives_a_running_server(server, tmp_path):
 
     url, _ = server
     out = tmp_path / "lt"
-    args = LoadTestArgs(url=url, rates=(20.0,), requests=12, output_dir=str(out))
+    # loose budgets (10x the full config's latency): what is answered does not hang on how
+    # loaded this host is; refusals and attainment under load are the benchmark's business
+    args = LoadTestArgs(
+        url=url, rates=(5.0,), requests=12, budget_ratios=(10.0, 20.0), output_dir=str(out)
+    )
     assert run(args) == 0
     doc = json.loads((out / "loadtest.json").read_text())
     assert (out / "loadtest.png").stat().st_size > 1000
-    o = doc["results"]["url"]["20"]["overall"]
+    o = doc["results"]["url"]["5"]["overall"]
     assert o["sent"] == 12 and o["answered"] + o["refused"] + o["failed"] == 12
     assert o["answered"] >= 6 and o["failed"] == 0
     assert 0.0 <= o["attainment"] <= o["answered"] / 12
     assert o["accuracy"] > 0.5  # the trained model reads most pages
-    classes = doc["results"]["url"]["20"]["per_budget_class"]
+    classes = doc["results"]["url"]["5"]["per_budget_class"]
     assert sum(c["sent"] for c in classes.values()) == 12
     from fastctrl.evaluate.live import reference_latency_ms
     from fastctrl.profile.table import Profile
