@@ -56,7 +56,8 @@ class GRPOConfig:
     """Divide group advantages by the group std. Off by default (R - mean, as in the GRPO
     design): with the E5 reward's unbounded overshoot penalty, per-group std scaling prefers
     configs that usually win by a little and sometimes overshoot by a lot (more SLO violations
-    and a lower utility on the main job's validation split)."""
+    and a lower utility when the default was set, on an earlier version of the synthetic
+    profile; not re-measured since)."""
     clip_coef: float = 0.2
     """Clipping of the probability ratio."""
     kl_coef: float = 0.0
