@@ -986,6 +986,44 @@ def render_digits_live(paths: Sequence[Path]) -> str:
     return "\n".join(lines)
 
 
+def render_fallback_cost(paths: Sequence[Path]) -> str:
+    """The safe fallback's cost per decision, each engine with and without its table."""
+    doc = read_json(paths[0])
+    rows = []
+    for name, r in doc["results"].items():
+        us = r["us"]
+        rows.append(
+            [
+                name,
+                f"{us['hook path without']:.1f}",
+                f"{us['hook path with']:.1f}",
+                f"{r['hook_path_added_us']:+.1f}",
+                f"{r['hook_path_ratio']:.2f}x",
+                f"{r['decide_ratio']:.2f}x",
+            ]
+        )
+    header = [
+        "engine, batch",
+        "hook path us, no table",
+        "with the table",
+        "added us",
+        "ratio",
+        "public decide(): ratio",
+    ]
+    not_run = "; ".join(f"{k}: {v}" for k, v in doc.get("not_run", {}).items())
+    return "\n".join(
+        [
+            f"The shipped digits controller ({doc['cells_policy']} of {doc['cells']} cells keep "
+            f"it), one thread, medians of calls interleaved with and without the table; host "
+            f"load average {doc['load_average_1min']:.1f} when it ran. Not run: {not_run}.",
+            "",
+            *table(header, rows),
+            "",
+            provenance_caption([rel(paths[0])], doc["meta"]),
+        ]
+    )
+
+
 REGISTRY: dict[str, Block] = {
     "serve.loadtest": Block(("bench/results/loadtest/loadtest.json",), render_loadtest),
     "serve.loadtest_batch4": Block(
@@ -1008,6 +1046,7 @@ REGISTRY: dict[str, Block] = {
     "ray.bench": Block(("bench/results/bench_ray.json",), render_ray),
     "engines.bench": Block(("bench/results/bench_engines.json",), render_engines),
     "hook.bench": Block(("bench/results/bench_hook.json",), render_hook),
+    "engines.fallback": Block(("bench/results/bench_fallback.json",), render_fallback_cost),
     "grpo.variants": Block(("bench/results/grpo_variants.json",), render_grpo_variants),
     "digits.shipped": Block(("fastctrl/digits/controller/selection.json",), render_digits_shipped),
     "digits.live": Block(

@@ -101,11 +101,17 @@ def provenance(command: str) -> dict[str, Any]:
 
 def command_line(module: str) -> str:
     """This process's command as a user would type it: ``python -m <module> ...`` when run as
-    a module, else the script's name and its arguments (``fastctrl compare ...``)."""
+    a module, ``python <module> ...`` when ``module`` is a script's path (``bench/x.py``), else
+    the console script's name and its arguments (``fastctrl compare ...``)."""
     import shlex
     import sys
 
     argv0 = Path(sys.argv[0]).name if sys.argv else ""
     # `python -m pkg.mod` puts the module's file in argv[0]; a console script its own name
-    head = f"python -m {module}" if argv0.endswith(".py") or argv0 in ("-m", "-c", "") else argv0
+    if module.endswith(".py"):  # a script: `python path/to/script.py ...`
+        head = f"python {module}"
+    elif argv0.endswith(".py") or argv0 in ("-m", "-c", ""):
+        head = f"python -m {module}"
+    else:
+        head = argv0
     return " ".join([head, *(shlex.quote(a) for a in sys.argv[1:])])
