@@ -36,9 +36,10 @@ VARIANTS: dict[str, list[str]] = {
     ],
     "sampled, lr 3e-5": ["--groups", "sampled", "--lr", "3e-5"],
     "sampled, lr 2e-5": ["--groups", "sampled", "--lr", "2e-5"],
-    "offline, lr 1e-4": ["--groups", "offline", "--lr", "1e-4"],
+    "offline, lr 1e-4": ["--groups", "offline", "--lr", "1e-4", "--updates_per_step", "50"],
     "offline, lr 1e-4, uniform weights": [
-        "--groups", "offline", "--lr", "1e-4", "--offline_weighting", "uniform",
+        "--groups", "offline", "--lr", "1e-4", "--updates_per_step", "50",
+        "--offline_weighting", "uniform",
     ],
     "offline, lr 1e-4, 5 updates per step": [
         "--groups", "offline", "--lr", "1e-4", "--updates_per_step", "5",

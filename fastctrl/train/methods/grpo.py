@@ -47,9 +47,9 @@ class GRPOConfig:
     offline_weighting: Literal["policy", "uniform"] = "policy"
     """offline groups: weight each config's term by its pre-update probability (the sampled
     objective's expectation) or uniformly (every config as one sampled member)."""
-    updates_per_step: int = 50
+    updates_per_step: int = 5
     """offline groups: gradient updates (batch_size groups each) after each profiled chunk of
-    requests."""
+    requests (more overfit the pool: bench/results/grpo_variants.json)."""
     group_size: int = 8
     """sampled groups: configs sampled per (request, budget) group."""
     grpo_std_scaling: bool = False
