@@ -82,6 +82,19 @@ def test_bins_floor_the_budget():
     assert fb.apply_rows([[9]] * 2, np.array([25.0, 30.0])) == [[9], [9]]
 
 
+def test_a_grid_budget_in_float32_stays_in_its_bin():
+    """Budgets reach the engines as float32: a grid budget rounded down to float32 must not
+    fall below its edge (below the grid the policy is never kept)."""
+    edges = np.array([6.958537, 9.940767, 13.9170761])  # not representable in float32
+    fb = SafeFallback(edges, np.array([[0], [1], [2]]), np.ones((1, 3), bool), ("k",))
+    b32 = edges.astype(np.float32)
+    assert (b32.astype(np.float64) != edges).any(), "premise: float32 moves some edge"
+    np.testing.assert_array_equal(fb.bins(b32), [0, 1, 2])
+    assert fb.apply_rows([[9]] * 3, b32) == [[9]] * 3
+    got = fb.apply_tensor(torch.full((3, 1), 9), torch.from_numpy(b32), None)
+    np.testing.assert_array_equal(got.numpy()[:, 0], [9, 9, 9])
+
+
 @pytest.mark.parametrize("kind", ["torch", "triton", *[f"int8:{isa}" for isa in available_isas()]])
 def test_every_engine_applies_the_same_table(kind):
     c = _controller()

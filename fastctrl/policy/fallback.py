@@ -69,8 +69,9 @@ class SafeFallback:
                 f"{list(self.use_policy.shape)}"
             )
         self._tensors: dict[torch.device, tuple[torch.Tensor, ...]] = {}
-        # the host path's tables as Python lists (apply_rows)
-        self._edges = self.budget_ms.tolist()
+        # edges in float32, as budgets reach the engines; the host path's as Python lists
+        self._edges32 = self.budget_ms.astype(np.float32)
+        self._edges = self._edges32.astype(np.float64).tolist()
         self._keep = self.use_policy.tolist()
         self._static_rows = self.static.tolist()
 
@@ -80,8 +81,10 @@ class SafeFallback:
 
     # ------------------------------------------------------------------ applying
     def bins(self, budget_ms: np.ndarray) -> np.ndarray:
-        """Bin of each budget; -1 below the grid."""
-        return np.searchsorted(self.budget_ms, np.asarray(budget_ms, dtype=np.float64), "right") - 1
+        """Bin of each budget; -1 below the grid. Compared in float32, the precision budgets
+        reach the engines in: a grid budget rounded to float32 stays in its own bin."""
+        b = np.asarray(budget_ms, dtype=np.float32)
+        return np.searchsorted(self._edges32, b, "right") - 1
 
     def apply_array(
         self, indices: np.ndarray, budget_ms: Any, slots: np.ndarray | None = None
@@ -99,7 +102,7 @@ class SafeFallback:
         """The same on host lists (the int8 engine's ``decide_rows``), in plain Python: a
         served request is one row, where numpy's per-call overhead was a third of the
         decision path (cProfile of the digits server)."""
-        budgets = np.asarray(budget_ms, dtype=np.float64).reshape(-1).tolist()
+        budgets = np.asarray(budget_ms, dtype=np.float32).astype(np.float64).reshape(-1).tolist()
         if len(budgets) == 1 and len(rows) != 1:
             budgets = budgets * len(rows)
         cells = [0] * len(rows) if slots is None else np.asarray(slots).reshape(-1).tolist()
@@ -124,7 +127,7 @@ class SafeFallback:
         hit = self._tensors.get(device)
         if hit is None:
             hit = self._tensors[device] = (
-                torch.from_numpy(self.budget_ms.astype(np.float32)).to(device),
+                torch.from_numpy(self._edges32).to(device),
                 torch.from_numpy(self.static).to(device),
                 torch.from_numpy(self.use_policy).to(device),
             )
