@@ -1026,6 +1026,7 @@ def render_fallback_cost(paths: Sequence[Path]) -> str:
 
 REGISTRY: dict[str, Block] = {
     "serve.loadtest": Block(("bench/results/loadtest/loadtest.json",), render_loadtest),
+    "serve.loadtest_run2": Block(("bench/results/loadtest_run2/loadtest.json",), render_loadtest),
     "serve.loadtest_batch4": Block(
         ("bench/results/loadtest_batch4/loadtest.json",), render_loadtest
     ),
