@@ -87,7 +87,7 @@ class LoadTestArgs:
     profile: str = "fastctrl-digits"
     """The profile the default reference comes from."""
     port: int = 8731
-    """Port of the started servers (127.0.0.1)."""
+    """Port of the first started server (127.0.0.1); the others take the next ones."""
 
     def __post_init__(self) -> None:
         cli.need_at_least(self, 1, "requests", "max_batch", "port")
@@ -343,23 +343,31 @@ def run(args: LoadTestArgs) -> int:
     targets = [("url", None)] if args.url else [(v, VARIANT_FLAGS[v]) for v in args.variants]
     t_start = time.time()
     ref = args.reference_ms or reference_ms(args.profile)
-    for name, flags in targets:
-        server = None
-        if flags is not None:
-            server = StartedServer(
-                [*flags, "--max_batch", str(args.max_batch), *args.serve_args],
-                args.port,
-                out / f"serve_{name}.log",
-            )
-            url = server.url
-        else:
-            url = args.url
-        references[name] = ref
-        log.info("%s: budgets are ratios of %.2f ms", name, ref)
-        try:
+    servers: list[StartedServer] = []
+    urls: dict[str, str] = {}
+    try:
+        # every variant's server up first (each its own process and port, idle while another
+        # is driven), then rates outside and variants inside: the host's speed drifts over the
+        # minutes a run takes on a shared VM, and run one variant after another it ranked the
+        # variants by when they ran (at max_batch 1, controller and min, the same policy,
+        # differed by up to 1.6x between two such runs)
+        for i, (name, flags) in enumerate(targets):
+            if flags is None:
+                urls[name] = args.url
+            else:
+                server = StartedServer(
+                    [*flags, "--max_batch", str(args.max_batch), *args.serve_args],
+                    args.port + i,
+                    out / f"serve_{name}.log",
+                )
+                servers.append(server)
+                urls[name] = server.url
+            references[name] = ref
             results[name] = {}
-            for k, rate in enumerate(args.rates):
-                rng = np.random.default_rng([args.seed, k])
+            log.info("%s: budgets are ratios of %.2f ms", name, ref)
+        for k, rate in enumerate(args.rates):
+            for name, url in urls.items():
+                rng = np.random.default_rng([args.seed, k])  # the same arrivals for every variant
                 sent, duration = asyncio.run(
                     drive(
                         url,
@@ -384,9 +392,9 @@ def run(args: LoadTestArgs) -> int:
                     o["accuracy"],
                     o["refused"],
                 )
-        finally:
-            if server is not None:
-                server.stop()
+    finally:
+        for server in servers:
+            server.stop()
     doc = {
         "command": "fastctrl loadtest "
         + " ".join(sys.argv[2:] if sys.argv[1:2] == ["loadtest"] else sys.argv[1:]),
