@@ -13,7 +13,6 @@ on CPU it is listed as not run.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -25,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fastctrl import Controller, make_engine  # noqa: E402
+from fastctrl import Controller, io, make_engine  # noqa: E402
 from fastctrl.digits import shipped_controller  # noqa: E402
 from fastctrl.sysinfo import command_line, provenance  # noqa: E402
 
@@ -103,8 +102,7 @@ def main() -> int:
                 f"{r['decide_ratio']:.2f}x",
                 flush=True,
             )
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+    io.write_json(args.json, out)  # atomic: a killed run leaves the old file
     return 0
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fastctrl.sysinfo import provenance  # noqa: E402
+from fastctrl import io  # noqa: E402
+from fastctrl.sysinfo import command_line, provenance  # noqa: E402
 
 #: name -> flags on top of `fastctrl train grpo --seed 0`
 VARIANTS: dict[str, list[str]] = {
@@ -75,7 +75,7 @@ def main() -> int:
     ap.add_argument("--output", default="bench/results/grpo_variants.json")
     ap.add_argument("--only", nargs="*", default=None, help="variant names to run (default all)")
     args = ap.parse_args()
-    out = {"meta": provenance("python bench/grpo_variants.py " + shlex.join(sys.argv[1:]))}
+    out = {"meta": provenance(command_line("bench/grpo_variants.py"))}
     out["variants"] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, flags in VARIANTS.items():
@@ -97,8 +97,7 @@ def main() -> int:
                 f"(slo {v['val_best_slo']:.3f} -> {v['val_final_slo']:.3f})",
                 flush=True,
             )
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(out, indent=1) + "\n")
+    io.write_json(args.output, out)  # atomic: a killed run leaves the old file
     return 0
 
 

@@ -43,18 +43,23 @@ def main(spec_path: str, out_path: str) -> None:
         enable_prefix_caching=False,
         seed=0,
     )
-    reqs = spec["requests"]
-    prompts = [TokensPrompt(prompt_token_ids=r["prompt"]) for r in reqs]
-    params = [
-        SamplingParams(
-            max_tokens=r["max_tokens"],
-            temperature=0.0,
-            detokenize=False,
-            ignore_eos=True,
-            extra_args=r.get("extra_args") or None,
-        )
-        for r in reqs
-    ]
+
+    def prompts_and_params(rs: list[dict]) -> tuple[list, list]:
+        """Token prompts and greedy sampling params (with their extra_args) of requests."""
+        prompts = [TokensPrompt(prompt_token_ids=r["prompt"]) for r in rs]
+        params = [
+            SamplingParams(
+                max_tokens=r["max_tokens"],
+                temperature=0.0,
+                detokenize=False,
+                ignore_eos=True,
+                extra_args=r.get("extra_args") or None,
+            )
+            for r in rs
+        ]
+        return prompts, params
+
+    prompts, params = prompts_and_params(spec["requests"])
     from tests_vllm.tiny import model_class_name
 
     out: dict = {"model_class": llm.apply_model(model_class_name)[0]}
@@ -71,20 +76,7 @@ def main(spec_path: str, out_path: str) -> None:
         # named request sets, timed round-robin (one warm-up each) so that drift on a shared
         # machine falls on every set alike
         sets = {
-            name: (
-                [TokensPrompt(prompt_token_ids=r["prompt"]) for r in rs],
-                [
-                    SamplingParams(
-                        max_tokens=r["max_tokens"],
-                        temperature=0.0,
-                        detokenize=False,
-                        ignore_eos=True,
-                        extra_args=r.get("extra_args") or None,
-                    )
-                    for r in rs
-                ],
-                sum(r["max_tokens"] for r in rs),
-            )
+            name: (*prompts_and_params(rs), sum(r["max_tokens"] for r in rs))
             for name, rs in timing["sets"].items()
         }
         for ps, ss, _ in sets.values():

@@ -98,12 +98,12 @@ def fit_fallback(
         )
         return rewards[np.flatnonzero(sel), flat] - u_static[sel]
 
-    def test(name: str, sel: np.ndarray, with_task: bool) -> np.ndarray:
-        """``[K, 2]`` bounds per budget of the cells of ``sel`` (rows: NaN where empty)."""
+    def test(name: str, diff: np.ndarray, ratio: np.ndarray) -> np.ndarray:
+        """``[K, 2]`` bounds per budget of per-context gains ``diff`` at budget ratios ``ratio``
+        (rows: NaN where there are none)."""
         out = np.full((len(ratios), 2), np.nan)
-        if not sel.any():
+        if not len(diff):
             return out
-        diff, ratio = gains(sel, with_task), ctx.ratio[sel]
         for k, r in enumerate(ratios):
             d = diff[ratio == r]
             out[k] = paired_bounds(d, confidence, n_boot, rng)
@@ -122,15 +122,19 @@ def fit_fallback(
 
     use = np.zeros((len(task_types) + 1, len(ratios)), dtype=bool)
     # slot 0 (task unknown): every request, decided without its task
-    use[0] = test("", np.ones(len(ctx), bool), False)[:, 0] > 0
+    everyone = np.ones(len(ctx), bool)
+    use[0] = test("", gains(everyone, False), ctx.ratio)[:, 0] > 0
     if task_types:
+        # the known tasks' requests decided once, with their tasks; each cell reads its rows
         known = np.isin(tasks, task_types)
-        pooled = test("*", known, True) if cells != "task_budget" else None
+        gain = np.full(len(ctx), np.nan)
+        gain[known] = gains(known, True)
+        pooled = test("*", gain[known], ctx.ratio[known]) if cells != "task_budget" else None
         for i, t in enumerate(task_types):
             if cells == "budget":
                 use[i + 1] = pooled[:, 0] > 0
                 continue
-            own = test(t, tasks == t, True)
+            own = test(t, gain[tasks == t], ctx.ratio[tasks == t])
             use[i + 1] = own[:, 0] > 0  # a shown gain of the task's own cell
             if pooled is not None:  # or a shown gain at the budget, the task not shown worse
                 use[i + 1] |= (pooled[:, 0] > 0) & ~(own[:, 1] < 0)

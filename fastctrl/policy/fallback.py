@@ -62,10 +62,9 @@ class SafeFallback:
                 f"static must be [{k}, {len(self.knob_names)}] (bins x knobs), got "
                 f"{list(self.static.shape)}"
             )
-        n_slots = len(self.task_types) + 1
-        if self.use_policy.shape != (n_slots, k):
+        if self.use_policy.shape != (self.n_slots, k):
             raise ValueError(
-                f"use_policy must be [{n_slots}, {k}] (task slots x bins), got "
+                f"use_policy must be [{self.n_slots}, {k}] (task slots x bins), got "
                 f"{list(self.use_policy.shape)}"
             )
         self._tensors: dict[torch.device, tuple[torch.Tensor, ...]] = {}
